@@ -1,0 +1,186 @@
+"""The one place that decides NumPy (CPU) or CuPy (CUDA).
+
+Everything else asks this module for `xp`; no other file imports cupy.
+
+    backend = get_backend("auto")          # or "cpu", "gpu"
+    x = backend.asarray(host_array)        # host -> device (no copy on CPU)
+    xp = array_module(x)                   # numpy or cupy, from the arrays themselves
+    y = backend.to_numpy(x)                # device -> host
+    backend.synchronize()                  # wait for queued GPU work before reading a clock
+
+Layer code takes `xp` from its inputs with `array_module(...)`, so one code path serves both.
+Tests can swap the array module for a stand-in with `forced_array_module(...)` (see `backend.cupy_api`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import numpy
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "DeviceMismatchError",
+    "DEVICES",
+    "array_module",
+    "forced_array_module",
+    "get_backend",
+    "gpu_problem",
+    "is_device_array",
+]
+
+DEVICES = ("cpu", "gpu", "auto")
+GPU_INSTALL_HINT = "pip install -e .[gpu]"
+
+
+class BackendError(RuntimeError):
+    """The device the user asked for cannot be used; the message says why and what to do."""
+
+
+class DeviceMismatchError(TypeError):
+    """Arrays on the host and on the GPU met in one operation."""
+
+
+def _import_cupy():
+    """Return the cupy module, or None when it is not installed (or broken)."""
+    try:
+        import cupy  # the only cupy import in the project
+    except Exception:  # ImportError, or a CUDA library that fails to load
+        return None
+    return cupy
+
+
+def gpu_problem() -> str | None:
+    """Why the GPU backend cannot run here, as one sentence; None when it can."""
+    cupy = _import_cupy()
+    if cupy is None:
+        return f"CuPy is not installed; install it with `{GPU_INSTALL_HINT}` (needs an NVIDIA GPU and CUDA 12)."
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:  # CUDARuntimeError without a driver
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return f"CuPy is installed but no working CUDA device was found ({first_line}); check the NVIDIA driver."
+    if count < 1:
+        return "CuPy is installed but no CUDA device was found; check the NVIDIA driver."
+    try:
+        cupy.zeros(1, dtype=cupy.float32).sum().item()
+    except Exception as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return f"CuPy is installed but could not run on the GPU ({first_line})."
+    return None
+
+
+@dataclass
+class Backend:
+    """An array module and the few operations that cross the host/device line.
+
+    name: "cpu" or "gpu".
+    xp: numpy or cupy.
+    seed: seeds `rng`, a host `numpy.random.Generator` used for initialisation and shuffling
+        (its state is plain data, so checkpoints can store and restore it exactly).
+    """
+
+    name: str
+    xp: object
+    seed: int = 0
+    rng: numpy.random.Generator = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.rng = numpy.random.default_rng(self.seed)
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.name == "gpu"
+
+    def asarray(self, array, dtype=None):
+        """Host (or device) array -> array of this backend, optionally cast to `dtype`."""
+        return self.xp.asarray(array, dtype=dtype)
+
+    def to_numpy(self, array) -> numpy.ndarray:
+        """Array of any backend -> numpy array on the host."""
+        return to_numpy(array)
+
+    def synchronize(self) -> None:
+        """Block until queued device work is done (a no-op on the CPU); call before reading a clock."""
+        if self.is_gpu:
+            self.xp.cuda.get_current_stream().synchronize()
+
+    def device_name(self) -> str:
+        """A human-readable name of the device, for logs and benchmark tables."""
+        if not self.is_gpu:
+            return "cpu"
+        cupy = self.xp
+        properties = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+        name = properties["name"]
+        return name.decode() if isinstance(name, bytes) else str(name)
+
+    def library_versions(self) -> dict:
+        """Versions of the array libraries in use (cupy only on the GPU)."""
+        versions = {"numpy": numpy.__version__}
+        if self.is_gpu:
+            versions["cupy"] = self.xp.__version__
+        return versions
+
+
+def get_backend(device: str = "cpu", seed: int = 0) -> Backend:
+    """Resolve a --device choice ("cpu", "gpu" or "auto") to a Backend.
+
+    Raises BackendError, with one line saying what is missing, when "gpu" cannot run here.
+    "auto" picks the GPU when CuPy and a CUDA device both work, else the CPU.
+    """
+    if device not in DEVICES:
+        raise BackendError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}.")
+    if device == "cpu":
+        return Backend("cpu", numpy, seed)
+    problem = gpu_problem()
+    if problem is None:
+        return Backend("gpu", _import_cupy(), seed)
+    if device == "auto":
+        return Backend("cpu", numpy, seed)
+    raise BackendError(f"--device gpu is not available: {problem}")
+
+
+def is_device_array(array) -> bool:
+    """True for a CuPy array (checked by type, without importing cupy)."""
+    return type(array).__module__.split(".")[0] == "cupy"
+
+
+_forced_module = None
+
+
+@contextlib.contextmanager
+def forced_array_module(module):
+    """Make `array_module` return `module` inside the block (for the CuPy-API stand-in test)."""
+    global _forced_module
+    previous, _forced_module = _forced_module, module
+    try:
+        yield module
+    finally:
+        _forced_module = previous
+
+
+def array_module(*arrays):
+    """The array module (numpy or cupy) of the given arrays; None entries are ignored.
+
+    Raises DeviceMismatchError when host and device arrays are mixed.
+    """
+    if _forced_module is not None:
+        return _forced_module
+    on_device = {is_device_array(a) for a in arrays if a is not None and not numpy.isscalar(a)}
+    if on_device == {True, False}:
+        raise DeviceMismatchError(
+            "host (NumPy) and GPU (CuPy) arrays were mixed in one operation; "
+            "move data with Backend.asarray / Backend.to_numpy first."
+        )
+    if True in on_device:
+        return _import_cupy()
+    return numpy
+
+
+def to_numpy(array) -> numpy.ndarray:
+    """Array of any backend -> numpy array on the host."""
+    if is_device_array(array):
+        return array.get()
+    return numpy.asarray(array)
