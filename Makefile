@@ -1,0 +1,52 @@
+# Two commands a fresh machine needs (see README.md):
+#   make train   set up .venv and train the CNN (the main job)
+#   make test    set up .venv and run the test suite
+# Each creates its own virtual environment when there is none.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch comes first, pinned: its CPU build lies on this workplace's disk, and an unpinned torch
+# asked for by an extra would pull a CUDA build of several GB.
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= test,plot
+TRAIN_ARGS ?=
+
+.PHONY: train test setup setup-train data clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# One stamp per set of extras, so `make test EXTRAS=test,plot,gpu` installs what it adds.
+$(VENV)/.installed-%: setup.cfg pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[$*]"
+	touch $@
+
+$(VENV)/.installed-base: setup.cfg pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+setup: $(VENV)/.installed-$(EXTRAS)
+
+setup-train: $(VENV)/.installed-base data
+
+# The main job falls back to Fashion-MNIST when MNIST is absent and cannot be downloaded;
+# as root on Debian, install that dataset so the fallback works offline.
+data:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Debian's dataset-fashion-mnist (offline fallback dataset)"; \
+		(apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+		 (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1)) || \
+		echo "Could not install dataset-fashion-mnist; continuing."; \
+	fi
+
+train: setup-train
+	$(PY) scripts/train.py $(TRAIN_ARGS)
+
+test: setup
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache
