@@ -1,0 +1,68 @@
+"""The nets engine: what the training loop needs from a hand-written model and its optimizer.
+
+An engine hides which library computes (nets here, PyTorch in nets/torch_engine.py) behind a few calls:
+    to_device(host_array) / index_vector(order)   once per run / once per epoch
+    take(array, index)                             a batch gathered on the device
+    train_step(x, labels) -> (loss, correct)       device scalars; nothing is read back
+    count_hits(x, labels)                          correct predictions, a device scalar
+    to_host(scalar) -> float                       the only device -> host read, done every few steps
+    set_lr(lr), synchronize()
+    parameters_numpy(), optimizer_state(), load_state(params, optimizer_state)   for checkpoints
+"""
+
+from __future__ import annotations
+
+from backend import Backend
+
+
+class NetsEngine:
+    """Trains a nets model (nets/models.py) with a nets optimizer (nets/optim.py) on `backend`."""
+
+    impl = "nets"
+
+    def __init__(self, model, optimizer, backend: Backend):
+        self.model = model
+        self.optimizer = optimizer
+        self.backend = backend
+        self.xp = backend.xp
+
+    def to_device(self, host_array, dtype=None):
+        return self.backend.asarray(host_array, dtype=dtype)
+
+    def index_vector(self, order):
+        return self.backend.asarray(order)
+
+    def take(self, array, index):
+        return self.xp.take(array, index, axis=0)
+
+    def train_step(self, x, labels):
+        loss, logits = self.model.loss_and_gradients(x, labels)
+        self.optimizer.step(self.model.gradients())
+        return loss, (logits.argmax(axis=1) == labels).sum()
+
+    def predict(self, x):
+        """Predicted classes (N,) on the device, in evaluation mode."""
+        return self.model.forward(x, train=False).argmax(axis=1)
+
+    def count_hits(self, x, labels):
+        return (self.predict(x) == labels).sum()
+
+    def to_host(self, scalar) -> float:
+        return float(scalar)
+
+    def set_lr(self, lr: float) -> None:
+        self.optimizer.lr = lr
+
+    def synchronize(self) -> None:
+        self.backend.synchronize()
+
+    def parameters_numpy(self) -> dict:
+        return self.model.state_dict()
+
+    def optimizer_state(self) -> dict:
+        return self.optimizer.state_dict()
+
+    def load_state(self, params: dict, optimizer_state: dict | None) -> None:
+        self.model.load_state_dict(params)
+        if optimizer_state is not None:
+            self.optimizer.load_state_dict(optimizer_state)
