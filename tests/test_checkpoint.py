@@ -1,0 +1,455 @@
+"""Checkpoints: exact round trips (parameters, optimizer, epoch, RNG, config), atomic writes,
+one-line errors for every bad input, no pickles, and PyTorch state_dicts in and out."""
+
+import os
+import zipfile
+
+import numpy
+import pytest
+
+import nets.checkpoint as checkpoint_module
+from nets.checkpoint import (
+    CheckpointError,
+    export_torch_state_dict,
+    infer_model_config,
+    load_any_checkpoint,
+    load_checkpoint,
+    load_parameters,
+    load_torch_state_dict,
+    parameter_arrays,
+    restore_model,
+    restore_optimizer,
+    restore_rng,
+    save_checkpoint,
+    save_torch_state_dict,
+)
+from nets.models import build_model
+from nets.optim import SGD, Adam
+from tests.conftest import torch_or_skip
+
+# Small versions of the two models, so every test runs in milliseconds.
+SMALL = {
+    "mlp": {"name": "mlp", "sizes": [12, 8, 6, 4]},
+    "cnn": {"name": "cnn", "in_channels": 1, "channels": [3, 4], "hidden": 5, "classes": 4, "image_size": 12},
+}
+
+
+def small_model(name, backend, dtype="float64", seed=0):
+    return build_model(SMALL[name], backend=backend, dtype=dtype, init="torch", rng=numpy.random.default_rng(seed))
+
+
+def batches(name, dtype, count, seed=3):
+    rng = numpy.random.default_rng(seed)
+    shape = (5, 12) if name == "mlp" else (5, 1, 12, 12)
+    return [(rng.random(shape).astype(dtype), rng.integers(0, 4, size=5)) for _ in range(count)]
+
+
+def train(model, optimizer, batch_list):
+    for x, labels in batch_list:
+        model.loss_and_gradients(model.backend.asarray(x), model.backend.asarray(labels))
+        optimizer.step(model.gradients())
+
+
+def message_of(error_info) -> str:
+    text = str(error_info.value)
+    assert "\n" not in text, text
+    return text
+
+
+@pytest.fixture
+def saved_mlp(tmp_path, backend):
+    """An mlp checkpoint after 2 Adam steps, with epoch, RNG, config and metrics."""
+    model = small_model("mlp", backend)
+    optimizer = Adam(model.parameters(), lr=0.01)
+    train(model, optimizer, batches("mlp", "float64", 2))
+    path = tmp_path / "mlp.npz"
+    save_checkpoint(path, model, optimizer=optimizer, epoch=2, rng=numpy.random.default_rng(7),
+                    config={"lr": 0.01, "dataset": "synthetic"}, metrics=[{"epoch": 1, "loss": 1.5}])
+    return path, model
+
+
+# ---------------------------------------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_round_trip_keeps_everything(tmp_path, backend, dtype, name):
+    model = small_model(name, backend, dtype)
+    optimizer = Adam(model.parameters(), lr=0.01, weight_decay=1e-3)
+    train(model, optimizer, batches(name, dtype, 2))
+    rng = numpy.random.default_rng(11)
+    rng.random(3)
+    epoch_rng_state = rng.bit_generator.state
+    rng.random(5)
+    config = {"optimizer": "adam", "lr": 0.01, "batch_size": 5, "dataset": {"name": "synthetic", "size": 10}}
+    metrics = [{"epoch": 1, "test_accuracy": 0.5}]
+    path = save_checkpoint(tmp_path / "run.npz", model, optimizer=optimizer, epoch=4, step_in_epoch=3, rng=rng,
+                           epoch_rng_state=epoch_rng_state, config=config, metrics=metrics)
+    assert path == str(tmp_path / "run.npz") and os.listdir(tmp_path) == ["run.npz"]
+
+    loaded = load_checkpoint(path)
+    assert (loaded.model_name, loaded.dtype, loaded.epoch, loaded.step_in_epoch) == (name, dtype.name, 4, 3)
+    assert loaded.model_config == model.config()
+    assert loaded.config == config and loaded.metrics == metrics
+    assert loaded.input_mean is None and loaded.input_std is None
+    assert list(loaded.params) == list(model.parameters())
+    for key, array in model.state_dict().items():
+        assert loaded.params[key].dtype == dtype
+        numpy.testing.assert_array_equal(loaded.params[key], array)
+    assert loaded.optimizer_state["step"] == 2 and loaded.optimizer_state["name"] == "adam"
+    for state_name, per_param in optimizer.state_dict()["state"].items():
+        for key, array in per_param.items():
+            numpy.testing.assert_array_equal(loaded.optimizer_state["state"][state_name][key], array)
+    assert loaded.epoch_rng_state == epoch_rng_state
+
+    restored_rng = numpy.random.default_rng(0)
+    restore_rng(loaded, restored_rng)
+    numpy.testing.assert_array_equal(restored_rng.random(4), rng.random(4))
+
+    restored = restore_model(loaded, backend)
+    assert restored.name == name and restored.dtype == dtype and restored.config() == model.config()
+    for key, array in restored.parameters().items():
+        assert type(array) is type(model.parameters()[key])  # on the backend's device
+        numpy.testing.assert_array_equal(backend.to_numpy(array), model.state_dict()[key])
+
+
+@pytest.mark.parametrize("make", [
+    lambda params: Adam(params, lr=0.01, weight_decay=1e-3),
+    lambda params: SGD(params, lr=0.05, momentum=0.9, nesterov=True),
+])
+def test_resuming_from_a_checkpoint_continues_bit_exactly(tmp_path, backend, dtype, make):
+    steps = batches("mlp", dtype, 6)
+    straight = small_model("mlp", backend, dtype)
+    optimizer = make(straight.parameters())
+    train(straight, optimizer, steps[:3])
+    save_checkpoint(tmp_path / "half.npz", straight, optimizer=optimizer, epoch=1)
+    train(straight, optimizer, steps[3:])
+
+    checkpoint = load_checkpoint(tmp_path / "half.npz")
+    resumed = restore_model(checkpoint, backend)
+    resumed_optimizer = make(resumed.parameters())
+    restore_optimizer(checkpoint, resumed_optimizer)
+    assert resumed_optimizer.step_count == 3
+    train(resumed, resumed_optimizer, steps[3:])
+    for key, array in straight.state_dict().items():
+        numpy.testing.assert_array_equal(resumed.state_dict()[key], array)
+
+
+def test_restore_model_converts_to_an_explicitly_asked_dtype(saved_mlp, backend):
+    path, model = saved_mlp
+    restored = restore_model(load_checkpoint(path), backend, dtype="float32")
+    assert restored.dtype == numpy.float32
+    numpy.testing.assert_allclose(restored.state_dict()["fc1.weight"], model.state_dict()["fc1.weight"], rtol=1e-7)
+
+
+def test_restoring_a_model_leaves_the_backend_rng_alone(saved_mlp, backend):
+    path, _ = saved_mlp
+    before = backend.rng.bit_generator.state
+    restore_model(load_checkpoint(path), backend)
+    assert backend.rng.bit_generator.state == before
+
+
+def test_saves_a_parameter_mapping_with_its_model_config(tmp_path, backend):
+    """What the torch engine saves: plain numpy parameters, the config, an optimizer state already taken."""
+    model = small_model("cnn", backend)
+    optimizer = SGD(model.parameters(), lr=0.1, momentum=0.9)
+    train(model, optimizer, batches("cnn", "float64", 1))
+    path = save_checkpoint(tmp_path / "c.npz", model.state_dict(), model_config=model.config(),
+                           optimizer_state=optimizer.state_dict(), rng_state=backend.rng.bit_generator.state)
+    loaded = load_checkpoint(path)
+    assert loaded.model_config == model.config() and loaded.optimizer_state["name"] == "sgd"
+    assert loaded.rng_state == backend.rng.bit_generator.state
+    inferred = load_checkpoint(save_checkpoint(tmp_path / "d.npz", model.state_dict()))
+    assert inferred.model_config == {key: value for key, value in model.config().items() if key != "init"}
+
+
+# ---------------------------------------------------------------------------------------------- the file
+
+
+def test_the_file_is_plain_npz_without_pickles_and_parameters_use_torch_names(saved_mlp):
+    path, model = saved_mlp
+    with numpy.load(path, allow_pickle=False) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    assert all(array.dtype != object for array in arrays.values())
+    parameter_keys = [key for key in arrays if "/" not in key]
+    assert parameter_keys == list(model.parameters()) == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias",
+                                                          "fc3.weight", "fc3.bias"]
+    others = sorted(key for key in arrays if "/" in key)
+    assert all(key.startswith(("meta/", "optim/")) for key in others)
+    assert {"meta/format", "meta/version", "meta/model", "meta/model_config", "meta/dtype", "meta/epoch",
+            "meta/config", "meta/metrics", "meta/rng_state", "optim/name", "optim/step",
+            "optim/hyperparameters", "optim/exp_avg/fc1.weight", "optim/exp_avg_sq/fc3.bias"} <= set(others)
+    assert str(arrays["meta/format"]) == "nets-checkpoint" and str(arrays["meta/model"]) == "mlp"
+    assert "meta/input_mean" not in arrays and "meta/input_std" not in arrays
+    assert list(parameter_arrays(path)) == parameter_keys
+
+
+def test_input_normalisation_is_stored_only_when_given(tmp_path, backend):
+    model = small_model("mlp", backend)
+    path = save_checkpoint(tmp_path / "n.npz", model, input_mean=0.1307, input_std=0.3081)
+    loaded = load_checkpoint(path)
+    assert (loaded.input_mean, loaded.input_std) == (0.1307, 0.3081)
+    with pytest.raises(CheckpointError) as info:
+        save_checkpoint(tmp_path / "m.npz", model, input_mean=0.5)
+    assert message_of(info) == "give both input_mean and input_std, or neither."
+
+
+# ---------------------------------------------------------------------------------------------- atomic writes
+
+
+def _fail_partway(file, *args, **kwargs):
+    file.write(b"PK\x03\x04 half a checkpoint")
+    raise OSError("disk full")
+
+
+@pytest.mark.parametrize("breakage", ["savez", "fsync", "replace"])
+def test_a_failed_save_leaves_the_previous_checkpoint_intact(saved_mlp, backend, monkeypatch, breakage):
+    path, model = saved_mlp
+    before = path.read_bytes()
+    if breakage == "savez":
+        monkeypatch.setattr(checkpoint_module.numpy, "savez", _fail_partway)
+    elif breakage == "fsync":
+        monkeypatch.setattr(checkpoint_module.os, "fsync", lambda descriptor: (_ for _ in ()).throw(OSError("io error")))
+    else:
+        monkeypatch.setattr(checkpoint_module.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("rename failed")))
+    changed = small_model("mlp", backend, seed=99)
+    with pytest.raises(OSError):
+        save_checkpoint(path, changed, epoch=9)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert os.listdir(path.parent) == [path.name]  # no temporary file left behind
+    assert load_checkpoint(path).epoch == 2
+
+
+def test_a_save_replaces_the_previous_checkpoint(saved_mlp, backend):
+    path, _ = saved_mlp
+    save_checkpoint(path, small_model("mlp", backend, seed=5), epoch=3)
+    assert load_checkpoint(path).epoch == 3 and load_checkpoint(path).optimizer_state is None
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# ---------------------------------------------------------------------------------------------- bad inputs
+
+
+def _rewrite(path, mutate):
+    """Rewrite an npz with mutate(arrays) applied, as a plain np.savez would."""
+    with numpy.load(path, allow_pickle=False) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    mutate(arrays)
+    numpy.savez(path, **arrays)
+
+
+def test_a_missing_path_or_a_directory(tmp_path):
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(tmp_path / "nowhere.npz")
+    assert message_of(info).startswith(f"no checkpoint at {tmp_path / 'nowhere.npz'}; check the path")
+    with pytest.raises(CheckpointError) as info:
+        load_any_checkpoint(tmp_path)
+    assert message_of(info) == f"{tmp_path} is not a file; give the path of a .npz (or PyTorch .pt) checkpoint."
+
+
+def test_not_an_npz(tmp_path):
+    for name, content in (("notes.npz", b"hello, I am text\n"), ("empty.npz", b"")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(CheckpointError) as info:
+            load_any_checkpoint(tmp_path / name)
+        assert message_of(info) == (f"{tmp_path / name} is not an .npz checkpoint "
+                                    "(not a zip archive: truncated, or another kind of file).")
+    numpy.save(tmp_path / "array.npy", numpy.zeros(3))
+    with pytest.raises(CheckpointError, match="is not an .npz checkpoint"):
+        load_checkpoint(tmp_path / "array.npy")
+
+
+def test_a_truncated_checkpoint(saved_mlp):
+    path, _ = saved_mlp
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError) as info:
+        load_any_checkpoint(path)
+    assert "is not an .npz checkpoint (not a zip archive: truncated" in message_of(info)
+
+
+def test_a_corrupt_member(saved_mlp):
+    path, _ = saved_mlp
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        member = archive.getinfo("fc2.weight.npy")
+    middle = member.header_offset + 30 + len(member.filename) + 128 + 8  # inside the array data
+    data[middle] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert message_of(info).startswith(f"{path} is a corrupt .npz checkpoint (")
+    assert "CRC" in message_of(info)
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    path = tmp_path / "pickled.npz"
+    numpy.savez(path, **{"fc1.weight": numpy.array([{"evil": 1}], dtype=object)})
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert message_of(info) == f"{path} holds pickled Python objects, which are not loaded; save it again with nets."
+
+
+def test_missing_and_unexpected_parameters(saved_mlp, backend):
+    path, _ = saved_mlp
+    _rewrite(path, lambda arrays: arrays.pop("fc2.bias"))
+    with pytest.raises(CheckpointError) as info:
+        restore_model(load_checkpoint(path), backend)
+    assert message_of(info) == "the checkpoint lacks parameters the mlp model needs: fc2.bias."
+
+    model = small_model("mlp", backend)
+    extra = {**model.state_dict(), "fc9.weight": numpy.zeros((2, 2))}
+    with pytest.raises(CheckpointError) as info:
+        load_parameters(model, extra)
+    assert message_of(info) == "the checkpoint has parameters the mlp model does not: fc9.weight."
+
+
+def test_wrong_shape_names_both(backend):
+    model = small_model("mlp", backend)
+    params = model.state_dict()
+    params["fc2.weight"] = numpy.zeros((7, 8))
+    with pytest.raises(CheckpointError) as info:
+        load_parameters(model, params)
+    assert message_of(info) == ("parameter fc2.weight has shape (7, 8) in the checkpoint but (6, 8) in the mlp "
+                                "model; it was saved from a model of another size.")
+
+
+def test_wrong_dtype(backend):
+    model = small_model("mlp", backend, dtype="float32")
+    params = small_model("mlp", backend, dtype="float64").state_dict()
+    with pytest.raises(CheckpointError) as info:
+        load_parameters(model, params)
+    assert message_of(info) == ("parameter fc1.weight is float64 in the checkpoint but the model is float32; "
+                                "build the model with dtype=float64.")
+
+
+def test_inconsistent_dtypes_in_the_file(saved_mlp):
+    path, _ = saved_mlp
+    _rewrite(path, lambda arrays: arrays.update({"meta/dtype": numpy.array("float32")}))
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert message_of(info) == f"{path} says its dtype is float32, but its parameters are float64; the file is inconsistent."
+    _rewrite(path, lambda arrays: arrays.update({"fc1.bias": arrays["fc1.bias"].astype("float32")}))
+    with pytest.raises(CheckpointError, match="mixes parameter dtypes"):
+        load_checkpoint(path)
+
+
+def test_a_checkpoint_of_the_other_model(tmp_path, backend):
+    path = save_checkpoint(tmp_path / "cnn.npz", small_model("cnn", backend))
+    with pytest.raises(CheckpointError) as info:
+        restore_model(load_checkpoint(path), backend, model_name="mlp")
+    assert message_of(info) == "checkpoint holds a cnn, but --model mlp was asked for; pass --model cnn or another checkpoint."
+    with pytest.raises(CheckpointError) as info:
+        load_parameters(small_model("mlp", backend), load_checkpoint(path).params)
+    assert message_of(info).startswith("checkpoint holds a cnn, but --model mlp was asked for")
+
+
+def test_a_newer_format_version(saved_mlp):
+    path, _ = saved_mlp
+    _rewrite(path, lambda arrays: arrays.update({"meta/version": numpy.array(2)}))
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert message_of(info) == f"{path} is checkpoint format version 2; this code reads up to 1, so update nets."
+
+
+def test_optimizer_state_problems(tmp_path, saved_mlp, backend):
+    path, model = saved_mlp
+    with pytest.raises(CheckpointError) as info:
+        restore_optimizer(load_checkpoint(path), SGD(model.parameters(), lr=0.1))
+    assert message_of(info) == ("the checkpoint's optimizer state does not fit: "
+                                "the optimizer state is for 'adam', but this optimizer is 'sgd'.")
+    bare = save_checkpoint(tmp_path / "bare.npz", model)
+    with pytest.raises(CheckpointError, match="holds no optimizer state"):
+        restore_optimizer(load_checkpoint(bare), Adam(model.parameters()))
+    with pytest.raises(CheckpointError, match="holds no RNG state"):
+        restore_rng(load_checkpoint(bare), numpy.random.default_rng())
+    with pytest.raises(CheckpointError, match="RNG state is for PCG64, but the generator is MT19937"):
+        restore_rng(load_checkpoint(path), numpy.random.Generator(numpy.random.MT19937()))
+
+
+def test_unstorable_config_is_refused(tmp_path, backend):
+    with pytest.raises(CheckpointError) as info:
+        save_checkpoint(tmp_path / "x.npz", small_model("mlp", backend), config={"callback": print})
+    assert message_of(info).startswith("the checkpoint's config cannot be stored as JSON (")
+    assert not os.listdir(tmp_path)
+
+
+def test_parameters_of_no_known_model(tmp_path):
+    numpy.savez(tmp_path / "odd.npz", **{"encoder.weight": numpy.zeros((2, 2))})
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(tmp_path / "odd.npz")
+    assert message_of(info) == ("cannot tell which model the parameters (encoder.weight) belong to; "
+                                "expected fc1.weight, ... (mlp) or conv1.weight, ... (cnn).")
+
+
+# ---------------------------------------------------------------------------------------------- PyTorch interop
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_infer_model_config_from_shapes(backend, name):
+    for config in (SMALL[name], name):
+        model = build_model(config, backend=backend)
+        expected = {key: value for key, value in model.config().items() if key != "init"}
+        assert infer_model_config(model.state_dict()) == expected
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_torch_state_dict_round_trip(tmp_path, backend, dtype, name):
+    torch = torch_or_skip()
+    model = small_model(name, backend, dtype)
+    exported = export_torch_state_dict(model)
+    assert list(exported) == list(model.parameters())
+    for key, tensor in exported.items():
+        assert isinstance(tensor, torch.Tensor) and tensor.dtype == getattr(torch, dtype.name)
+        numpy.testing.assert_array_equal(tensor.numpy(), model.state_dict()[key])
+    exported["fc1.weight"].zero_()  # a copy: the model is untouched
+    assert numpy.any(model.state_dict()["fc1.weight"] != 0)
+
+    path = save_torch_state_dict(tmp_path / f"{name}.pt", model)
+    assert os.listdir(tmp_path) == [f"{name}.pt"]
+    checkpoint = load_any_checkpoint(path)
+    assert checkpoint.source == "torch" and checkpoint.model_name == name and checkpoint.dtype == dtype.name
+    assert checkpoint.optimizer_state is None and checkpoint.epoch == 0
+    restored = restore_model(checkpoint, backend)
+    assert restored.config()["name"] == name
+    for key, array in model.state_dict().items():
+        numpy.testing.assert_array_equal(restored.state_dict()[key], array)
+
+
+def test_load_torch_state_dict_accepts_wrappers_and_module_prefixes(tmp_path, backend):
+    torch = torch_or_skip()
+    model = small_model("mlp", backend)
+    wrapped = {"epoch": 3, "model_state_dict": {f"module.{k}": v for k, v in export_torch_state_dict(model).items()}}
+    torch.save(wrapped, tmp_path / "wrapped.pt")
+    params = load_torch_state_dict(tmp_path / "wrapped.pt")
+    assert list(params) == list(model.parameters())
+    assert all(type(array) is numpy.ndarray for array in params.values())
+    assert list(load_torch_state_dict(export_torch_state_dict(model))) == list(model.parameters())
+
+
+def test_bad_torch_files(tmp_path):
+    torch = torch_or_skip()
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    with pytest.raises(CheckpointError) as info:
+        load_any_checkpoint(tmp_path / "tensor.pt")
+    assert message_of(info) == f"{tmp_path / 'tensor.pt'} holds a Tensor, not a state_dict (a dict of parameter tensors)."
+    torch.save({"fc1.weight": torch.zeros(2, 2), "note": "hi"}, tmp_path / "note.pt")
+    with pytest.raises(CheckpointError) as info:
+        load_any_checkpoint(tmp_path / "note.pt")
+    assert message_of(info) == f"{tmp_path / 'note.pt'}: entry note is a str, not a tensor."
+    (tmp_path / "broken.pt").write_bytes(b"\x80\x02 not really a pickle")
+    with pytest.raises(CheckpointError) as info:
+        load_any_checkpoint(tmp_path / "broken.pt")
+    assert message_of(info).startswith(f"{tmp_path / 'broken.pt'} is not a readable PyTorch state_dict (")
+
+
+def test_load_any_checkpoint_reads_nets_checkpoints_too(saved_mlp):
+    path, model = saved_mlp
+    checkpoint = load_any_checkpoint(path)
+    assert checkpoint.source == "npz" and checkpoint.epoch == 2 and checkpoint.model_config == model.config()
