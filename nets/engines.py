@@ -7,12 +7,34 @@ An engine hides which library computes (nets here, PyTorch in nets/torch_engine.
     count_hits(x, labels)                          correct predictions, a device scalar
     to_host(scalar) -> float                       the only device -> host read, done every few steps
     set_lr(lr), synchronize()
-    parameters_numpy(), optimizer_state(), load_state(params, optimizer_state)   for checkpoints
+    snapshot(), optimizer_state(), load_state(params, optimizer_state)   for checkpoints
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from backend import Backend
+
+
+@dataclass
+class ModelSnapshot:
+    """A model's weights on the host and what a checkpoint records about it; quacks like a model for
+    nets.checkpoint.save_checkpoint and nets.plots (name, dtype, config(), state_dict(), parameters())."""
+
+    name: str
+    dtype: str
+    model_config: dict
+    params: dict
+
+    def config(self) -> dict:
+        return self.model_config
+
+    def state_dict(self) -> dict:
+        return self.params
+
+    def parameters(self) -> dict:
+        return self.params
 
 
 class NetsEngine:
@@ -56,8 +78,8 @@ class NetsEngine:
     def synchronize(self) -> None:
         self.backend.synchronize()
 
-    def parameters_numpy(self) -> dict:
-        return self.model.state_dict()
+    def snapshot(self) -> ModelSnapshot:
+        return ModelSnapshot(self.model.name, str(self.model.dtype), self.model.config(), self.model.state_dict())
 
     def optimizer_state(self) -> dict:
         return self.optimizer.state_dict()

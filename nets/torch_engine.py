@@ -27,10 +27,12 @@ class TorchEngine:
 
     impl = "torch"
 
-    def __init__(self, model, hyper, device: str, dtype: str):
+    def __init__(self, model, hyper, device: str, dtype: str, model_config: dict):
         torch = import_torch()
+        self.model_config = model_config
         self.torch = torch
         self.device = torch.device("cuda" if device == "gpu" else "cpu")
+        self.dtype_name = str(dtype)
         self.dtype = getattr(torch, str(dtype))
         self.model = model.to(device=self.device, dtype=self.dtype)
         self.optimizer_name = hyper.optimizer
@@ -82,8 +84,11 @@ class TorchEngine:
         if self.device.type == "cuda":
             self.torch.cuda.synchronize()
 
-    def parameters_numpy(self) -> dict:
-        return {name: value.detach().cpu().numpy().copy() for name, value in self.model.state_dict().items()}
+    def snapshot(self):
+        from .engines import ModelSnapshot
+
+        params = {name: value.detach().cpu().numpy().copy() for name, value in self.model.state_dict().items()}
+        return ModelSnapshot(self.model_config["name"], str(numpy.dtype(self.dtype_name)), self.model_config, params)
 
     def optimizer_state(self) -> dict:
         """torch.optim's state in the nets optimizer's state_dict layout, so one checkpoint format serves both."""

@@ -1,0 +1,328 @@
+"""A training run end to end: options -> data -> engine -> fit -> checkpoints, metrics and plots.
+
+scripts/train.py parses the command line into `RunOptions` and calls `train_run`; everything a test needs
+to reach lives here. User mistakes raise `RunError` (one line); the CLI prints it and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy
+
+import backend as backend_lib
+
+from . import checkpoint as checkpoints
+from . import datasets
+from .engines import NetsEngine
+from .models import build_model
+from .optim import build_optimizer
+from .recipes import RECIPES, Hyperparameters, resolve_hyperparameters
+from .training import DivergedError, TrainingInterrupted, TrainingState, fit
+
+DEFAULT_DATASET = "mnist"
+FALLBACK_DATASET = "fashion-mnist"
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130
+
+
+class RunError(RuntimeError):
+    """A problem with the user's options or files, said in one line."""
+
+
+@dataclass
+class RunOptions:
+    """The command line as given; None means "not given" (the recipe or the resumed checkpoint decides)."""
+
+    model: str | None = None
+    impl: str | None = None
+    device: str = "cpu"
+    dataset: str | None = None
+    data_dir: str | None = None
+    recipe: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    optimizer: str | None = None
+    lr: float | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    schedule: str | None = None
+    init: str | None = None
+    seed: int | None = None
+    dtype: str | None = None
+    save: str | None = None
+    resume: str | None = None
+    metrics_json: str | None = None
+    plot: str | None = None
+    quiet: bool = False
+    download: bool = True
+    stop_after_steps: int | None = None  # testing hook: behave as if Ctrl-C came after this many steps
+
+
+@dataclass
+class RunSettings:
+    """The resolved settings of a run: what a checkpoint stores under its config, and the metrics echo."""
+
+    model: str
+    impl: str
+    dataset: str
+    recipe: str
+    seed: int
+    dtype: str
+    hyper: Hyperparameters
+    device: str = "cpu"
+
+    def as_dict(self) -> dict:
+        values = asdict(self)
+        values["hyper"] = self.hyper.as_dict()
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunSettings":
+        values = dict(values)
+        values["hyper"] = Hyperparameters(**values["hyper"])
+        return cls(**values)
+
+
+@dataclass
+class RunResult:
+    """What a finished run reports: the metrics dict (also written as JSON) and where files went."""
+
+    metrics: dict
+    checkpoint_path: str | None = None
+    plot_paths: list = field(default_factory=list)
+
+
+def resolve_settings(options: RunOptions, resumed: dict | None) -> RunSettings:
+    """Explicit options beat the resumed checkpoint's settings, which beat the recipe's."""
+    previous = RunSettings.from_dict({k: v for k, v in resumed.items() if k != "training"}) if resumed else None
+    model = options.model or (previous.model if previous else "cnn")
+    if previous and options.model and options.model != previous.model:
+        raise RunError(f"the checkpoint {options.resume} holds a {previous.model}, but --model {options.model} was asked for.")
+    recipe = options.recipe or (previous.recipe if previous else "default")
+    base = previous.hyper if previous and recipe == previous.recipe else RECIPES[recipe][model]
+    hyper = resolve_hyperparameters(
+        recipe, model,
+        **{name: getattr(base, name) for name in Hyperparameters.__dataclass_fields__},
+    )
+    hyper = replace(hyper, **{name: value for name, value in (
+        ("optimizer", options.optimizer), ("lr", options.lr), ("batch_size", options.batch_size),
+        ("epochs", options.epochs), ("schedule", options.schedule), ("momentum", options.momentum),
+        ("weight_decay", options.weight_decay), ("init", options.init)) if value is not None})
+    if hyper.optimizer == "adam" and options.momentum is not None:
+        raise RunError("--momentum applies to --optimizer sgd only (Adam's betas are fixed at 0.9, 0.999).")
+    return RunSettings(
+        model=model,
+        impl=options.impl or (previous.impl if previous else "nets"),
+        dataset=options.dataset or (previous.dataset if previous else DEFAULT_DATASET),
+        recipe=recipe,
+        seed=options.seed if options.seed is not None else (previous.seed if previous else 0),
+        dtype=options.dtype or (previous.dtype if previous else "float32"),
+        hyper=hyper,
+        device=options.device,
+    )
+
+
+def choose_dataset(options: RunOptions, settings: RunSettings, say) -> datasets.Dataset:
+    """Load the dataset; with no --dataset given, fall back from MNIST to Fashion-MNIST and say so first."""
+    explicit = options.dataset is not None or options.data_dir is not None or options.resume is not None
+    try:
+        return datasets.load_dataset(settings.dataset, options.data_dir, download=options.download)
+    except datasets.DataNotFoundError as missing:
+        if explicit or settings.dataset != DEFAULT_DATASET:
+            raise RunError(str(missing)) from None
+        try:
+            fallback = datasets.load_dataset(FALLBACK_DATASET, None, download=options.download)
+        except datasets.DataError:
+            raise RunError(str(missing)) from None
+        say(f"MNIST is not available here (not found, and it could not be downloaded): training on "
+            f"Fashion-MNIST instead, from {fallback.source}. Use --data-dir DIR to point at MNIST files.")
+        settings.dataset = FALLBACK_DATASET
+        return fallback
+    except datasets.DataError as error:
+        raise RunError(str(error)) from None
+
+
+def build_engine(settings: RunSettings, backend):
+    """The engine for `settings`, initialised from `backend.rng` (the same initial weights for both impls)."""
+    model = build_model(settings.model, backend=backend, dtype=settings.dtype, init=settings.hyper.init, rng=backend.rng)
+    hyper = settings.hyper
+    if settings.impl == "nets":
+        optimizer = build_optimizer(hyper.optimizer, model.parameters(), lr=hyper.lr,
+                                    momentum=hyper.momentum, weight_decay=hyper.weight_decay)
+        return NetsEngine(model, optimizer, backend)
+    from .torch_baseline import build_torch_model
+    from .torch_engine import TorchEngine, import_torch
+
+    torch = import_torch()
+    torch.manual_seed(settings.seed)
+    torch_model = build_torch_model(model.config())
+    engine = TorchEngine(torch_model, hyper, settings.device, settings.dtype, model.config())
+    engine.load_state(model.state_dict(), None)  # the nets initialisation, so both impls start alike
+    return engine
+
+
+def _versions(settings: RunSettings) -> dict:
+    versions = {"python": platform.python_version(), "numpy": numpy.__version__}
+    if settings.device == "gpu":
+        versions["cupy"] = backend_lib.get_backend("gpu").xp.__version__
+    try:
+        import torch
+        versions["torch"] = torch.__version__
+    except ImportError:
+        pass
+    return versions
+
+
+def _write_json_atomically(path: str, payload: dict) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    temporary.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(temporary, target)
+
+
+def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
+    """Run the training the options describe. Raises RunError for user mistakes; see the module doc."""
+    resumed = None
+    if options.resume:
+        try:
+            resumed = checkpoints.load_checkpoint(options.resume)
+        except checkpoints.CheckpointError as error:
+            raise RunError(str(error)) from None
+        if not resumed.config or "hyper" not in resumed.config:
+            raise RunError(f"{options.resume} holds weights but no training state; it can be evaluated, not resumed.")
+    try:
+        settings = resolve_settings(options, resumed.config if resumed else None)
+    except ValueError as error:
+        raise RunError(str(error)) from None
+    try:
+        backend = backend_lib.get_backend(settings.device, seed=settings.seed)
+    except backend_lib.BackendError as error:
+        raise RunError(str(error)) from None
+
+    data = choose_dataset(options, settings, say)
+    engine = build_engine(settings, backend)
+    layout = "nchw" if settings.model == "cnn" else "flat"
+    device_data = DeviceData.move(engine, data, layout, settings.dtype)
+
+    state = TrainingState()
+    if resumed:
+        try:
+            engine.load_state(resumed.params, resumed.optimizer_state)
+        except ValueError as error:
+            raise RunError(f"cannot resume from {options.resume}: {error}") from None
+        training = resumed.config.get("training", {})
+        state = TrainingState(epoch=resumed.epoch, step_in_epoch=training.get("step_in_epoch", 0),
+                              epoch_rng_state=training.get("epoch_rng_state"),
+                              history=list(resumed.metrics.get("epochs", [])))
+        backend.rng.bit_generator.state = resumed.rng_state
+        if state.epoch >= settings.hyper.epochs:
+            raise RunError(f"{options.resume} already finished {state.epoch} epochs; pass --epochs above {state.epoch} to train on.")
+
+    hyper = settings.hyper
+    say(f"Training {settings.model} ({settings.impl}) on {backend.name}, {settings.dtype}: "
+        f"{hyper.optimizer} lr {hyper.lr:g} ({hyper.schedule}), batch {hyper.batch_size}, {hyper.epochs} epochs, "
+        f"recipe {settings.recipe}; {data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test images"
+        + (f"; resuming at epoch {state.epoch + 1}" + (f", step {state.step_in_epoch + 1}" if state.step_in_epoch else "")
+           if resumed else ""))
+
+    interrupt_path = options.save or str(Path("checkpoints") / f"{settings.model}-{settings.impl}-interrupted.npz")
+    started = time.perf_counter()
+
+    def metrics_now(final_state: TrainingState) -> dict:
+        history = final_state.history
+        return {
+            "model": settings.model, "impl": settings.impl, "device": backend.name, "dataset": data.name,
+            "data_source": data.source, "recipe": settings.recipe, "dtype": settings.dtype, "seed": settings.seed,
+            **hyper.as_dict(),
+            "test_accuracy": history[-1]["test_accuracy"] if history else None,
+            "epochs": history,
+            "train_seconds": sum(record["seconds"] for record in history),
+            "wall_seconds": time.perf_counter() - started,
+            "versions": _versions(settings),
+        }
+
+    def save(path: str, current: TrainingState) -> None:
+        training = {"step_in_epoch": current.step_in_epoch, "epoch_rng_state": current.epoch_rng_state}
+        checkpoints.save_checkpoint(
+            path, engine.snapshot(), optimizer=engine.optimizer_state(), epoch=current.epoch, rng=backend.rng,
+            config={**settings.as_dict(), "training": training}, metrics={"epochs": current.history})
+
+    def on_epoch_end(current: TrainingState) -> None:
+        if options.save:
+            save(options.save, current)
+        if options.metrics_json:
+            _write_json_atomically(options.metrics_json, metrics_now(current))
+
+    try:
+        state = fit(engine, device_data, hyper, backend.rng, state=state, on_epoch_end=on_epoch_end,
+                    progress=None if options.quiet else progress, log=None if options.quiet else say,
+                    stop_after_steps=options.stop_after_steps)
+    except TrainingInterrupted as stop:
+        save(interrupt_path, stop.state)
+        raise Interrupted(
+            f"interrupted after epoch {stop.state.epoch} step {stop.state.step_in_epoch}: checkpoint written to "
+            f"{interrupt_path}; continue with --resume {interrupt_path}") from None
+    except DivergedError as error:
+        kept = f" The last good checkpoint is {options.save}." if options.save and Path(options.save).exists() else ""
+        raise Diverged(f"{error}{kept}") from None
+
+    metrics = metrics_now(state)
+    if options.metrics_json:
+        _write_json_atomically(options.metrics_json, metrics)
+    result = RunResult(metrics=metrics, checkpoint_path=options.save)
+    if options.plot:
+        result.plot_paths = write_plots(options.plot, metrics, engine, settings, device_data, data)
+    return result
+
+
+class Interrupted(RunError):
+    """Ctrl-C: a checkpoint of the last completed step was written (the message says where)."""
+
+
+class Diverged(RunError):
+    """The loss became NaN or infinite; nothing was saved after the last good epoch."""
+
+
+@dataclass
+class DeviceData:
+    """The dataset as float inputs in [0, 1] and integer labels, moved to the engine's device once."""
+
+    train_images: object
+    train_labels: object
+    test_images: object
+    test_labels: object
+
+    @classmethod
+    def move(cls, engine, data: datasets.Dataset, layout: str, dtype: str) -> "DeviceData":
+        def images(raw):
+            return engine.to_device(datasets.to_float(raw, dtype=dtype, layout=layout))
+
+        def labels(raw):
+            return engine.to_device(datasets.to_labels(raw))
+
+        return cls(images(data.train_images), labels(data.train_labels), images(data.test_images), labels(data.test_labels))
+
+
+def write_plots(directory, metrics, engine, settings, device_data, data) -> list:
+    """The PNGs of --plot: curves, confusion matrix, first-layer filters, misclassified test images."""
+    from . import plots
+
+    predictions = []
+    for start in range(0, len(data.test_labels), 1000):
+        predictions.append(engine.predict(device_data.test_images[start:start + 1000]))
+    predicted = numpy.concatenate([_to_numpy(p) for p in predictions])
+    return plots.write_all_plots(directory, metrics, engine.snapshot(), data.test_images, data.test_labels,
+                                 predicted, list(data.class_names))
+
+
+def _to_numpy(array):
+    if hasattr(array, "detach"):
+        return array.detach().cpu().numpy()
+    return backend_lib.to_numpy(array)

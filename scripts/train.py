@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Train the MLP or the CNN, hand-written (nets) or the PyTorch baseline (torch), on CPU or GPU.
+
+    python scripts/train.py                                  # CNN, default recipe, CPU
+    python scripts/train.py --device gpu --model mlp
+    python scripts/train.py --dataset fashion-mnist --save runs/cnn.npz --metrics-json runs/cnn.json
+    python scripts/train.py --resume runs/cnn.npz --epochs 20
+
+A thin command line over nets.run: user mistakes end in one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+from backend import DEVICES  # noqa: E402
+from nets.datasets import DATASET_NAMES  # noqa: E402
+from nets.recipes import RECIPE_NAMES  # noqa: E402
+from nets.run import EXIT_DIVERGED, EXIT_INTERRUPTED, Diverged, Interrupted, RunError, RunOptions, train_run  # noqa: E402
+from nets.schedules import SCHEDULES  # noqa: E402
+
+
+def progress_bar_factory(enabled: bool):
+    """tqdm bars per epoch when stdout is a terminal; None (no bars) otherwise."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    def make(total, description):
+        return tqdm(total=total, desc=description, unit="step", leave=False, dynamic_ncols=True, file=sys.stdout)
+
+    return make
+
+
+def positive(kind):
+    return click.IntRange(min=1) if kind is int else click.FloatRange(min=0.0, min_open=True)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--model", type=click.Choice(["cnn", "mlp"]), default=None, help="Architecture (default cnn).")
+@click.option("--impl", type=click.Choice(["nets", "torch"]), default=None,
+              help="Hand-written nets (default) or the PyTorch baseline, through the same loop.")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+              help="auto picks the GPU when CuPy and CUDA work.")
+@click.option("--dataset", type=click.Choice(DATASET_NAMES), default=None,
+              help="Default mnist; falls back to fashion-mnist when MNIST is absent.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder holding the four IDX files.")
+@click.option("--epochs", type=positive(int), default=None)
+@click.option("--batch-size", type=positive(int), default=None)
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default=None)
+@click.option("--lr", type=positive(float), default=None, help="Learning rate (the peak, under a one-cycle schedule).")
+@click.option("--momentum", type=click.FloatRange(0.0, 1.0, max_open=True), default=None, help="SGD momentum.")
+@click.option("--weight-decay", type=click.FloatRange(min=0.0), default=None, help="L2 weight decay.")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=None, help="Learning-rate schedule.")
+@click.option("--init", type=click.Choice(["he", "torch"]), default=None, help="Weight initialisation.")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Seeds initialisation and shuffling (default 0).")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default=None, help="Default float32.")
+@click.option("--recipe", type=click.Choice(RECIPE_NAMES), default=None,
+              help="default: this project's; seed: the course notebook's. Explicit options override it.")
+@click.option("--save", type=click.Path(dir_okay=False), default=None,
+              help="Checkpoint (.npz) written atomically after every epoch.")
+@click.option("--resume", type=click.Path(dir_okay=False), default=None, help="Continue exactly from a checkpoint.")
+@click.option("--metrics-json", type=click.Path(dir_okay=False), default=None, help="Write per-epoch metrics here.")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None, help="Write PNG plots here.")
+@click.option("--quiet", is_flag=True, help="Only the final accuracy.")
+@click.option("--no-download", is_flag=True, help="Never download datasets.")
+@click.option("--stop-after-steps", type=positive(int), default=None, hidden=True)
+def main(model, impl, device, dataset, data_dir, epochs, batch_size, optimizer, lr, momentum, weight_decay,
+         schedule, init, seed, dtype, recipe, save, resume, metrics_json, plot_dir, quiet, no_download,
+         stop_after_steps):
+    """Train the MLP or the CNN on MNIST-format data and report test accuracy."""
+    options = RunOptions(
+        model=model, impl=impl, device=device, dataset=dataset, data_dir=data_dir, recipe=recipe, epochs=epochs,
+        batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
+        schedule=schedule, init=init, seed=seed, dtype=dtype, save=save, resume=resume, metrics_json=metrics_json,
+        plot=plot_dir, quiet=quiet, download=not no_download, stop_after_steps=stop_after_steps)
+    say = (lambda line: None) if quiet else (lambda line: click.echo(line))
+    try:
+        result = train_run(options, say=say, progress=progress_bar_factory(not quiet and sys.stdout.isatty()))
+    except Interrupted as stop:
+        click.echo(str(stop), err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except Diverged as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_DIVERGED)
+    except RunError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:  # before training started (loading data), or a second Ctrl-C
+        click.echo("interrupted; no training step had completed since the last checkpoint.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    metrics = result.metrics
+    click.echo(f"test accuracy: {metrics['test_accuracy']:.2%} ({metrics['model']}, {metrics['impl']}, "
+               f"{metrics['dataset']}, {metrics['device']}, {metrics['train_seconds']:.1f} s of training)")
+    if result.checkpoint_path and not quiet:
+        click.echo(f"checkpoint: {result.checkpoint_path}")
+    for path in result.plot_paths:
+        if not quiet:
+            click.echo(f"plot: {path}")
+
+
+if __name__ == "__main__":
+    main()
