@@ -38,6 +38,7 @@ __all__ = [
     "FILE_NAMES",
     "LAYOUTS",
     "TITLES",
+    "DataError",
     "DataNotFoundError",
     "Dataset",
     "dataset_files",

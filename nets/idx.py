@@ -111,8 +111,8 @@ def parse_idx(data: bytes, path, ndim: int | None = None) -> numpy.ndarray:
     if type_code != UNSIGNED_BYTE:
         type_name = TYPE_NAMES.get(type_code, "unknown")
         raise DataError(
-            f"{path} has IDX data type 0x{type_code:02x} ({type_name}); only 0x08 (unsigned byte, as in MNIST) "
-            f"is supported."
+            f"{path} has IDX data type 0x{type_code:02x} ({type_name}) in its magic number 0x{data[:4].hex()}; "
+            f"only 0x08 (unsigned byte, as in MNIST) is supported."
         )
     if ndim is not None and file_ndim != ndim:
         expected = {3: "an images file has 3 (count, rows, cols)", 1: "a labels file has 1 (count)"}.get(

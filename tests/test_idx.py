@@ -143,7 +143,7 @@ def test_html_page_instead_of_idx(tmp_path, compressed):
 @COMPRESSION
 def test_wrong_data_type(tmp_path, compressed):
     path = write_idx(tmp_path / "images", numpy.zeros((2, 3, 3), dtype=numpy.float32), gzip=compressed)
-    with expect_error(path, "data type 0x0d", "float32", "only 0x08 (unsigned byte"):
+    with expect_error(path, "data type 0x0d", "float32", "magic number 0x00000d03", "only 0x08 (unsigned byte"):
         read_images(path)
 
 

@@ -1,0 +1,78 @@
+"""Shuffled minibatches of arrays that already live on the device.
+
+    x, y = backend.asarray(to_float(images)), backend.asarray(to_labels(labels))   # once per run
+    batches = Batches(x, y, batch_size=128, rng=backend.rng)
+    for epoch in range(epochs):
+        for x_batch, y_batch in batches:       # one permutation drawn here, per epoch
+            ...
+
+The data never leaves the device: each epoch draws one permutation on the host with the seeded
+numpy Generator, copies that index vector to the device once, and gathers each batch there with
+`xp.take(..., axis=0)`. The order depends only on the generator's state when iteration starts, so a
+run resumed from a checkpoint taken at an epoch boundary (generator state included) sees the same
+batches as the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from backend import array_module
+
+__all__ = ["Batches"]
+
+
+class Batches:
+    """An iterable over (x, y) minibatches, reshuffled every epoch; the last, partial batch is kept.
+
+    images: (N, ...) array on the device (or host); labels: (N,) array on the same device.
+    batch_size: examples per batch; the last batch holds the remaining N % batch_size when nonzero.
+    rng: a host numpy.random.Generator (e.g. Backend.rng); may be None when shuffle=False.
+    shuffle: False yields the examples in order (as slices, without gathering).
+    Yields x: (B, ...) and y: (B,) on the same device as the inputs, B <= batch_size.
+    """
+
+    def __init__(self, images, labels, batch_size: int, *, rng: numpy.random.Generator | None, shuffle=True):
+        if len(images) != len(labels):
+            raise ValueError(
+                f"images and labels differ in length ({len(images)} vs {len(labels)}); pass matching arrays."
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, numpy.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        if shuffle and not isinstance(rng, numpy.random.Generator):
+            raise TypeError(
+                "rng must be a numpy.random.Generator (such as Backend.rng) when shuffle=True, "
+                f"got {type(rng).__name__}."
+            )
+        self.xp = array_module(images, labels)  # also refuses host and device arrays mixed
+        self.images = images
+        self.labels = labels
+        self.batch_size = int(batch_size)
+        self.rng = rng
+        self.shuffle = shuffle
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.images)
+
+    def __len__(self) -> int:
+        """The number of batches per epoch, counting the partial last one."""
+        return -(-self.num_examples // self.batch_size)
+
+    def __iter__(self):
+        """Start an epoch: draw its permutation now (not at the first batch), then yield its batches."""
+        if not self.shuffle:
+            return self._in_order()
+        order = self.rng.permutation(self.num_examples)  # on the host: the generator state stays plain data
+        return self._gathered(self.xp.asarray(order))  # one small host-to-device copy per epoch
+
+    def _in_order(self):
+        for start in range(0, self.num_examples, self.batch_size):
+            stop = start + self.batch_size
+            yield self.images[start:stop], self.labels[start:stop]
+
+    def _gathered(self, order):
+        xp = self.xp
+        for start in range(0, self.num_examples, self.batch_size):
+            index = order[start : start + self.batch_size]
+            yield xp.take(self.images, index, axis=0), xp.take(self.labels, index, axis=0)
