@@ -1,0 +1,23 @@
+"""Layers with hand-written forward and backward; they run on NumPy and CuPy alike.
+
+Each layer has `params` and `grads` dicts, `forward(x, train=True)`, `backward(dy)` and `to(backend)`.
+"""
+
+from .activations import Flatten, ReLU
+from .base import Layer, he_or_torch_init
+from .conv import Conv2d, col2im, conv_output_size, im2col
+from .linear import Linear
+from .pooling import MaxPool2d
+
+__all__ = [
+    "Conv2d",
+    "Flatten",
+    "Layer",
+    "Linear",
+    "MaxPool2d",
+    "ReLU",
+    "col2im",
+    "conv_output_size",
+    "he_or_torch_init",
+    "im2col",
+]

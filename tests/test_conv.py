@@ -1,0 +1,145 @@
+"""im2col / col2im and Conv2d: layout, adjointness, finite differences, parity with torch."""
+
+import numpy
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import torch_or_skip
+from layer_checks import check_layer_gradients, mnist_like_images, parity_tolerance, relative_error, tie_free
+from nets.layers import Conv2d, col2im, im2col
+
+CONV_CASES = [  # (in_channels, out_channels, kernel, stride, padding, height, width)
+    (1, 4, 3, 1, 0, 7, 7),
+    (3, 4, 3, 2, 1, 7, 6),
+    (2, 3, 3, 1, 1, 5, 5),
+    (2, 3, 2, 2, 0, 6, 7),
+    (3, 2, (2, 3), 1, 0, 5, 6),
+]
+
+
+def reference_im2col(x, kh, kw, stride, padding):
+    """Pixel-by-pixel im2col straight from the documented layout (slow, for tests only)."""
+    n, c, h, w = x.shape
+    padded = numpy.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    out_h = (h + 2 * padding - kh) // stride + 1
+    out_w = (w + 2 * padding - kw) // stride + 1
+    col = numpy.zeros((c, kh, kw, n, out_h, out_w), dtype=x.dtype)
+    for ci, ki, kj, ni, oh, ow in numpy.ndindex(*col.shape):
+        col[ci, ki, kj, ni, oh, ow] = padded[ni, ci, oh * stride + ki, ow * stride + kj]
+    return col.reshape(c * kh * kw, n * out_h * out_w)
+
+
+@pytest.mark.parametrize("kh, kw, stride, padding", [(3, 3, 1, 0), (3, 3, 2, 1), (2, 3, 2, 0), (1, 1, 1, 0)])
+def test_im2col_matches_the_documented_layout(backend, dtype, kh, kw, stride, padding):
+    x = numpy.random.default_rng(1).standard_normal((2, 3, 5, 6)).astype(dtype)
+    col = im2col(backend.asarray(x), kh, kw, stride, padding)
+    assert col.dtype == dtype
+    numpy.testing.assert_array_equal(backend.to_numpy(col), reference_im2col(x, kh, kw, stride, padding))
+
+
+@pytest.mark.parametrize(
+    "x_shape, kh, kw, stride, padding",
+    [
+        ((2, 3, 7, 7), 3, 3, 1, 0),
+        ((2, 3, 7, 7), 3, 3, 2, 1),
+        ((1, 2, 8, 5), 3, 2, 1, 1),
+        ((3, 1, 6, 6), 2, 2, 2, 0),
+        ((2, 2, 9, 9), 3, 3, 3, 2),
+        ((2, 4, 5, 5), 5, 5, 1, 2),
+    ],
+)
+def test_col2im_is_the_adjoint_of_im2col(backend, x_shape, kh, kw, stride, padding):
+    rng = numpy.random.default_rng(2)
+    x = backend.asarray(rng.standard_normal(x_shape))
+    col = im2col(x, kh, kw, stride, padding)
+    y = backend.asarray(rng.standard_normal(col.shape))
+    left = float((col * y).sum())
+    right = float((x * col2im(y, x_shape, kh, kw, stride, padding)).sum())
+    assert left == pytest.approx(right, rel=1e-12, abs=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 3),
+    c=st.integers(1, 3),
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    kh=st.integers(1, 4),
+    kw=st.integers(1, 4),
+    stride=st.integers(1, 3),
+    padding=st.integers(0, 2),
+)
+def test_adjoint_property_for_random_geometries(n, c, h, w, kh, kw, stride, padding):
+    if h + 2 * padding < kh or w + 2 * padding < kw:
+        return
+    rng = numpy.random.default_rng(n * 1000 + c * 100 + h * 10 + w)
+    x = rng.standard_normal((n, c, h, w))
+    col = im2col(x, kh, kw, stride, padding)
+    y = rng.standard_normal(col.shape)
+    assert (col * y).sum() == pytest.approx((x * col2im(y, x.shape, kh, kw, stride, padding)).sum(), rel=1e-12, abs=1e-12)
+
+
+def test_col2im_adds_overlapping_windows(backend):
+    """A stride-1 3x3 im2col copies the centre of a 5x5 image 9 times; col2im of ones counts the copies."""
+    ones = backend.asarray(numpy.ones((9, 9)))
+    counts = backend.to_numpy(col2im(ones, (1, 1, 5, 5), 3, 3, 1, 0))[0, 0]
+    assert counts[2, 2] == 9 and counts[0, 0] == 1 and counts[0, 2] == 3
+
+
+def test_too_small_input_is_a_clear_error():
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        im2col(numpy.zeros((1, 1, 2, 2)), 3, 3)
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv_gradients_match_finite_differences(backend, case):
+    c, f, kernel, stride, padding, h, w = case
+    rng = numpy.random.default_rng(3)
+    layer = Conv2d(c, f, kernel, stride, padding, rng=rng, init="torch", dtype="float64").to(backend)
+    x = backend.asarray(tie_free(rng, (2, c, h, w)))
+    check_layer_gradients(layer, x, backend)
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv_matches_torch(backend, dtype, case):
+    torch = torch_or_skip()
+    c, f, kernel, stride, padding, h, w = case
+    rng = numpy.random.default_rng(4)
+    layer = Conv2d(c, f, kernel, stride, padding, rng=rng, init="torch", dtype=dtype).to(backend)
+    x_host = mnist_like_images(rng, 3, size=max(h, w), channels=c)[:, :, :h, :w].astype(dtype)
+    y = layer.forward(backend.asarray(x_host))
+    dy_host = rng.standard_normal(y.shape).astype(dtype)
+    dx = layer.backward(backend.asarray(dy_host))
+
+    reference = torch.nn.Conv2d(c, f, kernel, stride, padding).to(getattr(torch, str(dtype)))
+    with torch.no_grad():
+        reference.weight.copy_(torch.from_numpy(backend.to_numpy(layer.params["weight"])))
+        reference.bias.copy_(torch.from_numpy(backend.to_numpy(layer.params["bias"])))
+    x_torch = torch.from_numpy(x_host).requires_grad_(True)
+    y_torch = reference(x_torch)
+    y_torch.backward(torch.from_numpy(dy_host))
+
+    tolerance = parity_tolerance(dtype)
+    assert y.dtype == dtype and dx.dtype == dtype
+    assert relative_error(backend.to_numpy(y), y_torch.detach().numpy()) < tolerance
+    assert relative_error(backend.to_numpy(dx), x_torch.grad.numpy()) < tolerance
+    assert relative_error(backend.to_numpy(layer.grads["weight"]), reference.weight.grad.numpy()) < tolerance
+    assert relative_error(backend.to_numpy(layer.grads["bias"]), reference.bias.grad.numpy()) < tolerance
+
+
+def test_conv_keeps_dtype_and_can_skip_the_input_gradient(backend, dtype):
+    rng = numpy.random.default_rng(5)
+    layer = Conv2d(2, 3, 3, rng=rng, dtype=dtype).to(backend)
+    assert layer.params["weight"].dtype == dtype and layer.grads["bias"].dtype == dtype
+    y = layer.forward(backend.asarray(rng.standard_normal((2, 2, 6, 6)).astype(dtype)))
+    assert y.shape == (2, 3, 4, 4) and y.dtype == dtype
+    assert layer.backward(backend.xp.ones_like(y), need_input_grad=False) is None
+    assert layer.grads["weight"].dtype == dtype and layer.grads["weight"].shape == (3, 2, 3, 3)
+
+
+def test_conv_forward_without_train_caches_nothing(backend):
+    layer = Conv2d(1, 2, 3, rng=numpy.random.default_rng(0), dtype="float64").to(backend)
+    y = layer.forward(backend.asarray(numpy.ones((1, 1, 4, 4))), train=False)
+    with pytest.raises(RuntimeError, match="forward"):
+        layer.backward(y)

@@ -1,0 +1,102 @@
+"""Linear, ReLU, Flatten and the shared Layer plumbing (init, to(), dtype)."""
+
+import numpy
+import pytest
+
+from conftest import torch_or_skip
+from layer_checks import check_layer_gradients, parity_tolerance, relative_error, tie_free
+from nets.layers import Flatten, Linear, ReLU, he_or_torch_init
+
+
+def test_linear_gradients_match_finite_differences(backend):
+    rng = numpy.random.default_rng(0)
+    layer = Linear(5, 4, rng=rng, init="torch", dtype="float64").to(backend)
+    check_layer_gradients(layer, backend.asarray(rng.standard_normal((3, 5))), backend)
+
+
+def test_relu_gradients_match_finite_differences(backend):
+    rng = numpy.random.default_rng(1)
+    check_layer_gradients(ReLU(), backend.asarray(tie_free(rng, (3, 2, 4))), backend)
+
+
+def test_flatten_gradients_match_finite_differences(backend):
+    rng = numpy.random.default_rng(2)
+    layer = Flatten()
+    x = backend.asarray(rng.standard_normal((2, 3, 2, 2)))
+    assert layer.forward(x).shape == (2, 12)
+    check_layer_gradients(layer, x, backend)
+
+
+def test_flatten_uses_nchw_order(backend):
+    x = numpy.arange(24.0).reshape(2, 3, 2, 2)
+    numpy.testing.assert_array_equal(backend.to_numpy(Flatten().forward(backend.asarray(x))), x.reshape(2, 12))
+
+
+def test_linear_matches_torch(backend, dtype):
+    torch = torch_or_skip()
+    rng = numpy.random.default_rng(3)
+    layer = Linear(7, 5, rng=rng, dtype=dtype).to(backend)
+    x_host = rng.standard_normal((4, 7)).astype(dtype)
+    dy_host = rng.standard_normal((4, 5)).astype(dtype)
+    y = layer.forward(backend.asarray(x_host))
+    dx = layer.backward(backend.asarray(dy_host))
+    reference = torch.nn.Linear(7, 5).to(getattr(torch, str(dtype)))
+    with torch.no_grad():
+        reference.weight.copy_(torch.from_numpy(backend.to_numpy(layer.params["weight"])))
+        reference.bias.copy_(torch.from_numpy(backend.to_numpy(layer.params["bias"])))
+    x_torch = torch.from_numpy(x_host).requires_grad_(True)
+    reference(x_torch).backward(torch.from_numpy(dy_host))
+    tolerance = parity_tolerance(dtype)
+    assert y.dtype == dtype and dx.dtype == dtype
+    assert relative_error(backend.to_numpy(y), reference(x_torch).detach().numpy()) < tolerance
+    assert relative_error(backend.to_numpy(dx), x_torch.grad.numpy()) < tolerance
+    assert relative_error(backend.to_numpy(layer.grads["weight"]), reference.weight.grad.numpy()) < tolerance
+    assert relative_error(backend.to_numpy(layer.grads["bias"]), reference.bias.grad.numpy()) < tolerance
+
+
+def test_relu_matches_torch_including_zeros(backend, dtype):
+    torch = torch_or_skip()
+    x_host = numpy.array([[-1.0, 0.0, 2.0, -0.0, 3.5]], dtype=dtype)
+    dy_host = numpy.array([[1.0, 2.0, 3.0, 4.0, 5.0]], dtype=dtype)
+    layer = ReLU()
+    y = layer.forward(backend.asarray(x_host))
+    dx = layer.backward(backend.asarray(dy_host))
+    x_torch = torch.from_numpy(x_host).requires_grad_(True)
+    y_torch = torch.relu(x_torch)
+    y_torch.backward(torch.from_numpy(dy_host))
+    assert y.dtype == dtype and dx.dtype == dtype
+    numpy.testing.assert_array_equal(backend.to_numpy(y), y_torch.detach().numpy())
+    numpy.testing.assert_array_equal(backend.to_numpy(dx), x_torch.grad.numpy())
+
+
+@pytest.mark.parametrize("init", ["he", "torch"])
+def test_init_statistics_shapes_and_dtype(dtype, init):
+    fan_in = 400
+    weight, bias = he_or_torch_init(numpy.random.default_rng(4), (300, fan_in), fan_in, init, dtype)
+    assert weight.shape == (300, fan_in) and bias.shape == (300,)
+    assert weight.dtype == dtype and bias.dtype == dtype
+    if init == "he":
+        assert weight.std() == pytest.approx(numpy.sqrt(2 / fan_in), rel=0.02)
+        assert not bias.any()
+    else:
+        bound = 1 / numpy.sqrt(fan_in)
+        assert numpy.abs(weight).max() <= bound and numpy.abs(bias).max() <= bound
+        assert weight.std() == pytest.approx(bound / numpy.sqrt(3), rel=0.02)
+    with pytest.raises(ValueError, match="unknown init"):
+        he_or_torch_init(numpy.random.default_rng(4), (3, 3), 3, "xavier", dtype)
+
+
+def test_to_moves_parameters_and_keeps_dtype(backend, dtype):
+    layer = Linear(3, 2, rng=numpy.random.default_rng(5), dtype=dtype).to(backend)
+    assert type(layer.params["weight"]) is type(backend.xp.zeros(1))
+    assert set(layer.grads) == {"weight", "bias"}
+    assert all(array.dtype == dtype for array in [*layer.params.values(), *layer.grads.values()])
+    y = layer.forward(backend.asarray(numpy.ones((4, 3), dtype=dtype)))
+    assert y.dtype == dtype and layer.backward(y, need_input_grad=False) is None
+    assert ReLU().params == {} and Flatten().grads == {}
+
+
+def test_backward_before_forward_is_a_clear_error(backend):
+    for layer in [Linear(2, 2, rng=numpy.random.default_rng(0)).to(backend), ReLU(), Flatten()]:
+        with pytest.raises(RuntimeError, match="forward"):
+            layer.backward(backend.asarray(numpy.ones((1, 2), dtype="float32")))

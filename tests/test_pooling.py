@@ -1,0 +1,76 @@
+"""MaxPool2d: finite differences on tie-free inputs, exact torch agreement on inputs full of ties."""
+
+import numpy
+import pytest
+
+from conftest import torch_or_skip
+from layer_checks import check_layer_gradients, mnist_like_images, tie_free
+from nets.layers import MaxPool2d
+
+POOL_CASES = [(2, 2), (2, 1), (3, 2), (3, 1), (2, 3), (3, 3)]  # (kernel, stride)
+
+
+@pytest.mark.parametrize("kernel, stride", POOL_CASES)
+def test_pool_gradients_match_finite_differences(backend, kernel, stride):
+    rng = numpy.random.default_rng(0)
+    layer = MaxPool2d(kernel, stride)
+    check_layer_gradients(layer, backend.asarray(tie_free(rng, (2, 3, 7, 8))), backend)
+
+
+def torch_max_pool(x_host, dy_host, kernel, stride):
+    torch = torch_or_skip()
+    x = torch.from_numpy(x_host).requires_grad_(True)
+    y = torch.nn.functional.max_pool2d(x, kernel, stride)
+    y.backward(torch.from_numpy(dy_host))
+    return y.detach().numpy(), x.grad.numpy()
+
+
+def tied_inputs(rng, dtype):
+    """Mostly zeros and a handful of repeated small values: every window has ties."""
+    relu_like = numpy.maximum(rng.integers(-3, 3, size=(3, 4, 9, 10)), 0).astype(dtype)
+    mnist_like = mnist_like_images(rng, 3, size=10, channels=4)[:, :, :9, :].astype(dtype)
+    return [relu_like, mnist_like, numpy.zeros((2, 2, 6, 6), dtype=dtype)]
+
+
+@pytest.mark.parametrize("kernel, stride", POOL_CASES)
+def test_pool_with_ties_gives_exactly_torchs_gradient(backend, dtype, kernel, stride):
+    rng = numpy.random.default_rng(1)
+    for x_host in tied_inputs(rng, dtype):
+        layer = MaxPool2d(kernel, stride)
+        y = layer.forward(backend.asarray(x_host))
+        # small integers: every sum of gradients is exact, so any difference is a wrong pixel
+        dy_host = rng.integers(1, 9, size=y.shape).astype(dtype)
+        dx = layer.backward(backend.asarray(dy_host))
+        y_torch, dx_torch = torch_max_pool(x_host, dy_host, kernel, stride)
+        assert y.dtype == dtype and dx.dtype == dtype
+        numpy.testing.assert_array_equal(backend.to_numpy(y), y_torch)
+        numpy.testing.assert_array_equal(backend.to_numpy(dx), dx_torch)
+
+
+def test_ties_go_to_the_first_maximum_in_row_major_order(backend):
+    x = numpy.array([[[[0.0, 1.0], [1.0, 1.0]]]])
+    layer = MaxPool2d(2, 2)
+    layer.forward(backend.asarray(x))
+    dx = backend.to_numpy(layer.backward(backend.asarray(numpy.array([[[[5.0]]]]))))
+    numpy.testing.assert_array_equal(dx, [[[[0.0, 5.0], [0.0, 0.0]]]])
+
+
+def test_overlapping_windows_add_at_a_shared_maximum(backend):
+    x = numpy.zeros((1, 1, 3, 3))
+    x[0, 0, 1, 1] = 1.0  # the centre wins all four 2x2 windows of stride 1
+    layer = MaxPool2d(2, 1)
+    layer.forward(backend.asarray(x))
+    dx = backend.to_numpy(layer.backward(backend.asarray(numpy.arange(1.0, 5.0).reshape(1, 1, 2, 2))))
+    assert dx[0, 0, 1, 1] == 10.0 and dx.sum() == 10.0
+
+
+def test_pool_shapes_dtype_and_errors(backend, dtype):
+    layer = MaxPool2d(2, 1)
+    assert layer.params == {} and layer.grads == {}
+    y = layer.forward(backend.asarray(numpy.ones((2, 3, 11, 11), dtype=dtype)), train=False)
+    assert y.shape == (2, 3, 10, 10) and y.dtype == dtype
+    with pytest.raises(RuntimeError, match="forward"):
+        layer.backward(y)
+    assert MaxPool2d(2).stride == 2
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        layer.forward(backend.asarray(numpy.ones((1, 1, 1, 1), dtype=dtype)))
