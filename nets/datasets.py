@@ -149,12 +149,15 @@ def check_name(name: str) -> str:
 def dataset_files(directory) -> tuple[dict[str, Path], list[str]]:
     """The standard files present in `directory`: -> ({file name: path}, [missing file names]).
 
-    For each of FILE_NAMES the raw file is preferred to NAME.gz when both are present.
+    For each of FILE_NAMES the raw file is preferred to NAME.gz when both are present; the spelling with a
+    dot before "idx" (train-images.idx3-ubyte, as some copies such as Kaggle's have it) is accepted too.
     """
     directory = Path(directory)
     found, missing = {}, []
     for file_name in FILE_NAMES:
-        for candidate in (directory / file_name, directory / f"{file_name}.gz"):
+        dotted = file_name.replace("-idx", ".idx")
+        spellings = (file_name, f"{file_name}.gz", dotted, f"{dotted}.gz")
+        for candidate in (directory / spelling for spelling in spellings):
             if candidate.is_file():
                 found[file_name] = candidate
                 break

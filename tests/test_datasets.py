@@ -47,8 +47,8 @@ def isolated(tmp_path, monkeypatch):
     return cwd
 
 
-def assert_same_data(dataset, directory_or_seed, n_train=20, n_test=10):
-    arrays = make_dataset(n_train, n_test, seed=directory_or_seed)
+def assert_same_data(dataset, seed, n_train=20, n_test=10):
+    arrays = make_dataset(n_train, n_test, seed=seed)
     numpy.testing.assert_array_equal(dataset.train_images, arrays["train-images-idx3-ubyte"])
     numpy.testing.assert_array_equal(dataset.train_labels, arrays["train-labels-idx1-ubyte"])
     numpy.testing.assert_array_equal(dataset.test_images, arrays["t10k-images-idx3-ubyte"])
@@ -116,6 +116,13 @@ def test_mixed_raw_and_gzip_files(tmp_path):
     (directory / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(raw.read_bytes()))
     raw.unlink()
     assert_same_data(load_dataset("mnist", data_dir=directory), 6)
+
+
+def test_dotted_file_names_are_accepted(tmp_path):
+    directory = write_dataset(tmp_path / "kaggle", n_train=20, n_test=10, seed=3)
+    for path in list(directory.iterdir()):
+        path.rename(directory / path.name.replace("-idx", ".idx"))
+    assert_same_data(load_dataset("mnist", data_dir=directory), 3)
 
 
 def test_explicit_data_dir_missing_files_is_an_error_naming_them(tmp_path, isolated, monkeypatch):
