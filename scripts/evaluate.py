@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Evaluate a checkpoint on a test set: accuracy, per-class accuracy and the confusion matrix.
+
+    python scripts/evaluate.py runs/cnn.npz
+    python scripts/evaluate.py torch_cnn.pt --dataset fashion-mnist --device gpu --json runs/eval.json
+
+CHECKPOINT is a nets .npz checkpoint or a PyTorch state dict (.pt). The dataset defaults to the one the
+checkpoint was trained on (when it says), else mnist.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from _cli import one_line_errors  # also puts the project on sys.path
+
+from backend import DEVICES, get_backend
+from nets.checkpoint import load_any_checkpoint, restore_model
+from nets.datasets import DATASET_NAMES, load_dataset
+from nets.evaluation import class_names_for, dataset_name_of, evaluate, format_report, input_statistics
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--dataset", type=click.Choice(DATASET_NAMES), default=None,
+              help="Test set to use (default: the checkpoint's own, else mnist).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder holding the four IDX files.")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the results as JSON here.")
+@click.option("--no-download", is_flag=True, help="Never download datasets.")
+@one_line_errors
+def main(checkpoint, dataset, data_dir, device, batch_size, json_path, no_download):
+    """Print the test accuracy, per-class accuracy and confusion matrix of CHECKPOINT."""
+    backend = get_backend(device)
+    saved = load_any_checkpoint(checkpoint)
+    model = restore_model(saved, backend)
+    data = load_dataset(dataset or dataset_name_of(saved), data_dir, download=not no_download)
+    result = evaluate(model, data.test_images, data.test_labels, backend, batch_size, input_statistics(saved))
+    names = class_names_for(data.name)
+
+    click.echo(f"{model.name} from {checkpoint} on the {data.name} test set ({data.source}), device {backend.name}")
+    click.echo(format_report(result, names))
+    if json_path:
+        report = {"checkpoint": str(checkpoint), "model": model.name, "dataset": data.name,
+                  "device": backend.name, **result.to_dict(names)}
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Draw the plots of a finished run from its saved files (what train.py --plot draws right after training).
+
+    python scripts/plot.py runs/cnn.npz --metrics runs/cnn.json --out runs/cnn-plots
+
+Writes training_curves.png (from --metrics), confusion_matrix.png, first_layer_filters.png and
+misclassified.png (from the checkpoint, evaluated on the test set) into --out.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from _cli import one_line_errors  # also puts the project on sys.path
+
+from backend import DEVICES, get_backend
+from nets.checkpoint import load_any_checkpoint, restore_model
+from nets.datasets import DATASET_NAMES, load_dataset
+from nets.evaluation import class_names_for, dataset_name_of, input_statistics, predict_classes
+from nets.plots import write_all_plots
+
+
+def read_metrics(path) -> dict:
+    """The metrics JSON train.py writes (--metrics-json); ValueError in one line when it is not that."""
+    try:
+        with open(path) as file:
+            metrics = json.load(file)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); "
+                         "pass the file train.py wrote with --metrics-json.") from None
+    if not isinstance(metrics, dict):
+        raise ValueError(f"{path} does not hold a metrics object; pass the file train.py wrote with --metrics-json.")
+    return metrics
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False), default=None,
+              help="Metrics JSON from train.py --metrics-json (without it, no training curves).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Folder for the PNGs.")
+@click.option("--dataset", type=click.Choice(DATASET_NAMES), default=None,
+              help="Test set to use (default: the checkpoint's own, else mnist).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder holding the four IDX files.")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--no-download", is_flag=True, help="Never download datasets.")
+@one_line_errors
+def main(checkpoint, metrics_path, out_dir, dataset, data_dir, device, batch_size, no_download):
+    """Write the PNG plots of CHECKPOINT (and its training metrics) into --out."""
+    metrics = read_metrics(metrics_path) if metrics_path else None
+    backend = get_backend(device)
+    saved = load_any_checkpoint(checkpoint)
+    model = restore_model(saved, backend)
+    data = load_dataset(dataset or dataset_name_of(saved), data_dir, download=not no_download)
+    predictions = predict_classes(model, data.test_images, backend, batch_size, input_statistics(saved))
+    paths = write_all_plots(out_dir, metrics, model, data.test_images, data.test_labels, predictions,
+                            class_names_for(data.name))
+    for path in paths:
+        click.echo(f"plot: {path}")
+
+
+if __name__ == "__main__":
+    main()

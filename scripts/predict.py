@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Classify your own pictures of digits (or clothes) with a trained checkpoint.
+
+    python scripts/predict.py runs/cnn.npz my_seven.png photo_of_a_three.jpg --top 3
+
+Each IMAGE (PNG or JPEG, any size, colour or grey) is turned into an MNIST-style 28x28 input first
+(see nets/digits.py). A file that cannot be read, or shows nothing, is reported in one line; the others
+are still classified, and the exit status is 1 when any image failed.
+"""
+
+from __future__ import annotations
+
+import click
+import numpy
+
+from _cli import one_line_errors  # also puts the project on sys.path
+
+from backend import DEVICES, get_backend
+from nets.checkpoint import load_any_checkpoint, restore_model
+from nets.datasets import DATASET_NAMES
+from nets.digits import DigitImageError, load_digit
+from nets.evaluation import class_names_for, dataset_name_of, input_statistics, predict_probabilities, top_classes
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--top", "top_k", type=click.IntRange(1, 10), default=3, show_default=True,
+              help="How many classes to show per image.")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--dataset", type=click.Choice(DATASET_NAMES), default=None,
+              help="Names the classes (default: the checkpoint's dataset, else mnist).")
+@one_line_errors
+def main(checkpoint, images, top_k, device, dataset):
+    """Print the TOP most probable classes of each IMAGE under the model in CHECKPOINT."""
+    backend = get_backend(device)
+    saved = load_any_checkpoint(checkpoint)
+    model = restore_model(saved, backend)
+    names = class_names_for(dataset or dataset_name_of(saved))
+
+    digits, readable, failed = [], [], 0
+    for path in images:
+        try:
+            digits.append(load_digit(path))
+            readable.append(path)
+        except DigitImageError as error:
+            click.echo(f"error: {error}", err=True)
+            failed += 1
+    if digits:
+        probabilities = predict_probabilities(model, numpy.stack(digits), backend, input_stats=input_statistics(saved))
+        for path, best in zip(readable, top_classes(probabilities, top_k)):
+            guesses = ", ".join(f"{names[k]} {100 * p:.1f}%" for k, p in best)
+            click.echo(f"{path}: {guesses}")
+    if failed:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""nets.plots: every plot writes a non-empty PNG; without matplotlib, one line says how to install it."""
+
+import sys
+
+import numpy
+import pytest
+
+from nets import plots
+from nets.evaluation import class_names_for
+from nets.models import build_model
+
+pytest.importorskip("matplotlib", reason="matplotlib is not installed; pip install -e .[plot]")
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+METRICS = {
+    "model": "cnn",
+    "impl": "nets",
+    "test_accuracy": 0.9,
+    "epochs": [
+        {"epoch": 1, "train_loss": 0.9, "train_accuracy": 0.7, "test_accuracy": 0.8, "seconds": 1.0,
+         "images_per_second": 100.0},
+        {"epoch": 2, "train_loss": 0.4, "train_accuracy": 0.85, "test_accuracy": 0.9, "seconds": 1.0,
+         "images_per_second": 100.0},
+    ],
+}
+
+
+def assert_png(path):
+    data = path.read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 1000
+
+
+def test_training_curves(tmp_path):
+    assert_png(plots.plot_training_curves(METRICS, tmp_path / "curves.png"))
+
+
+def test_training_curves_need_epochs(tmp_path):
+    with pytest.raises(plots.PlotError, match="no epochs"):
+        plots.plot_training_curves({"epochs": []}, tmp_path / "curves.png")
+
+
+def test_confusion_matrix(tmp_path):
+    matrix = numpy.random.default_rng(0).integers(0, 50, size=(10, 10))
+    assert_png(plots.plot_confusion_matrix(matrix, class_names_for("fashion-mnist"), tmp_path / "cm.png"))
+
+
+def test_first_layer_filters_conv_and_linear(tmp_path):
+    conv = numpy.random.default_rng(0).normal(size=(16, 1, 3, 3))
+    assert_png(plots.plot_first_layer_filters(conv, tmp_path / "conv.png"))
+    linear = numpy.random.default_rng(0).normal(size=(128, 784)).astype(numpy.float32)
+    assert_png(plots.plot_first_layer_filters(linear, tmp_path / "linear.png"))
+    with pytest.raises(plots.PlotError, match="cannot draw"):
+        plots.plot_first_layer_filters(numpy.zeros((3, 5)), tmp_path / "bad.png")
+
+
+def test_misclassified(tmp_path):
+    images = numpy.random.default_rng(0).integers(0, 256, size=(50, 28, 28), dtype=numpy.uint8)
+    true = numpy.arange(50) % 10
+    predicted = true.copy()
+    predicted[::3] = (predicted[::3] + 1) % 10
+    assert_png(plots.plot_misclassified(images, true, predicted, class_names_for("mnist"), tmp_path / "wrong.png"))
+    assert_png(plots.plot_misclassified(images, true, true, class_names_for("mnist"), tmp_path / "none.png"))
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_write_all_plots(tmp_path, backend, name):
+    model = build_model(name, backend=backend, dtype="float32", rng=numpy.random.default_rng(0))
+    images = numpy.random.default_rng(1).integers(0, 256, size=(20, 28, 28), dtype=numpy.uint8)
+    labels = numpy.arange(20) % 10
+    predictions = (labels + (labels % 4 == 0)) % 10
+    paths = plots.write_all_plots(tmp_path / "plots", METRICS, model, images, labels, predictions,
+                                  class_names_for("mnist"))
+    assert [path.name for path in paths] == [
+        "training_curves.png", "confusion_matrix.png", "first_layer_filters.png", "misclassified.png"]
+    for path in paths:
+        assert_png(path)
+    # the training CLI passes the parameter dict instead of the model, and may have no metrics
+    paths = plots.write_all_plots(tmp_path / "again", None, model.state_dict(), images, labels, predictions, None)
+    assert len(paths) == 3
+
+
+def test_missing_matplotlib_is_one_line(tmp_path, monkeypatch):
+    for module in [name for name in sys.modules if name == "matplotlib" or name.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, module)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib...` raise ImportError
+    with pytest.raises(plots.PlotError) as caught:
+        plots.plot_training_curves(METRICS, tmp_path / "curves.png")
+    assert str(caught.value) == "matplotlib is not installed; pip install -e .[plot]"

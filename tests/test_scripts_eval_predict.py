@@ -1,0 +1,267 @@
+"""scripts/evaluate.py, predict.py and plot.py end to end, on a tiny IDX dataset and fresh checkpoints.
+
+Most runs go through click's CliRunner (fast, in-process); a few run the real `python scripts/...`
+to check the entry point and that user errors end in one line on stderr, without a traceback.
+"""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy
+import pytest
+from click.testing import CliRunner
+
+import backend as backend_module
+from nets.checkpoint import save_checkpoint, save_torch_state_dict
+from nets.models import build_model
+from tests.conftest import torch_or_skip
+from tests.idx_files import write_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
+if str(SCRIPTS) not in sys.path:
+    sys.path.insert(0, str(SCRIPTS))  # the scripts import their shared helper as `_cli`, as when run directly
+
+PIL_Image = pytest.importorskip("PIL.Image", reason="Pillow is not installed; pip install -e .[plot]")
+from PIL import ImageDraw  # noqa: E402
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(f"script_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+evaluate_script = load_script("evaluate")
+predict_script = load_script("predict")
+plot_script = load_script("plot")
+
+
+def invoke(script, *args):
+    result = CliRunner().invoke(script.main, [str(arg) for arg in args])
+    return result
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 1, (result.exit_code, result.output, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("data") / "mnist", n_train=10, n_test=40, seed=0)
+
+
+@pytest.fixture(scope="module")
+def cnn_checkpoint(tmp_path_factory):
+    model = build_model("cnn", backend=backend_module.get_backend("cpu"), rng=numpy.random.default_rng(0))
+    path = tmp_path_factory.mktemp("checkpoints") / "cnn.npz"
+    save_checkpoint(path, model, config={"dataset": "mnist"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def mlp_checkpoint(tmp_path_factory):
+    model = build_model("mlp", backend=backend_module.get_backend("cpu"), rng=numpy.random.default_rng(0))
+    path = tmp_path_factory.mktemp("checkpoints") / "mlp.npz"
+    save_checkpoint(path, model, config={"dataset": "fashion-mnist"})
+    return path
+
+
+def digit_image(path, background="white", ink="black"):
+    image = PIL_Image.new("RGB", (90, 120), background)
+    ImageDraw.Draw(image).line([(20, 20), (70, 25), (35, 110)], fill=ink, width=9)
+    image.save(path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- evaluate
+
+
+def test_evaluate_prints_accuracy_and_table(cnn_checkpoint, data_dir, tmp_path):
+    json_path = tmp_path / "eval.json"
+    result = invoke(evaluate_script, cnn_checkpoint, "--data-dir", data_dir, "--device", "cpu",
+                    "--batch-size", 16, "--json", json_path, "--no-download")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    accuracy_line = next(line for line in lines if line.startswith("test accuracy:"))
+    accuracy = float(accuracy_line.split()[2].rstrip("%")) / 100
+    assert 0.0 <= accuracy <= 1.0
+    table_start = lines.index("confusion matrix (rows: true class, columns: predicted):")
+    table = lines[table_start + 1:table_start + 12]
+    assert table[0].split()[-10:] == [str(k) for k in range(10)]
+    assert [row.split()[0] for row in table[1:]] == [str(k) for k in range(10)]
+    assert sum(int(cell) for row in table[1:] for cell in row.split()[1:]) == 40
+    report = json.loads(json_path.read_text())
+    assert report["accuracy"] == pytest.approx(accuracy, abs=1e-4)
+    assert numpy.array(report["confusion_matrix"]).sum() == 40
+
+
+def test_evaluate_uses_the_checkpoints_dataset(mlp_checkpoint, tmp_path):
+    fashion_dir = write_dataset(tmp_path / "fashion-mnist", n_train=10, n_test=20, seed=1)
+    result = invoke(evaluate_script, mlp_checkpoint, "--data-dir", fashion_dir, "--device", "cpu", "--no-download")
+    assert result.exit_code == 0, result.output
+    assert "fashion-mnist test set" in result.stdout
+    assert "Ankle boot" in result.stdout and "T-shirt/top" in result.stdout
+
+
+def test_evaluate_a_pytorch_state_dict(data_dir, tmp_path):
+    torch_or_skip()
+    model = build_model("mlp", backend=backend_module.get_backend("cpu"), rng=numpy.random.default_rng(0))
+    path = save_torch_state_dict(tmp_path / "mlp.pt", model)
+    result = invoke(evaluate_script, path, "--data-dir", data_dir, "--device", "cpu", "--no-download")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("mlp from ")
+    assert "test accuracy:" in result.stdout
+
+
+def test_evaluate_missing_checkpoint(tmp_path, data_dir):
+    result = invoke(evaluate_script, tmp_path / "nothing.npz", "--data-dir", data_dir, "--device", "cpu")
+    assert_one_line_error(result, "nothing.npz")
+
+
+def test_evaluate_corrupt_checkpoint(tmp_path, data_dir):
+    path = tmp_path / "broken.npz"
+    path.write_bytes(b"PK\x03\x04 this is not really a zip archive")
+    assert_one_line_error(invoke(evaluate_script, path, "--data-dir", data_dir, "--device", "cpu"), "broken.npz")
+
+
+def test_evaluate_missing_data(cnn_checkpoint, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = invoke(evaluate_script, cnn_checkpoint, "--data-dir", empty, "--device", "cpu", "--no-download")
+    assert_one_line_error(result, str(empty))
+
+
+def test_evaluate_on_an_unavailable_gpu(cnn_checkpoint, data_dir):
+    if backend_module.gpu_problem() is None:
+        pytest.skip("a GPU works here, so --device gpu is not an error")
+    result = invoke(evaluate_script, cnn_checkpoint, "--data-dir", data_dir, "--device", "gpu")
+    assert_one_line_error(result, "--device gpu is not available")
+
+
+# ---------------------------------------------------------------------------------------------- predict
+
+
+def test_predict_top_k(cnn_checkpoint, tmp_path):
+    seven = digit_image(tmp_path / "seven.png")
+    inverted = digit_image(tmp_path / "inverted.jpg", background="black", ink="white")
+    result = invoke(predict_script, cnn_checkpoint, seven, inverted, "--top", 3, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"{seven}: ") and lines[1].startswith(f"{inverted}: ")
+    guesses = lines[0].split(": ", 1)[1].split(", ")
+    assert len(guesses) == 3
+    percentages = [float(guess.split()[-1].rstrip("%")) for guess in guesses]
+    assert percentages == sorted(percentages, reverse=True)
+    assert all(0.0 <= value <= 100.0 for value in percentages)
+
+
+def test_predict_reports_bad_images_and_goes_on(cnn_checkpoint, tmp_path):
+    good = digit_image(tmp_path / "good.png")
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("hello")
+    blank = tmp_path / "blank.png"
+    PIL_Image.new("L", (40, 40), 255).save(blank)
+    result = invoke(predict_script, cnn_checkpoint, not_an_image, good, blank, "--top", 1, "--device", "cpu")
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 2
+    assert errors[0].startswith("error: ") and "notes.png" in errors[0]
+    assert "blank.png" in errors[1] and "blank" in errors[1]
+    assert result.stdout.strip().startswith(f"{good}: ") and len(result.stdout.strip().splitlines()) == 1
+
+
+def test_predict_with_a_corrupt_checkpoint(tmp_path):
+    path = tmp_path / "model.npz"
+    path.write_bytes(b"\x00" * 64)
+    result = invoke(predict_script, path, digit_image(tmp_path / "seven.png"), "--device", "cpu")
+    assert_one_line_error(result, "model.npz")
+
+
+# ---------------------------------------------------------------------------------------------- plot
+
+
+def test_plot_from_saved_files(mlp_checkpoint, tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed; pip install -e .[plot]")
+    fashion_dir = write_dataset(tmp_path / "fashion-mnist", n_train=10, n_test=20, seed=1)
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"model": "mlp", "epochs": [
+        {"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5, "test_accuracy": 0.6},
+        {"epoch": 2, "train_loss": 0.5, "train_accuracy": 0.7, "test_accuracy": 0.8},
+    ]}))
+    out = tmp_path / "plots"
+    result = invoke(plot_script, mlp_checkpoint, "--metrics", metrics, "--out", out, "--data-dir", fashion_dir,
+                    "--device", "cpu", "--no-download")
+    assert result.exit_code == 0, result.output
+    names = sorted(path.name for path in out.iterdir())
+    assert names == ["confusion_matrix.png", "first_layer_filters.png", "misclassified.png", "training_curves.png"]
+    assert all((out / name).stat().st_size > 1000 for name in names)
+
+
+def test_plot_with_bad_metrics(mlp_checkpoint, tmp_path):
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text("{not json")
+    result = invoke(plot_script, mlp_checkpoint, "--metrics", metrics, "--out", tmp_path / "plots")
+    assert_one_line_error(result, "metrics.json is not valid JSON")
+
+
+# ---------------------------------------------------------------------------------------------- real processes
+
+
+def run_script(name, *args):
+    return subprocess.run([sys.executable, str(SCRIPTS / f"{name}.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def test_real_process_errors_are_one_line(tmp_path):
+    not_an_image = tmp_path / "picture.jpg"
+    not_an_image.write_bytes(b"\xff\xd8 not really a jpeg")
+    missing = run_script("predict", tmp_path / "missing.npz", not_an_image, "--device", "cpu")
+    assert missing.returncode == 1
+    assert missing.stderr.strip().count("\n") == 0 and missing.stderr.startswith("error: ")
+    assert "missing.npz" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_real_process_predicts(cnn_checkpoint, tmp_path):
+    not_an_image = tmp_path / "picture.jpg"
+    not_an_image.write_bytes(b"\xff\xd8 not really a jpeg")
+    good = digit_image(tmp_path / "seven.png")
+    finished = run_script("predict", cnn_checkpoint, good, not_an_image, "--device", "cpu", "--top", 2)
+    assert finished.returncode == 1
+    assert finished.stdout.startswith(f"{good}: ")
+    assert finished.stderr.strip().count("\n") == 0 and "picture.jpg" in finished.stderr
+    assert "Traceback" not in finished.stderr
+
+
+# ---------------------------------------------------------------------------------------------- _cli
+
+
+def test_one_line_errors_keeps_tracebacks_of_bugs(monkeypatch):
+    import click
+
+    from _cli import one_line_errors
+
+    @click.command()
+    @click.option("--kind")
+    @one_line_errors
+    def main(kind):
+        raise {"user": ValueError("the shape is wrong; use 28x28 images.\nsecond line"),
+               "missing": FileNotFoundError(2, "No such file or directory", "x.png"),
+               "bug": KeyError("oops")}[kind]
+
+    assert_one_line_error(CliRunner().invoke(main, ["--kind", "user"]), "error: the shape is wrong; use 28x28 images.")
+    assert_one_line_error(CliRunner().invoke(main, ["--kind", "missing"]), "x.png: No such file or directory")
+    bug = CliRunner().invoke(main, ["--kind", "bug"])
+    assert isinstance(bug.exception, KeyError)  # not turned into a one-liner: a bug keeps its traceback
+    monkeypatch.setenv("NETS_TRACEBACK", "1")
+    assert isinstance(CliRunner().invoke(main, ["--kind", "user"]).exception, ValueError)
