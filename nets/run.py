@@ -76,6 +76,7 @@ class RunSettings:
     dtype: str
     hyper: Hyperparameters
     device: str = "cpu"
+    data_dir: str | None = None
 
     def as_dict(self) -> dict:
         values = asdict(self)
@@ -125,6 +126,7 @@ def resolve_settings(options: RunOptions, resumed: dict | None) -> RunSettings:
         dtype=options.dtype or (previous.dtype if previous else "float32"),
         hyper=hyper,
         device=options.device,
+        data_dir=options.data_dir or (previous.data_dir if previous else None),
     )
 
 
@@ -132,7 +134,7 @@ def choose_dataset(options: RunOptions, settings: RunSettings, say) -> datasets.
     """Load the dataset; with no --dataset given, fall back from MNIST to Fashion-MNIST and say so first."""
     explicit = options.dataset is not None or options.data_dir is not None or options.resume is not None
     try:
-        return datasets.load_dataset(settings.dataset, options.data_dir, download=options.download)
+        return datasets.load_dataset(settings.dataset, settings.data_dir, download=options.download)
     except datasets.DataNotFoundError as missing:
         if explicit or settings.dataset != DEFAULT_DATASET:
             raise RunError(str(missing)) from None
@@ -261,9 +263,11 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
             _write_json_atomically(options.metrics_json, metrics_now(current))
 
     try:
-        state = fit(engine, device_data, hyper, backend.rng, state=state, on_epoch_end=on_epoch_end,
-                    progress=None if options.quiet else progress, log=None if options.quiet else say,
-                    stop_after_steps=options.stop_after_steps)
+        # Overflow shows up as a NaN/inf loss, which fit() reports in one line; numpy's warnings would only add noise.
+        with numpy.errstate(over="ignore", invalid="ignore"):
+            state = fit(engine, device_data, hyper, backend.rng, state=state, on_epoch_end=on_epoch_end,
+                        progress=None if options.quiet else progress, log=None if options.quiet else say,
+                        stop_after_steps=options.stop_after_steps)
     except TrainingInterrupted as stop:
         save(interrupt_path, stop.state)
         raise Interrupted(

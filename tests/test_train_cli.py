@@ -1,0 +1,295 @@
+"""scripts/train.py end to end on tiny IDX datasets: options, outputs, resume, Ctrl-C, NaN and bad input."""
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy
+import pytest
+from click.testing import CliRunner
+
+from nets import datasets
+from tests.idx_files import write_dataset, write_idx
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
+
+
+def load_train_command():
+    spec = importlib.util.spec_from_file_location("train_script", TRAIN_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+train_command = load_train_command()
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("tiny"), n_train=256, n_test=64, gzip=True, seed=1)
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """No dataset anywhere (no $NETS_DATA, empty cwd, no Debian Fashion-MNIST) and downloads fail fast."""
+    monkeypatch.delenv("NETS_DATA", raising=False)
+    monkeypatch.setenv("NETS_MIRROR", "http://127.0.0.1:9/")
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian-dataset")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    return workdir
+
+
+def run(*args):
+    result = CliRunner().invoke(train_command, [str(a) for a in args])
+    return result
+
+
+def one_line_error(result, code=1):
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert "Traceback" not in result.output
+    return lines[-1]
+
+
+FAST = ("--epochs", 1, "--batch-size", 32)
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_trains_and_writes_metrics_and_checkpoint(tiny_data, tmp_path, model):
+    metrics_path, checkpoint = tmp_path / "m.json", tmp_path / "c.npz"
+    result = run("--model", model, "--data-dir", tiny_data, "--dataset", "mnist", "--epochs", 2, "--batch-size", 32,
+                 "--save", checkpoint, "--metrics-json", metrics_path)
+    assert result.exit_code == 0, result.output
+    assert "epoch 2/2" in result.output and "test accuracy:" in result.output
+    metrics = json.loads(metrics_path.read_text())
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
+    for field in ("train_loss", "train_accuracy", "test_accuracy", "seconds", "images_per_second"):
+        assert all(numpy.isfinite(e[field]) for e in metrics["epochs"])
+    for field in ("model", "impl", "device", "dataset", "recipe", "optimizer", "lr", "batch_size", "train_seconds",
+                  "versions"):
+        assert field in metrics
+    assert metrics["model"] == model and metrics["impl"] == "nets" and metrics["device"] == "cpu"
+    assert metrics["versions"]["numpy"] == numpy.__version__
+    with numpy.load(checkpoint, allow_pickle=False) as arrays:
+        assert int(arrays["meta/epoch"]) == 2
+        assert ("conv1.weight" if model == "cnn" else "fc3.weight") in arrays.files
+
+
+def test_learns_the_tiny_dataset(tiny_data, tmp_path):
+    metrics_path = tmp_path / "m.json"
+    result = run("--model", "mlp", "--data-dir", tiny_data, "--dataset", "mnist", "--epochs", 8, "--batch-size", 32,
+                 "--metrics-json", metrics_path, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert json.loads(metrics_path.read_text())["test_accuracy"] >= 0.9
+
+
+def test_quiet_prints_only_the_final_accuracy(tiny_data):
+    result = run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--quiet")
+    assert result.exit_code == 0
+    assert result.output.strip().splitlines() == [result.output.strip()]
+    assert result.output.startswith("test accuracy:")
+
+
+def test_torch_impl_through_the_same_door(tiny_data, tmp_path):
+    pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
+    checkpoint, metrics_path = tmp_path / "t.npz", tmp_path / "t.json"
+    result = run("--impl", "torch", "--model", "cnn", "--data-dir", tiny_data, *FAST, "--save", checkpoint,
+                 "--metrics-json", metrics_path)
+    assert result.exit_code == 0, result.output
+    assert json.loads(metrics_path.read_text())["impl"] == "torch"
+    with numpy.load(checkpoint, allow_pickle=False) as arrays:
+        assert arrays["conv1.weight"].shape == (16, 1, 3, 3)
+        assert "optim/exp_avg/conv1.weight" in arrays.files
+
+
+def test_nets_and_torch_start_from_the_same_weights_and_stay_close(tiny_data, tmp_path):
+    pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
+    losses = {}
+    for impl in ("nets", "torch"):
+        path = tmp_path / f"{impl}.json"
+        result = run("--impl", impl, "--model", "mlp", "--data-dir", tiny_data, "--epochs", 2, "--batch-size", 32,
+                     "--dtype", "float64", "--metrics-json", path, "--quiet")
+        assert result.exit_code == 0, result.output
+        losses[impl] = [e["train_loss"] for e in json.loads(path.read_text())["epochs"]]
+    numpy.testing.assert_allclose(losses["nets"], losses["torch"], rtol=1e-6)
+
+
+def test_seed_recipe_and_explicit_overrides(tiny_data, tmp_path):
+    path = tmp_path / "m.json"
+    result = run("--model", "mlp", "--recipe", "seed", "--data-dir", tiny_data, "--epochs", 1, "--metrics-json", path,
+                 "--quiet")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(path.read_text())
+    assert (metrics["optimizer"], metrics["lr"], metrics["batch_size"], metrics["epochs"][0]["epoch"]) == ("sgd", 0.01, 1, 1)
+    result = run("--model", "cnn", "--recipe", "seed", "--data-dir", tiny_data, "--epochs", 1, "--batch-size", 64,
+                 "--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9", "--weight-decay", "1e-4", "--seed", 3,
+                 "--dtype", "float64", "--metrics-json", path, "--quiet")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(path.read_text())
+    assert (metrics["recipe"], metrics["optimizer"], metrics["lr"], metrics["batch_size"]) == ("seed", "sgd", 0.05, 64)
+    assert (metrics["momentum"], metrics["weight_decay"], metrics["seed"], metrics["dtype"]) == (0.9, 1e-4, 3, "float64")
+
+
+def test_two_plus_two_epochs_resumed_equal_four_in_one_go(tiny_data, tmp_path):
+    common = ("--model", "cnn", "--data-dir", tiny_data, "--batch-size", 64, "--schedule", "constant", "--quiet")
+    assert run(*common, "--epochs", 4, "--save", tmp_path / "once.npz").exit_code == 0
+    assert run(*common, "--epochs", 2, "--save", tmp_path / "split.npz").exit_code == 0
+    result = run("--resume", tmp_path / "split.npz", "--epochs", 4, "--save", tmp_path / "split.npz", "--quiet")
+    assert result.exit_code == 0, result.output
+    with numpy.load(tmp_path / "once.npz") as once, numpy.load(tmp_path / "split.npz") as split:
+        assert int(split["meta/epoch"]) == 4
+        for name in ("conv1.weight", "conv2.bias", "fc1.weight", "fc2.weight", "optim/exp_avg_sq/fc1.weight"):
+            numpy.testing.assert_array_equal(once[name], split[name], err_msg=name)
+
+
+def test_interrupted_mid_epoch_then_resumed_equals_uninterrupted(tiny_data, tmp_path):
+    """Ctrl-C (simulated by the hidden --stop-after-steps) under a one-cycle schedule, then --resume."""
+    common = ("--model", "mlp", "--data-dir", tiny_data, "--batch-size", 32, "--epochs", 3)
+    assert run(*common, "--save", tmp_path / "once.npz", "--quiet").exit_code == 0
+    result = run(*common, "--save", tmp_path / "cut.npz", "--stop-after-steps", 13)
+    assert result.exit_code == 130, result.output
+    assert "--resume" in result.output and "Traceback" not in result.output
+    with numpy.load(tmp_path / "cut.npz") as cut:
+        assert int(cut["meta/epoch"]) == 1  # 8 steps per epoch: stopped in epoch 2, step 5
+    assert run("--resume", tmp_path / "cut.npz", "--save", tmp_path / "cut.npz", "--quiet").exit_code == 0
+    with numpy.load(tmp_path / "once.npz") as once, numpy.load(tmp_path / "cut.npz") as cut:
+        for name in ("fc1.weight", "fc3.bias", "optim/exp_avg/fc2.weight"):
+            numpy.testing.assert_array_equal(once[name], cut[name], err_msg=name)
+
+
+def test_real_ctrl_c_writes_a_checkpoint_and_exits_130(tiny_data, tmp_path):
+    checkpoint = tmp_path / "ctrlc.npz"
+    process = subprocess.Popen(
+        [sys.executable, str(TRAIN_SCRIPT), "--model", "mlp", "--data-dir", str(tiny_data), "--epochs", "100000",
+         "--batch-size", "16", "--save", str(checkpoint)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        first_epoch = ""
+        while "epoch" not in first_epoch or "Training" in first_epoch:
+            first_epoch = process.stdout.readline()
+            assert first_epoch, process.stderr.read()
+        time.sleep(0.3)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "checkpoint written to" in stderr
+    with numpy.load(checkpoint, allow_pickle=False) as arrays:
+        assert int(arrays["meta/epoch"]) >= 1
+
+
+def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path):
+    checkpoint = tmp_path / "good.npz"
+    assert run("--model", "mlp", "--data-dir", tiny_data, "--epochs", 1, "--save", checkpoint, "--quiet").exit_code == 0
+    before = checkpoint.read_bytes()
+    result = run("--resume", checkpoint, "--epochs", 3, "--lr", "1e30", "--schedule", "constant",
+                 "--save", checkpoint)
+    line = one_line_error(result, code=3)
+    assert "loss became" in line and "--lr" in line and str(checkpoint) in line
+    assert checkpoint.read_bytes() == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--epochs", "-1"), "Invalid value for '--epochs'"),
+    (("--dataset", "cifar"), "Invalid value for '--dataset'"),
+    (("--lr", "0"), "Invalid value for '--lr'"),
+    (("--model", "resnet"), "Invalid value for '--model'"),
+])
+def test_bad_options_are_usage_errors(args, message):
+    result = run(*args)
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_momentum_with_adam_is_refused(tiny_data):
+    line = one_line_error(run("--data-dir", tiny_data, "--optimizer", "adam", "--momentum", "0.9"))
+    assert "--momentum applies to --optimizer sgd" in line
+
+
+def test_checkpoint_of_the_other_model_is_refused(tiny_data, tmp_path):
+    checkpoint = tmp_path / "mlp.npz"
+    assert run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--save", checkpoint, "--quiet").exit_code == 0
+    line = one_line_error(run("--model", "cnn", "--resume", checkpoint, "--epochs", 2))
+    assert "holds a mlp" in line and "--model cnn" in line
+
+
+def test_resume_of_a_corrupt_checkpoint_is_one_line(tmp_path):
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"PK\x03\x04 not really a zip")
+    line = one_line_error(run("--resume", broken))
+    assert str(broken) in line
+
+
+def test_gpu_without_cuda_says_what_is_missing(tiny_data):
+    import backend
+
+    if backend.gpu_problem() is None:
+        pytest.skip("a working GPU is present; this checks the message on machines without one")
+    line = one_line_error(run("--device", "gpu", "--data-dir", tiny_data))
+    assert "--device gpu is not available" in line and ("CuPy" in line or "CUDA" in line)
+
+
+@pytest.mark.parametrize("damage, expected", [
+    ("truncate", "truncated"),
+    ("magic", "magic"),
+    ("count", "images but"),
+    ("label", "label"),
+])
+def test_bad_idx_files_give_one_line(tmp_path, damage, expected):
+    data = write_dataset(tmp_path / "bad", n_train=64, n_test=16)
+    images = data / "train-images-idx3-ubyte"
+    labels = data / "train-labels-idx1-ubyte"
+    if damage == "truncate":
+        images.write_bytes(images.read_bytes()[:-100])
+    elif damage == "magic":
+        blob = bytearray(images.read_bytes())
+        blob[0] = 0x12  # the first two bytes of an IDX file are zero
+        images.write_bytes(bytes(blob))
+    elif damage == "count":
+        write_idx(labels, numpy.zeros(63, dtype=numpy.uint8))
+    else:
+        write_idx(labels, numpy.full(64, 12, dtype=numpy.uint8))
+    line = one_line_error(run("--data-dir", data, *FAST))
+    assert expected in line.lower() and "train-" in line
+
+
+def test_data_dir_without_files_names_them(tmp_path):
+    (tmp_path / "empty").mkdir()
+    line = one_line_error(run("--data-dir", tmp_path / "empty"))
+    assert "train-images-idx3-ubyte" in line
+
+
+def test_falls_back_to_fashion_mnist_and_says_so_first(offline, tmp_path, monkeypatch):
+    debian = write_dataset(tmp_path / "debian-fashion", n_train=64, n_test=16, gzip=True)
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST_DIR", debian)
+    result = run("--model", "mlp", *FAST)
+    assert result.exit_code == 0, result.output
+    first_line = result.output.splitlines()[0]
+    assert "MNIST is not available" in first_line and "Fashion-MNIST" in first_line
+
+
+def test_explicit_mnist_offline_names_every_way_to_get_it(offline, tmp_path, monkeypatch):
+    debian = write_dataset(tmp_path / "debian-fashion", n_train=64, n_test=16)
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST_DIR", debian)
+    line = one_line_error(run("--dataset", "mnist", *FAST))
+    assert "--data-dir" in line and "NETS_DATA" in line and "download" in line
+    assert "--dataset fashion-mnist works offline" in line
+
+
+def test_plot_dir_gets_pngs(tiny_data, tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed; pip install -e .[plot]")
+    result = run("--model", "cnn", "--data-dir", tiny_data, *FAST, "--plot", tmp_path / "plots", "--quiet")
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
+    assert names == ["confusion_matrix.png", "first_layer_filters.png", "misclassified.png", "training_curves.png"]
