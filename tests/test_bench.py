@@ -1,0 +1,111 @@
+"""scripts/bench.py on tiny settings: it runs, writes the documented JSON, prints the markdown tables,
+skips the torch rows without torch, and refuses --device gpu in one line where there is no GPU."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import backend
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BENCH = REPO_ROOT / "scripts" / "bench.py"
+TINY = ["--device", "cpu", "--batch-sizes", "4", "--repeats", "1", "--warmup", "1",
+        "--sample-seconds", "0.001", "--gemm-size", "32"]
+ROW_FIELDS = {"model", "impl", "device", "batch_size", "train_images_per_second", "infer_images_per_second",
+              "peak_memory_mb"}
+
+pytestmark = pytest.mark.slow
+
+
+def torch_importable() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def run_bench(*arguments, env=None, timeout=300):
+    return subprocess.run(
+        [sys.executable, str(BENCH), *arguments],
+        capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=timeout,
+    )
+
+
+def load_bench_module():
+    spec = importlib.util.spec_from_file_location("bench_script", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_writes_json_and_prints_tables(tmp_path):
+    json_path = tmp_path / "bench.json"
+    arguments = [*TINY, "--models", "mlp,cnn", "--json", str(json_path), "--seed-loop", "20"]
+    if importlib.util.find_spec("matplotlib") is not None:
+        arguments += ["--plot", str(tmp_path / "bench.png")]
+    result = run_bench(*arguments)
+    assert result.returncode == 0, result.stderr
+
+    report = json.loads(json_path.read_text())
+    for key in ("rows", "machine", "versions", "blas", "date", "command", "peak_memory_method", "floor", "gemm"):
+        assert key in report, key
+    assert report["machine"]["cpu"] and report["machine"]["logical_cores"] >= 1
+    assert {"python", "numpy", "torch", "cupy"} <= set(report["versions"])
+    assert "cpu" in report["peak_memory_method"]
+    assert "--batch-sizes" in report["command"]
+
+    impls = {"nets", "torch"} if torch_importable() else {"nets"}
+    assert {(row["model"], row["impl"]) for row in report["rows"]} == {(m, i) for m in ("mlp", "cnn") for i in impls}
+    for row in report["rows"]:
+        assert ROW_FIELDS <= set(row)
+        assert row["device"] == "cpu" and row["batch_size"] == 4
+        assert row["train_images_per_second"] > 0 and row["infer_images_per_second"] > 0
+
+    assert report["seed_loop"]["samples"] == 20 and report["seed_loop"]["epoch_seconds_extrapolated"] > 0
+
+    stdout = result.stdout
+    assert "| model | device | batch |" in stdout and "train epoch nets/torch" in stdout
+    assert "| mlp | cpu | 4 |" in stdout and "| cnn | cpu | 4 |" in stdout
+    if torch_importable():
+        floors = {floor["model"]: floor for floor in report["floor"]}
+        # the CNN's training arithmetic is about 280 GFLOP per 60k epoch (see benchmarks/README.md)
+        assert floors["cnn"]["gflop_per_epoch"] == pytest.approx(280, rel=0.02)
+        assert floors["mlp"]["gflop_per_epoch"] == pytest.approx(27.3, rel=0.01)
+        assert "Arithmetic floor" in stdout
+    if "--plot" in arguments:
+        assert (tmp_path / "bench.png").stat().st_size > 0
+
+
+def test_bench_skips_torch_rows_without_torch(tmp_path):
+    hidden = tmp_path / "no_torch" / "torch"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('torch is hidden for this test')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(hidden.parent), os.environ.get("PYTHONPATH", "")]))
+    json_path = tmp_path / "bench.json"
+    result = run_bench(*TINY, "--models", "mlp", "--json", str(json_path), env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(json_path.read_text())
+    assert [row["impl"] for row in report["rows"]] == ["nets"]
+    assert report["versions"]["torch"] is None
+    assert any("torch is not installed" in line for line in report["skipped"])
+    assert "| mlp | cpu | 4 |" in result.stdout
+
+
+@pytest.mark.skipif(backend.gpu_problem() is None, reason="a GPU is usable here")
+def test_bench_gpu_without_gpu_is_one_line():
+    result = run_bench("--device", "gpu", "--models", "mlp", "--batch-sizes", "4", timeout=120)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--device gpu is not available" in lines[0], result.stderr
+    assert backend.gpu_problem() in lines[0]
+
+
+def test_training_flops_count_first_layer_without_input_gradient():
+    bench = load_bench_module()
+    gemms = [{"name": "fc1", "m": 1, "k": 784, "n": 128}, {"name": "fc2", "m": 1, "k": 128, "n": 10}]
+    shapes = bench.train_step_gemm_shapes(gemms, batch_size=32)
+    assert shapes == [(32, 784, 128), (784, 32, 128), (32, 128, 10), (128, 32, 10), (32, 10, 128)]
+    assert bench.train_flops_per_image(gemms) == 2 * 784 * 128 * 2 + 2 * 128 * 10 * 3
