@@ -12,17 +12,16 @@ A thin command line over nets.run: user mistakes end in one line on stderr and a
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+from _cli import one_line_errors  # also puts the project on sys.path
 
-from backend import DEVICES  # noqa: E402
-from nets.datasets import DATASET_NAMES  # noqa: E402
-from nets.recipes import RECIPE_NAMES  # noqa: E402
-from nets.run import EXIT_DIVERGED, EXIT_INTERRUPTED, Diverged, Interrupted, RunError, RunOptions, train_run  # noqa: E402
-from nets.schedules import SCHEDULES  # noqa: E402
+from backend import DEVICES
+from nets.datasets import DATASET_NAMES
+from nets.recipes import RECIPE_NAMES
+from nets.run import EXIT_DIVERGED, EXIT_INTERRUPTED, Diverged, Interrupted, RunError, RunOptions, train_run
+from nets.schedules import SCHEDULES
 
 
 def progress_bar_factory(enabled: bool):
@@ -70,6 +69,7 @@ def positive(kind):
 @click.option("--quiet", is_flag=True, help="Only the final accuracy.")
 @click.option("--no-download", is_flag=True, help="Never download datasets.")
 @click.option("--stop-after-steps", type=positive(int), default=None, hidden=True)
+@one_line_errors
 def main(model, impl, device, dataset, data_dir, epochs, batch_size, optimizer, lr, momentum, weight_decay,
          schedule, init, seed, dtype, recipe, save, resume, metrics_json, plot_dir, quiet, no_download,
          stop_after_steps):

@@ -21,6 +21,8 @@ TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
 
 
 def load_train_command():
+    if str(TRAIN_SCRIPT.parent) not in sys.path:
+        sys.path.insert(0, str(TRAIN_SCRIPT.parent))  # the scripts import their shared helper as `_cli`
     spec = importlib.util.spec_from_file_location("train_script", TRAIN_SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -262,6 +264,13 @@ def test_bad_idx_files_give_one_line(tmp_path, damage, expected):
         write_idx(labels, numpy.full(64, 12, dtype=numpy.uint8))
     line = one_line_error(run("--data-dir", data, *FAST))
     assert expected in line.lower() and "train-" in line
+
+
+def test_unwritable_save_path_is_one_line(tiny_data, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    line = one_line_error(run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--save", blocker / "c.npz"))
+    assert "error:" in line and "Traceback" not in line
 
 
 def test_data_dir_without_files_names_them(tmp_path):
