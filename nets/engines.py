@@ -7,34 +7,12 @@ An engine hides which library computes (nets here, PyTorch in nets/torch_engine.
     count_hits(x, labels)                          correct predictions, a device scalar
     to_host(scalar) -> float                       the only device -> host read, done every few steps
     set_lr(lr), synchronize()
-    snapshot(), optimizer_state(), load_state(params, optimizer_state)   for checkpoints
+    model_config, parameters_numpy(), optimizer_state(), load_state(params, optimizer_state)   for checkpoints
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from backend import Backend
-
-
-@dataclass
-class ModelSnapshot:
-    """A model's weights on the host and what a checkpoint records about it; quacks like a model for
-    nets.checkpoint.save_checkpoint and nets.plots (name, dtype, config(), state_dict(), parameters())."""
-
-    name: str
-    dtype: str
-    model_config: dict
-    params: dict
-
-    def config(self) -> dict:
-        return self.model_config
-
-    def state_dict(self) -> dict:
-        return self.params
-
-    def parameters(self) -> dict:
-        return self.params
 
 
 class NetsEngine:
@@ -47,6 +25,7 @@ class NetsEngine:
         self.optimizer = optimizer
         self.backend = backend
         self.xp = backend.xp
+        self.model_config = model.config()
 
     def to_device(self, host_array, dtype=None):
         return self.backend.asarray(host_array, dtype=dtype)
@@ -78,8 +57,9 @@ class NetsEngine:
     def synchronize(self) -> None:
         self.backend.synchronize()
 
-    def snapshot(self) -> ModelSnapshot:
-        return ModelSnapshot(self.model.name, str(self.model.dtype), self.model.config(), self.model.state_dict())
+    def parameters_numpy(self) -> dict:
+        """Host copies of the parameters under their PyTorch names."""
+        return self.model.state_dict()
 
     def optimizer_state(self) -> dict:
         return self.optimizer.state_dict()

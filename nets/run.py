@@ -101,7 +101,7 @@ class RunResult:
 
 def resolve_settings(options: RunOptions, resumed: dict | None) -> RunSettings:
     """Explicit options beat the resumed checkpoint's settings, which beat the recipe's."""
-    previous = RunSettings.from_dict({k: v for k, v in resumed.items() if k != "training"}) if resumed else None
+    previous = RunSettings.from_dict(resumed) if resumed else None
     model = options.model or (previous.model if previous else "cnn")
     if previous and options.model and options.model != previous.model:
         raise RunError(f"the checkpoint {options.resume} holds a {previous.model}, but --model {options.model} was asked for.")
@@ -219,10 +219,8 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
             engine.load_state(resumed.params, resumed.optimizer_state)
         except ValueError as error:
             raise RunError(f"cannot resume from {options.resume}: {error}") from None
-        training = resumed.config.get("training", {})
-        state = TrainingState(epoch=resumed.epoch, step_in_epoch=training.get("step_in_epoch", 0),
-                              epoch_rng_state=training.get("epoch_rng_state"),
-                              history=list(resumed.metrics.get("epochs", [])))
+        state = TrainingState(epoch=resumed.epoch, step_in_epoch=resumed.step_in_epoch,
+                              epoch_rng_state=resumed.epoch_rng_state, history=list(resumed.metrics or []))
         backend.rng.bit_generator.state = resumed.rng_state
         if state.epoch >= settings.hyper.epochs:
             raise RunError(f"{options.resume} already finished {state.epoch} epochs; pass --epochs above {state.epoch} to train on.")
@@ -251,10 +249,10 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
         }
 
     def save(path: str, current: TrainingState) -> None:
-        training = {"step_in_epoch": current.step_in_epoch, "epoch_rng_state": current.epoch_rng_state}
         checkpoints.save_checkpoint(
-            path, engine.snapshot(), optimizer=engine.optimizer_state(), epoch=current.epoch, rng=backend.rng,
-            config={**settings.as_dict(), "training": training}, metrics={"epochs": current.history})
+            path, engine.parameters_numpy(), model_config=engine.model_config, optimizer_state=engine.optimizer_state(),
+            epoch=current.epoch, step_in_epoch=current.step_in_epoch, rng=backend.rng,
+            epoch_rng_state=current.epoch_rng_state, config=settings.as_dict(), metrics=current.history)
 
     def on_epoch_end(current: TrainingState) -> None:
         if options.save:
@@ -322,7 +320,7 @@ def write_plots(directory, metrics, engine, settings, device_data, data) -> list
     for start in range(0, len(data.test_labels), 1000):
         predictions.append(engine.predict(device_data.test_images[start:start + 1000]))
     predicted = numpy.concatenate([_to_numpy(p) for p in predictions])
-    return plots.write_all_plots(directory, metrics, engine.snapshot(), data.test_images, data.test_labels,
+    return plots.write_all_plots(directory, metrics, engine.parameters_numpy(), data.test_images, data.test_labels,
                                  predicted, list(data.class_names))
 
 

@@ -32,7 +32,6 @@ class TorchEngine:
         self.model_config = model_config
         self.torch = torch
         self.device = torch.device("cuda" if device == "gpu" else "cpu")
-        self.dtype_name = str(dtype)
         self.dtype = getattr(torch, str(dtype))
         self.model = model.to(device=self.device, dtype=self.dtype)
         self.optimizer_name = hyper.optimizer
@@ -84,11 +83,9 @@ class TorchEngine:
         if self.device.type == "cuda":
             self.torch.cuda.synchronize()
 
-    def snapshot(self):
-        from .engines import ModelSnapshot
-
-        params = {name: value.detach().cpu().numpy().copy() for name, value in self.model.state_dict().items()}
-        return ModelSnapshot(self.model_config["name"], str(numpy.dtype(self.dtype_name)), self.model_config, params)
+    def parameters_numpy(self) -> dict:
+        """Host copies of the parameters under their state_dict names (the nets names too)."""
+        return {name: value.detach().cpu().numpy().copy() for name, value in self.model.state_dict().items()}
 
     def optimizer_state(self) -> dict:
         """torch.optim's state in the nets optimizer's state_dict layout, so one checkpoint format serves both."""
