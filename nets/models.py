@@ -45,7 +45,8 @@ class Model:
         last = len(self.layers) - 1
         for position, (_, layer) in enumerate(reversed(self.layers)):
             dy = layer.backward(dy, need_input_grad=need_input_grad or position < last)
-        return dy
+        # the first layer's result is its own work buffer (see _reuse_buffers); the caller gets a copy
+        return None if dy is None else dy.copy()
 
     def loss_and_gradients(self, x, labels):
         """Forward, softmax cross-entropy and backward in one call -> (loss, logits).
@@ -116,6 +117,15 @@ class Model:
     def config(self) -> dict:
         raise NotImplementedError
 
+    def _reuse_buffers(self):
+        """Let every layer but the last keep its results in work buffers, overwritten step after step.
+
+        Those results never leave the model (the logits come from the last layer, and backward
+        copies the input gradient), and reusing them spares the allocator several megabytes a step.
+        """
+        for _, layer in self.layers[:-1]:
+            layer.reuse_outputs = True
+
 
 class MLP(Model):
     """Fully connected net: x (N, sizes[0]) -> fc1, relu, fc2, relu, ..., fcK -> logits (N, sizes[-1])."""
@@ -136,6 +146,7 @@ class MLP(Model):
             self.layers.append((f"fc{index}", Linear(fan_in, fan_out, rng=rng, init=init, dtype=self.dtype)))
         for _, layer in self.layers:
             layer.to(backend)
+        self._reuse_buffers()
 
     def config(self) -> dict:
         return {"name": self.name, "sizes": list(self.sizes), "init": self.init}
@@ -143,7 +154,7 @@ class MLP(Model):
 
 class CNN(Model):
     """x (N, C, S, S) -> conv1 3x3, relu, maxpool 2/2, conv2 3x3, relu, maxpool 2/1, flatten,
-    fc1, relu, fc2 -> logits (N, classes).
+    fc1, relu, fc2 -> logits (N, classes) (each relu/maxpool pair runs as maxpool, relu: same result).
 
     With the defaults: 28 -conv-> 26 -pool 2/2-> 13 -conv-> 11 -pool 2/1-> 10, so fc1 sees 32*10*10 = 3200.
     """
@@ -177,13 +188,16 @@ class CNN(Model):
         size = conv_output_size(size, 2, 1, 0)
         self.features = channels[1] * size * size
         kwargs = dict(rng=rng, init=init, dtype=self.dtype)
+        # Pooling runs before ReLU: max and ReLU commute, and the pair then rectifies 4x fewer pixels.
+        # Gradients are unchanged, ties included: a window whose first maximum is <= 0 gets zero
+        # gradient in either order, and one with a positive maximum picks the same first pixel.
         self.layers = [
             ("conv1", Conv2d(self.in_channels, channels[0], 3, **kwargs)),
-            ("relu1", ReLU()),
             ("pool1", MaxPool2d(2, 2)),
+            ("relu1", ReLU()),
             ("conv2", Conv2d(channels[0], channels[1], 3, **kwargs)),
-            ("relu2", ReLU()),
             ("pool2", MaxPool2d(2, 1)),
+            ("relu2", ReLU()),
             ("flatten", Flatten()),
             ("fc1", Linear(self.features, self.hidden, **kwargs)),
             ("relu3", ReLU()),
@@ -191,6 +205,7 @@ class CNN(Model):
         ]
         for _, layer in self.layers:
             layer.to(backend)
+        self._reuse_buffers()
 
     def config(self) -> dict:
         return {

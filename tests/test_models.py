@@ -207,3 +207,36 @@ def test_loss_and_gradients_equals_separate_calls(backend):
 def test_torch_baseline_imports_without_torch():
     code = "import sys; sys.modules['torch'] = None; import nets.torch_baseline as t; assert not t.torch_available()"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_results_handed_out_are_not_reused_buffers(backend, name):
+    """Layers inside a model reuse their work buffers; what the model returns must not alias them."""
+    rng = numpy.random.default_rng(8)
+    model = build_model(name, backend=backend, dtype="float64", rng=rng)
+    first_x, second_x = (backend.asarray(mnist_like_images(rng, 3).reshape((3, *model.input_shape))) for _ in range(2))
+    first = model.forward(first_x)
+    kept = backend.to_numpy(first).copy()
+    first_dx = model.backward(backend.xp.ones_like(first))
+    kept_dx = backend.to_numpy(first_dx).copy()
+    second = model.forward(second_x)
+    second_dx = model.backward(backend.xp.ones_like(second))
+    numpy.testing.assert_array_equal(backend.to_numpy(first), kept)
+    numpy.testing.assert_array_equal(backend.to_numpy(first_dx), kept_dx)
+    assert not numpy.array_equal(backend.to_numpy(second), kept)
+    assert not numpy.array_equal(backend.to_numpy(second_dx), kept_dx)
+
+
+def test_a_second_step_repeats_the_first_exactly(backend):
+    """Reused buffers hold no state between steps: the same batch gives the same loss and gradients."""
+    rng = numpy.random.default_rng(9)
+    model = CNN(backend=backend, dtype="float32", rng=rng)
+    x = backend.asarray(mnist_like_images(rng, 5))
+    labels = backend.asarray(numpy.arange(5))
+    results = []
+    for _ in range(2):
+        loss, logits = model.loss_and_gradients(x, labels)
+        results.append([backend.to_numpy(a).copy() for a in (loss, logits, *model.gradients().values())])
+        model.forward(backend.asarray(mnist_like_images(rng, 7)), train=True)  # a different batch in between
+    for first, second in zip(*results):
+        numpy.testing.assert_array_equal(first, second)

@@ -7,7 +7,7 @@ from conftest import torch_or_skip
 from layer_checks import check_layer_gradients, mnist_like_images, tie_free
 from nets.layers import MaxPool2d
 
-POOL_CASES = [(2, 2), (2, 1), (3, 2), (3, 1), (2, 3), (3, 3)]  # (kernel, stride)
+POOL_CASES = [(2, 2), (2, 1), (3, 2), (3, 1), (2, 3), (3, 3), (1, 1), (1, 2), ((2, 3), 2)]  # (kernel, stride)
 
 
 @pytest.mark.parametrize("kernel, stride", POOL_CASES)
@@ -74,3 +74,28 @@ def test_pool_shapes_dtype_and_errors(backend, dtype):
     assert MaxPool2d(2).stride == 2
     with pytest.raises(ValueError, match="smaller than the kernel"):
         layer.forward(backend.asarray(numpy.ones((1, 1, 1, 1), dtype=dtype)))
+
+
+@pytest.mark.parametrize("layout", ["channel-major", "strided view"])
+def test_pool_accepts_other_memory_layouts(backend, layout):
+    rng = numpy.random.default_rng(2)
+    x_host = numpy.maximum(rng.integers(-2, 3, size=(3, 4, 9, 12)), 0).astype("float64")
+    dy_host = rng.integers(1, 9, size=(3, 4, 4, 6)).astype("float64")
+    if layout == "channel-major":
+        x = backend.xp.ascontiguousarray(backend.asarray(x_host).transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    else:
+        x = backend.asarray(numpy.pad(x_host, ((0, 0), (0, 0), (0, 0), (0, 3))))[..., :12]
+    layer = MaxPool2d(2, 2)
+    y = layer.forward(x)
+    dx = layer.backward(backend.asarray(dy_host))
+    y_torch, dx_torch = torch_max_pool(x_host, dy_host, 2, 2)
+    numpy.testing.assert_array_equal(backend.to_numpy(y), y_torch)
+    numpy.testing.assert_array_equal(backend.to_numpy(dx), dx_torch)
+
+
+def test_pairing_tree_keeps_earlier_offsets_on_the_left():
+    from nets.layers.pooling import pairing_tree
+
+    assert pairing_tree(1) == 0
+    assert pairing_tree(4) == ((0, 1), (2, 3))
+    assert pairing_tree(9) == ((((0, 1), (2, 3)), ((4, 5), (6, 7))), 8)

@@ -6,15 +6,20 @@ A layer is a plain object:
     forward(x, train=True) -> y          caches what backward needs, only when train
     backward(dy, need_input_grad=True) -> dx   (None when need_input_grad is False)
 
-Arrays returned by forward and backward are fresh arrays the caller owns; only temporaries
-that never leave the layer live in its work buffers (see `_buffer`).
+Results are fresh arrays unless `reuse_outputs` is set (models set it for their layers): then
+forward(train=True) and backward return arrays the layer owns and overwrites on its next call.
+Temporaries that never leave the layer always live in its work buffers (see `_buffer`).
+
+4-D activations may come back "channel-major": an (N, C, H, W) array that is a transposed view
+of (C, N, H, W) memory, which is the order the convolution's matrix products produce and want.
+Every layer accepts either layout; `is_channel_major` tells them apart.
 """
 
 from __future__ import annotations
 
 import numpy
 
-__all__ = ["Layer", "he_or_torch_init"]
+__all__ = ["Layer", "he_or_torch_init", "is_channel_major"]
 
 INITS = ("he", "torch")
 
@@ -41,8 +46,15 @@ def he_or_torch_init(rng, weight_shape, fan_in, init, dtype):
     return weight.astype(dtype), bias.astype(dtype)
 
 
+def is_channel_major(x) -> bool:
+    """True for a 4-D (N, C, H, W) array stored as (C, N, H, W) memory (and not also NCHW-contiguous)."""
+    return x.ndim == 4 and not x.flags.c_contiguous and x.transpose(1, 0, 2, 3).flags.c_contiguous
+
+
 class Layer:
     """Common plumbing; subclasses implement forward and backward."""
+
+    reuse_outputs = False
 
     def __init__(self):
         self.params: dict = {}
@@ -57,20 +69,29 @@ class Layer:
         self._buffers.clear()
         return self
 
-    def _buffer(self, key, xp, shape, dtype):
-        """An uninitialised work array kept by the layer and reused while shape and dtype match.
+    def _buffer(self, key, xp, shape, dtype, channel_major=False, fill=None):
+        """An uninitialised work array kept by the layer and reused while shape, dtype and layout match.
 
-        Allocating several-megabyte temporaries anew every step made glibc hand the pages back
-        to the OS and fault them in again, which cost a large share of a step.
+        channel_major: return an (N, C, ...) view of (C, N, ...) memory. fill(array) runs once, on allocation.
+        A step reuses the same few-megabyte temporaries instead of allocating them anew each time.
         """
+        shape = tuple(shape)
         cached = self._buffers.get(key)
         if cached is not None:
-            cached_xp, buffer = cached
-            if cached_xp is xp and buffer.shape == tuple(shape) and buffer.dtype == dtype:
+            cached_xp, cached_layout, buffer = cached
+            if cached_xp is xp and cached_layout == channel_major and buffer.shape == shape and buffer.dtype == dtype:
                 return buffer
-        buffer = xp.empty(shape, dtype=dtype)
-        self._buffers[key] = (xp, buffer)
+        buffer = _empty(xp, shape, dtype, channel_major)
+        if fill is not None:
+            fill(buffer)
+        self._buffers[key] = (xp, channel_major, buffer)
         return buffer
+
+    def _result(self, key, xp, shape, dtype, reuse, channel_major=False):
+        """An array for a result that leaves the layer: a work buffer when reuse_outputs and `reuse`, else fresh."""
+        if self.reuse_outputs and reuse:
+            return self._buffer(key, xp, shape, dtype, channel_major)
+        return _empty(xp, shape, dtype, channel_major)
 
     def forward(self, x, train=True):
         raise NotImplementedError
@@ -80,3 +101,9 @@ class Layer:
 
     def __call__(self, x, train=True):
         return self.forward(x, train=train)
+
+
+def _empty(xp, shape, dtype, channel_major):
+    if not channel_major:
+        return xp.empty(shape, dtype=dtype)
+    return xp.empty((shape[1], shape[0], *shape[2:]), dtype=dtype).swapaxes(0, 1)

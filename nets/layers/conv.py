@@ -1,12 +1,13 @@
-"""2-D convolution by im2col + one matrix product, and col2im, its adjoint.
+"""2-D convolution by im2col + matrix products, and col2im, its adjoint.
 
 Column layout (chosen because it makes every product of a step one large GEMM):
     col: (C * KH * KW, N * OH * OW), rows ordered (c, ki, kj), columns ordered (n, oh, ow).
     col[(c, ki, kj), (n, oh, ow)] = x_padded[n, c, oh * stride + ki, ow * stride + kj]
 so that with W2 = weight.reshape(F, C * KH * KW):
     forward   y2 = W2 @ col          (F, N * OH * OW)
-    backward  dW = dy2 @ col.T,  dcol = W2.T @ dy2,  dx = col2im(dcol)
-where y2/dy2 are y/dy with the batch and channel axes swapped.
+    backward  dW = dy2 @ col.T,  dx = col2im(W2.T @ dy2)
+where y2/dy2 are y/dy stored channel-major, (F, N, OH, OW): Conv2d returns y as a transposed
+view of y2 and takes dy2 as a free view when dy comes back in that layout (see layers/base.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from backend import array_module
 from .base import Layer, he_or_torch_init
 
 __all__ = ["Conv2d", "conv_output_size", "im2col", "col2im"]
+
+# dW = dy2 @ col.T is a product of two wide, short matrices; OpenBLAS ran it about twice as fast as
+# a sum of products over column blocks of this width as in one call with N * OH * OW = 86528 columns.
+GRAM_COLUMNS = 8192
 
 
 def conv_output_size(size, kernel, stride, padding):
@@ -29,23 +34,16 @@ def conv_output_size(size, kernel, stride, padding):
     return out
 
 
-def _offset_window(array, ki, kj, out_h, out_w, stride):
+def offset_window(array, ki, kj, out_h, out_w, stride):
     """The strided view array[..., ki + stride * oh, kj + stride * ow] over all (oh, ow)."""
     return array[..., ki : ki + stride * (out_h - 1) + 1 : stride, kj : kj + stride * (out_w - 1) + 1 : stride]
-
-
-def _pad(x, padding):
-    if padding == 0:
-        return x
-    xp = array_module(x)
-    return xp.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
 
 
 def im2col(x, kh, kw, stride=1, padding=0, out=None):
     """x: (N, C, H, W) -> col: (C * KH * KW, N * OH * OW) (layout in the module docstring).
 
     One strided copy per kernel offset (KH * KW of them), each over all samples, channels and
-    output pixels. `out`, if given, is a (C * KH * KW, N * OH * OW) array of x's dtype to fill.
+    output pixels. `out`, if given, is a C-contiguous (C * KH * KW, N * OH * OW) array of x's dtype.
     """
     xp = array_module(x)
     n, c, h, w = x.shape
@@ -54,11 +52,12 @@ def im2col(x, kh, kw, stride=1, padding=0, out=None):
     if out is None:
         out = xp.empty((c * kh * kw, n * out_h * out_w), dtype=x.dtype)
     col = out.reshape(c, kh, kw, n, out_h, out_w)
-    x_padded = _pad(x, padding)
+    if padding:
+        x = xp.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    x_by_channel = x.transpose(1, 0, 2, 3)  # (C, N, H, W): the order of a column block
     for ki in range(kh):
         for kj in range(kw):
-            # (N, C, OH, OW) window -> (C, N, OH, OW) slot of the column matrix
-            col[:, ki, kj] = _offset_window(x_padded, ki, kj, out_h, out_w, stride).transpose(1, 0, 2, 3)
+            col[:, ki, kj] = offset_window(x_by_channel, ki, kj, out_h, out_w, stride)
     return out
 
 
@@ -67,19 +66,34 @@ def col2im(col, x_shape, kh, kw, stride=1, padding=0):
 
     Each column entry is added back to the pixel it was copied from, so pixels shared by
     overlapping windows receive the sum: <im2col(x), y> == <x, col2im(y)>.
+    dx is returned channel-major (a view of (C, N, H, W) memory), the layout the adds run in.
     """
-    xp = array_module(col)
     n, c, h, w = x_shape
     out_h = conv_output_size(h, kh, stride, padding)
     out_w = conv_output_size(w, kw, stride, padding)
     col6 = col.reshape(c, kh, kw, n, out_h, out_w)
-    dx_padded = xp.zeros((n, c, h + 2 * padding, w + 2 * padding), dtype=col.dtype)
+    return _add_offsets(lambda ki, kj: col6[:, ki, kj], col, (c, n, h, w), kh, kw, stride, padding, out_h, out_w)
+
+
+def _add_offsets(block, like, cnhw_shape, kh, kw, stride, padding, out_h, out_w, dx_by_channel=None):
+    """Sum block(ki, kj), each (C, N, OH, OW), into a zeroed (C, N, H, W) image at offset (ki, kj); -> (N, C, H, W) view."""
+    xp = array_module(like)
+    c, n, h, w = cnhw_shape
+    padded_shape = (c, n, h + 2 * padding, w + 2 * padding)
+    if dx_by_channel is None or padding:
+        dx_by_channel = xp.zeros(padded_shape, dtype=like.dtype)
+    else:
+        dx_by_channel.fill(0)
     for ki in range(kh):
         for kj in range(kw):
-            _offset_window(dx_padded, ki, kj, out_h, out_w, stride)[...] += col6[:, ki, kj].transpose(1, 0, 2, 3)
-    if padding == 0:
-        return dx_padded
-    return xp.ascontiguousarray(dx_padded[:, :, padding : padding + h, padding : padding + w])
+            offset_window(dx_by_channel, ki, kj, out_h, out_w, stride)[...] += block(ki, kj)
+    if padding:
+        dx_by_channel = dx_by_channel[:, :, padding : padding + h, padding : padding + w]
+    return dx_by_channel.transpose(1, 0, 2, 3)
+
+
+def _ones_in_last_row(col):
+    col[-1] = 1
 
 
 class Conv2d(Layer):
@@ -87,6 +101,7 @@ class Conv2d(Layer):
 
     params: weight (F, C, KH, KW), bias (F,), as in PyTorch's nn.Conv2d.
     Parameters start on the host (drawn from the numpy Generator `rng`); `layer.to(backend)` moves them.
+    y comes back channel-major (see the module docstring); x and dy may be in either layout.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *, rng, init="he", dtype="float32"):
@@ -101,24 +116,29 @@ class Conv2d(Layer):
         self._x_shape = None
 
     def forward(self, x, train=True):
-        """x: (N, C, H, W) -> (N, F, OH, OW); caches the column matrix when train."""
+        """x: (N, C, H, W) -> (N, F, OH, OW); caches the column matrix when train.
+
+        The bias rides in the product: col gets a last row of ones and the weight matrix a last
+        column holding the bias, which saves a pass over y here and one over dy in backward.
+        """
         weight, bias = self.params["weight"], self.params["bias"]
         xp = array_module(x, weight)
         (kh, kw), stride, padding = self.kernel_size, self.stride, self.padding
         n, c, h, w = x.shape
         out_h, out_w = conv_output_size(h, kh, stride, padding), conv_output_size(w, kw, stride, padding)
-        f = self.out_channels
-        col_shape = (c * kh * kw, n * out_h * out_w)
-        col = im2col(x, kh, kw, stride, padding, out=self._buffer("col" if train else "col_eval", xp, col_shape, x.dtype))
-        y2 = xp.matmul(weight.reshape(f, -1), col, out=self._buffer("y2", xp, (f, n * out_h * out_w), x.dtype))
-        y = xp.empty((n, f, out_h, out_w), dtype=x.dtype)
-        y[...] = y2.reshape(f, n, out_h, out_w).transpose(1, 0, 2, 3)
-        y += bias.reshape(1, f, 1, 1)
+        f, k, columns = self.out_channels, c * kh * kw, n * out_h * out_w
+        col = self._buffer("col" if train else "col_eval", xp, (k + 1, columns), x.dtype, fill=_ones_in_last_row)
+        im2col(x, kh, kw, stride, padding, out=col[:k])
+        weight_and_bias = self._buffer("weight_and_bias", xp, (f, k + 1), x.dtype)
+        weight_and_bias[:, :k] = weight.reshape(f, k)
+        weight_and_bias[:, k] = bias
+        y2 = self._result("y", xp, (f, columns), x.dtype, reuse=train)
+        xp.matmul(weight_and_bias, col, out=y2)
         self._x_shape = x.shape if train else None
-        return y
+        return y2.reshape(f, n, out_h, out_w).transpose(1, 0, 2, 3)
 
     def backward(self, dy, need_input_grad=True):
-        """dy: (N, F, OH, OW) -> dx: (N, C, H, W); fills grads["weight"], grads["bias"].
+        """dy: (N, F, OH, OW) -> dx: (N, C, H, W) channel-major; fills grads["weight"], grads["bias"].
 
         need_input_grad=False skips dx (returns None): the first layer of a net never needs it.
         """
@@ -127,14 +147,29 @@ class Conv2d(Layer):
         weight = self.params["weight"]
         xp = array_module(dy, weight)
         n, f, out_h, out_w = dy.shape
-        col = self._buffers["col"][1]
-        dy2 = self._buffer("dy2", xp, (f, n, out_h, out_w), dy.dtype)
-        dy2[...] = dy.transpose(1, 0, 2, 3)
-        dy2 = dy2.reshape(f, n * out_h * out_w)
-        xp.matmul(dy2, col.T, out=self.grads["weight"].reshape(f, -1))
-        xp.sum(dy2, axis=1, out=self.grads["bias"])
+        col = self._buffers["col"][2]
+        k = col.shape[0] - 1
+        dy2 = dy.transpose(1, 0, 2, 3).reshape(f, n * out_h * out_w)  # free when dy is channel-major
+        grad_and_bias = self._buffer("grad_and_bias", xp, (f, k + 1), dy.dtype)
+        _gram(dy2, col, grad_and_bias)
+        self.grads["weight"][...] = grad_and_bias[:, :k].reshape(weight.shape)
+        self.grads["bias"][...] = grad_and_bias[:, k]
         if not need_input_grad:
             return None
-        dcol = xp.matmul(weight.reshape(f, -1).T, dy2, out=self._buffer("dcol", xp, col.shape, dy.dtype))
+        dcol = xp.matmul(weight.reshape(f, k).T, dy2, out=self._buffer("dcol", xp, (k, dy2.shape[1]), dy.dtype))
         (kh, kw) = self.kernel_size
-        return col2im(dcol, self._x_shape, kh, kw, self.stride, self.padding)
+        n, c, h, w = self._x_shape
+        dx = self._result("dx", xp, (c, n, h, w), dy.dtype, reuse=True) if not self.padding else None
+        col6 = dcol.reshape(c, kh, kw, n, out_h, out_w)
+        return _add_offsets(
+            lambda ki, kj: col6[:, ki, kj], dcol, (c, n, h, w), kh, kw, self.stride, self.padding, out_h, out_w, dx
+        )
+
+
+def _gram(a, b, out):
+    """out[...] = a @ b.T, summed over blocks of GRAM_COLUMNS columns (a: (F, M), b: (K, M), out: (F, K))."""
+    xp = array_module(a, b)
+    columns = a.shape[1]
+    xp.matmul(a[:, :GRAM_COLUMNS], b[:, :GRAM_COLUMNS].T, out=out)
+    for start in range(GRAM_COLUMNS, columns, GRAM_COLUMNS):
+        out += xp.matmul(a[:, start : start + GRAM_COLUMNS], b[:, start : start + GRAM_COLUMNS].T)

@@ -30,7 +30,8 @@ class Linear(Layer):
         """x: (N, in_features) -> (N, out_features); caches x when train."""
         weight, bias = self.params["weight"], self.params["bias"]
         xp = array_module(x, weight)
-        y = xp.matmul(x, weight.T)
+        y = self._result("y", xp, (x.shape[0], self.out_features), x.dtype, reuse=train)
+        xp.matmul(x, weight.T, out=y)
         y += bias
         self._x = x if train else None
         return y
@@ -46,4 +47,6 @@ class Linear(Layer):
         weight = self.params["weight"]
         xp.matmul(dy.T, self._x, out=self.grads["weight"])
         xp.sum(dy, axis=0, out=self.grads["bias"])
-        return xp.matmul(dy, weight) if need_input_grad else None
+        if not need_input_grad:
+            return None
+        return xp.matmul(dy, weight, out=self._result("dx", xp, self._x.shape, dy.dtype, reuse=True))

@@ -1,69 +1,204 @@
-"""Max pooling that remembers which pixel won each window (the first maximum, as PyTorch does)."""
+"""Max pooling that remembers which pixel won each window (the first maximum, as PyTorch does).
+
+How it runs fast on NumPy: a window maximum is separable, a maximum over the row offsets of
+maxima over the column offsets, and each stage is computed on the image memory taken as one
+flat vector. Along that vector, "the pixel j columns to the right" is the vector shifted by j
+and "i rows down" is it shifted by i * W, so every operation is a single long loop (SIMD) over
+all planes, rows and columns at once; positions whose window would cross a row or an image
+edge are computed too and simply never read. Windows of views like x[..., ki::s, kj::s]
+instead run NumPy's inner loop over rows of OW (10-13) pixels, 3-5x slower per pixel.
+
+Ties: within each stage the offsets play a knockout tournament (`pairing_tree`) in which the
+later offset wins only when strictly greater, so a row stage keeps the first maximum of each
+row and the column stage the first row holding the window maximum: the FIRST maximum of the
+window in row-major order, exactly PyTorch's choice (MNIST backgrounds are full of ties, and a
+plain `x == max` mask would send the gradient to every tied pixel). Backward routes dy down
+the same tournaments (right = g * mask, left = g - right, both exact) and adds where
+windows overlap. NaN inputs are not supported.
+"""
 
 from __future__ import annotations
 
 from backend import array_module
 
-from .base import Layer
-from .conv import _offset_window, conv_output_size
+from .base import Layer, is_channel_major
+from .conv import conv_output_size
 
-__all__ = ["MaxPool2d"]
+__all__ = ["MaxPool2d", "pairing_tree"]
+
+
+def pairing_tree(count):
+    """Leaves 0..count-1 paired with their neighbour, level by level, into nested (left, right) tuples.
+
+    Every left subtree holds earlier leaves than its right sibling, so "right wins only when
+    strictly greater" picks the first maximum: pairing_tree(4) == ((0, 1), (2, 3)).
+    """
+    level = list(range(count))
+    while len(level) > 1:
+        paired = [(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        level = paired + level[len(paired) * 2 :]
+    return level[0]
 
 
 class MaxPool2d(Layer):
     """x: (N, C, H, W) -> y: (N, C, OH, OW), OH = (H - kernel) // stride + 1 (no padding).
 
-    Any kernel and stride; stride defaults to the kernel size as in PyTorch.
-    Forward keeps, per output pixel, the offset (row-major within the window) of the FIRST
-    maximum: MNIST backgrounds are full of ties, and a plain `x == max` mask would send the
-    gradient to every tied pixel. Backward sends each gradient to that pixel, adding where
-    overlapping windows (stride < kernel) picked the same one. NaN inputs are not supported.
+    Any kernel and stride; stride defaults to the kernel size as in PyTorch. y and dx keep x's
+    layout (NCHW or channel-major). Method in the module docstring.
     """
 
     def __init__(self, kernel_size, stride=None):
         super().__init__()
         kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-        self.kernel_size = (kh, kw)
-        self.stride = int(stride) if stride is not None else kh
         if kh != kw and stride is None:
             raise ValueError("give MaxPool2d an explicit stride when the kernel is not square.")
-        self._x_shape = None
-        self._argmax = None
+        self.kernel_size = (kh, kw)
+        self.stride = int(stride) if stride is not None else kh
+        self._row_tree, self._column_tree = pairing_tree(kw), pairing_tree(kh)
+        self._geometry = None
 
-    def _offsets(self):
-        kh, kw = self.kernel_size
-        return [(ki, kj) for ki in range(kh) for kj in range(kw)]
+    def _plan(self, shape):
+        """Flat-vector geometry for an (N, C, H, W) input; see the module docstring."""
+        (kh, kw), stride = self.kernel_size, self.stride
+        n, c, h, w = shape
+        out_h, out_w = conv_output_size(h, kh, stride, 0), conv_output_size(w, kw, stride, 0)
+        # With W a multiple of the stride, the row stage need only visit every stride-th column.
+        row_step = stride if stride > 1 and w % stride == 0 else 1
+        row_width = w // row_step
+        length = n * c * h * w
+        row_length = (length - kw) // row_step + 1  # row-stage positions q: row_step * q + kw - 1 < length
+        return {
+            "x_shape": tuple(shape), "out_shape": (n, c, out_h, out_w), "planes": n * c,
+            "row_step": row_step, "row_width": row_width, "length": length, "row_length": row_length,
+            "column_length": row_length - (kh - 1) * row_width,
+            # the row stage's leaves partition the image exactly: gradients can be written, not added
+            "row_partition": row_step == kw and row_step * row_length == length,
+        }
+
+    def _anchors(self, array, plan, channel_major):
+        """Window maxima at the windows' top-left corners, from a column-stage vector, as an
+        (N, C, OH, OW) view (planes ordered as in x's memory, so the view is N-C swapped when channel-major)."""
+        n, c, out_h, out_w = plan["out_shape"]
+        h, stride, column_step = plan["x_shape"][2], self.stride, self.stride // plan["row_step"]
+        grid = array.reshape((c, n, h, plan["row_width"]) if channel_major else (n, c, h, plan["row_width"]))
+        corners = grid[:, :, : stride * (out_h - 1) + 1 : stride, : column_step * (out_w - 1) + 1 : column_step]
+        return corners.transpose(1, 0, 2, 3) if channel_major else corners
 
     def forward(self, x, train=True):
-        """x: (N, C, H, W) -> (N, C, OH, OW); caches the winning offset per output pixel when train."""
+        """x: (N, C, H, W) -> (N, C, OH, OW); keeps the tournaments' masks when train."""
         xp = array_module(x)
-        (kh, kw), stride = self.kernel_size, self.stride
-        n, c, h, w = x.shape
-        out_h, out_w = conv_output_size(h, kh, stride, 0), conv_output_size(w, kw, stride, 0)
-        offsets = self._offsets()
-        y = xp.empty((n, c, out_h, out_w), dtype=x.dtype)
-        y[...] = _offset_window(x, *offsets[0], out_h, out_w, stride)
-        argmax = xp.zeros((n, c, out_h, out_w), dtype=xp.uint8) if train else None
-        for index, (ki, kj) in enumerate(offsets[1:], start=1):
-            window = _offset_window(x, ki, kj, out_h, out_w, stride)
-            if train:
-                # strictly greater: an equal value later in the window does not replace the first max
-                better = window > y
-                xp.copyto(argmax, xp.uint8(index), where=better)
-            xp.maximum(y, window, out=y)
-        self._x_shape = x.shape if train else None
-        self._argmax = argmax
+        channel_major = is_channel_major(x)
+        if not (channel_major or x.flags.c_contiguous):
+            x = xp.ascontiguousarray(x)
+        plan = self._plan(x.shape)
+        flat = (x.transpose(1, 0, 2, 3) if channel_major else x).reshape(-1)
+        row_step, row_width, row_length = plan["row_step"], plan["row_width"], plan["row_length"]
+
+        def row_leaf(j):
+            return flat[j : j + row_step * (row_length - 1) + 1 : row_step]
+
+        row_max = self._play(xp, self._row_tree, row_leaf, row_length, "row", x.dtype, train)
+
+        def column_leaf(i):
+            return row_max[i * row_width : i * row_width + plan["column_length"]]
+
+        column_max = self._play(xp, self._column_tree, column_leaf, plan["planes"] * plan["x_shape"][2] * row_width,
+                                "column", x.dtype, train, length=plan["column_length"])
+        y = self._result("y", xp, plan["out_shape"], x.dtype, reuse=train, channel_major=channel_major)
+        y[...] = self._anchors(column_max, plan, channel_major)
+        if train:
+            self._geometry = (plan, channel_major)
         return y
 
+    def _play(self, xp, tree, leaf, size, stage, dtype, train, length=None):
+        """Maximum over a stage's tournament (a vector of `size`, the first `length` entries valid)."""
+        if isinstance(tree, int):
+            return leaf(tree)
+        length = size if length is None else length
+
+        def play(node, out):
+            if isinstance(node, int):
+                return leaf(node)
+            left, right = play(node[0], None), play(node[1], None)
+            if train:
+                xp.greater(right, left, out=self._buffer((stage, "won", node), xp, (length,), xp.bool_))
+            if out is None:
+                out = self._buffer((stage, "max", node), xp, (length,), dtype)
+            return xp.maximum(left, right, out=out)
+
+        result = self._buffer((stage, "result"), xp, (size,), dtype)
+        play(tree, result[:length])
+        return result
+
     def backward(self, dy, need_input_grad=True):
-        """dy: (N, C, OH, OW) -> dx: (N, C, H, W), each dy added at its window's first maximum."""
-        if self._argmax is None:
+        """dy: (N, C, OH, OW) -> dx: (N, C, H, W) in x's layout, each dy added at its window's first maximum."""
+        if self._geometry is None:
             raise RuntimeError("MaxPool2d.backward needs a forward(x, train=True) first.")
         if not need_input_grad:
             return None
         xp = array_module(dy)
-        n, c, out_h, out_w = dy.shape
-        dx = xp.zeros(self._x_shape, dtype=dy.dtype)
-        for index, (ki, kj) in enumerate(self._offsets()):
-            _offset_window(dx, ki, kj, out_h, out_w, self.stride)[...] += xp.multiply(dy, self._argmax == index)
+        plan, channel_major = self._geometry
+        h, row_width, row_step = plan["x_shape"][2], plan["row_width"], plan["row_step"]
+        row_length, column_length = plan["row_length"], plan["column_length"]
+
+        # dy onto the window corners of an otherwise zero column-stage vector
+        column_gradient = self._buffer("column_gradient", xp, (plan["planes"] * h * row_width,), dy.dtype)
+        column_gradient.fill(0)
+        self._anchors(column_gradient, plan, channel_major)[...] = dy
+
+        # column stage: row i of a window is the row-stage vector shifted by i * row_width
+        row_gradient = self._buffer("row_gradient", xp, (row_length,), dy.dtype)
+        if isinstance(self._column_tree, int):
+            row_gradient[...] = column_gradient[:row_length]
+        else:
+            row_gradient[column_length:] = 0  # leaf 0, delivered first, writes the rest
+            self._route(xp, self._column_tree, column_gradient[:column_length], "column",
+                        lambda i: row_gradient[i * row_width : i * row_width + column_length], first_writes=True)
+
+        # row stage: column j of a window is the image vector shifted by j
+        dx = self._result("dx", xp, plan["x_shape"], dy.dtype, reuse=True, channel_major=channel_major)
+        dx_flat = (dx.transpose(1, 0, 2, 3) if channel_major else dx).reshape(-1)
+
+        def row_target(j):
+            return dx_flat[j : j + row_step * (row_length - 1) + 1 : row_step]
+
+        if plan["row_partition"]:
+            self._route(xp, self._row_tree, row_gradient, "row", row_target, all_write=True)
+        elif row_step == 1 and not isinstance(self._row_tree, int):
+            dx_flat[row_length:] = 0  # leaf 0, delivered first, writes dx_flat[:row_length]
+            self._route(xp, self._row_tree, row_gradient, "row", row_target, first_writes=True)
+        else:
+            dx_flat.fill(0)
+            self._route(xp, self._row_tree, row_gradient, "row", row_target)
         return dx
+
+    def _route(self, xp, tree, gradient, stage, target, first_writes=False, all_write=False):
+        """Send `gradient` down a stage's tournament into target(leaf) views.
+
+        Leaves add into their targets, except: all_write (targets partition the output) writes
+        every leaf; first_writes writes leaf 0, which this depth-first, left-first walk reaches first.
+        """
+        def writes(leaf):
+            return all_write or (first_writes and leaf == 0)
+
+        def slot(node):
+            if isinstance(node, int) and writes(node):
+                return target(node)
+            return self._buffer((stage, "gradient", node), xp, gradient.shape, gradient.dtype)
+
+        def route(node, g):
+            if isinstance(node, int):
+                if writes(node):
+                    if g is not target(node):
+                        target(node)[...] = g
+                else:
+                    target(node)[...] += g
+                return
+            won = self._buffers[(stage, "won", node)][2]
+            right, left = slot(node[1]), slot(node[0])
+            xp.multiply(g, won, out=right)
+            xp.subtract(g, right, out=left)
+            route(node[0], left)
+            route(node[1], right)
+
+        route(tree, gradient)

@@ -1,0 +1,184 @@
+#!/usr/bin/env python
+"""Where a training step's time goes: forward and backward per layer, loss and Adam, beside PyTorch eager.
+
+    python scripts/profile_step.py                       # cnn and mlp, batch 128, float32, cpu
+    python scripts/profile_step.py --models cnn --repeats 100 --device gpu
+
+Per layer, the forward and backward times are medians over `repeats` steps, each layer timed on its own
+(the device is synchronized around it). Whole steps (forward, loss, backward, Adam) are timed without the
+per-layer clocks, alternating nets and torch step by step so that load from other processes hits both;
+their medians and ratio are the numbers to compare. Torch gets as many threads as NumPy's BLAS.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # run as a plain script from a checkout that is not pip-installed
+    sys.path.insert(0, str(REPO_ROOT))
+
+import backend as backend_module  # noqa: E402
+from nets.losses import softmax_cross_entropy  # noqa: E402
+from nets.models import build_model  # noqa: E402
+from nets.optim import Adam  # noqa: E402
+
+
+def blas_threads() -> int | None:
+    """NumPy's BLAS thread count (threadpoolctl), or None when it cannot be read."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    for entry in threadpool_info():
+        if entry.get("user_api") == "blas" and "numpy" in entry.get("filepath", ""):
+            return int(entry["num_threads"])
+    return None
+
+
+def synthetic_batch(rng, batch_size, input_shape):
+    """MNIST-like float images (mostly zeros, values k/255) and integer labels, on the host."""
+    images = rng.integers(0, 256, size=(batch_size, *input_shape)) / 255.0
+    images[rng.random(images.shape) < 0.8] = 0.0
+    return images, rng.integers(0, 10, size=batch_size)
+
+
+class Clock:
+    """perf_counter after synchronizing the device, so queued GPU work is counted."""
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def __call__(self) -> float:
+        self.backend.synchronize()
+        return time.perf_counter()
+
+
+def profile_layers(model, x, labels, optimizer, repeats, clock):
+    """{row: (forward ms, backward ms)} medians per layer, plus the loss and the optimizer step."""
+    times = {name: ([], []) for name, _ in model.layers}
+    times["loss"], times["adam step"] = ([], []), ([], [])
+    for _ in range(repeats):
+        y = x
+        for name, layer in model.layers:
+            start = clock()
+            y = layer.forward(y, train=True)
+            times[name][0].append(clock() - start)
+        start = clock()
+        loss, dy = softmax_cross_entropy(y, labels)
+        times["loss"][0].append(clock() - start)
+        for position, (name, layer) in enumerate(reversed(model.layers)):
+            start = clock()
+            dy = layer.backward(dy, need_input_grad=position < len(model.layers) - 1)
+            times[name][1].append(clock() - start)
+        start = clock()
+        optimizer.step(model.gradients())
+        times["adam step"][1].append(clock() - start)
+    return {name: tuple(1e3 * statistics.median(t) if t else 0.0 for t in pair) for name, pair in times.items()}
+
+
+def compare_steps(model, x, labels, optimizer, torch_step, repeats, clock):
+    """Median whole-step milliseconds of (nets, torch), their samples interleaved."""
+    ours, theirs = [], []
+    for _ in range(repeats):
+        start = clock()
+        model.loss_and_gradients(x, labels)
+        optimizer.step(model.gradients())
+        ours.append(clock() - start)
+        if torch_step is not None:
+            theirs.append(torch_step())
+    median = lambda samples: 1e3 * statistics.median(samples) if samples else float("nan")  # noqa: E731
+    return median(ours), median(theirs)
+
+
+def make_torch_step(model, images, labels, device, threads):
+    """A closure timing one torch eager training step (Adam) of the same model and batch; None without torch."""
+    from nets.torch_baseline import load_nets_params_into, torch_available
+
+    if not torch_available():
+        return None
+    import torch
+
+    from nets.torch_baseline import build_torch_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch_device = torch.device("cuda" if device == "gpu" else "cpu")
+    reference = build_torch_model(model.config(), dtype=str(model.dtype))
+    load_nets_params_into(reference, model.state_dict())
+    reference = reference.to(torch_device)
+    optimizer = torch.optim.Adam(reference.parameters(), lr=1e-3)
+    x = torch.from_numpy(images.astype(model.dtype)).to(torch_device)
+    y = torch.from_numpy(labels).to(torch_device)
+    synchronize = torch.cuda.synchronize if device == "gpu" else (lambda: None)
+
+    def step():
+        synchronize()
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(reference(x), y).backward()
+        optimizer.step()
+        synchronize()
+        return time.perf_counter() - start
+
+    for _ in range(5):
+        step()
+    return step
+
+
+@click.command()
+@click.option("--models", default="cnn,mlp", show_default=True, help="Comma-separated: cnn, mlp.")
+@click.option("--batch-size", default=128, show_default=True)
+@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "gpu", "auto"]))
+@click.option("--repeats", default=40, show_default=True, help="Timed steps per measurement (after 5 warm-up).")
+@click.option("--threads", type=int, default=None, help="Limit NumPy's BLAS (and torch) to this many threads.")
+@click.option("--no-torch", is_flag=True, help="Skip the PyTorch reference.")
+def main(models, batch_size, dtype, device, repeats, threads, no_torch):
+    backend = backend_module.get_backend(device)
+    clock = Clock(backend)
+    if threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=threads, user_api="blas")
+    threads = blas_threads()
+    load = " ".join(f"{value:.1f}" for value in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    print(f"numpy {numpy.__version__}, BLAS threads {threads}, device {backend.device_name()}, "
+          f"{dtype}, batch {batch_size}, medians of {repeats}, load average {load}")
+    for name in [m.strip() for m in models.split(",") if m.strip()]:
+        rng = numpy.random.default_rng(0)
+        model = build_model(name, backend=backend, dtype=dtype, rng=rng)
+        images, labels_host = synthetic_batch(rng, batch_size, model.input_shape)
+        x = backend.asarray(images, dtype=dtype)
+        labels = backend.asarray(labels_host)
+        optimizer = Adam(model.parameters(), lr=1e-3)
+        torch_step = None if no_torch else make_torch_step(model, images, labels_host, backend.name, threads)
+
+        for _ in range(5):  # warm-up: buffers allocated, caches and BLAS threads awake
+            model.loss_and_gradients(x, labels)
+            optimizer.step(model.gradients())
+        rows = profile_layers(model, x, labels, optimizer, repeats, clock)
+        ours, theirs = compare_steps(model, x, labels, optimizer, torch_step, repeats, clock)
+
+        print(f"\n{name}: {'layer':<10} {'forward ms':>10} {'backward ms':>11} {'total ms':>9}")
+        for row, (forward, backward) in rows.items():
+            print(f"{'':<{len(name) + 2}}{row:<10} {forward:>10.3f} {backward:>11.3f} {forward + backward:>9.3f}")
+        total_forward = sum(f for f, _ in rows.values())
+        total_backward = sum(b for _, b in rows.values())
+        print(f"{'':<{len(name) + 2}}{'sum':<10} {total_forward:>10.3f} {total_backward:>11.3f} "
+              f"{total_forward + total_backward:>9.3f}")
+        line = f"  whole step: nets {ours:.3f} ms"
+        if torch_step is not None:
+            line += f", torch eager {theirs:.3f} ms, nets/torch {ours / theirs:.2f}x"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
