@@ -23,7 +23,7 @@ class Model:
     """Shared behaviour; subclasses set name, input_shape, dtype, backend and self.layers.
 
     self.layers: list of (name, layer) in forward order; layers with parameters are named
-    like the PyTorch modules ("fc1", "conv1"), parameter-free ones ("relu1", "pool1") are not
+    like the PyTorch modules ("fc1", "conv1"), parameter-free ones ("relu_pool1", "flatten") are not
     part of any parameter name.
     """
 
@@ -154,7 +154,7 @@ class MLP(Model):
 
 class CNN(Model):
     """x (N, C, S, S) -> conv1 3x3, relu, maxpool 2/2, conv2 3x3, relu, maxpool 2/1, flatten,
-    fc1, relu, fc2 -> logits (N, classes) (each relu/maxpool pair runs as maxpool, relu: same result).
+    fc1, relu, fc2 -> logits (N, classes) (each relu + maxpool pair runs as one fused layer).
 
     With the defaults: 28 -conv-> 26 -pool 2/2-> 13 -conv-> 11 -pool 2/1-> 10, so fc1 sees 32*10*10 = 3200.
     """
@@ -188,19 +188,17 @@ class CNN(Model):
         size = conv_output_size(size, 2, 1, 0)
         self.features = channels[1] * size * size
         kwargs = dict(rng=rng, init=init, dtype=self.dtype)
-        # Pooling runs before ReLU: max and ReLU commute, and the pair then rectifies 4x fewer pixels.
-        # Gradients are unchanged, ties included: a window whose first maximum is <= 0 gets zero
-        # gradient in either order, and one with a positive maximum picks the same first pixel.
+        # Each ReLU + max-pool pair is one MaxPool2d(relu=True): the max commutes with ReLU, so the
+        # rectification rides on the pass that writes the 4x smaller pooled output (same gradients,
+        # ties included; see MaxPool2d).
         self.layers = [
             ("conv1", Conv2d(self.in_channels, channels[0], 3, **kwargs)),
-            ("pool1", MaxPool2d(2, 2)),
-            ("relu1", ReLU()),
+            ("relu_pool1", MaxPool2d(2, 2, relu=True)),
             ("conv2", Conv2d(channels[0], channels[1], 3, **kwargs)),
-            ("pool2", MaxPool2d(2, 1)),
-            ("relu2", ReLU()),
+            ("relu_pool2", MaxPool2d(2, 1, relu=True)),
             ("flatten", Flatten()),
             ("fc1", Linear(self.features, self.hidden, **kwargs)),
-            ("relu3", ReLU()),
+            ("relu", ReLU()),
             ("fc2", Linear(self.hidden, self.classes, **kwargs)),
         ]
         for _, layer in self.layers:

@@ -26,6 +26,7 @@ def layer_cases():
         ("pool-2-2", lambda: MaxPool2d(2, 2), tie_free(rng, (2, 3, 6, 6))),
         ("pool-2-1", lambda: MaxPool2d(2, 1), mnist_like_images(rng, 2, size=8)),
         ("pool-3-2", lambda: MaxPool2d(3, 2), tie_free(rng, (2, 3, 7, 7))),
+        ("relu-pool-2-2", lambda: MaxPool2d(2, 2, relu=True), tie_free(rng, (2, 3, 6, 6))),
         ("relu", ReLU, rng.standard_normal((3, 5))),
         ("flatten", Flatten, rng.standard_normal((2, 3, 2, 2))),
     ]

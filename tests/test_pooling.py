@@ -10,17 +10,18 @@ from nets.layers import MaxPool2d
 POOL_CASES = [(2, 2), (2, 1), (3, 2), (3, 1), (2, 3), (3, 3), (1, 1), (1, 2), ((2, 3), 2)]  # (kernel, stride)
 
 
+@pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("kernel, stride", POOL_CASES)
-def test_pool_gradients_match_finite_differences(backend, kernel, stride):
+def test_pool_gradients_match_finite_differences(backend, kernel, stride, relu):
     rng = numpy.random.default_rng(0)
-    layer = MaxPool2d(kernel, stride)
+    layer = MaxPool2d(kernel, stride, relu=relu)
     check_layer_gradients(layer, backend.asarray(tie_free(rng, (2, 3, 7, 8))), backend)
 
 
-def torch_max_pool(x_host, dy_host, kernel, stride):
+def torch_max_pool(x_host, dy_host, kernel, stride, relu=False):
     torch = torch_or_skip()
     x = torch.from_numpy(x_host).requires_grad_(True)
-    y = torch.nn.functional.max_pool2d(x, kernel, stride)
+    y = torch.nn.functional.max_pool2d(torch.relu(x) if relu else x, kernel, stride)
     y.backward(torch.from_numpy(dy_host))
     return y.detach().numpy(), x.grad.numpy()
 
@@ -32,16 +33,19 @@ def tied_inputs(rng, dtype):
     return [relu_like, mnist_like, numpy.zeros((2, 2, 6, 6), dtype=dtype)]
 
 
+@pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("kernel, stride", POOL_CASES)
-def test_pool_with_ties_gives_exactly_torchs_gradient(backend, dtype, kernel, stride):
+def test_pool_with_ties_gives_exactly_torchs_gradient(backend, dtype, kernel, stride, relu):
     rng = numpy.random.default_rng(1)
     for x_host in tied_inputs(rng, dtype):
-        layer = MaxPool2d(kernel, stride)
+        if relu:  # ties among negatives and at zero too
+            x_host = x_host - numpy.asarray(1, dtype=dtype)
+        layer = MaxPool2d(kernel, stride, relu=relu)
         y = layer.forward(backend.asarray(x_host))
         # small integers: every sum of gradients is exact, so any difference is a wrong pixel
         dy_host = rng.integers(1, 9, size=y.shape).astype(dtype)
         dx = layer.backward(backend.asarray(dy_host))
-        y_torch, dx_torch = torch_max_pool(x_host, dy_host, kernel, stride)
+        y_torch, dx_torch = torch_max_pool(x_host, dy_host, kernel, stride, relu)
         assert y.dtype == dtype and dx.dtype == dtype
         numpy.testing.assert_array_equal(backend.to_numpy(y), y_torch)
         numpy.testing.assert_array_equal(backend.to_numpy(dx), dx_torch)

@@ -45,10 +45,16 @@ class MaxPool2d(Layer):
 
     Any kernel and stride; stride defaults to the kernel size as in PyTorch. y and dx keep x's
     layout (NCHW or channel-major). Method in the module docstring.
+
+    relu=True makes it max(maxpool(x), 0), which equals maxpool(relu(x)) with the same gradient,
+    ties included (a window whose first maximum is <= 0 sends no gradient either way; one with
+    a positive maximum picks the same first pixel): a ReLU folded into the pass that writes y.
     """
 
-    def __init__(self, kernel_size, stride=None):
+    def __init__(self, kernel_size, stride=None, *, relu=False):
         super().__init__()
+        self.relu = bool(relu)
+        self._positive = None
         kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
         if kh != kw and stride is None:
             raise ValueError("give MaxPool2d an explicit stride when the kernel is not square.")
@@ -105,7 +111,13 @@ class MaxPool2d(Layer):
         column_max = self._play(xp, self._column_tree, column_leaf, plan["planes"] * plan["x_shape"][2] * row_width,
                                 "column", x.dtype, train, length=plan["column_length"])
         y = self._result("y", xp, plan["out_shape"], x.dtype, reuse=train, channel_major=channel_major)
-        y[...] = self._anchors(column_max, plan, channel_major)
+        if self.relu:
+            xp.maximum(self._anchors(column_max, plan, channel_major), 0, out=y)
+            if train:
+                positive = self._buffer("positive", xp, y.shape, xp.bool_, channel_major)
+                self._positive = xp.greater(y, 0, out=positive)
+        else:
+            y[...] = self._anchors(column_max, plan, channel_major)
         if train:
             self._geometry = (plan, channel_major)
         return y
@@ -144,7 +156,11 @@ class MaxPool2d(Layer):
         # dy onto the window corners of an otherwise zero column-stage vector
         column_gradient = self._buffer("column_gradient", xp, (plan["planes"] * h * row_width,), dy.dtype)
         column_gradient.fill(0)
-        self._anchors(column_gradient, plan, channel_major)[...] = dy
+        corners = self._anchors(column_gradient, plan, channel_major)
+        if self.relu:
+            xp.multiply(dy, self._positive, out=corners)
+        else:
+            corners[...] = dy
 
         # column stage: row i of a window is the row-stage vector shifted by i * row_width
         row_gradient = self._buffer("row_gradient", xp, (row_length,), dy.dtype)
