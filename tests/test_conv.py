@@ -93,7 +93,7 @@ def test_too_small_input_is_a_clear_error():
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv_gradients_match_finite_differences(backend, case):
+def test_conv_gradients_match_finite_differences(backend, case, product_mode):
     c, f, kernel, stride, padding, h, w = case
     rng = numpy.random.default_rng(3)
     layer = Conv2d(c, f, kernel, stride, padding, rng=rng, init="torch", dtype="float64").to(backend)
@@ -101,8 +101,21 @@ def test_conv_gradients_match_finite_differences(backend, case):
     check_layer_gradients(layer, x, backend)
 
 
+@pytest.fixture(params=["one product", "column blocks"])
+def product_mode(request, monkeypatch):
+    """Run Conv2d's matrix products both as one call and in (tiny) column blocks."""
+    from nets.layers import conv
+
+    if request.param == "one product":
+        monkeypatch.setattr(conv, "THIN_MATRIX_ENTRIES", 0)
+    else:
+        monkeypatch.setattr(conv, "THIN_MATRIX_ENTRIES", 10**9)
+        monkeypatch.setattr(conv, "BLOCK_COLUMNS", 7)
+    return request.param
+
+
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv_matches_torch(backend, dtype, case):
+def test_conv_matches_torch(backend, dtype, case, product_mode):
     torch = torch_or_skip()
     c, f, kernel, stride, padding, h, w = case
     rng = numpy.random.default_rng(4)
