@@ -7,7 +7,9 @@ from conftest import torch_or_skip
 from layer_checks import check_layer_gradients, mnist_like_images, tie_free
 from nets.layers import MaxPool2d
 
-POOL_CASES = [(2, 2), (2, 1), (3, 2), (3, 1), (2, 3), (3, 3), (1, 1), (1, 2), ((2, 3), 2)]  # (kernel, stride)
+POOL_CASES = [  # (kernel, stride)
+    (2, 2), (2, 1), (3, 2), (3, 1), (2, 3), (3, 3), (1, 1), (1, 2), ((2, 3), 2), ((1, 2), 2), ((2, 1), 1)
+]
 
 
 @pytest.mark.parametrize("relu", [False, True])

@@ -63,35 +63,28 @@ def im2col(x, kh, kw, stride=1, padding=0, out=None):
     return out
 
 
-def col2im(col, x_shape, kh, kw, stride=1, padding=0):
+def col2im(col, x_shape, kh, kw, stride=1, padding=0, out=None):
     """col: (C * KH * KW, N * OH * OW) -> dx: x_shape = (N, C, H, W), the adjoint of im2col.
 
     Each column entry is added back to the pixel it was copied from, so pixels shared by
     overlapping windows receive the sum: <im2col(x), y> == <x, col2im(y)>.
-    dx is returned channel-major (a view of (C, N, H, W) memory), the layout the adds run in.
+    dx is returned channel-major (a view of (C, N, H, W) memory), the layout the adds run in;
+    `out`, if given, is that (C, N, H, W) memory (used when padding is 0).
     """
+    xp = array_module(col)
     n, c, h, w = x_shape
     out_h = conv_output_size(h, kh, stride, padding)
     out_w = conv_output_size(w, kw, stride, padding)
     col6 = col.reshape(c, kh, kw, n, out_h, out_w)
-    return _add_offsets(lambda ki, kj: col6[:, ki, kj], col, (c, n, h, w), kh, kw, stride, padding, out_h, out_w)
-
-
-def _add_offsets(block, like, cnhw_shape, kh, kw, stride, padding, out_h, out_w, dx_by_channel=None):
-    """Sum block(ki, kj), each (C, N, OH, OW), into a zeroed (C, N, H, W) image at offset (ki, kj); -> (N, C, H, W) view."""
-    xp = array_module(like)
-    c, n, h, w = cnhw_shape
-    padded_shape = (c, n, h + 2 * padding, w + 2 * padding)
-    if dx_by_channel is None or padding:
-        dx_by_channel = xp.zeros(padded_shape, dtype=like.dtype)
-    else:
-        dx_by_channel.fill(0)
+    if out is None or padding:
+        out = xp.empty((c, n, h + 2 * padding, w + 2 * padding), dtype=col.dtype)
+    out.fill(0)
     for ki in range(kh):
         for kj in range(kw):
-            offset_window(dx_by_channel, ki, kj, out_h, out_w, stride)[...] += block(ki, kj)
+            offset_window(out, ki, kj, out_h, out_w, stride)[...] += col6[:, ki, kj]
     if padding:
-        dx_by_channel = dx_by_channel[:, :, padding : padding + h, padding : padding + w]
-    return dx_by_channel.transpose(1, 0, 2, 3)
+        out = out[:, :, padding : padding + h, padding : padding + w]
+    return out.transpose(1, 0, 2, 3)
 
 
 def _ones_in_last_row(col):
@@ -159,13 +152,9 @@ class Conv2d(Layer):
         if not need_input_grad:
             return None
         dcol = _matmul(weight.reshape(f, k).T, dy2, self._buffer("dcol", xp, (k, dy2.shape[1]), dy.dtype))
-        (kh, kw) = self.kernel_size
-        n, c, h, w = self._x_shape
-        dx = self._result("dx", xp, (c, n, h, w), dy.dtype, reuse=True) if not self.padding else None
-        col6 = dcol.reshape(c, kh, kw, n, out_h, out_w)
-        return _add_offsets(
-            lambda ki, kj: col6[:, ki, kj], dcol, (c, n, h, w), kh, kw, self.stride, self.padding, out_h, out_w, dx
-        )
+        (kh, kw), (n, c, h, w) = self.kernel_size, self._x_shape
+        dx_by_channel = None if self.padding else self._result("dx", xp, (c, n, h, w), dy.dtype, reuse=True)
+        return col2im(dcol, self._x_shape, kh, kw, self.stride, self.padding, out=dx_by_channel)
 
 
 def _thin(matrix):

@@ -103,13 +103,19 @@ class MaxPool2d(Layer):
         def row_leaf(j):
             return flat[j : j + row_step * (row_length - 1) + 1 : row_step]
 
-        row_max = self._play(xp, self._row_tree, row_leaf, row_length, "row", x.dtype, train)
+        # Both stages return vectors of planes * H * row_width entries (the first row_length or
+        # column_length of them valid), so the column stage's can be read at the window corners.
+        size = plan["planes"] * plan["x_shape"][2] * row_width
+        row_max = self._play(xp, self._row_tree, row_leaf, size, row_length, "row", x.dtype, train)
 
         def column_leaf(i):
             return row_max[i * row_width : i * row_width + plan["column_length"]]
 
-        column_max = self._play(xp, self._column_tree, column_leaf, plan["planes"] * plan["x_shape"][2] * row_width,
-                                "column", x.dtype, train, length=plan["column_length"])
+        if isinstance(self._column_tree, int):  # kernel height 1
+            column_max = row_max
+        else:
+            column_max = self._play(xp, self._column_tree, column_leaf, size, plan["column_length"], "column",
+                                    x.dtype, train)
         y = self._result("y", xp, plan["out_shape"], x.dtype, reuse=train, channel_major=channel_major)
         if self.relu:
             xp.maximum(self._anchors(column_max, plan, channel_major), 0, out=y)
@@ -122,11 +128,10 @@ class MaxPool2d(Layer):
             self._geometry = (plan, channel_major)
         return y
 
-    def _play(self, xp, tree, leaf, size, stage, dtype, train, length=None):
-        """Maximum over a stage's tournament (a vector of `size`, the first `length` entries valid)."""
-        if isinstance(tree, int):
+    def _play(self, xp, tree, leaf, size, length, stage, dtype, train):
+        """Maximum over a stage's tournament: a (size,) vector whose first `length` entries are valid."""
+        if isinstance(tree, int):  # kernel width 1: the row stage is the image itself (size entries)
             return leaf(tree)
-        length = size if length is None else length
 
         def play(node, out):
             if isinstance(node, int):
