@@ -43,8 +43,8 @@ def pairing_tree(count):
 class MaxPool2d(Layer):
     """x: (N, C, H, W) -> y: (N, C, OH, OW), OH = (H - kernel) // stride + 1 (no padding).
 
-    Any kernel and stride; stride defaults to the kernel size as in PyTorch. y and dx keep x's
-    layout (NCHW or channel-major). Method in the module docstring.
+    Any kernel and stride; stride defaults to the kernel size as in PyTorch. y is NCHW; dx keeps
+    x's layout (NCHW or channel-major). Method in the module docstring.
 
     relu=True makes it max(maxpool(x), 0), which equals maxpool(relu(x)) with the same gradient,
     ties included (a window whose first maximum is <= 0 sends no gradient either way; one with
@@ -116,11 +116,12 @@ class MaxPool2d(Layer):
         else:
             column_max = self._play(xp, self._column_tree, column_leaf, size, plan["column_length"], "column",
                                     x.dtype, train)
-        y = self._result("y", xp, plan["out_shape"], x.dtype, reuse=train, channel_major=channel_major)
+        # y is NCHW whatever x's layout: the reordering rides on this copy, and Flatten gets a free reshape
+        y = self._result("y", xp, plan["out_shape"], x.dtype, reuse=train)
         if self.relu:
             xp.maximum(self._anchors(column_max, plan, channel_major), 0, out=y)
             if train:
-                positive = self._buffer("positive", xp, y.shape, xp.bool_, channel_major)
+                positive = self._buffer("positive", xp, y.shape, xp.bool_)
                 self._positive = xp.greater(y, 0, out=positive)
         else:
             y[...] = self._anchors(column_max, plan, channel_major)
