@@ -240,3 +240,19 @@ def test_a_second_step_repeats_the_first_exactly(backend):
         model.forward(backend.asarray(mnist_like_images(rng, 7)), train=True)  # a different batch in between
     for first, second in zip(*results):
         numpy.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_an_evaluation_forward_between_forward_and_backward_changes_nothing(backend, name):
+    rng = numpy.random.default_rng(10)
+    model = build_model(name, backend=backend, dtype="float64", rng=rng)
+    x, other = (backend.asarray(mnist_like_images(rng, 4).reshape((4, *model.input_shape))) for _ in range(2))
+    dlogits = backend.asarray(rng.standard_normal((4, 10)))
+    model.forward(x)
+    expected_dx = backend.to_numpy(model.backward(dlogits))
+    expected = {name: backend.to_numpy(g).copy() for name, g in model.gradients().items()}
+    model.forward(x)
+    model.forward(other, train=False)
+    numpy.testing.assert_array_equal(backend.to_numpy(model.backward(dlogits)), expected_dx)
+    for key, gradient in model.gradients().items():
+        numpy.testing.assert_array_equal(backend.to_numpy(gradient), expected[key])

@@ -24,8 +24,6 @@ class ReLU(Layer):
         xp.maximum(x, 0, out=y)
         if train:
             self._positive = xp.greater(y, 0, out=self._buffer("positive", xp, x.shape, xp.bool_, channel_major))
-        else:
-            self._positive = None
         return y
 
     def backward(self, dy, need_input_grad=True):
@@ -48,7 +46,8 @@ class Flatten(Layer):
 
     def forward(self, x, train=True):
         """x: (N, ...) -> (N, prod(...)); remembers the input shape when train."""
-        self._x_shape = x.shape if train else None
+        if train:
+            self._x_shape = x.shape
         n = x.shape[0]
         if x.flags.c_contiguous:
             return x.reshape(n, -1)

@@ -3,7 +3,8 @@
 A layer is a plain object:
     params: dict[str, array]   "weight", "bias" (empty for parameter-free layers)
     grads:  dict[str, array]   same keys and shapes; overwritten in place by each backward
-    forward(x, train=True) -> y          caches what backward needs, only when train
+    forward(x, train=True) -> y          caches what backward needs, only when train (an evaluation
+                                         forward in between leaves the training cache alone)
     backward(dy, need_input_grad=True) -> dx   (None when need_input_grad is False)
 
 Results are fresh arrays unless `reuse_outputs` is set (models set it for their layers): then

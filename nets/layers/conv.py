@@ -129,7 +129,8 @@ class Conv2d(Layer):
         weight_and_bias[:, k] = bias
         y2 = self._result("y", xp, (f, columns), x.dtype, reuse=train)
         _matmul(weight_and_bias, col, y2)
-        self._x_shape = x.shape if train else None
+        if train:
+            self._x_shape = x.shape
         return y2.reshape(f, n, out_h, out_w).transpose(1, 0, 2, 3)
 
     def backward(self, dy, need_input_grad=True):

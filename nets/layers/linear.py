@@ -33,7 +33,8 @@ class Linear(Layer):
         y = self._result("y", xp, (x.shape[0], self.out_features), x.dtype, reuse=train)
         xp.matmul(x, weight.T, out=y)
         y += bias
-        self._x = x if train else None
+        if train:
+            self._x = x
         return y
 
     def backward(self, dy, need_input_grad=True):
