@@ -36,6 +36,15 @@ class NetsEngine:
     def take(self, array, index):
         return self.xp.take(array, index, axis=0)
 
+    def mirror(self, x, which):
+        """x: (N, ..., W) images, which: (N,) bool -> x with the rows where `which` is set flipped left-right.
+
+        Flat (N, 784) MLP inputs are flipped as 28x28 images."""
+        width = 28 if x.ndim == 2 else x.shape[-1]
+        images = x.reshape(x.shape[0], -1, width)
+        flipped = self.xp.where(which[:, None, None], images[:, :, ::-1], images)
+        return flipped.reshape(x.shape)
+
     def train_step(self, x, labels):
         loss, logits = self.model.loss_and_gradients(x, labels)
         self.optimizer.step(self.model.gradients())

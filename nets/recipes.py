@@ -25,6 +25,7 @@ class Hyperparameters:
     momentum: float = 0.0
     weight_decay: float = 0.0
     init: str = "he"
+    augment: str = "none"  # "flip": mirror a random half of each batch left-right (not for digits)
 
     def as_dict(self) -> dict:
         return asdict(self)

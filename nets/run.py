@@ -53,6 +53,7 @@ class RunOptions:
     weight_decay: float | None = None
     schedule: str | None = None
     init: str | None = None
+    augment: str | None = None
     seed: int | None = None
     dtype: str | None = None
     save: str | None = None
@@ -114,7 +115,8 @@ def resolve_settings(options: RunOptions, resumed: dict | None) -> RunSettings:
     hyper = replace(hyper, **{name: value for name, value in (
         ("optimizer", options.optimizer), ("lr", options.lr), ("batch_size", options.batch_size),
         ("epochs", options.epochs), ("schedule", options.schedule), ("momentum", options.momentum),
-        ("weight_decay", options.weight_decay), ("init", options.init)) if value is not None})
+        ("weight_decay", options.weight_decay), ("init", options.init), ("augment", options.augment))
+        if value is not None})
     if hyper.optimizer == "adam" and options.momentum is not None:
         raise RunError("--momentum applies to --optimizer sgd only (Adam's betas are fixed at 0.9, 0.999).")
     return RunSettings(

@@ -49,11 +49,19 @@ class TorchEngine:
             tensor = tensor.to(getattr(self.torch, str(numpy.dtype(dtype))))
         return tensor.to(self.device)
 
-    def index_vector(self, order):
-        return self.torch.from_numpy(numpy.asarray(order, dtype=numpy.int64)).to(self.device)
+    def index_vector(self, values):
+        """A host vector (a permutation, or per-image flags) -> a tensor on the device, in one copy."""
+        values = numpy.asarray(values)
+        return self.torch.from_numpy(values if values.dtype == bool else values.astype(numpy.int64)).to(self.device)
 
     def take(self, array, index):
         return self.torch.index_select(array, 0, index)
+
+    def mirror(self, x, which):
+        """As NetsEngine.mirror: flip left-right the images where `which` is set."""
+        width = 28 if x.dim() == 2 else x.shape[-1]
+        images = x.reshape(x.shape[0], -1, width)
+        return self.torch.where(which[:, None, None], images.flip(-1), images).reshape(x.shape)
 
     def train_step(self, x, labels):
         self.model.train()

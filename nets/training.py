@@ -106,6 +106,8 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
             else:
                 state.epoch_rng_state = rng.bit_generator.state
             order = engine.index_vector(rng.permutation(train_count))
+            # Augmentation draws come from the same host RNG, once per epoch, and cross to the device in one copy.
+            flips = engine.index_vector(rng.random(train_count) < 0.5) if hyper.augment == "flip" else None
 
             bar = progress(steps_per_epoch, f"epoch {state.epoch + 1}/{hyper.epochs}") if progress else None
             if bar is not None and state.step_in_epoch:
@@ -117,6 +119,8 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
                 engine.set_lr(learning_rate(hyper.schedule, hyper.lr, state.epoch * steps_per_epoch + step, total_steps))
                 batch = order[step * hyper.batch_size:(step + 1) * hyper.batch_size]
                 x, y = engine.take(data.train_images, batch), engine.take(data.train_labels, batch)
+                if flips is not None:
+                    x = engine.mirror(x, engine.take(flips, batch))
                 batch_loss, batch_correct = engine.train_step(x, y)
                 size = min(hyper.batch_size, train_count - step * hyper.batch_size)
                 loss_sum = batch_loss * size if loss_sum is None else loss_sum + batch_loss * size

@@ -57,6 +57,8 @@ def positive(kind):
 @click.option("--weight-decay", type=click.FloatRange(min=0.0), default=None, help="L2 weight decay.")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=None, help="Learning-rate schedule.")
 @click.option("--init", type=click.Choice(["he", "torch"]), default=None, help="Weight initialisation.")
+@click.option("--augment", type=click.Choice(["none", "flip"]), default=None,
+              help="flip: mirror a random half of the training images left-right each epoch (not for digits).")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Seeds initialisation and shuffling (default 0).")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default=None, help="Default float32.")
 @click.option("--recipe", type=click.Choice(RECIPE_NAMES), default=None,
@@ -71,13 +73,13 @@ def positive(kind):
 @click.option("--stop-after-steps", type=positive(int), default=None, hidden=True)
 @one_line_errors
 def main(model, impl, device, dataset, data_dir, epochs, batch_size, optimizer, lr, momentum, weight_decay,
-         schedule, init, seed, dtype, recipe, save, resume, metrics_json, plot_dir, quiet, no_download,
+         schedule, init, augment, seed, dtype, recipe, save, resume, metrics_json, plot_dir, quiet, no_download,
          stop_after_steps):
     """Train the MLP or the CNN on MNIST-format data and report test accuracy."""
     options = RunOptions(
         model=model, impl=impl, device=device, dataset=dataset, data_dir=data_dir, recipe=recipe, epochs=epochs,
         batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-        schedule=schedule, init=init, seed=seed, dtype=dtype, save=save, resume=resume, metrics_json=metrics_json,
+        schedule=schedule, init=init, augment=augment, seed=seed, dtype=dtype, save=save, resume=resume, metrics_json=metrics_json,
         plot=plot_dir, quiet=quiet, download=not no_download, stop_after_steps=stop_after_steps)
     say = (lambda line: None) if quiet else (lambda line: click.echo(line))
     try:

@@ -302,3 +302,33 @@ def test_plot_dir_gets_pngs(tiny_data, tmp_path):
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in (tmp_path / "plots").glob("*.png"))
     assert names == ["confusion_matrix.png", "first_layer_filters.png", "misclassified.png", "training_curves.png"]
+
+
+def test_flip_augmentation_mirrors_exactly_the_chosen_images():
+    import backend
+    from nets.engines import NetsEngine
+
+    engine = NetsEngine.__new__(NetsEngine)
+    engine.xp = numpy
+    images = numpy.arange(3 * 1 * 28 * 28, dtype=numpy.float32).reshape(3, 1, 28, 28)
+    which = numpy.array([True, False, True])
+    mirrored = engine.mirror(images, which)
+    numpy.testing.assert_array_equal(mirrored[0, 0], images[0, 0, :, ::-1])
+    numpy.testing.assert_array_equal(mirrored[1], images[1])
+    flat = engine.mirror(images.reshape(3, 784), which)  # the MLP's flat rows flip as 28x28 images
+    numpy.testing.assert_array_equal(flat, mirrored.reshape(3, 784))
+    torch = pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
+    from nets.torch_engine import TorchEngine
+
+    torch_engine = TorchEngine.__new__(TorchEngine)
+    torch_engine.torch = torch
+    numpy.testing.assert_array_equal(
+        torch_engine.mirror(torch.from_numpy(images), torch.from_numpy(which)).numpy(), mirrored)
+    assert backend.array_module(mirrored) is numpy
+
+
+def test_augment_option_is_recorded(tiny_data, tmp_path):
+    path = tmp_path / "m.json"
+    result = run("--model", "cnn", "--data-dir", tiny_data, *FAST, "--augment", "flip", "--metrics-json", path, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert json.loads(path.read_text())["augment"] == "flip"
