@@ -22,7 +22,7 @@ from . import datasets
 from .engines import NetsEngine
 from .models import build_model
 from .optim import build_optimizer
-from .recipes import RECIPES, Hyperparameters, resolve_hyperparameters
+from .recipes import RECIPES, Hyperparameters, augmentation_for, resolve_hyperparameters
 from .training import DivergedError, TrainingInterrupted, TrainingState, fit
 
 DEFAULT_DATASET = "mnist"
@@ -211,6 +211,7 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
         raise RunError(str(error)) from None
 
     data = choose_dataset(options, settings, say)
+    settings.hyper = replace(settings.hyper, augment=augmentation_for(settings.hyper.augment, data.name))
     engine = build_engine(settings, backend)
     layout = "nchw" if settings.model == "cnn" else "flat"
     device_data = DeviceData.move(engine, data, layout, settings.dtype)

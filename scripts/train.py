@@ -19,7 +19,7 @@ from _cli import one_line_errors  # also puts the project on sys.path
 
 from backend import DEVICES
 from nets.datasets import DATASET_NAMES
-from nets.recipes import RECIPE_NAMES
+from nets.recipes import AUGMENTATIONS, RECIPE_NAMES
 from nets.run import EXIT_DIVERGED, EXIT_INTERRUPTED, Diverged, Interrupted, RunError, RunOptions, train_run
 from nets.schedules import SCHEDULES
 
@@ -57,8 +57,9 @@ def positive(kind):
 @click.option("--weight-decay", type=click.FloatRange(min=0.0), default=None, help="L2 weight decay.")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=None, help="Learning-rate schedule.")
 @click.option("--init", type=click.Choice(["he", "torch"]), default=None, help="Weight initialisation.")
-@click.option("--augment", type=click.Choice(["none", "flip"]), default=None,
-              help="flip: mirror a random half of the training images left-right each epoch (not for digits).")
+@click.option("--augment", type=click.Choice(AUGMENTATIONS), default=None,
+              help="flip: mirror a random half of the training images left-right each epoch; "
+                   "auto: flip on fashion-mnist, none on mnist.")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Seeds initialisation and shuffling (default 0).")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default=None, help="Default float32.")
 @click.option("--recipe", type=click.Choice(RECIPE_NAMES), default=None,

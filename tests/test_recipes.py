@@ -1,0 +1,50 @@
+"""Recipes, overrides and learning-rate schedules."""
+
+import pytest
+
+from nets.recipes import RECIPES, augmentation_for, resolve_hyperparameters
+from nets.schedules import learning_rate, one_cycle_lr
+
+
+def test_seed_recipe_is_the_notebook():
+    mlp, cnn = RECIPES["seed"]["mlp"], RECIPES["seed"]["cnn"]
+    assert (mlp.optimizer, mlp.lr, mlp.batch_size, mlp.epochs, mlp.init) == ("sgd", 0.01, 1, 5, "he")
+    assert (cnn.optimizer, cnn.lr, cnn.batch_size, cnn.epochs, cnn.init) == ("adam", 0.01, 32, 5, "he")
+
+
+def test_overrides_win_and_none_means_not_given():
+    hyper = resolve_hyperparameters("default", "cnn", lr=0.1, epochs=None, batch_size=7)
+    assert (hyper.lr, hyper.batch_size, hyper.epochs) == (0.1, 7, RECIPES["default"]["cnn"].epochs)
+
+
+@pytest.mark.parametrize("bad", [{"recipe": "fast"}, {"model": "resnet"}])
+def test_unknown_recipe_or_model_is_a_clear_error(bad):
+    args = {"recipe": "default", "model": "cnn", **bad}
+    with pytest.raises(ValueError, match="unknown"):
+        resolve_hyperparameters(args["recipe"], args["model"])
+
+
+def test_auto_augmentation_flips_clothes_not_digits():
+    assert augmentation_for("auto", "fashion-mnist") == "flip"
+    assert augmentation_for("auto", "mnist") == "none"
+    assert augmentation_for("none", "fashion-mnist") == "none"
+    assert augmentation_for("flip", "mnist") == "flip"
+
+
+def test_one_cycle_matches_torch_one_cycle_lr():
+    torch = pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
+    total = 57
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([parameter], lr=3e-3)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=total, cycle_momentum=False)
+    for step in range(total):
+        assert one_cycle_lr(3e-3, step, total) == pytest.approx(optimizer.param_groups[0]["lr"], rel=1e-12)
+        optimizer.step()
+        if step < total - 1:
+            scheduler.step()
+
+
+def test_constant_schedule_and_unknown_schedule():
+    assert learning_rate("constant", 0.5, 99, 100) == 0.5
+    with pytest.raises(ValueError, match="unknown schedule"):
+        learning_rate("cosine", 0.5, 0, 100)
