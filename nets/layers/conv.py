@@ -1,6 +1,7 @@
 """2-D convolution by im2col + matrix products, and col2im, its adjoint.
 
-Column layout (chosen because it makes every product of a step one large GEMM):
+Column layout (chosen because every product of a step is then one GEMM over all samples and
+pixels, or a few column blocks of it for thin weights, see BLOCK_COLUMNS):
     col: (C * KH * KW, N * OH * OW), rows ordered (c, ki, kj), columns ordered (n, oh, ow).
     col[(c, ki, kj), (n, oh, ow)] = x_padded[n, c, oh * stride + ki, ow * stride + kj]
 so that with W2 = weight.reshape(F, C * KH * KW):
