@@ -32,6 +32,11 @@ class Model:
     def forward(self, x, train=True):
         """x: (N, *input_shape) -> logits (N, classes); x is cast to the model's dtype."""
         x = self.backend.asarray(x, dtype=self.dtype)
+        if tuple(x.shape[1:]) != tuple(self.input_shape):
+            raise ValueError(
+                f"this {self.name} takes inputs of shape (N, {', '.join(map(str, self.input_shape))}), "
+                f"got {tuple(x.shape)}; reshape the batch to the model's input_shape."
+            )
         for _, layer in self.layers:
             x = layer.forward(x, train=train)
         return x

@@ -100,3 +100,15 @@ def test_backward_before_forward_is_a_clear_error(backend):
     for layer in [Linear(2, 2, rng=numpy.random.default_rng(0)).to(backend), ReLU(), Flatten()]:
         with pytest.raises(RuntimeError, match="forward"):
             layer.backward(backend.asarray(numpy.ones((1, 2), dtype="float32")))
+
+
+def test_wrong_input_shapes_are_clear_errors(backend):
+    from nets.layers import Conv2d, MaxPool2d
+
+    rng = numpy.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"takes \(N, 3\) inputs, got shape \(2, 4\)"):
+        Linear(3, 2, rng=rng).to(backend).forward(backend.asarray(numpy.ones((2, 4), dtype="float32")))
+    with pytest.raises(ValueError, match=r"takes \(N, 2, H, W\) inputs, got shape \(1, 3, 5, 5\)"):
+        Conv2d(2, 4, 3, rng=rng).to(backend).forward(backend.asarray(numpy.ones((1, 3, 5, 5), dtype="float32")))
+    with pytest.raises(ValueError, match="MaxPool2d takes"):
+        MaxPool2d(2).forward(backend.asarray(numpy.ones((4, 4), dtype="float32")))

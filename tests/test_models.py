@@ -256,3 +256,9 @@ def test_an_evaluation_forward_between_forward_and_backward_changes_nothing(back
     numpy.testing.assert_array_equal(backend.to_numpy(model.backward(dlogits)), expected_dx)
     for key, gradient in model.gradients().items():
         numpy.testing.assert_array_equal(backend.to_numpy(gradient), expected[key])
+
+
+def test_a_batch_of_the_wrong_shape_is_a_clear_error(backend):
+    model = MLP(backend=backend)
+    with pytest.raises(ValueError, match=r"takes inputs of shape \(N, 784\), got \(2, 1, 28, 28\)"):
+        model.forward(numpy.zeros((2, 1, 28, 28), dtype="float32"))

@@ -118,6 +118,11 @@ class Conv2d(Layer):
         column holding the bias, which saves a pass over y here and one over dy in backward.
         """
         weight, bias = self.params["weight"], self.params["bias"]
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"Conv2d({self.in_channels}, {self.out_channels}, ...) takes (N, {self.in_channels}, H, W) "
+                f"inputs, got shape {tuple(x.shape)}."
+            )
         xp = array_module(x, weight)
         (kh, kw), stride, padding = self.kernel_size, self.stride, self.padding
         n, c, h, w = x.shape

@@ -29,6 +29,11 @@ class Linear(Layer):
     def forward(self, x, train=True):
         """x: (N, in_features) -> (N, out_features); caches x when train."""
         weight, bias = self.params["weight"], self.params["bias"]
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(
+                f"Linear({self.in_features}, {self.out_features}) takes (N, {self.in_features}) inputs, "
+                f"got shape {tuple(x.shape)}; flatten the input first."
+            )
         xp = array_module(x, weight)
         y = self._result("y", xp, (x.shape[0], self.out_features), x.dtype, reuse=train)
         xp.matmul(x, weight.T, out=y)

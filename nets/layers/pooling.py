@@ -92,6 +92,8 @@ class MaxPool2d(Layer):
 
     def forward(self, x, train=True):
         """x: (N, C, H, W) -> (N, C, OH, OW); keeps the tournaments' masks when train."""
+        if x.ndim != 4:
+            raise ValueError(f"MaxPool2d takes (N, C, H, W) inputs, got shape {tuple(x.shape)}.")
         xp = array_module(x)
         channel_major = is_channel_major(x)
         if not (channel_major or x.flags.c_contiguous):
