@@ -229,11 +229,14 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
             raise RunError(f"{options.resume} already finished {state.epoch} epochs; pass --epochs above {state.epoch} to train on.")
 
     hyper = settings.hyper
+    flips = ", left-right flips" if hyper.augment == "flip" else ""
+    resuming = ""
+    if resumed:
+        resuming = f"; resuming at epoch {state.epoch + 1}" + (f", step {state.step_in_epoch + 1}" if state.step_in_epoch else "")
     say(f"Training {settings.model} ({settings.impl}) on {backend.name}, {settings.dtype}: "
-        f"{hyper.optimizer} lr {hyper.lr:g} ({hyper.schedule}), batch {hyper.batch_size}, {hyper.epochs} epochs, "
+        f"{hyper.optimizer} lr {hyper.lr:g} ({hyper.schedule}), batch {hyper.batch_size}, {hyper.epochs} epochs{flips}, "
         f"recipe {settings.recipe}; {data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test images"
-        + (f"; resuming at epoch {state.epoch + 1}" + (f", step {state.step_in_epoch + 1}" if state.step_in_epoch else "")
-           if resumed else ""))
+        f"{resuming}")
 
     interrupt_path = options.save or str(Path("checkpoints") / f"{settings.model}-{settings.impl}-interrupted.npz")
     started = time.perf_counter()

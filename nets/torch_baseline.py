@@ -8,7 +8,10 @@ torch is imported inside the functions, so importing this module never needs tor
 
 from __future__ import annotations
 
-__all__ = ["build_torch_model", "load_nets_params_into", "torch_available", "torch_state_dict_to_numpy"]
+import numpy
+
+__all__ = ["TorchPredictor", "build_torch_model", "load_nets_params_into", "torch_available",
+           "torch_state_dict_to_numpy"]
 
 
 def torch_available() -> bool:
@@ -111,3 +114,41 @@ def load_nets_params_into(torch_model, params_numpy_dict) -> None:
 def torch_state_dict_to_numpy(torch_model) -> dict:
     """{name: numpy.ndarray} host copies of torch_model's state_dict (for nets' load_state_dict)."""
     return {name: tensor.detach().cpu().numpy().copy() for name, tensor in torch_model.state_dict().items()}
+
+
+def _nets_input_shape(config: dict) -> tuple:
+    """The input shape of the nets model a config describes ((784,) or (1, 28, 28) for the defaults)."""
+    import backend
+    from nets.models import build_model
+
+    cpu = backend.get_backend("cpu")
+    return build_model(config, backend=cpu, dtype="float32", rng=numpy.random.default_rng(0)).input_shape
+
+
+class TorchPredictor:
+    """A PyTorch baseline model behind the few calls nets.evaluation makes of a nets model.
+
+    forward(x, train=False) takes a host (NumPy) batch and returns host logits, so `evaluate` and
+    `predict_classes` can score a checkpoint with PyTorch itself (scripts/evaluate.py --impl torch).
+    """
+
+    def __init__(self, checkpoint, device: str = "cpu"):
+        import torch
+
+        self._torch = torch
+        self.device = torch.device("cuda" if device == "gpu" else "cpu")
+        self.name = checkpoint.model_name
+        self.dtype = numpy.dtype(checkpoint.dtype)
+        self.model = build_torch_model(checkpoint.model_config, dtype=self.dtype.name)
+        load_nets_params_into(self.model, checkpoint.params)
+        self.model.to(self.device).eval()
+        self.input_shape = _nets_input_shape(checkpoint.model_config)
+
+    def forward(self, x, train=False):
+        """x: (N, *input_shape) NumPy -> logits (N, classes) NumPy, computed by PyTorch."""
+        with self._torch.no_grad():
+            batch = self._torch.from_numpy(numpy.ascontiguousarray(x)).to(self.device)
+            return self.model(batch).cpu().numpy()
+
+    def parameters(self) -> dict:
+        return torch_state_dict_to_numpy(self.model)

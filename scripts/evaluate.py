@@ -33,17 +33,26 @@ from nets.evaluation import class_names_for, dataset_name_of, evaluate, format_r
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the results as JSON here.")
 @click.option("--no-download", is_flag=True, help="Never download datasets.")
+@click.option("--impl", type=click.Choice(["nets", "torch"]), default="nets", show_default=True,
+              help="Score with the nets, or load the weights into the PyTorch baseline and score with it.")
 @one_line_errors
-def main(checkpoint, dataset, data_dir, device, batch_size, json_path, no_download):
+def main(checkpoint, dataset, data_dir, device, batch_size, json_path, no_download, impl):
     """Print the test accuracy, per-class accuracy and confusion matrix of CHECKPOINT."""
-    backend = get_backend(device)
     saved = load_any_checkpoint(checkpoint)
-    model = restore_model(saved, backend)
+    if impl == "torch":
+        from nets.torch_baseline import TorchPredictor
+
+        model = TorchPredictor(saved, device="gpu" if device == "gpu" else "cpu")
+        backend = get_backend("cpu")  # batches and logits cross as NumPy arrays
+    else:
+        backend = get_backend(device)
+        model = restore_model(saved, backend)
     data = load_dataset(dataset or dataset_name_of(saved), data_dir, download=not no_download)
     result = evaluate(model, data.test_images, data.test_labels, backend, batch_size, input_statistics(saved))
     names = class_names_for(data.name)
 
-    click.echo(f"{model.name} from {checkpoint} on the {data.name} test set ({data.source}), device {backend.name}")
+    click.echo(f"{model.name} from {checkpoint} on the {data.name} test set ({data.source}), scored by {impl} "
+               f"on {'cuda' if impl == 'torch' and device == 'gpu' else backend.name}")
     click.echo(format_report(result, names))
     if json_path:
         report = {"checkpoint": str(checkpoint), "model": model.name, "dataset": data.name,

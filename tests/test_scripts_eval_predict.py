@@ -123,6 +123,22 @@ def test_evaluate_a_pytorch_state_dict(data_dir, tmp_path):
     assert "test accuracy:" in result.stdout
 
 
+@pytest.mark.parametrize("checkpoint_fixture", ["cnn_checkpoint", "mlp_checkpoint"])
+def test_evaluate_with_the_pytorch_baseline_agrees_with_the_nets(checkpoint_fixture, data_dir, tmp_path, request):
+    torch_or_skip()
+    checkpoint = request.getfixturevalue(checkpoint_fixture)
+    reports = {}
+    for impl in ("nets", "torch"):
+        path = tmp_path / f"{impl}.json"
+        result = invoke(evaluate_script, checkpoint, "--data-dir", data_dir, "--dataset", "mnist", "--device", "cpu",
+                        "--impl", impl, "--json", path)
+        assert result.exit_code == 0, result.output
+        assert f"scored by {impl}" in result.output
+        reports[impl] = json.loads(path.read_text())
+    assert reports["torch"]["confusion_matrix"] == reports["nets"]["confusion_matrix"]
+    assert reports["torch"]["accuracy"] == reports["nets"]["accuracy"]
+
+
 def test_evaluate_missing_checkpoint(tmp_path, data_dir):
     result = invoke(evaluate_script, tmp_path / "nothing.npz", "--data-dir", data_dir, "--device", "cpu")
     assert_one_line_error(result, "nothing.npz")
