@@ -253,6 +253,11 @@ class TorchRunner:
 # -------------------------------------------------------------------------------------------- timing
 
 
+# The other library's worker threads keep spinning for a while after its last call (OpenBLAS's and OpenMP's
+# busy-wait); on 2 cores they stole up to 4x from the next sample. A pause before each sample lets them park.
+SETTLE_SECONDS = 0.3
+
+
 def seconds_for(runner, step, count: int) -> float:
     """Wall seconds of `count` steps, the device synchronized before and after."""
     runner.synchronize()
@@ -280,6 +285,7 @@ def alternate_rounds(runners, phase: str, repeats: int, sample_seconds: float, b
     for _ in range(repeats):
         for runner in runners:
             step, count = steps[runner.impl]
+            time.sleep(SETTLE_SECONDS)
             samples[runner.impl].append(count * batch_size / seconds_for(runner, step, count))
     return samples
 
