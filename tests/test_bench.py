@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import backend
+from nets.bench import flops
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH = REPO_ROOT / "scripts" / "bench.py"
@@ -31,14 +32,6 @@ def run_bench(*arguments, env=None, timeout=300):
         [sys.executable, str(BENCH), *arguments],
         capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=timeout,
     )
-
-
-def load_bench_module():
-    spec = importlib.util.spec_from_file_location("bench_script", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_bench_writes_json_and_prints_tables(tmp_path):
@@ -104,8 +97,7 @@ def test_bench_gpu_without_gpu_is_one_line():
 
 
 def test_training_flops_count_first_layer_without_input_gradient():
-    bench = load_bench_module()
     gemms = [{"name": "fc1", "m": 1, "k": 784, "n": 128}, {"name": "fc2", "m": 1, "k": 128, "n": 10}]
-    shapes = bench.train_step_gemm_shapes(gemms, batch_size=32)
+    shapes = flops.train_step_gemm_shapes(gemms, batch_size=32)
     assert shapes == [(32, 784, 128), (784, 32, 128), (32, 128, 10), (128, 32, 10), (32, 10, 128)]
-    assert bench.train_flops_per_image(gemms) == 2 * 784 * 128 * 2 + 2 * 128 * 10 * 3
+    assert flops.train_flops_per_image(gemms) == 2 * 784 * 128 * 2 + 2 * 128 * 10 * 3

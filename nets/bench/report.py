@@ -1,0 +1,230 @@
+"""What the benchmark reports: machine facts, library versions, NumPy's BLAS, the JSON report, the markdown
+tables on stdout, and the bar chart (matplotlib imported only for it)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+import numpy
+
+from . import EPOCH_IMAGES, SCHEMA
+
+
+def numpy_blas_info() -> dict | None:
+    """threadpoolctl's entry for NumPy's BLAS (read before torch is imported, so torch's libraries are absent)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    for entry in threadpool_info():
+        if entry.get("user_api") == "blas":
+            return entry
+    return None
+
+
+def cpu_model_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_facts() -> dict:
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    return {
+        "cpu": cpu_model_name(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": usable,
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+    }
+
+
+def library_versions(torch) -> dict:
+    versions = {"python": platform.python_version(), "numpy": numpy.__version__, "torch": None, "cupy": None}
+    if torch is not None:
+        versions["torch"] = torch.__version__
+        versions["torch_cuda"] = torch.version.cuda
+    return versions
+
+
+def new_report(options, *, torch, blas, threads: int, skipped: list, load_start, argv) -> dict:
+    """The JSON report before any measurement: machine, versions, settings; rows and floors come later."""
+    return {
+        "schema": SCHEMA,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(shlex.quote(part) for part in [Path(sys.executable).name, *argv]),
+        "machine": machine_facts(),
+        "versions": library_versions(torch),
+        "blas": blas,
+        "threadpools": None,
+        "threads": threads,
+        "environment": {key: os.environ.get(key) for key in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                                             "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")},
+        "settings": {
+            "dtype": "float32",
+            "optimizer": "adam lr=1e-3",
+            "repeats": options.repeats,
+            "warmup": options.warmup,
+            "sample_seconds": options.sample_seconds,
+            "epoch_images": EPOCH_IMAGES,
+            "torch_inference": "model.eval() under torch.inference_mode()",
+            "torch_tf32": options.tf32,
+            "torch_cudnn_benchmark": options.cudnn_benchmark,
+            "order": "warm-up per implementation, then rounds alternating nets, torch, ...; medians",
+        },
+        "peak_memory_method": {},
+        "gemm": {},
+        "rows": [],
+        "floor": [],
+        "seed_loop": None,
+        "skipped": skipped,
+        "load_average": {"start": list(load_start), "end": None},
+    }
+
+
+def finish_report(report: dict) -> None:
+    """Record every thread pool at the end (torch's too) and the load average after the measurements."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        report["threadpools"] = threadpool_info()
+    except ImportError:
+        pass
+    report["load_average"]["end"] = list(os.getloadavg())
+
+
+def print_tables(report: dict, file=None) -> None:
+    """The markdown on stdout: throughput, the arithmetic floor, the seed loop, what was skipped."""
+    print(f"## Throughput ({report['machine']['cpu']}, {report['threads']} threads"
+          + (f", {report['machine']['gpu']}" if "gpu" in report["machine"] else "") + ")\n", file=file)
+    print(throughput_table(report["rows"]), file=file)
+    print("\ntrain epoch nets/torch = torch img/s / nets img/s: the nets' epoch time over torch's (< 1: nets faster).",
+          file=file)
+    if report["floor"]:
+        print("\n## Arithmetic floor (conv/linear GEMM FLOPs of a training step; backward = 2x forward)\n", file=file)
+        print(floor_table(report["floor"], report["gemm"]), file=file)
+    if report["seed_loop"]:
+        seed = report["seed_loop"]
+        print(f"\nPer-sample NumPy loop (batch 1 SGD, 784-128-64-10, float64): {seed['seconds']:.2f} s for "
+              f"{seed['samples']} samples, so a 60k epoch takes about {seed['epoch_seconds_extrapolated']:.0f} s.",
+              file=file)
+    for line in report["skipped"]:
+        print(f"\nskipped: {line}", file=file)
+
+
+def fmt(value, digits=0) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def throughput_table(rows) -> str:
+    """One line per (model, device, batch): nets and torch images/s, the nets/torch epoch-time ratio."""
+    by_key: dict[tuple, dict] = {}
+    for row in rows:
+        by_key.setdefault((row["model"], row["device"], row["batch_size"]), {})[row["impl"]] = row
+    lines = [
+        "| model | device | batch | train img/s nets | train img/s torch | train epoch nets/torch "
+        "| infer img/s nets | infer img/s torch | infer nets/torch | 60k epoch s nets | 60k epoch s torch "
+        "| peak MB nets | peak MB torch |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (model, device, batch), impls in by_key.items():
+        nets, torch_row = impls.get("nets", {}), impls.get("torch", {})
+
+        def ratio(key):
+            if nets.get(key) and torch_row.get(key):
+                return f"{torch_row[key] / nets[key]:.2f}"
+            return "–"
+
+        lines.append(
+            f"| {model} | {device} | {batch} "
+            f"| {fmt(nets.get('train_images_per_second'))} | {fmt(torch_row.get('train_images_per_second'))} "
+            f"| {ratio('train_images_per_second')} "
+            f"| {fmt(nets.get('infer_images_per_second'))} | {fmt(torch_row.get('infer_images_per_second'))} "
+            f"| {ratio('infer_images_per_second')} "
+            f"| {fmt(nets.get('train_epoch_seconds'), 2)} | {fmt(torch_row.get('train_epoch_seconds'), 2)} "
+            f"| {fmt(nets.get('peak_memory_mb'), 1)} | {fmt(torch_row.get('peak_memory_mb'), 1)} |"
+        )
+    extra = [row for row in rows if row["impl"] not in ("nets", "torch")]
+    if extra:
+        lines += ["", "| model | device | batch | impl | train img/s | infer img/s | 60k epoch s | peak MB |"]
+        lines.append("|---|---|---:|---|---:|---:|---:|---:|")
+        for row in extra:
+            lines.append(
+                f"| {row['model']} | {row['device']} | {row['batch_size']} | {row['impl']} "
+                f"| {fmt(row['train_images_per_second'])} | {fmt(row['infer_images_per_second'])} "
+                f"| {fmt(row['train_epoch_seconds'], 2)} | {fmt(row['peak_memory_mb'], 1)} |"
+            )
+    launches = [row for row in rows if row.get("kernel_launches_per_train_step") is not None]
+    if launches:
+        lines += ["", "| model | device | batch | impl | kernels / train step | kernels / infer step |"]
+        lines.append("|---|---|---:|---|---:|---:|")
+        for row in launches:
+            lines.append(
+                f"| {row['model']} | {row['device']} | {row['batch_size']} | {row['impl']} "
+                f"| {fmt(row['kernel_launches_per_train_step'], 1)} | {fmt(row['kernel_launches_per_infer_step'], 1)} |"
+            )
+    return "\n".join(lines)
+
+
+def floor_table(floors, gemm) -> str:
+    lines = [
+        "| model | device | batch | GFLOP / 60k epoch | GEMM GFLOP/s (layer shapes) | floor s "
+        "| floor s at square GEMM rate | nets epoch / floor | torch epoch / floor |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for floor in floors:
+        lines.append(
+            f"| {floor['model']} | {floor['device']} | {floor['batch_size']} | {floor['gflop_per_epoch']:.1f} "
+            f"| {floor['gemm_gflops_layer_shapes']:.1f} | {floor['floor_seconds']:.2f} "
+            f"| {floor['floor_seconds_at_square_rate']:.2f} "
+            f"| {fmt(floor.get('nets_epoch_over_floor'), 1)} | {fmt(floor.get('torch_epoch_over_floor'), 1)} |"
+        )
+    for device, facts in gemm.items():
+        lines.append(f"\n{device}: float32 GEMM {facts['square_size']}^3 runs at {facts['square_gflops']:.1f} GFLOP/s.")
+    return "\n".join(lines)
+
+
+def save_plot(rows, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as pyplot
+
+    keys = sorted({(r["model"], r["device"], r["batch_size"]) for r in rows})
+    impls = sorted({r["impl"] for r in rows}, key=lambda impl: (impl != "nets", impl))
+    lookup = {(r["model"], r["device"], r["batch_size"], r["impl"]): r for r in rows}
+    figure, axes = pyplot.subplots(1, 2, figsize=(max(8, 1.4 * len(keys) * len(impls)), 4.5))
+    width = 0.8 / max(1, len(impls))
+    for axis, phase in zip(axes, ("train", "infer")):
+        for index, impl in enumerate(impls):
+            values = [(lookup.get((*key, impl)) or {}).get(f"{phase}_images_per_second") or 0 for key in keys]
+            axis.bar([k + index * width for k in range(len(keys))], values, width, label=impl)
+        axis.set_xticks([k + width * (len(impls) - 1) / 2 for k in range(len(keys))])
+        axis.set_xticklabels([f"{m}\n{d} {b}" for m, d, b in keys], fontsize=8)
+        axis.set_ylabel("images / s")
+        axis.set_title(phase)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def write_json(report: dict, path: Path) -> None:
+    """The whole report as JSON (indent 1), its folder made when missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, default=str) + "\n")

@@ -1,0 +1,82 @@
+"""The two implementations under test, each with one model, Adam and one synthetic batch on the device."""
+
+from __future__ import annotations
+
+import numpy
+
+from . import NUM_CLASSES
+
+
+def make_batch(input_shape, batch_size: int, seed: int = 0):
+    """Synthetic MNIST-shaped data: pixels in [0, 1) and labels 0..9."""
+    rng = numpy.random.default_rng(seed)
+    x = rng.random((batch_size, *input_shape), dtype=numpy.float32)
+    labels = rng.integers(0, NUM_CLASSES, batch_size).astype(numpy.int64)
+    return x, labels
+
+
+class NetsRunner:
+    """The nets model with Adam, and one synthetic batch on the backend's device."""
+
+    impl = "nets"
+
+    def __init__(self, model_name: str, backend, x_host: numpy.ndarray, labels_host: numpy.ndarray):
+        from nets.models import build_model
+        from nets.optim import Adam
+
+        self.backend = backend
+        self.model = build_model(model_name, backend=backend, dtype="float32", rng=numpy.random.default_rng(0))
+        self.optimizer = Adam(self.model.parameters(), lr=1e-3)
+        self.x = backend.asarray(x_host, dtype="float32")
+        self.labels = backend.asarray(labels_host)
+
+    def train_step(self) -> None:
+        self.model.loss_and_gradients(self.x, self.labels)
+        self.optimizer.step(self.model.gradients())
+
+    def infer_step(self) -> None:
+        self.model.forward(self.x, train=False)
+
+    def begin(self, phase: str) -> None:
+        pass
+
+    def synchronize(self) -> None:
+        self.backend.synchronize()
+
+
+class TorchRunner:
+    """The same architecture in PyTorch eager (torch.optim.Adam), on "cpu" or "cuda"."""
+
+    impl = "torch"
+
+    def __init__(self, model_name, torch, device, x_host, labels_host, channels_last=False):
+        from nets.torch_baseline import build_torch_model
+
+        self.torch = torch
+        self.device = device
+        self.functional = torch.nn.functional
+        self.model = build_torch_model(model_name).to(device)
+        self.x = torch.from_numpy(numpy.ascontiguousarray(x_host)).to(device)
+        self.labels = torch.from_numpy(labels_host.astype(numpy.int64)).to(device)
+        if channels_last:
+            self.impl = "torch_channels_last"
+            self.model = self.model.to(memory_format=torch.channels_last)
+            self.x = self.x.contiguous(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+
+    def begin(self, phase: str) -> None:
+        self.model.train(phase == "train")
+
+    def train_step(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.functional.cross_entropy(self.model(self.x), self.labels)
+        loss.backward()
+        self.optimizer.step()
+
+    def infer_step(self) -> None:
+        with self.torch.inference_mode():
+            self.model(self.x)
+
+    def synchronize(self) -> None:
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()
