@@ -22,24 +22,43 @@ PyTorch model loads the file directly:
 `parameter_arrays(path)` returns just those parameters. `load_any_checkpoint` also reads a PyTorch
 state_dict saved with torch.save (.pt), inferring mlp or cnn from the parameter shapes.
 
+This module is the .npz format and the one place callers import from. The PyTorch interop lives in
+nets/torch_checkpoint.py and the shared pieces (Checkpoint, CheckpointError, infer_model_config) in
+nets/checkpoint_core.py; their names are re-exported here.
+
 Every problem a user can cause raises CheckpointError (a ValueError) with a one-line message.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import numpy
 
 from backend import to_numpy
 
+from .checkpoint_core import (
+    Checkpoint,
+    CheckpointError,
+    _atomic_write,
+    _checkpoint_from_parameters,
+    _common_dtype,
+    _first_line,
+    _require_file,
+    infer_model_config,
+)
 from .models import build_model
+from .torch_checkpoint import (  # re-exported: callers import them from here
+    TORCH_SUFFIXES,  # noqa: F401
+    export_torch_state_dict,
+    is_torch_file,
+    load_torch_checkpoint,
+    load_torch_state_dict,
+    save_torch_state_dict,
+)
 
 __all__ = [
     "Checkpoint",
@@ -65,40 +84,6 @@ FORMAT = "nets-checkpoint"
 VERSION = 1
 META = "meta/"
 OPTIM = "optim/"
-TORCH_SUFFIXES = (".pt", ".pth")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint cannot be read or does not fit the model; the one-line message says which and why."""
-
-
-@dataclass
-class Checkpoint:
-    """What a checkpoint file holds, on the host.
-
-    params: parameter name -> numpy array, in the model's order (PyTorch state_dict names).
-    model_name: "mlp" or "cnn"; model_config: model.config() (or inferred from shapes for a .pt file).
-    optimizer_state: an Optimizer.state_dict(), or None when none was saved.
-    epoch: completed epochs; step_in_epoch: completed steps of the epoch under way.
-    rng_state: numpy bit_generator.state, or None; epoch_rng_state: its state when that epoch began, or None.
-    config, metrics: whatever JSON the trainer saved ({} and None when absent). source: "npz" or "torch".
-    """
-
-    params: dict
-    model_name: str
-    model_config: dict
-    dtype: str
-    epoch: int = 0
-    step_in_epoch: int = 0
-    optimizer_state: dict | None = None
-    rng_state: dict | None = None
-    epoch_rng_state: dict | None = None
-    config: dict = field(default_factory=dict)
-    metrics: dict | list | None = None
-    input_mean: float | None = None
-    input_std: float | None = None
-    source: str = "npz"
-    path: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -125,35 +110,6 @@ def _rng_state(rng):
         return rng
     bit_generator = getattr(rng, "bit_generator", rng)
     return bit_generator.state
-
-
-def _atomic_write(path, write) -> None:
-    """Call write(file) on a temporary file beside `path`, fsync it, then rename it over `path`.
-
-    A failure at any point leaves whatever was at `path` untouched and removes the temporary file.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it 0600; a checkpoint is an ordinary file
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable (not possible on every platform)
-        directory_descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(directory_descriptor)
-        finally:
-            os.close(directory_descriptor)
 
 
 def _model_parts(model, model_config) -> tuple[dict, dict, str]:
@@ -246,20 +202,6 @@ def save_checkpoint(path, model, *, model_config: dict | None = None, optimizer=
 # ---------------------------------------------------------------------------------------------- reading
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def _require_file(path) -> str:
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise CheckpointError(f"no checkpoint at {path}; check the path (train.py writes one with --save).")
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{path} is not a file; give the path of a .npz (or PyTorch .pt) checkpoint.")
-    return path
-
-
 def _read_npz(path) -> dict:
     """All arrays of an .npz file, read (and so CRC-checked) now; CheckpointError for anything unreadable."""
     path = _require_file(path)
@@ -294,17 +236,6 @@ def _json(arrays, key, path, default=None):
 
 def _parameters_of(arrays) -> dict:
     return {key: value for key, value in arrays.items() if "/" not in key}
-
-
-def _common_dtype(params, path) -> str:
-    dtypes = {array.dtype.name for array in params.values()}
-    if len(dtypes) != 1:
-        listing = ", ".join(f"{name} {array.dtype.name}" for name, array in params.items())
-        raise CheckpointError(f"{path} mixes parameter dtypes ({listing}); all must be float32 or all float64.")
-    dtype = dtypes.pop()
-    if dtype not in ("float32", "float64"):
-        raise CheckpointError(f"{path} holds {dtype} parameters; only float32 and float64 are supported.")
-    return dtype
 
 
 def _optimizer_state(arrays, path) -> dict | None:
@@ -367,134 +298,17 @@ def load_checkpoint(path) -> Checkpoint:
     )
 
 
-def parameter_arrays(path) -> dict:
-    """Only the model parameters of a checkpoint (.npz or .pt): name -> numpy array, PyTorch names."""
-    return load_any_checkpoint(path).params
-
-
-# ---------------------------------------------------------------------------------------------- PyTorch
-
-
-def _import_torch():
-    try:
-        import torch
-    except ImportError:
-        raise CheckpointError("reading or writing PyTorch state dicts needs torch; pip install -e .[baseline]") from None
-    return torch
-
-
-def _shape(params, name):
-    return tuple(int(n) for n in numpy.shape(params[name])) if name in params else None
-
-
-def infer_model_config(params: Mapping) -> dict:
-    """The build_model config (mlp with its sizes, or cnn with its channels, hidden, classes, image size)
-    that parameters with these names and shapes belong to. Raises CheckpointError when they fit neither."""
-    names = list(params)
-    conv1, conv2, fc1, fc2 = (_shape(params, f"{layer}.weight") for layer in ("conv1", "conv2", "fc1", "fc2"))
-    if conv1 is not None:
-        if conv2 is None or fc1 is None or fc2 is None or len(conv1) != 4 or len(conv2) != 4 or len(fc1) != 2:
-            raise CheckpointError(f"parameters {names} look like a cnn but lack conv2, fc1 or fc2 weights.")
-        side = int(round((fc1[1] / conv2[0]) ** 0.5))
-        if side * side * conv2[0] != fc1[1]:
-            raise CheckpointError(f"fc1.weight {fc1} does not follow conv2.weight {conv2}; this is not the nets cnn.")
-        # conv 3 -> pool 2/2 -> conv 3 -> pool 2/1 maps image_size to (image_size - 2) // 2 - 3
-        return {"name": "cnn", "in_channels": conv1[1], "channels": [conv1[0], conv2[0]], "hidden": fc1[0],
-                "classes": fc2[0], "image_size": 2 * side + 8}
-    sizes, index = [], 1
-    while f"fc{index}.weight" in params:
-        weight = _shape(params, f"fc{index}.weight")
-        if len(weight) != 2 or (sizes and sizes[-1] != weight[1]):
-            raise CheckpointError(f"fc{index}.weight has shape {weight}, which does not chain onto the layer before.")
-        sizes = sizes or [weight[1]]
-        sizes.append(weight[0])
-        index += 1
-    if not sizes:
-        shown = ", ".join(map(str, names[:4])) + (", ..." if len(names) > 4 else "")
-        raise CheckpointError(f"cannot tell which model the parameters ({shown}) belong to; "
-                              "expected fc1.weight, ... (mlp) or conv1.weight, ... (cnn).")
-    return {"name": "mlp", "sizes": sizes}
-
-
-def _checkpoint_from_parameters(params: dict, *, source: str, path) -> Checkpoint:
-    config = infer_model_config(params)
-    return Checkpoint(params=params, model_name=config["name"], model_config=config,
-                      dtype=_common_dtype(params, path), source=source, path=None if path is None else os.fspath(path))
-
-
-def export_torch_state_dict(model) -> dict:
-    """The model's parameters as an ordered dict of CPU torch tensors (copies), ready for torch load_state_dict."""
-    torch = _import_torch()
-    return {name: torch.from_numpy(numpy.array(to_numpy(array), copy=True)) for name, array in model.parameters().items()}
-
-
-def save_torch_state_dict(path, model) -> str:
-    """Write the model's parameters as a PyTorch state_dict (.pt, torch.save), atomically; returns the path."""
-    torch = _import_torch()
-    state_dict = export_torch_state_dict(model)
-    _atomic_write(path, lambda file: torch.save(state_dict, file))
-    return os.fspath(path)
-
-
-def load_torch_state_dict(path_or_mapping) -> dict:
-    """A PyTorch state_dict (a .pt path, read with weights_only=True, or a mapping) -> name -> numpy array.
-
-    Also accepts the common {"state_dict": ...} / {"model_state_dict": ...} wrappers and DataParallel's
-    "module." prefixes.
-    """
-    if isinstance(path_or_mapping, Mapping):
-        state, where = path_or_mapping, "the state_dict"
-    else:
-        where = _require_file(path_or_mapping)
-        torch = _import_torch()
-        try:
-            state = torch.load(where, map_location="cpu", weights_only=True)
-        except Exception as error:  # UnpicklingError, RuntimeError for a damaged zip, EOFError
-            raise CheckpointError(f"{where} is not a readable PyTorch state_dict ({_first_line(error)}).") from None
-    for wrapper in ("state_dict", "model_state_dict"):
-        if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
-            state = state[wrapper]
-    if not isinstance(state, Mapping):
-        raise CheckpointError(f"{where} holds a {type(state).__name__}, not a state_dict (a dict of parameter tensors).")
-    if state and all(str(key).startswith("module.") for key in state):
-        state = {key[len("module."):]: value for key, value in state.items()}
-    params = {}
-    for name, value in state.items():
-        if hasattr(value, "detach"):
-            try:
-                value = value.detach().cpu().numpy()
-            except TypeError as error:  # bfloat16 and other dtypes numpy lacks
-                raise CheckpointError(f"{where}: parameter {name} cannot become a numpy array ({_first_line(error)}); convert it to float32 first.") from None
-        if not isinstance(value, numpy.ndarray):
-            raise CheckpointError(f"{where}: entry {name} is a {type(value).__name__}, not a tensor.")
-        params[str(name)] = numpy.array(value, copy=True)
-    if not params:
-        raise CheckpointError(f"{where} holds no parameters.")
-    return params
-
-
-def load_torch_checkpoint(path_or_mapping) -> Checkpoint:
-    """A PyTorch state_dict (.pt path or mapping) as a Checkpoint; the model is inferred from the shapes."""
-    params = load_torch_state_dict(path_or_mapping)
-    path = None if isinstance(path_or_mapping, Mapping) else path_or_mapping
-    return _checkpoint_from_parameters(params, source="torch", path=path)
-
-
 def load_any_checkpoint(path) -> Checkpoint:
     """A nets .npz checkpoint or a PyTorch .pt state_dict, told apart by content, as a Checkpoint."""
     path = _require_file(path)
-    if zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as archive:
-                members = archive.namelist()
-        except (zipfile.BadZipFile, OSError) as error:
-            raise CheckpointError(f"{path} is a corrupt checkpoint ({_first_line(error)}); save it again.") from None
-        if any(member.endswith("data.pkl") for member in members):  # torch.save's zip format
-            return load_torch_checkpoint(path)
-        return load_checkpoint(path)
-    if path.endswith(TORCH_SUFFIXES):  # torch's legacy (pre-1.6) format is not a zip
+    if is_torch_file(path):
         return load_torch_checkpoint(path)
     return load_checkpoint(path)  # raises the "not an .npz checkpoint" error
+
+
+def parameter_arrays(path) -> dict:
+    """Only the model parameters of a checkpoint (.npz or .pt): name -> numpy array, PyTorch names."""
+    return load_any_checkpoint(path).params
 
 
 # ---------------------------------------------------------------------------------------------- restoring

@@ -1,0 +1,142 @@
+"""What every checkpoint format shares: the Checkpoint record, CheckpointError, atomic writes, file checks,
+and telling the model (mlp or cnn, with its sizes) from parameter names and shapes.
+
+nets/checkpoint.py (the .npz format) and nets/torch_checkpoint.py (PyTorch state_dicts) both build on this
+module, which imports neither of them; callers use nets.checkpoint, which re-exports what they need.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read or does not fit the model; the one-line message says which and why."""
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint file holds, on the host.
+
+    params: parameter name -> numpy array, in the model's order (PyTorch state_dict names).
+    model_name: "mlp" or "cnn"; model_config: model.config() (or inferred from shapes for a .pt file).
+    optimizer_state: an Optimizer.state_dict(), or None when none was saved.
+    epoch: completed epochs; step_in_epoch: completed steps of the epoch under way.
+    rng_state: numpy bit_generator.state, or None; epoch_rng_state: its state when that epoch began, or None.
+    config, metrics: whatever JSON the trainer saved ({} and None when absent). source: "npz" or "torch".
+    """
+
+    params: dict
+    model_name: str
+    model_config: dict
+    dtype: str
+    epoch: int = 0
+    step_in_epoch: int = 0
+    optimizer_state: dict | None = None
+    rng_state: dict | None = None
+    epoch_rng_state: dict | None = None
+    config: dict = field(default_factory=dict)
+    metrics: dict | list | None = None
+    input_mean: float | None = None
+    input_std: float | None = None
+    source: str = "npz"
+    path: str | None = None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _require_file(path) -> str:
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"no checkpoint at {path}; check the path (train.py writes one with --save).")
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path} is not a file; give the path of a .npz (or PyTorch .pt) checkpoint.")
+    return path
+
+
+def _atomic_write(path, write) -> None:
+    """Call write(file) on a temporary file beside `path`, fsync it, then rename it over `path`.
+
+    A failure at any point leaves whatever was at `path` untouched and removes the temporary file.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it 0600; a checkpoint is an ordinary file
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable (not possible on every platform)
+        directory_descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(directory_descriptor)
+        finally:
+            os.close(directory_descriptor)
+
+
+def _common_dtype(params, path) -> str:
+    dtypes = {array.dtype.name for array in params.values()}
+    if len(dtypes) != 1:
+        listing = ", ".join(f"{name} {array.dtype.name}" for name, array in params.items())
+        raise CheckpointError(f"{path} mixes parameter dtypes ({listing}); all must be float32 or all float64.")
+    dtype = dtypes.pop()
+    if dtype not in ("float32", "float64"):
+        raise CheckpointError(f"{path} holds {dtype} parameters; only float32 and float64 are supported.")
+    return dtype
+
+
+def _shape(params, name):
+    return tuple(int(n) for n in numpy.shape(params[name])) if name in params else None
+
+
+def infer_model_config(params: Mapping) -> dict:
+    """The build_model config (mlp with its sizes, or cnn with its channels, hidden, classes, image size)
+    that parameters with these names and shapes belong to. Raises CheckpointError when they fit neither."""
+    names = list(params)
+    conv1, conv2, fc1, fc2 = (_shape(params, f"{layer}.weight") for layer in ("conv1", "conv2", "fc1", "fc2"))
+    if conv1 is not None:
+        if conv2 is None or fc1 is None or fc2 is None or len(conv1) != 4 or len(conv2) != 4 or len(fc1) != 2:
+            raise CheckpointError(f"parameters {names} look like a cnn but lack conv2, fc1 or fc2 weights.")
+        side = int(round((fc1[1] / conv2[0]) ** 0.5))
+        if side * side * conv2[0] != fc1[1]:
+            raise CheckpointError(f"fc1.weight {fc1} does not follow conv2.weight {conv2}; this is not the nets cnn.")
+        # conv 3 -> pool 2/2 -> conv 3 -> pool 2/1 maps image_size to (image_size - 2) // 2 - 3
+        return {"name": "cnn", "in_channels": conv1[1], "channels": [conv1[0], conv2[0]], "hidden": fc1[0],
+                "classes": fc2[0], "image_size": 2 * side + 8}
+    sizes, index = [], 1
+    while f"fc{index}.weight" in params:
+        weight = _shape(params, f"fc{index}.weight")
+        if len(weight) != 2 or (sizes and sizes[-1] != weight[1]):
+            raise CheckpointError(f"fc{index}.weight has shape {weight}, which does not chain onto the layer before.")
+        sizes = sizes or [weight[1]]
+        sizes.append(weight[0])
+        index += 1
+    if not sizes:
+        shown = ", ".join(map(str, names[:4])) + (", ..." if len(names) > 4 else "")
+        raise CheckpointError(f"cannot tell which model the parameters ({shown}) belong to; "
+                              "expected fc1.weight, ... (mlp) or conv1.weight, ... (cnn).")
+    return {"name": "mlp", "sizes": sizes}
+
+
+def _checkpoint_from_parameters(params: dict, *, source: str, path) -> Checkpoint:
+    config = infer_model_config(params)
+    return Checkpoint(params=params, model_name=config["name"], model_config=config,
+                      dtype=_common_dtype(params, path), source=source, path=None if path is None else os.fspath(path))
