@@ -29,10 +29,13 @@ class Batches:
     batch_size: examples per batch; the last batch holds the remaining N % batch_size when nonzero.
     rng: a host numpy.random.Generator (e.g. Backend.rng); may be None when shuffle=False.
     shuffle: False yields the examples in order (as slices, without gathering).
+    take(array, index), to_device(host_vector): how to gather and how to move the index vector; by default
+        `xp.take(..., axis=0)` and `xp.asarray` of the inputs' array module (the torch engine passes its own).
     Yields x: (B, ...) and y: (B,) on the same device as the inputs, B <= batch_size.
     """
 
-    def __init__(self, images, labels, batch_size: int, *, rng: numpy.random.Generator | None, shuffle=True):
+    def __init__(self, images, labels, batch_size: int, *, rng: numpy.random.Generator | None, shuffle=True,
+                 take=None, to_device=None):
         if len(images) != len(labels):
             raise ValueError(
                 f"images and labels differ in length ({len(images)} vs {len(labels)}); pass matching arrays."
@@ -44,12 +47,17 @@ class Batches:
                 "rng must be a numpy.random.Generator (such as Backend.rng) when shuffle=True, "
                 f"got {type(rng).__name__}."
             )
-        self.xp = array_module(images, labels)  # also refuses host and device arrays mixed
+        if take is None or to_device is None:
+            xp = array_module(images, labels)  # also refuses host and device arrays mixed
+            take = take or (lambda array, index: xp.take(array, index, axis=0))
+            to_device = to_device or xp.asarray
         self.images = images
         self.labels = labels
         self.batch_size = int(batch_size)
         self.rng = rng
         self.shuffle = shuffle
+        self._take = take
+        self._to_device = to_device
 
     @property
     def num_examples(self) -> int:
@@ -60,19 +68,27 @@ class Batches:
         return -(-self.num_examples // self.batch_size)
 
     def __iter__(self):
-        """Start an epoch: draw its permutation now (not at the first batch), then yield its batches."""
+        """Start an epoch: draw its permutation now (not at the first batch), then yield its (x, y) batches."""
+        return ((x, y) for _, x, y in self.epoch())
+
+    def epoch(self, start_batch: int = 0):
+        """Start an epoch now (drawing its permutation) and return an iterator of (index, x, y) batches.
+
+        index: the positions of the batch's examples (a device vector; a slice when shuffle=False), for
+        gathering per-example data drawn alongside (e.g. augmentation flags).
+        start_batch: skip the epoch's first batches without gathering them (a run resumed mid-epoch).
+        """
         if not self.shuffle:
-            return self._in_order()
+            return self._in_order(start_batch)
         order = self.rng.permutation(self.num_examples)  # on the host: the generator state stays plain data
-        return self._gathered(self.xp.asarray(order))  # one small host-to-device copy per epoch
+        return self._gathered(self._to_device(order), start_batch)  # one small host-to-device copy per epoch
 
-    def _in_order(self):
-        for start in range(0, self.num_examples, self.batch_size):
-            stop = start + self.batch_size
-            yield self.images[start:stop], self.labels[start:stop]
+    def _in_order(self, start_batch):
+        for start in range(start_batch * self.batch_size, self.num_examples, self.batch_size):
+            index = slice(start, start + self.batch_size)
+            yield index, self.images[index], self.labels[index]
 
-    def _gathered(self, order):
-        xp = self.xp
-        for start in range(0, self.num_examples, self.batch_size):
+    def _gathered(self, order, start_batch):
+        for start in range(start_batch * self.batch_size, self.num_examples, self.batch_size):
             index = order[start : start + self.batch_size]
-            yield xp.take(self.images, index, axis=0), xp.take(self.labels, index, axis=0)
+            yield index, self._take(self.images, index), self._take(self.labels, index)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy
 
+from .batches import Batches
 from .recipes import Hyperparameters
 from .schedules import learning_rate
 
@@ -93,19 +94,20 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
     """
     state = state or TrainingState()
     train_count = len(data.train_labels)
-    steps_per_epoch = math.ceil(train_count / hyper.batch_size)
+    batches = Batches(data.train_images, data.train_labels, hyper.batch_size, rng=rng, take=engine.take,
+                      to_device=engine.index_vector)
+    steps_per_epoch = len(batches)
     total_steps = steps_per_epoch * hyper.epochs
     refresh_every = max(1, min(50, steps_per_epoch // 20))
     steps_this_call = 0
 
     with InterruptFlag() as interrupt:
         while state.epoch < hyper.epochs:
-            resuming_mid_epoch = state.step_in_epoch > 0
-            if resuming_mid_epoch:
+            if state.step_in_epoch > 0:  # resuming mid-epoch: redraw that epoch's order and flips
                 rng.bit_generator.state = state.epoch_rng_state
             else:
                 state.epoch_rng_state = rng.bit_generator.state
-            order = engine.index_vector(rng.permutation(train_count))
+            epoch_batches = batches.epoch(start_batch=state.step_in_epoch)  # draws the epoch's order now
             # Augmentation draws come from the same host RNG, once per epoch, and cross to the device in one copy.
             flips = engine.index_vector(rng.random(train_count) < 0.5) if hyper.augment == "flip" else None
 
@@ -115,14 +117,12 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
             loss_sum = correct = None
             seen = 0
             started = time.perf_counter()
-            for step in range(state.step_in_epoch, steps_per_epoch):
+            for step, (batch, x, y) in enumerate(epoch_batches, start=state.step_in_epoch):
                 engine.set_lr(learning_rate(hyper.schedule, hyper.lr, state.epoch * steps_per_epoch + step, total_steps))
-                batch = order[step * hyper.batch_size:(step + 1) * hyper.batch_size]
-                x, y = engine.take(data.train_images, batch), engine.take(data.train_labels, batch)
                 if flips is not None:
                     x = engine.mirror(x, engine.take(flips, batch))
                 batch_loss, batch_correct = engine.train_step(x, y)
-                size = min(hyper.batch_size, train_count - step * hyper.batch_size)
+                size = len(y)
                 loss_sum = batch_loss * size if loss_sum is None else loss_sum + batch_loss * size
                 correct = batch_correct if correct is None else correct + batch_correct
                 seen += size

@@ -156,3 +156,33 @@ def test_refuses_bad_arguments(backend):
         Batches(images, labels, 4, rng=None)
     with pytest.raises(TypeError, match="numpy.random.Generator"):
         Batches(images, labels, 4, rng=numpy.random.RandomState(0))
+
+
+def test_epoch_can_start_mid_way_without_changing_the_order():
+    images = numpy.arange(10 * 3, dtype=numpy.float32).reshape(10, 3)
+    labels = numpy.arange(10)
+    full = list(Batches(images, labels, 3, rng=numpy.random.default_rng(5)).epoch())
+    resumed = list(Batches(images, labels, 3, rng=numpy.random.default_rng(5)).epoch(start_batch=2))
+    assert len(full) == 4 and len(resumed) == 2
+    for (index_a, x_a, y_a), (index_b, x_b, y_b) in zip(full[2:], resumed):
+        numpy.testing.assert_array_equal(index_a, index_b)
+        numpy.testing.assert_array_equal(x_a, x_b)
+        numpy.testing.assert_array_equal(y_a, y_b)
+        numpy.testing.assert_array_equal(x_a[:, 0] // 3, y_a)  # rows stay paired with their labels
+
+
+def test_custom_take_and_to_device_are_used():
+    calls = {"take": 0, "to_device": 0}
+
+    def take(array, index):
+        calls["take"] += 1
+        return numpy.take(array, index, axis=0)
+
+    def to_device(order):
+        calls["to_device"] += 1
+        return numpy.asarray(order)
+
+    images, labels = numpy.zeros((5, 2), dtype=numpy.float32), numpy.arange(5)
+    batches = Batches(images, labels, 2, rng=numpy.random.default_rng(0), take=take, to_device=to_device)
+    assert sum(len(y) for _, y in batches) == 5
+    assert calls == {"take": 6, "to_device": 1}
