@@ -22,7 +22,7 @@ from . import datasets
 from .engines import NetsEngine
 from .models import build_model
 from .optim import build_optimizer
-from .recipes import RECIPES, Hyperparameters, augmentation_for, resolve_hyperparameters
+from .recipes import Hyperparameters, augmentation_for, resolve_hyperparameters
 from .training import DivergedError, TrainingInterrupted, TrainingState, fit
 
 DEFAULT_DATASET = "mnist"
@@ -107,16 +107,12 @@ def resolve_settings(options: RunOptions, resumed: dict | None) -> RunSettings:
     if previous and options.model and options.model != previous.model:
         raise RunError(f"the checkpoint {options.resume} holds a {previous.model}, but --model {options.model} was asked for.")
     recipe = options.recipe or (previous.recipe if previous else "default")
-    base = previous.hyper if previous and recipe == previous.recipe else RECIPES[recipe][model]
-    hyper = resolve_hyperparameters(
-        recipe, model,
-        **{name: getattr(base, name) for name in Hyperparameters.__dataclass_fields__},
-    )
-    hyper = replace(hyper, **{name: value for name, value in (
-        ("optimizer", options.optimizer), ("lr", options.lr), ("batch_size", options.batch_size),
-        ("epochs", options.epochs), ("schedule", options.schedule), ("momentum", options.momentum),
-        ("weight_decay", options.weight_decay), ("init", options.init), ("augment", options.augment))
-        if value is not None})
+    # RunOptions names every hyperparameter as Hyperparameters does; None means "not given"
+    overrides = {name: getattr(options, name) for name in Hyperparameters.__dataclass_fields__}
+    if previous and recipe == previous.recipe:
+        hyper = replace(previous.hyper, **{name: value for name, value in overrides.items() if value is not None})
+    else:
+        hyper = resolve_hyperparameters(recipe, model, **overrides)
     if hyper.optimizer == "adam" and options.momentum is not None:
         raise RunError("--momentum applies to --optimizer sgd only (Adam's betas are fixed at 0.9, 0.999).")
     return RunSettings(
