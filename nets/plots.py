@@ -32,6 +32,14 @@ class PlotError(RuntimeError):
     """A plot cannot be drawn (matplotlib missing, nothing to plot); the message says what to do."""
 
 
+def require_matplotlib() -> None:
+    """Raise PlotError (one line, with the install command) unless matplotlib can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise PlotError(MATPLOTLIB_MISSING) from None
+
+
 def _new_figure(width: float, height: float):
     """A matplotlib Figure attached to an Agg canvas; PlotError when matplotlib is missing."""
     try:

@@ -27,6 +27,7 @@ from .training import DivergedError, TrainingInterrupted, TrainingState, fit
 
 DEFAULT_DATASET = "mnist"
 FALLBACK_DATASET = "fashion-mnist"
+MODEL_IMAGE_SHAPE = (28, 28)
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
 
@@ -205,8 +206,18 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
         backend = backend_lib.get_backend(settings.device, seed=settings.seed)
     except backend_lib.BackendError as error:
         raise RunError(str(error)) from None
+    if options.plot:  # say so now, not after the training
+        from .plots import PlotError, require_matplotlib
+
+        try:
+            require_matplotlib()
+        except PlotError as error:
+            raise RunError(f"--plot needs matplotlib: {error}") from None
 
     data = choose_dataset(options, settings, say)
+    if data.image_shape != MODEL_IMAGE_SHAPE:
+        raise RunError(f"{data.source} holds {data.image_shape[0]}x{data.image_shape[1]} images; the models take "
+                       f"{MODEL_IMAGE_SHAPE[0]}x{MODEL_IMAGE_SHAPE[1]} (MNIST's format).")
     settings.hyper = replace(settings.hyper, augment=augmentation_for(settings.hyper.augment, data.name))
     engine = build_engine(settings, backend)
     layout = "nchw" if settings.model == "cnn" else "flat"

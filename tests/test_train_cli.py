@@ -332,3 +332,25 @@ def test_augment_option_is_recorded(tiny_data, tmp_path):
     result = run("--model", "cnn", "--data-dir", tiny_data, *FAST, "--augment", "flip", "--metrics-json", path, "--quiet")
     assert result.exit_code == 0, result.output
     assert json.loads(path.read_text())["augment"] == "flip"
+
+
+def test_images_of_another_size_are_refused_before_training(tmp_path):
+    data = write_dataset(tmp_path / "small", n_train=32, n_test=8, rows=20, cols=20)
+    line = one_line_error(run("--data-dir", data, *FAST))
+    assert "20x20 images" in line and "28x28" in line
+
+
+def test_plot_without_matplotlib_is_refused_before_training(tiny_data, tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    line = one_line_error(run("--data-dir", tiny_data, *FAST, "--plot", tmp_path / "plots"))
+    assert "pip install -e .[plot]" in line
+    assert not (tmp_path / "plots").exists()
