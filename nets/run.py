@@ -157,26 +157,27 @@ def build_engine(settings: RunSettings, backend):
         optimizer = build_optimizer(hyper.optimizer, model.parameters(), lr=hyper.lr,
                                     momentum=hyper.momentum, weight_decay=hyper.weight_decay)
         return NetsEngine(model, optimizer, backend)
-    from .torch_baseline import build_torch_model
-    from .torch_engine import TorchEngine, import_torch
+    from .torch_baseline import build_torch_model, require_torch
+    from .torch_engine import TorchEngine
 
-    torch = import_torch()
-    torch.manual_seed(settings.seed)
+    try:
+        require_torch(backend.name)
+    except backend_lib.BackendError as error:
+        raise RunError(f"--impl torch: {error}") from None
     torch_model = build_torch_model(model.config())
-    engine = TorchEngine(torch_model, hyper, settings.device, settings.dtype, model.config())
+    engine = TorchEngine(torch_model, hyper, backend.name, settings.dtype, model.config())
     engine.load_state(model.state_dict(), None)  # the nets initialisation, so both impls start alike
     return engine
 
 
-def _versions(settings: RunSettings) -> dict:
-    versions = {"python": platform.python_version(), "numpy": numpy.__version__}
-    if settings.device == "gpu":
-        versions["cupy"] = backend_lib.get_backend("gpu").xp.__version__
+def library_versions(backend) -> dict:
+    """python, numpy, cupy (on the GPU) and torch (when installed) versions, for the metrics JSON."""
+    versions = {"python": platform.python_version(), **backend.library_versions()}
     try:
         import torch
-        versions["torch"] = torch.__version__
     except ImportError:
-        pass
+        return versions
+    versions["torch"] = torch.__version__
     return versions
 
 
@@ -200,8 +201,8 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
             raise RunError(f"{options.resume} holds weights but no training state; it can be evaluated, not resumed.")
     try:
         settings = resolve_settings(options, resumed.config if resumed else None)
-    except ValueError as error:
-        raise RunError(str(error)) from None
+    except (ValueError, TypeError) as error:  # TypeError: a resumed config with unknown or missing settings
+        raise RunError(f"cannot use these settings{f' from {options.resume}' if resumed else ''}: {error}") from None
     try:
         backend = backend_lib.get_backend(settings.device, seed=settings.seed)
     except backend_lib.BackendError as error:
@@ -231,7 +232,10 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
             raise RunError(f"cannot resume from {options.resume}: {error}") from None
         state = TrainingState(epoch=resumed.epoch, step_in_epoch=resumed.step_in_epoch,
                               epoch_rng_state=resumed.epoch_rng_state, history=list(resumed.metrics or []))
-        backend.rng.bit_generator.state = resumed.rng_state
+        try:
+            checkpoints.restore_rng(resumed, backend.rng)
+        except checkpoints.CheckpointError as error:
+            raise RunError(f"cannot resume from {options.resume}: {error}") from None
         if state.epoch >= settings.hyper.epochs:
             raise RunError(f"{options.resume} already finished {state.epoch} epochs; pass --epochs above {state.epoch} to train on.")
 
@@ -246,6 +250,7 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
         f"{resuming}")
 
     interrupt_path = options.save or str(Path("checkpoints") / f"{settings.model}-{settings.impl}-interrupted.npz")
+    versions = library_versions(backend)
     started = time.perf_counter()
 
     def metrics_now(final_state: TrainingState) -> dict:
@@ -258,7 +263,7 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
             "epochs": history,
             "train_seconds": sum(record["seconds"] for record in history),
             "wall_seconds": time.perf_counter() - started,
-            "versions": _versions(settings),
+            "versions": versions,
         }
 
     def save(path: str, current: TrainingState) -> None:

@@ -10,8 +10,23 @@ from __future__ import annotations
 
 import numpy
 
-__all__ = ["TorchPredictor", "build_torch_model", "load_nets_params_into", "torch_available",
+__all__ = ["TorchPredictor", "build_torch_model", "load_nets_params_into", "require_torch", "torch_available",
            "torch_state_dict_to_numpy"]
+
+
+def require_torch(device: str = "cpu"):
+    """torch, ready for `device` ("cpu" or "gpu"); backend.BackendError, one line, when it cannot be."""
+    from backend import BackendError
+
+    try:
+        import torch
+    except ImportError:
+        raise BackendError("this needs PyTorch; install it with `pip install torch==2.13.0` (the CPU build) "
+                           "or `pip install -e .[baseline]`.") from None
+    if device == "gpu" and not torch.cuda.is_available():
+        raise BackendError("PyTorch here cannot use a GPU (a CPU build, or no working CUDA device); "
+                           "--impl torch on --device gpu needs a CUDA build of torch.")
+    return torch
 
 
 def torch_available() -> bool:
@@ -133,8 +148,7 @@ class TorchPredictor:
     """
 
     def __init__(self, checkpoint, device: str = "cpu"):
-        import torch
-
+        torch = require_torch(device)
         self._torch = torch
         self.device = torch.device("cuda" if device == "gpu" else "cpu")
         self.name = checkpoint.model_name

@@ -12,23 +12,16 @@ import numpy
 _STATE_NAMES = {"adam": ("exp_avg", "exp_avg_sq"), "sgd": ("momentum_buffer",)}
 
 
-def import_torch():
-    """torch, or a one-line RuntimeError saying how to install it."""
-    try:
-        import torch
-    except ImportError:
-        raise RuntimeError("--impl torch needs PyTorch; install it with `pip install torch==2.13.0` "
-                           "or `pip install -e .[baseline]`.") from None
-    return torch
-
-
 class TorchEngine:
     """Trains a torch.nn.Module of the baseline (nets/torch_baseline.py) with torch.optim."""
 
     impl = "torch"
 
     def __init__(self, model, hyper, device: str, dtype: str, model_config: dict):
-        torch = import_torch()
+        """device: "cpu" or "gpu" (CUDA)."""
+        from .torch_baseline import require_torch
+
+        torch = require_torch(device)
         self.model_config = model_config
         self.torch = torch
         self.device = torch.device("cuda" if device == "gpu" else "cpu")

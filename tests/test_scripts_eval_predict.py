@@ -139,6 +139,12 @@ def test_evaluate_with_the_pytorch_baseline_agrees_with_the_nets(checkpoint_fixt
     assert reports["torch"]["accuracy"] == reports["nets"]["accuracy"]
 
 
+def test_evaluate_with_torch_missing_is_one_line(cnn_checkpoint, data_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    result = invoke(evaluate_script, cnn_checkpoint, "--data-dir", data_dir, "--impl", "torch")
+    assert_one_line_error(result, "needs PyTorch")
+
+
 def test_evaluate_missing_checkpoint(tmp_path, data_dir):
     result = invoke(evaluate_script, tmp_path / "nothing.npz", "--data-dir", data_dir, "--device", "cpu")
     assert_one_line_error(result, "nothing.npz")

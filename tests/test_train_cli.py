@@ -354,3 +354,29 @@ def test_plot_without_matplotlib_is_refused_before_training(tiny_data, tmp_path,
     line = one_line_error(run("--data-dir", tiny_data, *FAST, "--plot", tmp_path / "plots"))
     assert "pip install -e .[plot]" in line
     assert not (tmp_path / "plots").exists()
+
+
+def test_torch_impl_without_torch_is_one_line(tiny_data, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    line = one_line_error(run("--impl", "torch", "--data-dir", tiny_data, *FAST))
+    assert "needs PyTorch" in line and "pip install" in line
+
+
+def test_resume_of_a_checkpoint_with_broken_training_state_is_one_line(tiny_data, tmp_path):
+    from nets import checkpoint as checkpoints
+
+    good = tmp_path / "good.npz"
+    assert run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--save", good, "--quiet").exit_code == 0
+    saved = checkpoints.load_checkpoint(good)
+    common = dict(model_config=saved.model_config, optimizer_state=saved.optimizer_state, epoch=saved.epoch)
+
+    no_rng = tmp_path / "no-rng.npz"
+    checkpoints.save_checkpoint(no_rng, saved.params, config=saved.config, metrics=saved.metrics, **common)
+    line = one_line_error(run("--resume", no_rng, "--epochs", 2))
+    assert "no RNG state" in line and str(no_rng) in line
+
+    odd_config = tmp_path / "odd-config.npz"
+    config = {**saved.config, "hyper": {**saved.config["hyper"], "warp_factor": 9}}
+    checkpoints.save_checkpoint(odd_config, saved.params, config=config, rng_state=saved.rng_state, **common)
+    line = one_line_error(run("--resume", odd_config, "--epochs", 2))
+    assert "warp_factor" in line and str(odd_config) in line
