@@ -21,8 +21,6 @@ and `load_state_dict` puts it back on the parameters' device, so a resumed run c
 
 from __future__ import annotations
 
-import numpy
-
 from backend import array_module, to_numpy
 
 __all__ = ["SGD", "Adam", "Optimizer", "OPTIMIZERS", "build_optimizer"]

@@ -101,6 +101,9 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
     refresh_every = max(1, min(50, steps_per_epoch // 20))
     steps_this_call = 0
 
+    def stop_requested():
+        return interrupt.requested or (stop_after_steps is not None and steps_this_call >= stop_after_steps)
+
     with InterruptFlag() as interrupt:
         while state.epoch < hyper.epochs:
             if state.step_in_epoch > 0:  # resuming mid-epoch: redraw that epoch's order and flips
@@ -130,20 +133,19 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
                 steps_this_call += 1
 
                 last_step = step + 1 == steps_per_epoch
-                if last_step or (step + 1) % refresh_every == 0:
-                    mean_loss = engine.to_host(loss_sum) / seen
+                stopping = stop_requested() and not last_step  # at an epoch's end, finish the epoch first
+                if last_step or stopping or (step + 1) % refresh_every == 0:
+                    mean_loss = engine.to_host(loss_sum) / seen  # the only read-back: every few steps
                     _check_finite(mean_loss, state)
                     if bar is not None:
                         elapsed = time.perf_counter() - started
                         bar.set_postfix_str(f"loss {mean_loss:.4f} acc {engine.to_host(correct) / seen:.2%} "
                                             f"{seen / max(elapsed, 1e-9):,.0f} img/s", refresh=False)
                         bar.update(step + 1 - bar.n)
-                if interrupt.requested or (stop_after_steps is not None and steps_this_call >= stop_after_steps):
-                    if not last_step:
-                        if bar is not None:
-                            bar.close()
-                        _check_finite(engine.to_host(loss_sum) / seen, state)
-                        raise TrainingInterrupted(state)
+                if stopping:
+                    if bar is not None:
+                        bar.close()
+                    raise TrainingInterrupted(state)
             engine.synchronize()
             train_seconds = time.perf_counter() - started
             if bar is not None:
@@ -152,7 +154,7 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
             test_correct = count_correct(engine, data.test_images, data.test_labels)
             record = {
                 "epoch": state.epoch + 1,
-                "train_loss": engine.to_host(loss_sum) / seen,
+                "train_loss": mean_loss,
                 "train_accuracy": engine.to_host(correct) / seen,
                 "test_accuracy": test_correct / len(data.test_labels),
                 "seconds": train_seconds,
@@ -169,9 +171,8 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
                 on_epoch_end(state)
             if log is not None:
                 log(format_epoch(record, hyper.epochs))
-            if interrupt.requested or (stop_after_steps is not None and steps_this_call >= stop_after_steps):
-                if state.epoch < hyper.epochs:
-                    raise TrainingInterrupted(state)
+            if stop_requested() and state.epoch < hyper.epochs:
+                raise TrainingInterrupted(state)
     return state
 
 

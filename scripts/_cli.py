@@ -78,8 +78,3 @@ def one_line_errors(function):
             fail(error_line(error))
 
     return wrapper
-
-
-def run_cli(main) -> None:
-    """Call a plain function `main()` (not a click command) with the same one-line error handling."""
-    one_line_errors(main)()
