@@ -27,6 +27,8 @@ from .training import DivergedError, TrainingInterrupted, TrainingState, fit
 
 DEFAULT_DATASET = "mnist"
 FALLBACK_DATASET = "fashion-mnist"
+IMPLS = ("nets", "torch")
+DTYPES = ("float32", "float64")
 MODEL_IMAGE_SHAPE = (28, 28)
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130

@@ -21,6 +21,7 @@ from backend import DEVICES, get_backend
 from nets.checkpoint import load_any_checkpoint, restore_model
 from nets.datasets import DATASET_NAMES, load_dataset
 from nets.evaluation import class_names_for, dataset_name_of, evaluate, format_report, input_statistics
+from nets.run import IMPLS
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,7 +34,7 @@ from nets.evaluation import class_names_for, dataset_name_of, evaluate, format_r
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Also write the results as JSON here.")
 @click.option("--no-download", is_flag=True, help="Never download datasets.")
-@click.option("--impl", type=click.Choice(["nets", "torch"]), default="nets", show_default=True,
+@click.option("--impl", type=click.Choice(IMPLS), default="nets", show_default=True,
               help="Score with the nets, or load the weights into the PyTorch baseline and score with it.")
 @one_line_errors
 def main(checkpoint, dataset, data_dir, device, batch_size, json_path, no_download, impl):

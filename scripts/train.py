@@ -19,8 +19,12 @@ from _cli import one_line_errors  # also puts the project on sys.path
 
 from backend import DEVICES
 from nets.datasets import DATASET_NAMES
+from nets.layers.base import INITS
+from nets.models import MODEL_NAMES
+from nets.optim import OPTIMIZERS
 from nets.recipes import AUGMENTATIONS, RECIPE_NAMES
-from nets.run import EXIT_DIVERGED, EXIT_INTERRUPTED, Diverged, Interrupted, RunError, RunOptions, train_run
+from nets.run import (DTYPES, EXIT_DIVERGED, EXIT_INTERRUPTED, IMPLS, Diverged, Interrupted, RunError, RunOptions,
+                      train_run)
 from nets.schedules import SCHEDULES
 
 
@@ -41,8 +45,8 @@ def positive(kind):
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--model", type=click.Choice(["cnn", "mlp"]), default=None, help="Architecture (default cnn).")
-@click.option("--impl", type=click.Choice(["nets", "torch"]), default=None,
+@click.option("--model", type=click.Choice(MODEL_NAMES), default=None, help="Architecture (default cnn).")
+@click.option("--impl", type=click.Choice(IMPLS), default=None,
               help="Hand-written nets (default) or the PyTorch baseline, through the same loop.")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
               help="auto picks the GPU when CuPy and CUDA work.")
@@ -51,17 +55,17 @@ def positive(kind):
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder holding the four IDX files.")
 @click.option("--epochs", type=positive(int), default=None)
 @click.option("--batch-size", type=positive(int), default=None)
-@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default=None)
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None)
 @click.option("--lr", type=positive(float), default=None, help="Learning rate (the peak, under a one-cycle schedule).")
 @click.option("--momentum", type=click.FloatRange(0.0, 1.0, max_open=True), default=None, help="SGD momentum.")
 @click.option("--weight-decay", type=click.FloatRange(min=0.0), default=None, help="L2 weight decay.")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=None, help="Learning-rate schedule.")
-@click.option("--init", type=click.Choice(["he", "torch"]), default=None, help="Weight initialisation.")
+@click.option("--init", type=click.Choice(INITS), default=None, help="Weight initialisation.")
 @click.option("--augment", type=click.Choice(AUGMENTATIONS), default=None,
               help="flip: mirror a random half of the training images left-right each epoch; "
                    "auto: flip on fashion-mnist, none on mnist.")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Seeds initialisation and shuffling (default 0).")
-@click.option("--dtype", type=click.Choice(["float32", "float64"]), default=None, help="Default float32.")
+@click.option("--dtype", type=click.Choice(DTYPES), default=None, help="Default float32.")
 @click.option("--recipe", type=click.Choice(RECIPE_NAMES), default=None,
               help="default: this project's; seed: the course notebook's. Explicit options override it.")
 @click.option("--save", type=click.Path(dir_okay=False), default=None,
