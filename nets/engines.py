@@ -36,11 +36,9 @@ class NetsEngine:
     def take(self, array, index):
         return self.xp.take(array, index, axis=0)
 
-    def mirror(self, x, which):
-        """x: (N, ..., W) images, which: (N,) bool -> x with the rows where `which` is set flipped left-right.
-
-        Flat (N, 784) MLP inputs are flipped as 28x28 images."""
-        width = 28 if x.ndim == 2 else x.shape[-1]
+    def mirror(self, x, which, width):
+        """x: (N, ...) images `width` pixels wide, flat or not; which: (N,) bool -> x with the images where
+        `which` is set flipped left-right."""
         images = x.reshape(x.shape[0], -1, width)
         flipped = self.xp.where(which[:, None, None], images[:, :, ::-1], images)
         return flipped.reshape(x.shape)

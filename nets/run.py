@@ -320,6 +320,7 @@ class DeviceData:
     train_labels: object
     test_images: object
     test_labels: object
+    image_width: int  # the images may be flat rows (the MLP's input): this says how wide one image is
 
     @classmethod
     def move(cls, engine, data: datasets.Dataset, layout: str, dtype: str) -> "DeviceData":
@@ -329,7 +330,8 @@ class DeviceData:
         def labels(raw):
             return engine.to_device(datasets.to_labels(raw))
 
-        return cls(images(data.train_images), labels(data.train_labels), images(data.test_images), labels(data.test_labels))
+        return cls(images(data.train_images), labels(data.train_labels), images(data.test_images), labels(data.test_labels),
+                   image_width=data.image_shape[1])
 
 
 def write_plots(directory, metrics, engine, settings, device_data, data) -> list:

@@ -50,9 +50,8 @@ class TorchEngine:
     def take(self, array, index):
         return self.torch.index_select(array, 0, index)
 
-    def mirror(self, x, which):
+    def mirror(self, x, which, width):
         """As NetsEngine.mirror: flip left-right the images where `which` is set."""
-        width = 28 if x.dim() == 2 else x.shape[-1]
         images = x.reshape(x.shape[0], -1, width)
         return self.torch.where(which[:, None, None], images.flip(-1), images).reshape(x.shape)
 

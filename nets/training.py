@@ -123,7 +123,7 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
             for step, (batch, x, y) in enumerate(epoch_batches, start=state.step_in_epoch):
                 engine.set_lr(learning_rate(hyper.schedule, hyper.lr, state.epoch * steps_per_epoch + step, total_steps))
                 if flips is not None:
-                    x = engine.mirror(x, engine.take(flips, batch))
+                    x = engine.mirror(x, engine.take(flips, batch), data.image_width)
                 batch_loss, batch_correct = engine.train_step(x, y)
                 size = len(y)
                 loss_sum = batch_loss * size if loss_sum is None else loss_sum + batch_loss * size

@@ -312,10 +312,10 @@ def test_flip_augmentation_mirrors_exactly_the_chosen_images():
     engine.xp = numpy
     images = numpy.arange(3 * 1 * 28 * 28, dtype=numpy.float32).reshape(3, 1, 28, 28)
     which = numpy.array([True, False, True])
-    mirrored = engine.mirror(images, which)
+    mirrored = engine.mirror(images, which, 28)
     numpy.testing.assert_array_equal(mirrored[0, 0], images[0, 0, :, ::-1])
     numpy.testing.assert_array_equal(mirrored[1], images[1])
-    flat = engine.mirror(images.reshape(3, 784), which)  # the MLP's flat rows flip as 28x28 images
+    flat = engine.mirror(images.reshape(3, 784), which, 28)  # the MLP's flat rows flip as 28x28 images
     numpy.testing.assert_array_equal(flat, mirrored.reshape(3, 784))
     torch = pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
     from nets.torch_engine import TorchEngine
@@ -323,7 +323,7 @@ def test_flip_augmentation_mirrors_exactly_the_chosen_images():
     torch_engine = TorchEngine.__new__(TorchEngine)
     torch_engine.torch = torch
     numpy.testing.assert_array_equal(
-        torch_engine.mirror(torch.from_numpy(images), torch.from_numpy(which)).numpy(), mirrored)
+        torch_engine.mirror(torch.from_numpy(images), torch.from_numpy(which), 28).numpy(), mirrored)
     assert backend.array_module(mirrored) is numpy
 
 
