@@ -14,18 +14,25 @@ from __future__ import annotations
 
 from backend import Backend
 
+from .parallel import DataParallel, default_workers
+
 
 class NetsEngine:
     """Trains a nets model (nets/models.py) with a nets optimizer (nets/optim.py) on `backend`."""
 
     impl = "nets"
 
-    def __init__(self, model, optimizer, backend: Backend):
+    def __init__(self, model, optimizer, backend: Backend, workers: int | None = None):
+        """workers: CPU threads that split each batch (nets/parallel.py); default: the cores, on the CPU only."""
         self.model = model
         self.optimizer = optimizer
         self.backend = backend
         self.xp = backend.xp
         self.model_config = model.config()
+        if workers is None:
+            workers = 1 if backend.is_gpu or model.min_per_worker is None else default_workers()
+        # what computes the steps: the model itself, or replicas of it on CPU threads
+        self.stepper = DataParallel(model, workers, model.min_per_worker or 1) if workers > 1 else model
 
     def to_device(self, host_array, dtype=None):
         return self.backend.asarray(host_array, dtype=dtype)
@@ -44,13 +51,13 @@ class NetsEngine:
         return flipped.reshape(x.shape)
 
     def train_step(self, x, labels):
-        loss, logits = self.model.loss_and_gradients(x, labels)
-        self.optimizer.step(self.model.gradients())
+        loss, logits = self.stepper.loss_and_gradients(x, labels)
+        self.optimizer.step(self.stepper.gradients())
         return loss, (logits.argmax(axis=1) == labels).sum()
 
     def predict(self, x):
         """Predicted classes (N,) on the device, in evaluation mode."""
-        return self.model.forward(x, train=False).argmax(axis=1)
+        return self.stepper.forward(x, train=False).argmax(axis=1)
 
     def count_hits(self, x, labels):
         return (self.predict(x) == labels).sum()

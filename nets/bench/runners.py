@@ -21,21 +21,22 @@ class NetsRunner:
     impl = "nets"
 
     def __init__(self, model_name: str, backend, x_host: numpy.ndarray, labels_host: numpy.ndarray):
+        from nets.engines import NetsEngine
         from nets.models import build_model
         from nets.optim import Adam
 
         self.backend = backend
         self.model = build_model(model_name, backend=backend, dtype="float32", rng=numpy.random.default_rng(0))
-        self.optimizer = Adam(self.model.parameters(), lr=1e-3)
+        # the engine train.py uses, so the step timed here is the training step (threads included)
+        self.engine = NetsEngine(self.model, Adam(self.model.parameters(), lr=1e-3), backend)
         self.x = backend.asarray(x_host, dtype="float32")
         self.labels = backend.asarray(labels_host)
 
     def train_step(self) -> None:
-        self.model.loss_and_gradients(self.x, self.labels)
-        self.optimizer.step(self.model.gradients())
+        self.engine.train_step(self.x, self.labels)
 
     def infer_step(self) -> None:
-        self.model.forward(self.x, train=False)
+        self.engine.stepper.forward(self.x, train=False)
 
     def begin(self, phase: str) -> None:
         pass
