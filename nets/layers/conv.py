@@ -13,7 +13,7 @@ view of y2 and takes dy2 as a free view when dy comes back in that layout (see l
 
 from __future__ import annotations
 
-from backend import array_module
+from backend import array_module, is_device_array
 
 from .base import Layer, he_or_torch_init
 
@@ -165,7 +165,9 @@ class Conv2d(Layer):
 
 
 def _thin(matrix):
-    return matrix.shape[0] * matrix.shape[1] <= THIN_MATRIX_ENTRIES
+    """Small enough to run in column blocks: on the host only (OpenBLAS's small-matrix kernel); on the GPU
+    each block would be one more kernel launch."""
+    return matrix.shape[0] * matrix.shape[1] <= THIN_MATRIX_ENTRIES and not is_device_array(matrix)
 
 
 def _matmul(a, b, out):
