@@ -43,7 +43,7 @@ from backend import to_numpy
 from .checkpoint_core import (
     Checkpoint,
     CheckpointError,
-    _atomic_write,
+    atomic_write,
     _checkpoint_from_parameters,
     _common_dtype,
     _first_line,
@@ -195,7 +195,7 @@ def save_checkpoint(path, model, *, model_config: dict | None = None, optimizer=
         model, model_config=model_config, optimizer=optimizer if optimizer is not None else optimizer_state,
         epoch=epoch, step_in_epoch=step_in_epoch, rng=rng if rng is not None else rng_state,
         epoch_rng_state=epoch_rng_state, config=config, metrics=metrics, input_mean=input_mean, input_std=input_std)
-    _atomic_write(path, lambda file: numpy.savez(file, **arrays))
+    atomic_write(path, lambda file: numpy.savez(file, **arrays))
     return os.fspath(path)
 
 

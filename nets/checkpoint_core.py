@@ -63,7 +63,7 @@ def _require_file(path) -> str:
     return path
 
 
-def _atomic_write(path, write) -> None:
+def atomic_write(path, write) -> None:
     """Call write(file) on a temporary file beside `path`, fsync it, then rename it over `path`.
 
     A failure at any point leaves whatever was at `path` untouched and removes the temporary file.

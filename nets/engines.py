@@ -6,6 +6,7 @@ An engine hides which library computes (nets here, PyTorch in nets/torch_engine.
     train_step(x, labels) -> (loss, correct)       device scalars; nothing is read back
     count_hits(x, labels)                          correct predictions, a device scalar
     to_host(scalar) -> float                       the only device -> host read, done every few steps
+    to_numpy(array)                                device array -> numpy (after training: plots)
     set_lr(lr), synchronize()
     model_config, parameters_numpy(), optimizer_state(), load_state(params, optimizer_state)   for checkpoints
 """
@@ -64,6 +65,9 @@ class NetsEngine:
 
     def to_host(self, scalar) -> float:
         return float(scalar)
+
+    def to_numpy(self, array):
+        return self.backend.to_numpy(array)
 
     def set_lr(self, lr: float) -> None:
         self.optimizer.lr = lr

@@ -7,7 +7,6 @@ to reach lives here. User mistakes raise `RunError` (one line); the CLI prints i
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -19,11 +18,12 @@ import backend as backend_lib
 
 from . import checkpoint as checkpoints
 from . import datasets
+from .checkpoint_core import atomic_write
 from .engines import NetsEngine
 from .models import build_model
 from .optim import build_optimizer
 from .recipes import Hyperparameters, augmentation_for, resolve_hyperparameters
-from .training import DivergedError, TrainingInterrupted, TrainingState, fit
+from .training import DivergedError, TrainingInterrupted, TrainingState, fit, predict_classes
 
 DEFAULT_DATASET = "mnist"
 FALLBACK_DATASET = "fashion-mnist"
@@ -184,11 +184,8 @@ def library_versions(backend) -> dict:
 
 
 def _write_json_atomically(path: str, payload: dict) -> None:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    temporary.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(temporary, target)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda file: file.write((json.dumps(payload, indent=2) + "\n").encode()))
 
 
 def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
@@ -338,15 +335,6 @@ def write_plots(directory, metrics, engine, settings, device_data, data) -> list
     """The PNGs of --plot: curves, confusion matrix, first-layer filters, misclassified test images."""
     from . import plots
 
-    predictions = []
-    for start in range(0, len(data.test_labels), 1000):
-        predictions.append(engine.predict(device_data.test_images[start:start + 1000]))
-    predicted = numpy.concatenate([_to_numpy(p) for p in predictions])
+    predicted = predict_classes(engine, device_data.test_images)
     return plots.write_all_plots(directory, metrics, engine.parameters_numpy(), data.test_images, data.test_labels,
                                  predicted, list(data.class_names))
-
-
-def _to_numpy(array):
-    if hasattr(array, "detach"):
-        return array.detach().cpu().numpy()
-    return backend_lib.to_numpy(array)

@@ -17,7 +17,7 @@ from backend import to_numpy
 from .checkpoint_core import (
     Checkpoint,
     CheckpointError,
-    _atomic_write,
+    atomic_write,
     _checkpoint_from_parameters,
     _first_line,
     _require_file,
@@ -53,7 +53,7 @@ def save_torch_state_dict(path, model) -> str:
     """Write the model's parameters as a PyTorch state_dict (.pt, torch.save), atomically; returns the path."""
     torch = _import_torch()
     state_dict = export_torch_state_dict(model)
-    _atomic_write(path, lambda file: torch.save(state_dict, file))
+    atomic_write(path, lambda file: torch.save(state_dict, file))
     return os.fspath(path)
 
 

@@ -75,6 +75,9 @@ class TorchEngine:
     def to_host(self, scalar) -> float:
         return float(scalar.item())
 
+    def to_numpy(self, tensor):
+        return tensor.detach().cpu().numpy()
+
     def set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr

@@ -83,6 +83,12 @@ def count_correct(engine, images, labels, batch_size: int = 1000) -> int:
     return 0 if total is None else int(engine.to_host(total))
 
 
+def predict_classes(engine, images, batch_size: int = 1000) -> numpy.ndarray:
+    """The engine's predicted class of each of `images` (on the device) -> (N,) on the host, one copy per batch."""
+    return numpy.concatenate([engine.to_numpy(engine.predict(images[start:start + batch_size]))
+                              for start in range(0, len(images), batch_size)])
+
+
 def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, state: TrainingState | None = None,
         on_epoch_end=None, progress=None, log=print, stop_after_steps: int | None = None) -> TrainingState:
     """Train `engine` on `data` (a DeviceData) for hyper.epochs epochs, starting from `state`.
