@@ -9,12 +9,12 @@ Everything else asks this module for `xp`; no other file imports cupy.
     backend.synchronize()                  # wait for queued GPU work before reading a clock
 
 Layer code takes `xp` from its inputs with `array_module(...)`, so one code path serves both.
-Tests can swap the array module for a stand-in with `forced_array_module(...)` (see `backend.cupy_api`).
+`backend.standin` has a strict CuPy stand-in whose arrays count as device arrays here, so tests run every
+GPU branch on the CPU and count its kernel launches.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 
 import numpy
@@ -25,7 +25,6 @@ __all__ = [
     "DeviceMismatchError",
     "DEVICES",
     "array_module",
-    "forced_array_module",
     "get_backend",
     "gpu_problem",
     "is_device_array",
@@ -33,6 +32,7 @@ __all__ = [
 
 DEVICES = ("cpu", "gpu", "auto")
 GPU_INSTALL_HINT = "pip install -e .[gpu]"
+CUDA13_HINT = "for a CUDA 13 driver, pip install cupy-cuda13x instead"
 
 
 class BackendError(RuntimeError):
@@ -56,7 +56,8 @@ def gpu_problem() -> str | None:
     """Why the GPU backend cannot run here, as one sentence; None when it can."""
     cupy = _import_cupy()
     if cupy is None:
-        return f"CuPy is not installed; install it with `{GPU_INSTALL_HINT}` (needs an NVIDIA GPU and CUDA 12)."
+        return (f"CuPy is not installed; install it with `{GPU_INSTALL_HINT}` (CUDA 12 drivers; {CUDA13_HINT}), "
+                "which needs an NVIDIA GPU and its driver.")
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as error:  # CUDARuntimeError without a driver
@@ -65,10 +66,17 @@ def gpu_problem() -> str | None:
     if count < 1:
         return "CuPy is installed but no CUDA device was found; check the NVIDIA driver."
     try:
-        cupy.zeros(1, dtype=cupy.float32).sum().item()
+        cupy.zeros(1, dtype=cupy.float32).sum().item()  # compiles and runs a kernel (NVRTC)
     except Exception as error:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        return f"CuPy is installed but could not run on the GPU ({first_line})."
+        return f"CuPy is installed but could not run a kernel on the GPU ({first_line}); check the CUDA toolkit."
+    try:
+        matrix = cupy.ones((2, 2), dtype=cupy.float32)
+        float((matrix @ matrix).sum())  # cuBLAS, which every layer's matrix products need
+    except Exception as error:
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        return (f"CuPy is installed but cuBLAS failed on the GPU ({first_line}); install the CUDA libraries "
+                f"(pip install 'cupy-cuda12x[ctk]', or {CUDA13_HINT}).")
     return None
 
 
@@ -143,40 +151,33 @@ def get_backend(device: str = "cpu", seed: int = 0) -> Backend:
 
 
 def is_device_array(array) -> bool:
-    """True for a CuPy array (checked by type, without importing cupy)."""
-    return type(array).__module__.split(".")[0] == "cupy"
-
-
-_forced_module = None
-
-
-@contextlib.contextmanager
-def forced_array_module(module):
-    """Make `array_module` return `module` inside the block (for the CuPy-API stand-in test)."""
-    global _forced_module
-    previous, _forced_module = _forced_module, module
-    try:
-        yield module
-    finally:
-        _forced_module = previous
+    """True for a CuPy array (checked by type, without importing cupy) or a stand-in device array."""
+    kind = type(array)
+    return kind.__module__.split(".")[0] == "cupy" or getattr(kind, "_nets_device_array", False)
 
 
 def array_module(*arrays):
-    """The array module (numpy or cupy) of the given arrays; None entries are ignored.
+    """The array module (numpy, cupy, or the stand-in) of the given arrays; None entries are ignored.
 
     Raises DeviceMismatchError when host and device arrays are mixed.
     """
-    if _forced_module is not None:
-        return _forced_module
-    on_device = {is_device_array(a) for a in arrays if a is not None and not numpy.isscalar(a)}
-    if on_device == {True, False}:
+    device = None
+    host = False
+    for array in arrays:
+        if array is None or numpy.isscalar(array):
+            continue
+        if is_device_array(array):
+            device = array
+        else:
+            host = True
+    if device is not None and host:
         raise DeviceMismatchError(
             "host (NumPy) and GPU (CuPy) arrays were mixed in one operation; "
             "move data with Backend.asarray / Backend.to_numpy first."
         )
-    if True in on_device:
-        return _import_cupy()
-    return numpy
+    if device is None:
+        return numpy
+    return getattr(device, "_xp", None) or _import_cupy()
 
 
 def to_numpy(array) -> numpy.ndarray:

@@ -31,11 +31,13 @@ class Batches:
     shuffle: False yields the examples in order (as slices, without gathering).
     take(array, index), to_device(host_vector): how to gather and how to move the index vector; by default
         `xp.take(..., axis=0)` and `xp.asarray` of the inputs' array module (the torch engine passes its own).
+    gather(images, labels, index) -> (x, y): gathers a whole batch instead of two `take`s (an engine
+        gathers into its training step's stable homes, see nets/step.py).
     Yields x: (B, ...) and y: (B,) on the same device as the inputs, B <= batch_size.
     """
 
     def __init__(self, images, labels, batch_size: int, *, rng: numpy.random.Generator | None, shuffle=True,
-                 take=None, to_device=None):
+                 take=None, to_device=None, gather=None):
         if len(images) != len(labels):
             raise ValueError(
                 f"images and labels differ in length ({len(images)} vs {len(labels)}); pass matching arrays."
@@ -58,6 +60,7 @@ class Batches:
         self.shuffle = shuffle
         self._take = take
         self._to_device = to_device
+        self._gather = gather or (lambda images, labels, index: (take(images, index), take(labels, index)))
 
     @property
     def num_examples(self) -> int:
@@ -91,4 +94,4 @@ class Batches:
     def _gathered(self, order, start_batch):
         for start in range(start_batch * self.batch_size, self.num_examples, self.batch_size):
             index = order[start : start + self.batch_size]
-            yield index, self._take(self.images, index), self._take(self.labels, index)
+            yield (index, *self._gather(self.images, self.labels, index))

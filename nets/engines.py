@@ -2,12 +2,13 @@
 
 An engine hides which library computes (nets here, PyTorch in nets/torch_engine.py) behind a few calls:
     to_device(host_array) / index_vector(order)   once per run / once per epoch
-    take(array, index)                             a batch gathered on the device
-    train_step(x, labels) -> (loss, correct)       device scalars; nothing is read back
-    count_hits(x, labels)                          correct predictions, a device scalar
-    to_host(scalar) -> float                       the only device -> host read, done every few steps
-    to_numpy(array)                                device array -> numpy (after training: plots)
-    set_lr(lr), synchronize()
+    gather(images, labels, index) -> (x, labels)  a batch, gathered on the device
+    mirror(x, which, width)                       flip the images where `which` is set, in place
+    plan(learning_rates)                          the lr of each coming step (to the device once)
+    train_step(x, labels)                         nothing is read back; loss and hits add up on the device
+    totals() -> (loss_sum, hits)                  the only device -> host read of training, every few steps
+    reset_totals(), predict(x), count_hits(x, labels), take(array, index)
+    to_host(scalar) -> float, to_numpy(array), synchronize()
     model_config, parameters_numpy(), optimizer_state(), load_state(params, optimizer_state)   for checkpoints
 """
 
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 from backend import Backend
 
-from .parallel import DataParallel, default_workers
+from .parallel import default_workers
+from .step import TrainStep
 
 
 class NetsEngine:
@@ -32,8 +34,7 @@ class NetsEngine:
         self.model_config = model.config()
         if workers is None:
             workers = 1 if backend.is_gpu or model.min_per_worker is None else default_workers()
-        # what computes the steps: the model itself, or replicas of it on CPU threads
-        self.stepper = DataParallel(model, workers, model.min_per_worker or 1) if workers > 1 else model
+        self.step = TrainStep(model, optimizer, workers)
 
     def to_device(self, host_array, dtype=None):
         return self.backend.asarray(host_array, dtype=dtype)
@@ -44,21 +45,41 @@ class NetsEngine:
     def take(self, array, index):
         return self.xp.take(array, index, axis=0)
 
-    def mirror(self, x, which, width):
-        """x: (N, ...) images `width` pixels wide, flat or not; which: (N,) bool -> x with the images where
-        `which` is set flipped left-right."""
-        images = x.reshape(x.shape[0], -1, width)
-        flipped = self.xp.where(which[:, None, None], images[:, :, ::-1], images)
-        return flipped.reshape(x.shape)
+    def gather(self, images, labels, index):
+        """The batch `index` of the dataset's images and labels, in the training step's homes (2 launches)."""
+        return self.step.gather(images, labels, index)
 
-    def train_step(self, x, labels):
-        loss, logits = self.stepper.loss_and_gradients(x, labels)
-        self.optimizer.step(self.stepper.gradients())
-        return loss, (logits.argmax(axis=1) == labels).sum()
+    def mirror(self, x, which, width):
+        """Flip left-right, in place, the images of x (as `gather` returned it) where `which` (N,) is set.
+
+        Three launches (the flipped copy, the choice, the write back), only on runs that flip."""
+        images = self.step.images_of(x)
+        pictures = images.reshape(images.shape[0], -1, width)
+        pictures[...] = self.xp.where(which[:, None, None], pictures[:, :, ::-1], pictures)
+        return x
+
+    def plan(self, learning_rates) -> None:
+        self.optimizer.plan(learning_rates)
+
+    def train_step(self, x, labels) -> None:
+        self.step(x, labels)
+
+    def totals(self) -> tuple[float, int]:
+        return self.step.totals()
+
+    def reset_totals(self) -> None:
+        self.step.reset_totals()
+
+    def forward(self, x):
+        """Logits (N, classes) in evaluation mode (split over CPU threads when it pays)."""
+        parallel = self.step.parallel
+        if parallel is not None and parallel.splits(len(x)):
+            return parallel.forward(x)
+        return self.model.forward(x, train=False)
 
     def predict(self, x):
         """Predicted classes (N,) on the device, in evaluation mode."""
-        return self.stepper.forward(x, train=False).argmax(axis=1)
+        return self.forward(x).argmax(axis=1)
 
     def count_hits(self, x, labels):
         return (self.predict(x) == labels).sum()
@@ -70,6 +91,7 @@ class NetsEngine:
         return self.backend.to_numpy(array)
 
     def set_lr(self, lr: float) -> None:
+        """The lr of steps outside a plan."""
         self.optimizer.lr = lr
 
     def synchronize(self) -> None:

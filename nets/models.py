@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import numpy
 
-from backend import to_numpy
+from backend import array_module, to_numpy
 
 from .layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, conv_output_size
 from .losses import softmax_cross_entropy
+from .parameters import ParameterBuffer
 
 __all__ = ["CNN", "MLP", "Model", "build_model", "MODEL_NAMES"]
 
@@ -20,69 +21,100 @@ FLOAT_DTYPES = ("float16", "float32", "float64")
 
 
 class Model:
-    """Shared behaviour; subclasses set name, input_shape, dtype, backend and self.layers.
+    """Shared behaviour; subclasses set name, input_shape, classes, dtype, backend and self.layers, then
+    call `_bind_parameters()`.
 
     self.layers: list of (name, layer) in forward order; layers with parameters are named
     like the PyTorch modules ("fc1", "conv1"), parameter-free ones ("relu_pool1", "flatten") are not
-    part of any parameter name.
+    part of any parameter name. All parameters live in one ParameterBuffer (nets/parameters.py).
+
+    Inside a training step the layers hand each other the arrays they keep (see layers/base.py): a ReLU
+    writes straight into the next Linear's input slot, whose column of ones carries the bias into the
+    matrix product, and the first Linear's slot is where the batch is gathered (`input_slot`).
     """
 
     name = "model"
     # Fewest examples per CPU worker thread worth splitting a batch for (nets/parallel.py); None: never split.
     min_per_worker = None
 
-    def forward(self, x, train=True):
-        """x: (N, *input_shape) -> logits (N, classes); x is cast to the model's dtype."""
+    def _bind_parameters(self, shared_values=None):
+        """Put every layer's parameters into one buffer on the backend (shared_values: a replica's weights)."""
+        self._parameters = ParameterBuffer(self.layers, self.backend.xp, self.dtype, shared_values=shared_values)
+
+    def _input(self, x):
         x = self.backend.asarray(x, dtype=self.dtype)
         if tuple(x.shape[1:]) != tuple(self.input_shape):
             raise ValueError(
                 f"this {self.name} takes inputs of shape (N, {', '.join(map(str, self.input_shape))}), "
                 f"got {tuple(x.shape)}; reshape the batch to the model's input_shape."
             )
-        for _, layer in self.layers:
-            x = layer.forward(x, train=train)
         return x
 
+    def forward(self, x, train=True):
+        """x: (N, *input_shape) -> logits (N, classes), a fresh array; x is cast to the model's dtype."""
+        logits = self.forward_step(self._input(x), train=train)
+        return logits.copy() if train else logits
+
+    def forward_step(self, x, train=True):
+        """The forward a training step runs: x is on the device in the model's dtype, either (N, *input_shape)
+        or, for a model whose first layer is Linear, its input slot (`input_slot`). In training the
+        logits are the last layer's buffer, overwritten by the next step."""
+        layers = self.layers
+        for index, (_, layer) in enumerate(layers):
+            slot = None
+            if train and layer.writes_into_slots and index + 1 < len(layers) and isinstance(layers[index + 1][1], Linear):
+                slot = layers[index + 1][1].input_slot(x.shape[0], array_module(x), x.dtype)
+            y = layer.forward(x, train=train, out=None if slot is None else slot[:, :-1])
+            x = y if slot is None else slot
+        return x
+
+    def input_slot(self, n):
+        """Where a training step gathers a batch of n: the first Linear's (n, in + 1) slot (write the images
+        into slot[:, :-1]), or None when the first layer takes a plain array."""
+        first = self.layers[0][1]
+        if isinstance(first, Linear):
+            return first.input_slot(n, self.backend.xp, self.dtype)
+        return None
+
     def backward(self, dlogits, need_input_grad=True):
-        """dlogits: (N, classes) -> dx: (N, *input_shape); every layer's grads are filled.
+        """dlogits: (N, classes) -> dx: (N, *input_shape), a fresh array; every layer's grads are filled.
 
         need_input_grad=False skips the input gradient (returns None), as training does.
         """
+        dx = self.backward_step(dlogits, need_input_grad)
+        return None if dx is None else dx.copy()
+
+    def backward_step(self, dlogits, need_input_grad=False):
+        """The backward a training step runs: fills the gradient buffer; dx (if asked) is a layer's buffer."""
         dy = dlogits
         last = len(self.layers) - 1
         for position, (_, layer) in enumerate(reversed(self.layers)):
             dy = layer.backward(dy, need_input_grad=need_input_grad or position < last)
-        # the first layer's result is its own work buffer (see _reuse_buffers); the caller gets a copy
-        return None if dy is None else dy.copy()
+        return dy
 
     def loss_and_gradients(self, x, labels):
         """Forward, softmax cross-entropy and backward in one call -> (loss, logits).
 
         x: (N, *input_shape), labels: (N,) integers; loss is a 0-d array (no host sync);
-        the gradients land in the layers (see `gradients()`).
+        the gradients land in the gradient buffer (see `gradients()`). The reference path: a training
+        step runs nets/step.py instead.
         """
-        logits = self.forward(x, train=True)
+        logits = self.forward_step(self._input(x), train=True)
         loss, dlogits = softmax_cross_entropy(logits, labels)
-        self.backward(dlogits, need_input_grad=False)
-        return loss, logits
+        self.backward_step(dlogits, need_input_grad=False)
+        return loss, logits.copy()
 
-    def _named(self, attribute):
-        named = {}
-        for layer_name, layer in self.layers:
-            for key, value in getattr(layer, attribute).items():
-                named[f"{layer_name}.{key}"] = value
-        return named
+    def parameters(self) -> ParameterBuffer:
+        """{"conv1.weight": array, ...} in PyTorch state_dict order: the views the layers compute with.
 
-    def parameters(self) -> dict:
-        """{"conv1.weight": array, ...} in PyTorch state_dict order: the arrays the layers use.
-
+        A ParameterBuffer: `.flat` is the one array they are all views of (what optimizers update).
         Optimisers update these arrays in place; replacing a dict entry does not reach the layer.
         """
-        return self._named("params")
+        return self._parameters
 
-    def gradients(self) -> dict:
-        """Same keys as parameters(); the layers' gradient arrays, overwritten by each backward."""
-        return self._named("grads")
+    def gradients(self):
+        """Same keys as parameters(); views of the gradient buffer (`.flat`), overwritten by each backward."""
+        return self._parameters.grads
 
     def state_dict(self) -> dict:
         """{name: numpy.ndarray} host copies of the parameters, in PyTorch state_dict order."""
@@ -124,15 +156,6 @@ class Model:
     def config(self) -> dict:
         raise NotImplementedError
 
-    def _reuse_buffers(self):
-        """Let every layer but the last keep its results in work buffers, overwritten step after step.
-
-        Those results never leave the model (the logits come from the last layer, and backward
-        copies the input gradient), and reusing them spares the allocator several megabytes a step.
-        """
-        for _, layer in self.layers[:-1]:
-            layer.reuse_outputs = True
-
 
 class MLP(Model):
     """Fully connected net: x (N, sizes[0]) -> fc1, relu, fc2, relu, ..., fcK -> logits (N, sizes[-1])."""
@@ -141,21 +164,20 @@ class MLP(Model):
     # a 0.8 ms step: thread hand-offs cost more than they save (batch 128 on 2 cores: 1.6x slower split)
     min_per_worker = None
 
-    def __init__(self, sizes=(784, 128, 64, 10), *, backend, dtype="float32", init="he", rng=None):
+    def __init__(self, sizes=(784, 128, 64, 10), *, backend, dtype="float32", init="he", rng=None, shared_values=None):
         sizes = tuple(int(size) for size in sizes)
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"MLP sizes must be at least (inputs, classes), all positive; got {sizes}.")
         rng = backend.rng if rng is None else rng
         self.backend, self.dtype, self.init, self.sizes = backend, numpy.dtype(dtype), init, sizes
         self.input_shape = (sizes[0],)
+        self.classes = sizes[-1]
         self.layers = []
         for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
             if index > 1:
                 self.layers.append((f"relu{index - 1}", ReLU()))
             self.layers.append((f"fc{index}", Linear(fan_in, fan_out, rng=rng, init=init, dtype=self.dtype)))
-        for _, layer in self.layers:
-            layer.to(backend)
-        self._reuse_buffers()
+        self._bind_parameters(shared_values)
 
     def config(self) -> dict:
         return {"name": self.name, "sizes": list(self.sizes), "init": self.init}
@@ -184,6 +206,7 @@ class CNN(Model):
         dtype="float32",
         init="he",
         rng=None,
+        shared_values=None,
     ):
         channels = tuple(int(c) for c in channels)
         if len(channels) != 2:
@@ -212,9 +235,7 @@ class CNN(Model):
             ("relu", ReLU()),
             ("fc2", Linear(self.hidden, self.classes, **kwargs)),
         ]
-        for _, layer in self.layers:
-            layer.to(backend)
-        self._reuse_buffers()
+        self._bind_parameters(shared_values)
 
     def config(self) -> dict:
         return {
@@ -228,10 +249,11 @@ class CNN(Model):
         }
 
 
-def build_model(config_or_name, *, backend, dtype="float32", init="he", rng=None):
+def build_model(config_or_name, *, backend, dtype="float32", init="he", rng=None, shared_values=None):
     """A fresh model from a name ("mlp", "cnn") or from a model's config() dict.
 
     `init` applies when the name is given or the config has no "init"; a config's own init wins.
+    shared_values: another model's `parameters().flat` to compute with (a replica sharing its weights).
     Raises ValueError for an unknown name or config key.
     """
     classes = {"mlp": MLP, "cnn": CNN}
@@ -247,4 +269,4 @@ def build_model(config_or_name, *, backend, dtype="float32", init="he", rng=None
             f"config for {name} has unknown keys {', '.join(map(str, unknown))}; "
             f"allowed: name, init, {', '.join(architecture_keys[name])}."
         )
-    return classes[name](**config, backend=backend, dtype=dtype, init=init, rng=rng)
+    return classes[name](**config, backend=backend, dtype=dtype, init=init, rng=rng, shared_values=shared_values)

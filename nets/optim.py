@@ -1,14 +1,20 @@
-"""SGD and Adam with exactly torch.optim's update rules, updating a model's parameters in place.
+"""SGD and Adam with torch.optim's update rules, over one flat parameter buffer, learning rate on the device.
 
-    optimizer = Adam(model.parameters(), lr=1e-3)
+    optimizer = Adam(model.parameters(), lr=1e-3)   # a ParameterBuffer: the whole model is one flat array
+    optimizer.plan(learning_rates)                  # the lr of each coming step, to the device in one copy
     loss, logits = model.loss_and_gradients(x, labels)
-    optimizer.step(model.gradients())        # same names as the parameters
-    optimizer.lr = schedule(epoch)           # a plain attribute, read at every step
+    optimizer.step()                                # reads the buffer's gradients (model.gradients().flat)
 
-`params` is the model's ordered dict name -> array (NumPy or CuPy). The arrays are the ones the layers
-compute with, so every update writes into them (`out=` and in-place operators), never rebinds them.
-Each optimizer keeps two scratch buffers as large as its largest parameter and reuses slices of them for
-every parameter, so a step allocates no parameter-sized temporaries.
+`params` is a model's ParameterBuffer (nets/parameters.py): every update is a dozen operations over the
+whole flat buffer, not a dozen per tensor (Adam: 12 kernel launches per step for any number of tensors).
+A plain dict name -> array works too (each array is then updated on its own, and `step(grads)` takes the
+gradients by name). Updates write into the parameter arrays (`out=`, in-place operators), never rebind them.
+
+Ready for a captured step: the learning rate and Adam's bias corrections come from a table on the device
+(`plan`), read at step t through a view or, with capturable=True, a gather at a device step counter (two
+more launches) so that a replayed CUDA graph sees each step's values; the state (exp_avg, ...) is
+allocated up front and loaded by copying into it. A step outside the plan uses `lr` (a plain attribute)
+and copies its coefficients to the device then.
 
 `state_dict()` is host data only (numpy arrays, ints, floats), keyed by state name then parameter name:
 
@@ -16,101 +22,184 @@ every parameter, so a step allocates no parameter-sized temporaries.
      "hyperparameters": {"lr": 0.001, "betas": [0.9, 0.999], "eps": 1e-08, "weight_decay": 0.0},
      "state": {"exp_avg": {"fc1.weight": array, ...}, "exp_avg_sq": {...}}}
 
-and `load_state_dict` puts it back on the parameters' device, so a resumed run continues bit for bit.
+and `load_state_dict` copies it back into the state arrays, so a resumed run continues bit for bit.
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy
+
 from backend import array_module, to_numpy
+
+from .parameters import ParameterBuffer
 
 __all__ = ["SGD", "Adam", "Optimizer", "OPTIMIZERS", "build_optimizer"]
 
 
-class Optimizer:
-    """What SGD and Adam share: the parameters, the step count, scratch buffers, state (de)serialisation.
+class _Group:
+    """Parameters updated together: a ParameterBuffer's flat array, or one array of a plain dict.
 
-    Subclasses set `name`, `state_names` (per-parameter buffers, in the order they are stored),
-    and implement `_update(name, param, grad, scratch_a, scratch_b)` and `hyperparameters()`.
+    values: the parameter array; grads: its gradient array (None: passed to each step by name);
+    views_of(array): {parameter name: view} of an array laid out like values; state: {state name: array}.
+    """
+
+    def __init__(self, values, grads, views_of, xp):
+        self.values, self.grads, self.views_of = values, grads, views_of
+        self.state = {}
+        self.scratch = (xp.empty_like(values), xp.empty_like(values))
+
+
+class Optimizer:
+    """What SGD and Adam share: groups, the step count, the device coefficient table, state (de)serialisation.
+
+    Subclasses set `name`, `state_names` (the per-parameter state, in the order it is stored) and
+    implement `_update(group, grad, coefficients, first)`, `_host_coefficients(lr, step)`,
+    `hyperparameters()` and `_set_hyperparameters(values)`.
     """
 
     name = "optimizer"
     state_names: tuple[str, ...] = ()
 
-    def __init__(self, params, lr):
-        params = dict(params)
+    def __init__(self, params, lr, capturable=False):
         if not params:
             raise ValueError("the optimizer got no parameters; pass model.parameters().")
-        if lr < 0.0:
+        if not lr >= 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
-        self.params = params
         self.lr = lr
         self.step_count = 0
-        # name -> {state name -> array}; filled lazily at the first step, like torch.optim.
-        self.state: dict[str, dict[str, object]] = {name: {} for name in params}
-        first = next(iter(params.values()))
+        self.capturable = bool(capturable)
         self._xp = array_module(*params.values())
-        largest = max(int(p.size) for p in params.values())
         dtypes = {p.dtype for p in params.values()}
         if len(dtypes) != 1:
             raise ValueError(f"all parameters must share one dtype, got {sorted(str(d) for d in dtypes)}.")
-        self._scratch = (
-            self._xp.empty(largest, dtype=first.dtype),
-            self._xp.empty(largest, dtype=first.dtype),
-        )
+        self.dtype = dtypes.pop()
+        self.params = params
+        if isinstance(params, ParameterBuffer):
+            self.groups = [_Group(params.flat, params.grads.flat, params.views_of, self._xp)]
+        else:
+            self.groups = [_Group(value, None, lambda array, name=name: {name: array}, self._xp)
+                           for name, value in params.items()]
+            for group, name in zip(self.groups, params):
+                group.name = name
+        self._table = None  # (coefficients, steps) on the device, for steps table_first, table_first + 1, ...
+        self._table_first = 1
+        self._device_index = None  # capturable: the column of the table the next step reads
+        self._coefficients = None
 
+    # ------------------------------------------------------------------ the learning rate on the device
+    def _host_coefficients(self, lr: float, step: int) -> list[float]:
+        raise NotImplementedError
+
+    def plan(self, learning_rates) -> None:
+        """Put the coefficients of the next len(learning_rates) steps on the device, in one copy.
+
+        learning_rates[i] is the lr of step `step_count + 1 + i`; steps past the plan use `self.lr`.
+        """
+        learning_rates = [float(lr) for lr in learning_rates]
+        first = self.step_count + 1
+        table = numpy.array([self._host_coefficients(lr, first + i) for i, lr in enumerate(learning_rates)]).T
+        self._table = self._xp.asarray(numpy.ascontiguousarray(table), dtype=self.dtype)
+        self._table_first = first
+        if self.capturable:
+            if self._device_index is None:
+                self._device_index = self._xp.zeros((), dtype=numpy.int64)
+                self._coefficients = self._xp.empty(table.shape[0], dtype=self.dtype)
+            self._device_index.fill(0)
+
+    def _step_coefficients(self):
+        """This step's coefficients as device scalars (views, or a gather at the device counter)."""
+        xp, table = self._xp, self._table
+        if table is not None and self.capturable:
+            xp.take(table, self._device_index, axis=1, out=self._coefficients)
+            self._device_index += 1
+            return [self._coefficients[i] for i in range(table.shape[0])]
+        column = self.step_count - self._table_first
+        if table is not None and 0 <= column < table.shape[1]:
+            return [table[i, column] for i in range(table.shape[0])]
+        host = numpy.asarray(self._host_coefficients(float(self.lr), self.step_count))
+        values = xp.asarray(host, dtype=self.dtype)  # a step outside the plan: one small copy to the device
+        return [values[i] for i in range(host.size)]
+
+    # ------------------------------------------------------------------ stepping
+    def step(self, grads=None) -> None:
+        """Update every parameter in place.
+
+        With a ParameterBuffer the gradients are its own (`grads` may be omitted, or be model.gradients());
+        with a plain dict, `grads` is a dict of gradients by parameter name.
+        """
+        group_grads = self._resolve_grads(grads)
+        self.step_count += 1
+        coefficients = self._step_coefficients()
+        for group, grad in zip(self.groups, group_grads):
+            self._update(group, grad, coefficients)
+
+    def _resolve_grads(self, grads):
+        if isinstance(self.params, ParameterBuffer):
+            if grads is not None and getattr(grads, "flat", None) is not self.params.grads.flat:
+                raise ValueError("this optimizer updates a model's parameter buffer from its own gradients; "
+                                 "call step() (or step(model.gradients())).")
+            return [self.params.grads.flat]
+        if grads is None or grads.keys() != self.params.keys():
+            missing = sorted(self.params.keys() - (grads or {}).keys())
+            unexpected = sorted((grads or {}).keys() - self.params.keys())
+            raise ValueError(
+                f"gradients do not match the parameters (missing {missing}, unexpected {unexpected}); "
+                "pass model.gradients() of the model whose parameters the optimizer holds."
+            )
+        for name, param in self.params.items():
+            if grads[name].shape != param.shape:
+                raise ValueError(f"gradient {name} has shape {tuple(grads[name].shape)}, parameter has {tuple(param.shape)}.")
+        return [grads[group.name] for group in self.groups]
+
+    def _update(self, group, grad, coefficients) -> None:
+        raise NotImplementedError
+
+    def _decayed(self, group, grad):
+        """grad + weight_decay * param (torch's L2 term, added to the gradient) in scratch a, or grad itself."""
+        weight_decay = float(self.weight_decay)
+        if weight_decay == 0.0:
+            return grad
+        out = group.scratch[0]
+        self._xp.multiply(group.values, weight_decay, out=out)
+        out += grad
+        return out
+
+    # ------------------------------------------------------------------ state
     def hyperparameters(self) -> dict:
         raise NotImplementedError
 
     def _set_hyperparameters(self, values: dict) -> None:
         raise NotImplementedError
 
-    def _update(self, name, param, grad, scratch_a, scratch_b) -> None:
-        raise NotImplementedError
+    def _create_state(self) -> None:
+        """Allocate (zeroed) every state array now, so a step never allocates and loading copies into them."""
+        for group in self.groups:
+            for state_name in self._active_state_names():
+                if state_name not in group.state:
+                    group.state[state_name] = self._xp.zeros_like(group.values)
 
-    def step(self, grads) -> None:
-        """Update every parameter in place from `grads`, a dict with the parameters' names."""
-        if grads.keys() != self.params.keys():
-            missing = sorted(self.params.keys() - grads.keys())
-            unexpected = sorted(grads.keys() - self.params.keys())
-            raise ValueError(
-                f"gradients do not match the parameters (missing {missing}, unexpected {unexpected}); "
-                "pass model.gradients() of the model whose parameters the optimizer holds."
-            )
-        self.step_count += 1
-        flat_a, flat_b = self._scratch
-        for name, param in self.params.items():
-            grad = grads[name]
-            if grad.shape != param.shape:
-                raise ValueError(f"gradient {name} has shape {tuple(grad.shape)}, parameter has {tuple(param.shape)}.")
-            # Contiguous slices of the flat buffers, viewed in the parameter's shape: no allocation.
-            scratch_a = flat_a[: param.size].reshape(param.shape)
-            scratch_b = flat_b[: param.size].reshape(param.shape)
-            self._update(name, param, grad, scratch_a, scratch_b)
-
-    def _decayed(self, param, grad, out):
-        """grad + weight_decay * param (torch's L2 term, added to the gradient), or grad itself."""
-        weight_decay = float(self.weight_decay)
-        if weight_decay == 0.0:
-            return grad
-        self._xp.multiply(param, weight_decay, out=out)
-        out += grad
-        return out
+    def _active_state_names(self) -> tuple[str, ...]:
+        return self.state_names
 
     def state_dict(self) -> dict:
         """The optimizer's state as host data: name, step, hyperparameters, state[state name][param name]."""
-        state = {
-            state_name: {name: to_numpy(buffers[state_name]).copy() for name, buffers in self.state.items() if state_name in buffers}
-            for state_name in self.state_names
-        }
-        return {
-            "name": self.name,
-            "step": int(self.step_count),
-            "hyperparameters": self.hyperparameters(),
-            "state": {key: value for key, value in state.items() if value},
-        }
+        state = {}
+        if self._has_state():
+            for state_name in self._active_state_names():
+                state[state_name] = {}
+                for group in self.groups:
+                    for name, view in group.views_of(group.state[state_name]).items():
+                        state[state_name][name] = numpy.array(to_numpy(view), copy=True)
+        return {"name": self.name, "step": int(self.step_count), "hyperparameters": self.hyperparameters(),
+                "state": state}
+
+    def _has_state(self) -> bool:
+        return self.step_count > 0
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore `state_dict()` output (hyperparameters too, as torch.optim does) onto the parameters' device.
+        """Restore `state_dict()` output (hyperparameters too, as torch.optim does) by copying into the state.
 
         Raises ValueError when it belongs to another optimizer or other parameters.
         """
@@ -121,22 +210,30 @@ class Optimizer:
         unknown = sorted(set(buffers) - set(self.state_names))
         if unknown:
             raise ValueError(f"the {self.name} optimizer state has unknown entries {unknown}.")
-        restored = {name: {} for name in self.params}
         for state_name, per_param in buffers.items():
-            if per_param.keys() - self.params.keys():
-                extra = sorted(per_param.keys() - self.params.keys())
+            extra = sorted(per_param.keys() - self.params.keys())
+            if extra:
                 raise ValueError(f"optimizer state {state_name} names parameters the model lacks: {extra}.")
-            for name, array in per_param.items():
-                param = self.params[name]
-                if tuple(array.shape) != tuple(param.shape):
-                    raise ValueError(
-                        f"optimizer state {state_name}/{name} has shape {tuple(array.shape)}, "
-                        f"the parameter has {tuple(param.shape)}."
-                    )
-                restored[name][state_name] = self._xp.array(array, dtype=param.dtype)
+            for param_name, array in per_param.items():
+                shape = tuple(self.params[param_name].shape)
+                if tuple(numpy.shape(array)) != shape:
+                    raise ValueError(f"optimizer state {state_name}/{param_name} has shape {tuple(numpy.shape(array))}, "
+                                     f"the parameter has {shape}.")
         self._set_hyperparameters(dict(state_dict.get("hyperparameters", {})))
+        self._create_state()
+        for group in self.groups:
+            for state_name, array in group.state.items():
+                array.fill(0)
+                given = buffers.get(state_name, {})
+                for param_name, view in group.views_of(array).items():
+                    if param_name in given:
+                        view[...] = self._xp.asarray(numpy.asarray(given[param_name]), dtype=self.dtype)
         self.step_count = int(state_dict.get("step", 0))
-        self.state = restored
+        self._loaded(bool(buffers))
+        self._table = None  # planned for other steps
+
+    def _loaded(self, had_state: bool) -> None:
+        pass
 
     def __repr__(self):
         settings = ", ".join(f"{key}={value}" for key, value in self.hyperparameters().items())
@@ -156,18 +253,29 @@ class SGD(Optimizer):
     name = "sgd"
     state_names = ("momentum_buffer",)
 
-    def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
-        if momentum < 0.0:
+    def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, capturable=False):
+        if not momentum >= 0.0:
             raise ValueError(f"Invalid momentum value: {momentum}")
-        if weight_decay < 0.0:
+        if not weight_decay >= 0.0:
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        super().__init__(params, lr)
+        super().__init__(params, lr, capturable)
         self.momentum = momentum
         self.dampening = dampening
         self.weight_decay = weight_decay
         self.nesterov = nesterov
+        self._buffer_started = False  # torch starts the momentum buffer as a copy of the first gradient
+        self._create_state()
+
+    def _active_state_names(self):
+        return self.state_names if self.momentum != 0.0 else ()
+
+    def _has_state(self):
+        return self._buffer_started and self.momentum != 0.0
+
+    def _loaded(self, had_state):
+        self._buffer_started = had_state
 
     def hyperparameters(self) -> dict:
         return {
@@ -183,15 +291,23 @@ class SGD(Optimizer):
             if key in values:
                 setattr(self, key, values[key])
 
-    def _update(self, name, param, grad, scratch_a, scratch_b) -> None:
+    def _host_coefficients(self, lr, step):
+        return [lr]
+
+    def step(self, grads=None) -> None:
+        super().step(grads)
+        self._buffer_started = True
+
+    def _update(self, group, grad, coefficients) -> None:
         xp = self._xp
+        (lr,) = coefficients
         momentum = float(self.momentum)
-        direction = self._decayed(param, grad, out=scratch_a)
+        direction = self._decayed(group, grad)
+        scratch_a, scratch_b = group.scratch
         if momentum != 0.0:
-            state = self.state[name]
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                state["momentum_buffer"] = buf = direction.copy()
+            buf = group.state["momentum_buffer"]
+            if not self._buffer_started:
+                buf[...] = direction
             else:
                 buf *= momentum
                 damping = 1.0 - float(self.dampening)
@@ -200,14 +316,13 @@ class SGD(Optimizer):
                 else:
                     buf += xp.multiply(direction, damping, out=scratch_b)
             if self.nesterov:
-                # direction may live in scratch_a; scratch_b is free here.
                 xp.multiply(buf, momentum, out=scratch_b)
                 scratch_b += direction
                 direction = scratch_b
             else:
                 direction = buf
-        # scratch_a is free again (direction is buf, scratch_b, the raw grad, or scratch_a itself).
-        param -= xp.multiply(direction, float(self.lr), out=scratch_a)
+        # direction is the raw grad, scratch a (decayed), scratch b (nesterov) or buf: scratch a is free now
+        group.values -= xp.multiply(direction, lr, out=scratch_a)
 
 
 class Adam(Optimizer):
@@ -216,24 +331,29 @@ class Adam(Optimizer):
         g = grad + weight_decay * param
         m = m + (1 - beta1) * (g - m);  v = beta2 * v + (1 - beta2) * g * g
         param -= (lr / (1 - beta1**t)) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+
+    computed as param -= alpha_t * m / (sqrt(v) + eps_t) with alpha_t = lr * sqrt(1 - beta2**t) / (1 - beta1**t)
+    and eps_t = eps * sqrt(1 - beta2**t), the same quantity with one operation fewer (equal to torch's to
+    rounding); alpha_t and eps_t are the device coefficients of step t.
     """
 
     name = "adam"
     state_names = ("exp_avg", "exp_avg_sq")
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, capturable=False):
         if not 0.0 <= eps:
             raise ValueError(f"Invalid epsilon value: {eps}")
         if not 0.0 <= betas[0] < 1.0:
             raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
         if not 0.0 <= betas[1] < 1.0:
             raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-        if weight_decay < 0.0:
+        if not weight_decay >= 0.0:
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        super().__init__(params, lr)
+        super().__init__(params, lr, capturable)
         self.betas = (betas[0], betas[1])
         self.eps = eps
         self.weight_decay = weight_decay
+        self._create_state()
 
     def hyperparameters(self) -> dict:
         return {
@@ -250,16 +370,18 @@ class Adam(Optimizer):
         if "betas" in values:
             self.betas = tuple(values["betas"])
 
-    def _update(self, name, param, grad, scratch_a, scratch_b) -> None:
-        xp = self._xp
+    def _host_coefficients(self, lr, step):
         beta1, beta2 = float(self.betas[0]), float(self.betas[1])
-        state = self.state[name]
-        if not state:
-            state["exp_avg"] = xp.zeros_like(param)
-            state["exp_avg_sq"] = xp.zeros_like(param)
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        grad = self._decayed(param, grad, out=scratch_a)
+        root_correction2 = math.sqrt(1 - beta2**step)
+        return [lr * root_correction2 / (1 - beta1**step), float(self.eps) * root_correction2]
 
+    def _update(self, group, grad, coefficients) -> None:
+        xp = self._xp
+        alpha, eps = coefficients
+        beta1, beta2 = float(self.betas[0]), float(self.betas[1])
+        exp_avg, exp_avg_sq = group.state["exp_avg"], group.state["exp_avg_sq"]
+        scratch_a, scratch_b = group.scratch
+        grad = self._decayed(group, grad)  # in scratch a when there is weight decay
         # exp_avg.lerp_(grad, 1 - beta1): torch's lerp with weight < 0.5 is self + weight * (end - self).
         xp.subtract(grad, exp_avg, out=scratch_b)
         scratch_b *= 1.0 - beta1
@@ -269,20 +391,12 @@ class Adam(Optimizer):
         xp.multiply(grad, 1.0 - beta2, out=scratch_b)
         scratch_b *= grad
         exp_avg_sq += scratch_b
-
-        # Bias corrections in Python floats, as torch does for a non-capturable step.
-        step = self.step_count
-        bias_correction1 = 1 - beta1**step
-        bias_correction2 = 1 - beta2**step
-        step_size = float(self.lr) / bias_correction1
-        # denom = sqrt(v) / sqrt(bc2) + eps  (grad in scratch_a is no longer needed after this)
+        # param -= alpha * exp_avg / (sqrt(exp_avg_sq) + eps); grad (maybe in scratch a) is not needed now
         xp.sqrt(exp_avg_sq, out=scratch_b)
-        scratch_b /= bias_correction2**0.5
-        scratch_b += float(self.eps)
-        # param.addcdiv_(exp_avg, denom, value=-step_size)
-        xp.multiply(exp_avg, step_size, out=scratch_a)
+        scratch_b += eps
+        xp.multiply(exp_avg, alpha, out=scratch_a)
         scratch_a /= scratch_b
-        param -= scratch_a
+        group.values -= scratch_a
 
 
 OPTIMIZERS = ("sgd", "adam")

@@ -35,6 +35,9 @@ class TorchEngine:
             self.optimizer = torch.optim.SGD(params, lr=hyper.lr, momentum=hyper.momentum,
                                              weight_decay=hyper.weight_decay)
         self._loss = torch.nn.functional.cross_entropy
+        self._planned = iter(())
+        # running loss sum and hits, in float64 so that hits stay exact integers
+        self._totals = torch.zeros(2, dtype=torch.float64, device=self.device)
 
     def to_device(self, host_array, dtype=None):
         tensor = self.torch.from_numpy(numpy.ascontiguousarray(host_array))
@@ -50,19 +53,39 @@ class TorchEngine:
     def take(self, array, index):
         return self.torch.index_select(array, 0, index)
 
+    def gather(self, images, labels, index):
+        """The batch `index` of the dataset's images and labels (as NetsEngine.gather)."""
+        return self.take(images, index), self.take(labels, index)
+
     def mirror(self, x, which, width):
         """As NetsEngine.mirror: flip left-right the images where `which` is set."""
         images = x.reshape(x.shape[0], -1, width)
         return self.torch.where(which[:, None, None], images.flip(-1), images).reshape(x.shape)
 
-    def train_step(self, x, labels):
+    def plan(self, learning_rates) -> None:
+        """The lr of each coming step; torch.optim reads it from the param group, set before each step."""
+        self._planned = iter(list(learning_rates))
+
+    def train_step(self, x, labels) -> None:
+        lr = next(self._planned, None)
+        if lr is not None:
+            self.set_lr(lr)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         logits = self.model(x)
         loss = self._loss(logits, labels)
         loss.backward()
         self.optimizer.step()
-        return loss.detach(), (logits.detach().argmax(dim=1) == labels).sum()
+        with self.torch.no_grad():
+            self._totals[0] += loss.detach() * len(labels)
+            self._totals[1] += (logits.argmax(dim=1) == labels).sum()
+
+    def totals(self) -> tuple[float, int]:
+        loss_sum, hits = self._totals.tolist()  # one read of both
+        return float(loss_sum), int(round(hits))
+
+    def reset_totals(self) -> None:
+        self._totals.zero_()
 
     def predict(self, x):
         self.model.eval()

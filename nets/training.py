@@ -101,7 +101,7 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
     state = state or TrainingState()
     train_count = len(data.train_labels)
     batches = Batches(data.train_images, data.train_labels, hyper.batch_size, rng=rng, take=engine.take,
-                      to_device=engine.index_vector)
+                      to_device=engine.index_vector, gather=engine.gather)
     steps_per_epoch = len(batches)
     total_steps = steps_per_epoch * hyper.epochs
     refresh_every = max(1, min(50, steps_per_epoch // 20))
@@ -123,29 +123,30 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
             bar = progress(steps_per_epoch, f"epoch {state.epoch + 1}/{hyper.epochs}") if progress else None
             if bar is not None and state.step_in_epoch:
                 bar.update(state.step_in_epoch)
-            loss_sum = correct = None
+            # the learning rate of each of the epoch's steps goes to the device in one copy
+            first = state.epoch * steps_per_epoch
+            engine.plan([learning_rate(hyper.schedule, hyper.lr, first + step, total_steps)
+                         for step in range(state.step_in_epoch, steps_per_epoch)])
+            engine.reset_totals()
             seen = 0
             started = time.perf_counter()
             for step, (batch, x, y) in enumerate(epoch_batches, start=state.step_in_epoch):
-                engine.set_lr(learning_rate(hyper.schedule, hyper.lr, state.epoch * steps_per_epoch + step, total_steps))
                 if flips is not None:
                     x = engine.mirror(x, engine.take(flips, batch), data.image_width)
-                batch_loss, batch_correct = engine.train_step(x, y)
-                size = len(y)
-                loss_sum = batch_loss * size if loss_sum is None else loss_sum + batch_loss * size
-                correct = batch_correct if correct is None else correct + batch_correct
-                seen += size
+                engine.train_step(x, y)
+                seen += len(y)
                 state.step_in_epoch = step + 1
                 steps_this_call += 1
 
                 last_step = step + 1 == steps_per_epoch
                 stopping = stop_requested() and not last_step  # at an epoch's end, finish the epoch first
                 if last_step or stopping or (step + 1) % refresh_every == 0:
-                    mean_loss = engine.to_host(loss_sum) / seen  # the only read-back: every few steps
+                    loss_sum, hits = engine.totals()  # the only read-back: every few steps
+                    mean_loss = loss_sum / seen
                     _check_finite(mean_loss, state)
                     if bar is not None:
                         elapsed = time.perf_counter() - started
-                        bar.set_postfix_str(f"loss {mean_loss:.4f} acc {engine.to_host(correct) / seen:.2%} "
+                        bar.set_postfix_str(f"loss {mean_loss:.4f} acc {hits / seen:.2%} "
                                             f"{seen / max(elapsed, 1e-9):,.0f} img/s", refresh=False)
                         bar.update(step + 1 - bar.n)
                 if stopping:
@@ -161,7 +162,7 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
             record = {
                 "epoch": state.epoch + 1,
                 "train_loss": mean_loss,
-                "train_accuracy": engine.to_host(correct) / seen,
+                "train_accuracy": hits / seen,
                 "test_accuracy": test_correct / len(data.test_labels),
                 "seconds": train_seconds,
                 "images_per_second": seen / max(train_seconds, 1e-9),

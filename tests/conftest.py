@@ -1,26 +1,36 @@
-"""Shared fixtures: every suite is parametrised over backend (cpu, gpu) and, where it matters, dtype.
+"""Shared fixtures: every suite is parametrised over backend (cpu, standin, gpu) and, where it matters, dtype.
 
-The gpu cases skip with the reason `backend.gpu_problem()` gives on a machine without CUDA;
-on a machine with a GPU the very same tests run on CuPy.
+    cpu       NumPy.
+    standin   the strict CuPy stand-in (backend/standin): NumPy memory behind CuPy's rules, so every GPU
+              code path runs here, and anything CuPy would refuse fails the test. Skips only where cupy
+              cannot be imported (it is the reference for CuPy's names).
+    gpu       CuPy on a real device; skips with the reason `backend.gpu_problem()` gives where there is none.
 """
 
 import numpy
 import pytest
 
 import backend as backend_module
-from backend.cupy_api import cupy_api_standin
+from backend.standin import standin_backend, strict_cupy
 
-BACKEND_NAMES = ["cpu", "gpu"]
+BACKEND_NAMES = ["cpu", "standin", "gpu"]
+NO_CUPY = "cupy is not importable here; install the gpu extra (pip install -e .[gpu]) to run the stand-in cases"
 
 
 @pytest.fixture(params=BACKEND_NAMES)
 def backend(request):
-    """A Backend for each of cpu and gpu; gpu skips where CuPy or CUDA is missing."""
+    """A Backend for each of cpu, the CuPy stand-in and gpu; the last two skip where they cannot run."""
     if request.param == "gpu":
         problem = backend_module.gpu_problem()
         if problem is not None:
             pytest.skip(f"no GPU backend here: {problem}")
-    return backend_module.get_backend(request.param, seed=0)
+        return backend_module.get_backend("gpu", seed=0)
+    if request.param == "standin":
+        gpu = standin_backend(seed=0)
+        if gpu is None:
+            pytest.skip(NO_CUPY)
+        return gpu
+    return backend_module.get_backend("cpu", seed=0)
 
 
 @pytest.fixture(params=["float32", "float64"])
@@ -29,12 +39,21 @@ def dtype(request):
 
 
 @pytest.fixture
-def cupy_standin():
-    """The NumPy stand-in that refuses names CuPy lacks; skips when cupy is not importable."""
-    standin = cupy_api_standin()
-    if standin is None:
-        pytest.skip("cupy is not importable here; install the gpu extra (pip install -e .[gpu]) to run this check")
-    return standin
+def standin():
+    """A fresh strict CuPy stand-in module (its own launch counter); skips when cupy is not importable."""
+    xp = strict_cupy()
+    if xp is None:
+        pytest.skip(NO_CUPY)
+    return xp
+
+
+@pytest.fixture
+def standin_gpu():
+    """A gpu Backend on a fresh stand-in (backend.xp.counter counts its launches)."""
+    gpu = standin_backend(seed=0)
+    if gpu is None:
+        pytest.skip(NO_CUPY)
+    return gpu
 
 
 def torch_or_skip():

@@ -1,11 +1,10 @@
-"""The backend selector: device resolution, array modules, host/device moves, and the CuPy-API stand-in."""
+"""The backend selector: device resolution, the GPU probe, array modules, host/device moves."""
 
 import numpy
 import pytest
 
 import backend
 from backend import array_module
-from backend.cupy_api import CupyApiStandIn, MissingInCupyError
 
 
 def test_cpu_backend_is_numpy():
@@ -71,29 +70,45 @@ def test_mixing_host_and_device_arrays_is_an_error():
         backend.array_module(numpy.zeros(2), FakeDeviceArray())
 
 
-def test_forced_array_module_is_scoped():
-    sentinel = object()
-    with backend.forced_array_module(sentinel):
-        assert backend.array_module(numpy.zeros(1)) is sentinel
-    assert backend.array_module(numpy.zeros(1)) is numpy
+def test_standin_arrays_are_device_arrays_of_their_own_module(standin):
+    device = standin.asarray(numpy.zeros(3))
+    assert backend.is_device_array(device) and not backend.is_device_array(numpy.zeros(3))
+    assert backend.array_module(device, None, 2.0) is standin
+    with pytest.raises(backend.DeviceMismatchError, match="mixed"):
+        backend.array_module(device, numpy.zeros(3))
 
 
-def test_standin_refuses_names_cupy_lacks(cupy_standin):
-    assert cupy_standin.matmul is numpy.matmul
-    assert cupy_standin.lib.stride_tricks.as_strided is numpy.lib.stride_tricks.as_strided
-    with pytest.raises(MissingInCupyError, match="xp.no_such_function does not exist in CuPy"):
-        cupy_standin.no_such_function
-    assert "xp.matmul" in cupy_standin.names_used
+class FakeCupy:
+    """Enough of cupy for gpu_problem: a device, kernels that run, and a cuBLAS that may fail."""
+
+    float32 = numpy.float32
+
+    def __init__(self, matmul_error=None):
+        self.matmul_error = matmul_error
+        self.cuda = type("cuda", (), {"runtime": type("runtime", (), {"getDeviceCount": staticmethod(lambda: 1)})})
+
+    def zeros(self, shape, dtype):
+        return numpy.zeros(shape, dtype)
+
+    def ones(self, shape, dtype):
+        error = self.matmul_error
+
+        class Matrix(numpy.ndarray):
+            def __matmul__(self, other):
+                if error:
+                    raise RuntimeError(error)
+                return numpy.asarray(self) @ numpy.asarray(other)
+
+        return numpy.ones(shape, dtype).view(Matrix)
 
 
-def test_standin_compares_against_the_cupy_module():
-    class Narrow:  # a "cupy" that has only `zeros`
-        zeros = None
-
-    standin = CupyApiStandIn(numpy, Narrow())
-    assert standin.zeros is numpy.zeros
-    with pytest.raises(MissingInCupyError):
-        standin.ones
+def test_gpu_problem_runs_a_matmul_too(monkeypatch):
+    monkeypatch.setattr(backend, "_import_cupy", lambda: FakeCupy())
+    assert backend.gpu_problem() is None
+    monkeypatch.setattr(backend, "_import_cupy", lambda: FakeCupy("CUBLAS_STATUS_NOT_INITIALIZED\nmore"))
+    problem = backend.gpu_problem()
+    assert "cuBLAS failed" in problem and "CUBLAS_STATUS_NOT_INITIALIZED" in problem and "\n" not in problem
+    assert "cupy-cuda12x[ctk]" in problem and "cupy-cuda13x" in problem
 
 
 def test_gpu_backend_round_trip(backend):

@@ -304,27 +304,36 @@ def test_plot_dir_gets_pngs(tiny_data, tmp_path):
     assert names == ["confusion_matrix.png", "first_layer_filters.png", "misclassified.png", "training_curves.png"]
 
 
-def test_flip_augmentation_mirrors_exactly_the_chosen_images():
+@pytest.mark.parametrize("model_name", ["cnn", "mlp"])
+def test_flip_augmentation_mirrors_exactly_the_chosen_images(model_name):
     import backend
     from nets.engines import NetsEngine
+    from nets.models import build_model
+    from nets.optim import Adam
 
-    engine = NetsEngine.__new__(NetsEngine)
-    engine.xp = numpy
-    images = numpy.arange(3 * 1 * 28 * 28, dtype=numpy.float32).reshape(3, 1, 28, 28)
+    cpu = backend.get_backend("cpu")
+    model = build_model(model_name, backend=cpu, rng=numpy.random.default_rng(0))
+    engine = NetsEngine(model, Adam(model.parameters()), cpu, workers=1)
+    images = numpy.arange(3 * 784, dtype=numpy.float32).reshape(3, *model.input_shape)
     which = numpy.array([True, False, True])
-    mirrored = engine.mirror(images, which, 28)
-    numpy.testing.assert_array_equal(mirrored[0, 0], images[0, 0, :, ::-1])
-    numpy.testing.assert_array_equal(mirrored[1], images[1])
-    flat = engine.mirror(images.reshape(3, 784), which, 28)  # the MLP's flat rows flip as 28x28 images
-    numpy.testing.assert_array_equal(flat, mirrored.reshape(3, 784))
+    x, _ = engine.gather(images, numpy.arange(3), numpy.arange(3))
+    mirrored = engine.mirror(x, which, 28)
+    assert mirrored is x  # in place, in the training step's home
+    pictures = engine.step.images_of(mirrored).reshape(3, 28, 28)
+    originals = images.reshape(3, 28, 28)
+    numpy.testing.assert_array_equal(pictures[0], originals[0, :, ::-1])
+    numpy.testing.assert_array_equal(pictures[1], originals[1])
+    numpy.testing.assert_array_equal(pictures[2], originals[2, :, ::-1])
+    if model_name == "mlp":  # the input slot's column of ones (the bias) is untouched
+        numpy.testing.assert_array_equal(mirrored[:, -1], 1)
     torch = pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
     from nets.torch_engine import TorchEngine
 
     torch_engine = TorchEngine.__new__(TorchEngine)
     torch_engine.torch = torch
     numpy.testing.assert_array_equal(
-        torch_engine.mirror(torch.from_numpy(images), torch.from_numpy(which), 28).numpy(), mirrored)
-    assert backend.array_module(mirrored) is numpy
+        torch_engine.mirror(torch.from_numpy(images), torch.from_numpy(which), 28).numpy().reshape(3, 28, 28),
+        pictures)
 
 
 def test_augment_option_is_recorded(tiny_data, tmp_path):

@@ -6,6 +6,8 @@ import numpy
 
 from . import NUM_CLASSES
 
+PLANNED_STEPS = 10_000  # learning rates put on the device at a time
+
 
 def make_batch(input_shape, batch_size: int, seed: int = 0):
     """Synthetic MNIST-shaped data: pixels in [0, 1) and labels 0..9."""
@@ -29,14 +31,20 @@ class NetsRunner:
         self.model = build_model(model_name, backend=backend, dtype="float32", rng=numpy.random.default_rng(0))
         # the engine train.py uses, so the step timed here is the training step (threads included)
         self.engine = NetsEngine(self.model, Adam(self.model.parameters(), lr=1e-3), backend)
-        self.x = backend.asarray(x_host, dtype="float32")
-        self.labels = backend.asarray(labels_host)
+        self.images = backend.asarray(x_host, dtype="float32")
+        # the batch in the training step's homes, where fit() gathers it (the MLP's: the input slot)
+        self.x, self.labels = self.engine.step.load(self.images, backend.asarray(labels_host))
+        self._planned_until = 0
 
     def train_step(self) -> None:
+        optimizer = self.engine.optimizer
+        if optimizer.step_count >= self._planned_until:  # the learning rate on the device, as in fit()
+            self.engine.plan([1e-3] * PLANNED_STEPS)
+            self._planned_until = optimizer.step_count + PLANNED_STEPS
         self.engine.train_step(self.x, self.labels)
 
     def infer_step(self) -> None:
-        self.engine.stepper.forward(self.x, train=False)
+        self.engine.forward(self.images)
 
     def begin(self, phase: str) -> None:
         pass

@@ -1,6 +1,8 @@
 """Layers with hand-written forward and backward; they run on NumPy and CuPy alike.
 
-Each layer has `params` and `grads` dicts, `forward(x, train=True)`, `backward(dy)` and `to(backend)`.
+Each layer has `params` and `grads` dicts (views of its parameter block, see nets/parameters.py),
+`forward(x, train=True, out=None)`, `backward(dy)` and `to(backend)`. Conv2d and MaxPool2d have a host
+and a device strategy each (`strategy_for`), tested against each other.
 """
 
 from .activations import Flatten, ReLU

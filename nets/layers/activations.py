@@ -4,37 +4,43 @@ from __future__ import annotations
 
 from backend import array_module
 
-from .base import Layer, is_channel_major
+from .base import Layer
 
 __all__ = ["ReLU", "Flatten"]
 
 
 class ReLU(Layer):
-    """x: any shape -> max(x, 0), same shape, dtype and layout. The gradient at x == 0 is 0, as in PyTorch."""
+    """x: any shape -> max(x, 0), same shape and dtype. The gradient at x == 0 is 0, as in PyTorch.
+
+    One launch forward (into `out` when given: a Linear's input slot), two backward (the mask y > 0
+    is taken then, so an evaluation forward costs only the one).
+    """
+
+    writes_into_slots = True
 
     def __init__(self):
         super().__init__()
-        self._positive = None
+        self._y = None
 
-    def forward(self, x, train=True):
-        """x -> max(x, 0); keeps the mask x > 0 when train."""
+    def forward(self, x, train=True, out=None):
+        """x -> max(x, 0), into `out` when given; keeps the result when train."""
         xp = array_module(x)
-        channel_major = is_channel_major(x)
-        y = self._result("y", xp, x.shape, x.dtype, reuse=train, channel_major=channel_major)
-        xp.maximum(x, 0, out=y)
+        if out is None and train:
+            out = self._buffer("y", xp, x.shape, x.dtype)
+        y = xp.maximum(x, 0, out=out)
         if train:
-            self._positive = xp.greater(y, 0, out=self._buffer("positive", xp, x.shape, xp.bool_, channel_major))
+            self._y = y
         return y
 
     def backward(self, dy, need_input_grad=True):
-        """dy -> dy where x > 0, else 0."""
-        if self._positive is None:
+        """dy -> dy where the forward's result is positive, else 0."""
+        if self._y is None:
             raise RuntimeError("ReLU.backward needs a forward(x, train=True) first.")
         if not need_input_grad:
             return None
         xp = array_module(dy)
-        dx = self._result("dx", xp, dy.shape, dy.dtype, reuse=True, channel_major=is_channel_major(dy))
-        return xp.multiply(dy, self._positive, out=dx)
+        positive = xp.greater(self._y, 0, out=self._buffer("positive", xp, dy.shape, xp.bool_))
+        return xp.multiply(dy, positive, out=self._buffer("dx", xp, dy.shape, dy.dtype))
 
 
 class Flatten(Layer):
@@ -44,7 +50,7 @@ class Flatten(Layer):
         super().__init__()
         self._x_shape = None
 
-    def forward(self, x, train=True):
+    def forward(self, x, train=True, out=None):
         """x: (N, ...) -> (N, prod(...)); remembers the input shape when train."""
         if train:
             self._x_shape = x.shape
@@ -52,7 +58,7 @@ class Flatten(Layer):
         if x.flags.c_contiguous:
             return x.reshape(n, -1)
         xp = array_module(x)
-        y = self._result("y", xp, (n, x.size // n), x.dtype, reuse=train)
+        y = self._buffer("y", xp, (n, x.size // n), x.dtype) if train else xp.empty((n, x.size // n), dtype=x.dtype)
         y.reshape(x.shape)[...] = x  # the one reordering copy a channel-major input needs
         return y
 

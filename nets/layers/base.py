@@ -1,24 +1,28 @@
-"""The Layer base class: parameters, gradients, moving to a backend, reusable work buffers.
+"""The Layer base class: a parameter block and its views, moving to a backend, stable work buffers.
 
 A layer is a plain object:
-    params: dict[str, array]   "weight", "bias" (empty for parameter-free layers)
-    grads:  dict[str, array]   same keys and shapes; overwritten in place by each backward
-    forward(x, train=True) -> y          caches what backward needs, only when train (an evaluation
-                                         forward in between leaves the training cache alone)
-    backward(dy, need_input_grad=True) -> dx   (None when need_input_grad is False)
+    params: dict[str, array]   "weight", "bias": views (in PyTorch's shapes) of the layer's parameter block
+    grads:  dict[str, array]   the same views of its gradient block; overwritten by each backward
+    forward(x, train=True, out=None) -> y    caches what backward needs, only when train (an evaluation
+                                             forward in between leaves the training cache alone)
+    backward(dy, need_input_grad=True) -> dx (None when need_input_grad is False)
 
-Results are fresh arrays unless `reuse_outputs` is set (models set it for their layers): then
-forward(train=True) and backward return arrays the layer owns and overwrites on its next call.
-Temporaries that never leave the layer always live in its work buffers (see `_buffer`).
+Parameters live in a block (`block_shape`, laid out for the layer's matrix products; see nets/parameters.py).
+A model binds every block to a slice of one flat buffer; `layer.to(backend)` gives a lone layer its own.
 
-4-D activations may come back "channel-major": an (N, C, H, W) array that is a transposed view
-of (C, N, H, W) memory, which is the order the convolution's matrix products produce and want.
-Every layer accepts either layout; `is_channel_major` tells them apart.
+Buffers: in training, every array a layer writes (its result, its input gradient, its scratch) lives in a
+work buffer the layer keeps per shape, so a step allocates nothing of its own and every array has a stable
+home from one step to the next (what a captured CUDA graph needs). Results handed out of a training
+forward or backward are therefore overwritten by the next one; an evaluation forward (train=False)
+returns fresh arrays. 4-D activations may come back "channel-major": an (N, C, H, W) view of (C, N, H, W)
+memory, the order the convolution's matrix products produce; `is_channel_major` tells the layouts apart.
 """
 
 from __future__ import annotations
 
 import numpy
+
+from backend import array_module, to_numpy
 
 __all__ = ["Layer", "he_or_torch_init", "is_channel_major"]
 
@@ -53,49 +57,58 @@ def is_channel_major(x) -> bool:
 
 
 class Layer:
-    """Common plumbing; subclasses implement forward and backward."""
+    """Common plumbing; subclasses implement forward and backward (and block_views when they have parameters)."""
 
-    reuse_outputs = False
+    block_shape: tuple | None = None  # the parameter block; None for parameter-free layers
+    writes_into_slots = False  # forward(out=...) writes its result where the next layer wants it, for free
 
     def __init__(self):
         self.params: dict = {}
         self.grads: dict = {}
         self._buffers: dict = {}
+        self._block = self._grad_block = None
+
+    def block_views(self, block) -> dict:
+        """The PyTorch-shaped views ({"weight": ..., "bias": ...}) of a block of `block_shape`."""
+        raise NotImplementedError
+
+    def bind(self, values_block, grads_block, copy_values=True) -> None:
+        """Make params and grads views of these blocks; copy_values puts the current parameters in first."""
+        if copy_values:
+            xp = array_module(values_block)
+            for key, view in self.block_views(values_block).items():
+                view[...] = xp.asarray(to_numpy(self.params[key]), dtype=values_block.dtype)
+        self._block, self._grad_block = values_block, grads_block
+        self.params = self.block_views(values_block)
+        self.grads = self.block_views(grads_block)
+        self._buffers.clear()
 
     def to(self, backend):
-        """Move parameters (and gradient arrays) to `backend`; returns self."""
-        for name, value in self.params.items():
-            self.params[name] = backend.asarray(value)
-            self.grads[name] = backend.xp.zeros_like(self.params[name])
+        """A lone layer: put its parameters (and zeroed gradients) in a buffer of its own on `backend`."""
+        from ..parameters import ParameterBuffer  # nets.parameters builds on layers, not the other way round
+
         self._buffers.clear()
+        if self.block_shape is not None:
+            dtype = next(iter(self.params.values())).dtype
+            self._parameter_buffer = ParameterBuffer([("", self)], backend.xp, dtype)
         return self
 
-    def _buffer(self, key, xp, shape, dtype, channel_major=False, fill=None):
-        """An uninitialised work array kept by the layer and reused while shape, dtype and layout match.
+    def _buffer(self, key, xp, shape, dtype, fill=None):
+        """A work array the layer keeps per (key, shape, dtype): one home per batch size, reused every step.
 
-        channel_major: return an (N, C, ...) view of (C, N, ...) memory. fill(array) runs once, on allocation.
-        A step reuses the same few-megabyte temporaries instead of allocating them anew each time
-        (for the layers' results as well, a CNN step at batch 128 ran about 8% faster).
+        fill(array) runs once, when the array is allocated (constant rows of ones, sentinels).
         """
-        shape = tuple(shape)
-        cached = self._buffers.get(key)
-        if cached is not None:
-            cached_xp, cached_layout, buffer = cached
-            if cached_xp is xp and cached_layout == channel_major and buffer.shape == shape and buffer.dtype == dtype:
-                return buffer
-        buffer = _empty(xp, shape, dtype, channel_major)
+        index = (key, tuple(shape), numpy.dtype(dtype))
+        cached = self._buffers.get(index)
+        if cached is not None and cached[0] is xp:
+            return cached[1]
+        buffer = xp.empty(index[1], dtype=index[2])
         if fill is not None:
             fill(buffer)
-        self._buffers[key] = (xp, channel_major, buffer)
+        self._buffers[index] = (xp, buffer)
         return buffer
 
-    def _result(self, key, xp, shape, dtype, reuse, channel_major=False):
-        """An array for a result that leaves the layer: a work buffer when reuse_outputs and `reuse`, else fresh."""
-        if self.reuse_outputs and reuse:
-            return self._buffer(key, xp, shape, dtype, channel_major)
-        return _empty(xp, shape, dtype, channel_major)
-
-    def forward(self, x, train=True):
+    def forward(self, x, train=True, out=None):
         raise NotImplementedError
 
     def backward(self, dy, need_input_grad=True):
@@ -103,9 +116,3 @@ class Layer:
 
     def __call__(self, x, train=True):
         return self.forward(x, train=train)
-
-
-def _empty(xp, shape, dtype, channel_major):
-    if not channel_major:
-        return xp.empty(shape, dtype=dtype)
-    return xp.empty((shape[1], shape[0], *shape[2:]), dtype=dtype).swapaxes(0, 1)

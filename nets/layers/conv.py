@@ -1,23 +1,33 @@
 """2-D convolution by im2col + matrix products, and col2im, its adjoint.
 
-Column layout (chosen because every product of a step is then one GEMM over all samples and
-pixels, or a few column blocks of it for thin weights, see BLOCK_COLUMNS):
-    col: (C * KH * KW, N * OH * OW), rows ordered (c, ki, kj), columns ordered (n, oh, ow).
+Column layout (every product of a step is then one GEMM over all samples and pixels):
+    col: (K + 1, N * OH * OW), K = C * KH * KW, rows ordered (c, ki, kj) then a row of ones, columns (n, oh, ow)
     col[(c, ki, kj), (n, oh, ow)] = x_padded[n, c, oh * stride + ki, ow * stride + kj]
-so that with W2 = weight.reshape(F, C * KH * KW):
-    forward   y2 = W2 @ col          (F, N * OH * OW)
-    backward  dW = dy2 @ col.T,  dx = col2im(W2.T @ dy2)
-where y2/dy2 are y/dy stored channel-major, (F, N, OH, OW): Conv2d returns y as a transposed
-view of y2 and takes dy2 as a free view when dy comes back in that layout (see layers/base.py).
+and with the parameter block B = [W2.T; bias] (K + 1, F), W2 = weight.reshape(F, K):
+    forward   y2 = B.T @ col            (F, N * OH * OW)   (the bias rides on the row of ones)
+    backward  dB = col @ dy2.T          (K + 1, F): weight and bias gradients in one GEMM
+              dx = col2im(B[:K] @ dy2)
+where y2/dy2 are y/dy stored channel-major, (F, N, OH, OW): Conv2d returns y as a transposed view of y2
+and takes dy2 as a free view when dy comes back in that layout (see layers/base.py).
+
+Two strategies fill col and run col2im, chosen per backend in `Conv2d.strategy_for`:
+    "strided" (the CPU): one strided copy per kernel offset (KH * KW of them) and, for col2im, one strided
+        add per offset: long SIMD loops, and thin weight matrices run in column blocks (BLOCK_COLUMNS);
+    "gather" (the GPU): one `take` with an index table for im2col, and col2im as a gather and a row sum
+        over the inverse table (layers/gather.py): 2 launches each instead of 9 or 18.
+Both are tested against each other and against PyTorch on NumPy.
 """
 
 from __future__ import annotations
 
 from backend import array_module, is_device_array
 
+from . import gather
 from .base import Layer, he_or_torch_init
 
-__all__ = ["Conv2d", "conv_output_size", "im2col", "col2im"]
+__all__ = ["Conv2d", "STRATEGIES", "conv_output_size", "im2col", "col2im"]
+
+STRATEGIES = ("strided", "gather")
 
 # Products with a thin weight matrix (conv1: 16 x 10) over N * OH * OW = 86528 columns ran 1.5-2.5x
 # faster, single-threaded, in blocks of 4096 columns: OpenBLAS then takes its small-matrix kernel.
@@ -43,7 +53,7 @@ def offset_window(array, ki, kj, out_h, out_w, stride):
 
 
 def im2col(x, kh, kw, stride=1, padding=0, out=None):
-    """x: (N, C, H, W) -> col: (C * KH * KW, N * OH * OW) (layout in the module docstring).
+    """x: (N, C, H, W) -> col: (C * KH * KW, N * OH * OW) (layout in the module docstring), strided copies.
 
     One strided copy per kernel offset (KH * KW of them), each over all samples, channels and
     output pixels. `out`, if given, is a C-contiguous (C * KH * KW, N * OH * OW) array of x's dtype.
@@ -65,7 +75,7 @@ def im2col(x, kh, kw, stride=1, padding=0, out=None):
 
 
 def col2im(col, x_shape, kh, kw, stride=1, padding=0, out=None):
-    """col: (C * KH * KW, N * OH * OW) -> dx: x_shape = (N, C, H, W), the adjoint of im2col.
+    """col: (C * KH * KW, N * OH * OW) -> dx: x_shape = (N, C, H, W), the adjoint of im2col, strided adds.
 
     Each column entry is added back to the pixel it was copied from, so pixels shared by
     overlapping windows receive the sum: <im2col(x), y> == <x, col2im(y)>.
@@ -92,12 +102,22 @@ def _ones_in_last_row(col):
     col[-1] = 1
 
 
+def _zero_in_last_cell(array):
+    array[-1] = 0
+
+
+def _zeros(array):
+    array.fill(0)
+
+
 class Conv2d(Layer):
     """x: (N, C, H, W) -> y: (N, F, OH, OW), OH = (H + 2 * padding - KH) // stride + 1.
 
-    params: weight (F, C, KH, KW), bias (F,), as in PyTorch's nn.Conv2d.
-    Parameters start on the host (drawn from the numpy Generator `rng`); `layer.to(backend)` moves them.
-    y comes back channel-major (see the module docstring); x and dy may be in either layout.
+    params: weight (F, C, KH, KW), bias (F,), as in PyTorch's nn.Conv2d: views of the block (K + 1, F).
+    Parameters start on the host (drawn from the numpy Generator `rng`); a model (or `layer.to(backend)`)
+    moves them into its parameter buffer. y comes back channel-major (see the module docstring); x and dy
+    may be NCHW-contiguous or channel-major (anything else is copied to NCHW first).
+    strategy: "strided" or "gather" to force one; None picks per backend (see `strategy_for`).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *, rng, init="he", dtype="float32"):
@@ -105,63 +125,119 @@ class Conv2d(Layer):
         kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size, self.stride, self.padding = (kh, kw), int(stride), int(padding)
-        fan_in = self.in_channels * kh * kw
-        weight, bias = he_or_torch_init(rng, (self.out_channels, self.in_channels, kh, kw), fan_in, init, dtype)
+        self.columns = self.in_channels * kh * kw  # K: rows of col, without the row of ones
+        self.block_shape = (self.columns + 1, self.out_channels)
+        weight, bias = he_or_torch_init(rng, (self.out_channels, self.in_channels, kh, kw), self.columns, init, dtype)
         self.params = {"weight": weight, "bias": bias}
         self.grads = {"weight": weight * 0, "bias": bias * 0}
-        self._x_shape = None
+        self.strategy = None
+        self._cache = None  # (x shape, layout) of the last training forward
+        self._tables = {}
 
-    def forward(self, x, train=True):
-        """x: (N, C, H, W) -> (N, F, OH, OW); caches the column matrix when train.
+    def block_views(self, block) -> dict:
+        kh, kw = self.kernel_size
+        return {"weight": block[:-1].T.reshape(self.out_channels, self.in_channels, kh, kw), "bias": block[-1]}
 
-        The bias rides in the product: col gets a last row of ones and the weight matrix a last
-        column holding the bias, which saves a pass over y here and one over dy in backward.
-        """
-        weight, bias = self.params["weight"], self.params["bias"]
+    def strategy_for(self, x) -> str:
+        """The one place the strategy is chosen: gather on a device (launches), strided on the host (SIMD)."""
+        if self.strategy is not None:
+            return self.strategy
+        return "gather" if is_device_array(x) else "strided"
+
+    def _geometry(self, x):
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"Conv2d({self.in_channels}, {self.out_channels}, ...) takes (N, {self.in_channels}, H, W) "
                 f"inputs, got shape {tuple(x.shape)}."
             )
-        xp = array_module(x, weight)
         (kh, kw), stride, padding = self.kernel_size, self.stride, self.padding
-        n, c, h, w = x.shape
-        out_h, out_w = conv_output_size(h, kh, stride, padding), conv_output_size(w, kw, stride, padding)
-        f, k, columns = self.out_channels, c * kh * kw, n * out_h * out_w
-        col = self._buffer("col" if train else "col_eval", xp, (k + 1, columns), x.dtype, fill=_ones_in_last_row)
-        im2col(x, kh, kw, stride, padding, out=col[:k])
-        weight_and_bias = self._buffer("weight_and_bias", xp, (f, k + 1), x.dtype)
-        weight_and_bias[:, :k] = weight.reshape(f, k)
-        weight_and_bias[:, k] = bias
-        y2 = self._result("y", xp, (f, columns), x.dtype, reuse=train)
-        _matmul(weight_and_bias, col, y2)
+        n, _, h, w = x.shape
+        return n, conv_output_size(h, kh, stride, padding), conv_output_size(w, kw, stride, padding)
+
+    def forward(self, x, train=True, out=None):
+        """x: (N, C, H, W) -> (N, F, OH, OW) channel-major; caches the column matrix when train."""
+        n, out_h, out_w = self._geometry(x)
+        xp = array_module(x, self._block)
+        strategy = self.strategy_for(x)
+        layout = gather.layout_of(x)
+        if layout is None and strategy == "gather":  # the tables address NCHW or channel-major memory
+            x, layout = xp.ascontiguousarray(x), "nchw"
+        columns = n * out_h * out_w
+        col = self._buffer("col" if train else "col_eval", xp, (self.columns + 1, columns), x.dtype,
+                           fill=_ones_in_last_row)
+        if strategy == "gather":
+            self._gather_columns(x, layout, xp, col[:-1])
+        else:
+            im2col(x, *self.kernel_size, self.stride, self.padding, out=col[:-1])
+        f = self.out_channels
+        y2 = self._buffer("y", xp, (f, columns), x.dtype) if train else xp.empty((f, columns), dtype=x.dtype)
+        _matmul(self._block.T, col, y2)
         if train:
-            self._x_shape = x.shape
+            self._cache = (x.shape, layout, strategy, col)
         return y2.reshape(f, n, out_h, out_w).transpose(1, 0, 2, 3)
 
+    def _table(self, x_shape, layout, xp):
+        """The device index tables of the gather strategy for this input shape and layout (built once)."""
+        key = (x_shape, layout, id(xp))
+        tables = self._tables.get(key)
+        if tables is None:
+            import numpy
+
+            k, p = self.kernel_size, self.padding
+            offsets, valid = gather.window_offsets(x_shape, layout, k, self.stride, p)
+            n, c, kh, kw, out_h, out_w = offsets.shape
+            as_columns = (1, 2, 3, 0, 4, 5)  # (C, KH, KW, N, OH, OW): rows of col, then its columns
+            sources = offsets.transpose(as_columns).reshape(self.columns, -1)
+            valid = valid.transpose(as_columns).reshape(self.columns, -1)
+            if p:  # the forward gathers from a zero-bordered copy of x instead
+                padded = (n, c, x_shape[2] + 2 * p, x_shape[3] + 2 * p)
+                forward = gather.window_offsets(padded, "nchw", k, self.stride, 0)[0]
+                forward = forward.transpose(as_columns).reshape(self.columns, -1)
+            else:
+                forward = sources
+            positions = numpy.arange(sources.size).reshape(sources.shape)
+            inverse = gather.inverse_table(sources, valid, int(numpy.prod(x_shape)), positions, sources.size)
+            tables = self._tables[key] = {"im2col": xp.asarray(forward), "col2im": xp.asarray(inverse)}
+        return tables
+
+    def _gather_columns(self, x, layout, xp, col):
+        """col[...] = im2col(x) in one gather (plus one copy into a zero-bordered buffer when padded)."""
+        tables = self._table(x.shape, layout, xp)
+        source = x
+        if self.padding:
+            p = self.padding
+            n, c, h, w = x.shape
+            source = self._buffer("padded", xp, (n, c, h + 2 * p, w + 2 * p), x.dtype, fill=_zeros)
+            source[:, :, p:p + h, p:p + w] = x  # the border stays zero from the allocation
+            layout = "nchw"
+        xp.take(gather.flat_memory(source, layout), tables["im2col"], out=col)
+
     def backward(self, dy, need_input_grad=True):
-        """dy: (N, F, OH, OW) -> dx: (N, C, H, W) channel-major; fills grads["weight"], grads["bias"].
+        """dy: (N, F, OH, OW) -> dx: (N, C, H, W) in x's layout; fills grads["weight"] and grads["bias"].
 
         need_input_grad=False skips dx (returns None): the first layer of a net never needs it.
         """
-        if self._x_shape is None:
+        if self._cache is None:
             raise RuntimeError("Conv2d.backward needs a forward(x, train=True) first.")
-        weight = self.params["weight"]
-        xp = array_module(dy, weight)
+        x_shape, layout, strategy, col = self._cache
+        xp = array_module(dy, self._block)
         n, f, out_h, out_w = dy.shape
-        col = self._buffers["col"][2]
-        k = col.shape[0] - 1
         dy2 = dy.transpose(1, 0, 2, 3).reshape(f, n * out_h * out_w)  # free when dy is channel-major
-        grad_and_bias = self._buffer("grad_and_bias", xp, (f, k + 1), dy.dtype)
-        _gram(dy2, col, grad_and_bias)
-        self.grads["weight"][...] = grad_and_bias[:, :k].reshape(weight.shape)
-        self.grads["bias"][...] = grad_and_bias[:, k]
+        _gram(col, dy2, self._grad_block)
         if not need_input_grad:
             return None
-        dcol = _matmul(weight.reshape(f, k).T, dy2, self._buffer("dcol", xp, (k, dy2.shape[1]), dy.dtype))
-        (kh, kw), (n, c, h, w) = self.kernel_size, self._x_shape
-        dx_by_channel = None if self.padding else self._result("dx", xp, (c, n, h, w), dy.dtype, reuse=True)
-        return col2im(dcol, self._x_shape, kh, kw, self.stride, self.padding, out=dx_by_channel)
+        k, columns = self.columns, dy2.shape[1]
+        if strategy == "gather":
+            dcol_ext = self._buffer("dcol", xp, (k * columns + 1,), dy.dtype, fill=_zero_in_last_cell)
+            xp.matmul(self._block[:-1], dy2, out=dcol_ext[:-1].reshape(k, columns))
+            inverse = self._table(x_shape, layout, xp)["col2im"]
+            summed = xp.take(dcol_ext, inverse, out=self._buffer("dx_parts", xp, inverse.shape, dy.dtype))
+            flat = summed.sum(axis=1) if inverse.shape[1] > 1 else summed.reshape(-1)
+            return gather.from_flat(flat, x_shape, layout)
+        dcol = _matmul(self._block[:-1], dy2, self._buffer("dcol", xp, (k, columns), dy.dtype))
+        (kh, kw), (n, c, h, w) = self.kernel_size, x_shape
+        dx_by_channel = None if self.padding else self._buffer("dx", xp, (c, n, h, w), dy.dtype)
+        return col2im(dcol, x_shape, kh, kw, self.stride, self.padding, out=dx_by_channel)
 
 
 def _thin(matrix):
@@ -181,7 +257,7 @@ def _matmul(a, b, out):
 
 
 def _gram(a, b, out):
-    """out[...] = a @ b.T (a: (F, M), b: (K, M), out: (F, K)), summed over column blocks when out is thin."""
+    """out[...] = a @ b.T (a: (K, M), b: (F, M), out: (K, F)), summed over column blocks when out is thin."""
     xp = array_module(a, b)
     if not _thin(out):
         return xp.matmul(a, b.T, out=out)

@@ -1,30 +1,39 @@
 """Max pooling that remembers which pixel won each window (the first maximum, as PyTorch does).
 
-How it runs fast on NumPy: a window maximum is separable, a maximum over the row offsets of
-maxima over the column offsets, and each stage is computed on the image memory taken as one
-flat vector. Along that vector, "the pixel j columns to the right" is the vector shifted by j
-and "i rows down" is it shifted by i * W, so every operation is a single long loop (SIMD) over
-all planes, rows and columns at once; positions whose window would cross a row or an image
-edge are computed too and simply never read. Windows of views like x[..., ki::s, kj::s]
-instead run NumPy's inner loop over rows of OW (10-13) pixels, 3-5x slower per pixel.
+Ties: MNIST backgrounds are full of exact ties, and a plain `x == max` mask would send the gradient to
+every tied pixel; both strategies below keep the FIRST maximum of each window in row-major order, exactly
+PyTorch's choice. NaN inputs are not supported. Two strategies, chosen per backend in `strategy_for`:
 
-Ties: within each stage the offsets play a knockout tournament (`pairing_tree`) in which the
-later offset wins only when strictly greater, so a row stage keeps the first maximum of each
-row and the column stage the first row holding the window maximum: the FIRST maximum of the
-window in row-major order, exactly PyTorch's choice (MNIST backgrounds are full of ties, and a
-plain `x == max` mask would send the gradient to every tied pixel). Backward routes dy down
-the same tournaments (right = g * mask, left = g - right, both exact) and adds where
-windows overlap. NaN inputs are not supported.
+"tournament" (the CPU). A window maximum is separable, a maximum over the row offsets of maxima over the
+column offsets, and each stage is computed on the image memory taken as one flat vector. Along that vector,
+"the pixel j columns to the right" is the vector shifted by j and "i rows down" is it shifted by i * W, so
+every operation is a single long loop (SIMD) over all planes, rows and columns at once; positions whose
+window would cross a row or an image edge are computed too and simply never read. (Windows of views like
+x[..., ki::s, kj::s] instead run NumPy's inner loop over rows of OW (10-13) pixels, 3-5x slower per pixel.)
+Within each stage the offsets play a knockout tournament (`pairing_tree`) in which the later offset wins
+only when strictly greater, so a row stage keeps the first maximum of each row and the column stage the
+first row holding the window maximum. Backward routes dy down the same tournaments (right = g * mask,
+left = g - right, both exact) and adds where windows overlap.
+
+"gather" (the GPU, where a step costs its launches). One `take` copies every window into a row of a
+(windows, KH * KW) matrix; `max` and `argmax` over the rows give the result and the first maximum
+(3 launches in all, against 6 or more for the tournaments). With relu=True the matrix has a leading column
+of zeros, so the maximum is already rectified and a window whose maximum is <= 0 picks that column (its
+gradient goes nowhere). Backward spreads dy over a one-hot of the argmax and gathers it back to the
+pixels through the inverse table (layers/gather.py): 3 launches, 4 where windows overlap.
 """
 
 from __future__ import annotations
 
-from backend import array_module
+from backend import array_module, is_device_array
 
+from . import gather
 from .base import Layer, is_channel_major
 from .conv import conv_output_size
 
-__all__ = ["MaxPool2d", "pairing_tree"]
+__all__ = ["MaxPool2d", "STRATEGIES", "pairing_tree"]
+
+STRATEGIES = ("tournament", "gather")
 
 
 def pairing_tree(count):
@@ -40,6 +49,14 @@ def pairing_tree(count):
     return level[0]
 
 
+def _zero_first_column(array):
+    array[:, 0] = 0
+
+
+def _zero_in_last_cell(array):
+    array[-1] = 0
+
+
 class MaxPool2d(Layer):
     """x: (N, C, H, W) -> y: (N, C, OH, OW), OH = (H - kernel) // stride + 1 (no padding).
 
@@ -49,20 +66,101 @@ class MaxPool2d(Layer):
     relu=True makes it max(maxpool(x), 0), which equals maxpool(relu(x)) with the same gradient,
     ties included (a window whose first maximum is <= 0 sends no gradient either way; one with
     a positive maximum picks the same first pixel): a ReLU folded into the pass that writes y.
+    strategy: "tournament" or "gather" to force one; None picks per backend (see `strategy_for`).
     """
 
     def __init__(self, kernel_size, stride=None, *, relu=False):
         super().__init__()
         self.relu = bool(relu)
-        self._positive = None
         kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
         if kh != kw and stride is None:
             raise ValueError("give MaxPool2d an explicit stride when the kernel is not square.")
         self.kernel_size = (kh, kw)
         self.stride = int(stride) if stride is not None else kh
+        self.strategy = None
         self._row_tree, self._column_tree = pairing_tree(kw), pairing_tree(kh)
-        self._geometry = None
+        self._cache = None
+        self._tables = {}
 
+    def strategy_for(self, x) -> str:
+        """The one place the strategy is chosen: gather on a device (launches), tournament on the host (SIMD)."""
+        if self.strategy is not None:
+            return self.strategy
+        return "gather" if is_device_array(x) else "tournament"
+
+    def forward(self, x, train=True, out=None):
+        """x: (N, C, H, W) -> (N, C, OH, OW); keeps what backward needs when train."""
+        if x.ndim != 4:
+            raise ValueError(f"MaxPool2d takes (N, C, H, W) inputs, got shape {tuple(x.shape)}.")
+        xp = array_module(x)
+        if self.strategy_for(x) == "gather":
+            return self._gather_forward(x, xp, train)
+        return self._tournament_forward(x, xp, train)
+
+    def backward(self, dy, need_input_grad=True):
+        """dy: (N, C, OH, OW) -> dx: (N, C, H, W) in x's layout, each dy added at its window's first maximum."""
+        if self._cache is None:
+            raise RuntimeError("MaxPool2d.backward needs a forward(x, train=True) first.")
+        if not need_input_grad:
+            return None
+        xp = array_module(dy)
+        if self._cache[0] == "gather":
+            return self._gather_backward(dy, xp)
+        return self._tournament_backward(dy, xp)
+
+    # ------------------------------------------------------------------ gather (GPU)
+    def _gather_tables(self, x_shape, layout, xp):
+        key = (x_shape, layout, id(xp))
+        tables = self._tables.get(key)
+        if tables is None:
+            import numpy
+
+            offsets, valid = gather.window_offsets(x_shape, layout, self.kernel_size, self.stride, 0)
+            as_rows = (0, 1, 4, 5, 2, 3)  # (N, C, OH, OW, KH, KW): a window per row, in NCHW output order
+            sources = offsets.transpose(as_rows).reshape(-1, self.kernel_size[0] * self.kernel_size[1])
+            valid = valid.transpose(as_rows).reshape(sources.shape)
+            lead = 1 if self.relu else 0
+            width = sources.shape[1] + lead
+            positions = numpy.arange(sources.shape[0])[:, None] * width + lead + numpy.arange(sources.shape[1])
+            inverse = gather.inverse_table(sources, valid, int(numpy.prod(x_shape)), positions,
+                                           sources.shape[0] * width)
+            tables = self._tables[key] = {
+                "windows": xp.asarray(sources), "inverse": xp.asarray(inverse),
+                "columns": xp.asarray(numpy.arange(width)[None, :]), "width": width,
+            }
+        return tables
+
+    def _gather_forward(self, x, xp, train):
+        layout = gather.layout_of(x)
+        if layout is None:
+            x, layout = xp.ascontiguousarray(x), "nchw"
+        n, c, h, w = x.shape
+        (kh, kw), stride = self.kernel_size, self.stride
+        out_shape = (n, c, conv_output_size(h, kh, stride, 0), conv_output_size(w, kw, stride, 0))
+        tables = self._gather_tables(x.shape, layout, xp)
+        windows_table = tables["windows"]
+        rows, width = windows_table.shape[0], tables["width"]
+        fill = _zero_first_column if self.relu else None
+        windows = self._buffer("windows" if train else "windows_eval", xp, (rows, width), x.dtype, fill=fill)
+        xp.take(gather.flat_memory(x, layout), windows_table, out=windows[:, 1:] if self.relu else windows)
+        y = windows.max(axis=1).reshape(out_shape)
+        if train:
+            self._cache = ("gather", x.shape, layout, windows.argmax(axis=1), tables)
+        return y
+
+    def _gather_backward(self, dy, xp):
+        _, x_shape, layout, winners, tables = self._cache
+        rows, width = winners.shape[0], tables["width"]
+        spread_ext = self._buffer("spread", xp, (rows * width + 1,), dy.dtype, fill=_zero_in_last_cell)
+        spread = spread_ext[:-1].reshape(rows, width)
+        xp.equal(winners[:, None], tables["columns"], out=spread)  # one-hot of each window's first maximum
+        spread *= xp.ascontiguousarray(dy).reshape(rows, 1)
+        inverse = tables["inverse"]
+        parts = xp.take(spread_ext, inverse, out=self._buffer("dx_parts", xp, inverse.shape, dy.dtype))
+        flat = parts.sum(axis=1) if inverse.shape[1] > 1 else parts.reshape(-1)
+        return gather.from_flat(flat, x_shape, layout)
+
+    # ------------------------------------------------------------------ tournament (CPU)
     def _plan(self, shape):
         """Flat-vector geometry for an (N, C, H, W) input; see the module docstring."""
         (kh, kw), stride = self.kernel_size, self.stride
@@ -90,17 +188,14 @@ class MaxPool2d(Layer):
         corners = grid[:, :, : stride * (out_h - 1) + 1 : stride, : column_step * (out_w - 1) + 1 : column_step]
         return corners.transpose(1, 0, 2, 3) if channel_major else corners
 
-    def forward(self, x, train=True):
-        """x: (N, C, H, W) -> (N, C, OH, OW); keeps the tournaments' masks when train."""
-        if x.ndim != 4:
-            raise ValueError(f"MaxPool2d takes (N, C, H, W) inputs, got shape {tuple(x.shape)}.")
-        xp = array_module(x)
+    def _tournament_forward(self, x, xp, train):
         channel_major = is_channel_major(x)
         if not (channel_major or x.flags.c_contiguous):
             x = xp.ascontiguousarray(x)
         plan = self._plan(x.shape)
         flat = (x.transpose(1, 0, 2, 3) if channel_major else x).reshape(-1)
         row_step, row_width, row_length = plan["row_step"], plan["row_width"], plan["row_length"]
+        won = {}
 
         def row_leaf(j):
             return flat[j : j + row_step * (row_length - 1) + 1 : row_step]
@@ -108,7 +203,7 @@ class MaxPool2d(Layer):
         # Both stages return vectors of planes * H * row_width entries (the first row_length or
         # column_length of them valid), so the column stage's can be read at the window corners.
         size = plan["planes"] * plan["x_shape"][2] * row_width
-        row_max = self._play(xp, self._row_tree, row_leaf, size, row_length, "row", x.dtype, train)
+        row_max = self._play(xp, self._row_tree, row_leaf, size, row_length, "row", x.dtype, train, won)
 
         def column_leaf(i):
             return row_max[i * row_width : i * row_width + plan["column_length"]]
@@ -117,21 +212,21 @@ class MaxPool2d(Layer):
             column_max = row_max
         else:
             column_max = self._play(xp, self._column_tree, column_leaf, size, plan["column_length"], "column",
-                                    x.dtype, train)
+                                    x.dtype, train, won)
         # y is NCHW whatever x's layout: the reordering rides on this copy, and Flatten gets a free reshape
-        y = self._result("y", xp, plan["out_shape"], x.dtype, reuse=train)
+        y = self._buffer("y", xp, plan["out_shape"], x.dtype) if train else xp.empty(plan["out_shape"], x.dtype)
+        positive = None
         if self.relu:
             xp.maximum(self._anchors(column_max, plan, channel_major), 0, out=y)
             if train:
-                positive = self._buffer("positive", xp, y.shape, xp.bool_)
-                self._positive = xp.greater(y, 0, out=positive)
+                positive = xp.greater(y, 0, out=self._buffer("positive", xp, y.shape, xp.bool_))
         else:
             y[...] = self._anchors(column_max, plan, channel_major)
         if train:
-            self._geometry = (plan, channel_major)
+            self._cache = ("tournament", plan, channel_major, won, positive)
         return y
 
-    def _play(self, xp, tree, leaf, size, length, stage, dtype, train):
+    def _play(self, xp, tree, leaf, size, length, stage, dtype, train, won):
         """Maximum over a stage's tournament: a (size,) vector whose first `length` entries are valid."""
         if isinstance(tree, int):  # kernel width 1: the row stage is the image itself (size entries)
             return leaf(tree)
@@ -141,7 +236,8 @@ class MaxPool2d(Layer):
                 return leaf(node)
             left, right = play(node[0], None), play(node[1], None)
             if train:
-                xp.greater(right, left, out=self._buffer((stage, "won", node), xp, (length,), xp.bool_))
+                won[(stage, node)] = xp.greater(right, left, out=self._buffer((stage, "won", node), xp, (length,),
+                                                                              xp.bool_))
             if out is None:
                 out = self._buffer((stage, "max", node), xp, (length,), dtype)
             return xp.maximum(left, right, out=out)
@@ -150,14 +246,8 @@ class MaxPool2d(Layer):
         play(tree, result[:length])
         return result
 
-    def backward(self, dy, need_input_grad=True):
-        """dy: (N, C, OH, OW) -> dx: (N, C, H, W) in x's layout, each dy added at its window's first maximum."""
-        if self._geometry is None:
-            raise RuntimeError("MaxPool2d.backward needs a forward(x, train=True) first.")
-        if not need_input_grad:
-            return None
-        xp = array_module(dy)
-        plan, channel_major = self._geometry
+    def _tournament_backward(self, dy, xp):
+        _, plan, channel_major, won, positive = self._cache
         h, row_width, row_step = plan["x_shape"][2], plan["row_width"], plan["row_step"]
         row_length, column_length = plan["row_length"], plan["column_length"]
 
@@ -166,7 +256,7 @@ class MaxPool2d(Layer):
         column_gradient.fill(0)
         corners = self._anchors(column_gradient, plan, channel_major)
         if self.relu:
-            xp.multiply(dy, self._positive, out=corners)
+            xp.multiply(dy, positive, out=corners)
         else:
             corners[...] = dy
 
@@ -176,53 +266,55 @@ class MaxPool2d(Layer):
             row_gradient[...] = column_gradient[:row_length]
         else:
             row_gradient[column_length:] = 0  # leaf 0, delivered first, writes the rest
-            self._route(xp, self._column_tree, column_gradient[:column_length], "column",
+            self._route(xp, self._column_tree, column_gradient[:column_length], "column", won,
                         lambda i: row_gradient[i * row_width : i * row_width + column_length], first_writes=True)
 
         # row stage: column j of a window is the image vector shifted by j
-        dx = self._result("dx", xp, plan["x_shape"], dy.dtype, reuse=True, channel_major=channel_major)
-        dx_flat = (dx.transpose(1, 0, 2, 3) if channel_major else dx).reshape(-1)
+        n, c, hh, w = plan["x_shape"]
+        memory = self._buffer("dx", xp, (c, n, hh, w) if channel_major else (n, c, hh, w), dy.dtype)
+        dx = memory.transpose(1, 0, 2, 3) if channel_major else memory
+        dx_flat = memory.reshape(-1)
 
         def row_target(j):
             return dx_flat[j : j + row_step * (row_length - 1) + 1 : row_step]
 
         if plan["row_partition"]:
-            self._route(xp, self._row_tree, row_gradient, "row", row_target, all_write=True)
+            self._route(xp, self._row_tree, row_gradient, "row", won, row_target, all_write=True)
         elif row_step == 1 and not isinstance(self._row_tree, int):
             dx_flat[row_length:] = 0  # leaf 0, delivered first, writes dx_flat[:row_length]
-            self._route(xp, self._row_tree, row_gradient, "row", row_target, first_writes=True)
+            self._route(xp, self._row_tree, row_gradient, "row", won, row_target, first_writes=True)
         else:
             dx_flat.fill(0)
-            self._route(xp, self._row_tree, row_gradient, "row", row_target)
+            self._route(xp, self._row_tree, row_gradient, "row", won, row_target)
         return dx
 
-    def _route(self, xp, tree, gradient, stage, target, first_writes=False, all_write=False):
+    def _route(self, xp, tree, gradient, stage, won, target, first_writes=False, all_write=False):
         """Send `gradient` down a stage's tournament into target(leaf) views.
 
         Leaves add into their targets, except: all_write (targets partition the output) writes
         every leaf; first_writes writes leaf 0, which this depth-first, left-first walk reaches first.
+        A leaf that writes gets its gradient computed straight into its target (no extra copy).
         """
         def writes(leaf):
             return all_write or (first_writes and leaf == 0)
 
         def slot(node):
+            """(array to compute the node's gradient into, whether it already is the leaf's target)."""
             if isinstance(node, int) and writes(node):
-                return target(node)
-            return self._buffer((stage, "gradient", node), xp, gradient.shape, gradient.dtype)
+                return target(node), True
+            return self._buffer((stage, "gradient", node), xp, gradient.shape, gradient.dtype), False
 
-        def route(node, g):
+        def route(node, g, in_target):
             if isinstance(node, int):
-                if writes(node):
-                    if g is not target(node):
-                        target(node)[...] = g
-                else:
+                if not writes(node):
                     target(node)[...] += g
+                elif not in_target:
+                    target(node)[...] = g
                 return
-            won = self._buffers[(stage, "won", node)][2]
-            right, left = slot(node[1]), slot(node[0])
-            xp.multiply(g, won, out=right)
+            (right, right_in_target), (left, left_in_target) = slot(node[1]), slot(node[0])
+            xp.multiply(g, won[(stage, node)], out=right)
             xp.subtract(g, right, out=left)
-            route(node[0], left)
-            route(node[1], right)
+            route(node[0], left, left_in_target)
+            route(node[1], right, right_in_target)
 
-        route(tree, gradient)
+        route(tree, gradient, False)
