@@ -111,12 +111,12 @@ class Optimizer:
     def _step_coefficients(self):
         """This step's coefficients as device scalars (views, or a gather at the device counter)."""
         xp, table = self._xp, self._table
-        if table is not None and self.capturable:
-            xp.take(table, self._device_index, axis=1, out=self._coefficients)
-            self._device_index += 1
-            return [self._coefficients[i] for i in range(table.shape[0])]
         column = self.step_count - self._table_first
         if table is not None and 0 <= column < table.shape[1]:
+            if self.capturable:  # the device counter picks the column: a replayed graph reads the right one
+                xp.take(table, self._device_index, axis=1, out=self._coefficients)
+                self._device_index += 1
+                return [self._coefficients[i] for i in range(table.shape[0])]
             return [table[i, column] for i in range(table.shape[0])]
         host = numpy.asarray(self._host_coefficients(float(self.lr), self.step_count))
         values = xp.asarray(host, dtype=self.dtype)  # a step outside the plan: one small copy to the device

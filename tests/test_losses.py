@@ -1,11 +1,11 @@
-"""softmax_cross_entropy: finite differences, torch parity, stability, types."""
+"""softmax_cross_entropy and the training head: finite differences, torch parity, stability, types, totals."""
 
 import numpy
 import pytest
 
 from conftest import torch_or_skip
 from layer_checks import numerical_gradient, parity_tolerance, relative_error
-from nets.losses import softmax_cross_entropy
+from nets.losses import SoftmaxCrossEntropy, softmax_cross_entropy
 
 
 def test_gradient_matches_finite_differences(backend):
@@ -54,3 +54,52 @@ def test_bad_labels_are_clear_errors(backend):
         softmax_cross_entropy(logits, backend.asarray(numpy.zeros((3, 5), dtype=int)))
     with pytest.raises(ValueError, match="integers"):
         softmax_cross_entropy(logits, backend.asarray(numpy.zeros(3)))
+
+
+def test_labels_outside_the_classes_are_refused_like_torch():
+    logits = numpy.zeros((3, 5))
+    for bad, shown in (([0, -1, 2], "label -1 at index 1"), ([0, 1, 5], "label 5 at index 2")):
+        with pytest.raises(ValueError) as error:
+            softmax_cross_entropy(logits, numpy.array(bad))
+        assert shown in str(error.value) and "outside 0..4" in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+def test_the_training_head_matches_the_reference_and_keeps_totals(backend, dtype, scale):
+    rng = numpy.random.default_rng(2)
+    head = SoftmaxCrossEntropy(classes=10)
+    expected_loss, expected_hits = 0.0, 0
+    for n in (16, 16, 7, 16):  # two batch sizes, each with its workspace
+        logits_host = (rng.standard_normal((n, 10)) * scale).astype(dtype)
+        labels_host = rng.integers(0, 10, size=n)
+        logits_host[0, labels_host[0]] = logits_host[0].max() + 1  # at least one hit
+        logits, labels = backend.asarray(logits_host), backend.asarray(labels_host)
+        dlogits = head(logits, labels)
+        loss, reference = softmax_cross_entropy(logits, labels)
+        assert dlogits.dtype == dtype
+        numpy.testing.assert_allclose(backend.to_numpy(dlogits), backend.to_numpy(reference),
+                                      rtol=parity_tolerance(dtype), atol=parity_tolerance(dtype) / n)
+        expected_loss += float(loss) * n
+        expected_hits += int((logits_host.argmax(axis=1) == labels_host).sum())
+    loss_sum, hits = head.totals()
+    assert loss_sum == pytest.approx(expected_loss, rel=1e-5 if dtype == numpy.float32 else 1e-12)
+    assert hits == expected_hits and hits > 0
+    head.reset()
+    assert head.totals() == (0.0, 0)
+
+
+def test_the_training_head_keeps_its_buffers_and_does_not_sync(standin_gpu):
+    xp, head = standin_gpu.xp, SoftmaxCrossEntropy(classes=10)
+    rng = numpy.random.default_rng(3)
+    logits = standin_gpu.asarray(rng.standard_normal((128, 10)).astype(numpy.float32))
+    labels = standin_gpu.asarray(rng.integers(0, 10, size=128))
+    first = head(logits, labels)
+    mark = xp.counter.mark()
+    second = head(logits, labels)
+    tally = xp.counter.since(mark)
+    assert second is first  # a stable home: the workspace of this batch size
+    assert tally.syncs == 0 and tally.transfers == 0
+    assert tally.launches == 12, tally.by_site()
+    mark = xp.counter.mark()
+    head.totals()
+    assert xp.counter.since(mark).syncs == 1

@@ -245,3 +245,90 @@ def test_build_optimizer():
     assert isinstance(sgd, SGD) and (sgd.lr, sgd.momentum, sgd.weight_decay) == (0.1, 0.9, 1e-4)
     adam = build_optimizer("adam", params, lr=0.002, momentum=0.9, weight_decay=1e-4)
     assert isinstance(adam, Adam) and (adam.lr, adam.weight_decay, adam.betas) == (0.002, 1e-4, (0.9, 0.999))
+
+
+def model_parameters(backend, dtype, seed=0):
+    """A small model's ParameterBuffer and gradients filled with a fixed sequence, plus the same as a dict."""
+    from nets.models import MLP
+
+    model = MLP((6, 5, 3), backend=backend, dtype=dtype, rng=numpy.random.default_rng(seed))
+    return model
+
+
+@pytest.mark.parametrize("make", [
+    lambda p: SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    lambda p: SGD(p, lr=0.05, momentum=0.9, dampening=0.2),
+    lambda p: Adam(p, lr=0.01, weight_decay=1e-3),
+    lambda p: Adam(p, lr=0.01),
+])
+def test_the_flat_buffer_and_a_dict_of_arrays_update_alike(backend, dtype, make):
+    flat_model, dict_model = model_parameters(backend, dtype), model_parameters(backend, dtype)
+    flat = make(flat_model.parameters())
+    dict_params = {name: backend.xp.ascontiguousarray(value) for name, value in dict_model.parameters().items()}
+    by_name = make(dict_params)
+    rng = numpy.random.default_rng(4)
+    for _ in range(4):
+        for name, grad in flat_model.gradients().items():
+            grad[...] = backend.asarray(rng.standard_normal(grad.shape).astype(dtype))
+        flat.step(flat_model.gradients())
+        by_name.step({name: backend.xp.ascontiguousarray(g) for name, g in flat_model.gradients().items()})
+    for name, value in flat_model.parameters().items():
+        numpy.testing.assert_array_equal(backend.to_numpy(value), backend.to_numpy(dict_params[name]))
+    assert flat.state_dict()["step"] == 4 and list(flat.state_dict()["state"]) == list(by_name.state_dict()["state"])
+
+
+@pytest.mark.parametrize("capturable", [False, True])
+def test_a_planned_learning_rate_equals_setting_it_before_each_step(backend, capturable):
+    lrs = [0.02, 0.01, 0.005, 0.0025, 0.001]
+    results = []
+    for planned in (False, True):
+        model = model_parameters(backend, numpy.float64)
+        optimizer = Adam(model.parameters(), capturable=capturable and planned)
+        if planned:
+            optimizer.plan(lrs)
+        rng = numpy.random.default_rng(5)
+        for lr in lrs:
+            model.gradients().flat[...] = backend.asarray(rng.standard_normal(model.gradients().flat.shape))
+            if not planned:
+                optimizer.lr = lr
+            optimizer.step()
+        results.append(backend.to_numpy(model.parameters().flat).copy())
+    numpy.testing.assert_array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("name, make, per_step", [
+    ("adam", lambda p: Adam(p, lr=1e-3), 12),
+    ("adam, weight decay", lambda p: Adam(p, lr=1e-3, weight_decay=1e-4), 14),
+    ("adam, capturable", lambda p: Adam(p, lr=1e-3, capturable=True), 14),
+    ("sgd, momentum", lambda p: SGD(p, lr=0.1, momentum=0.9), 4),
+])
+def test_a_planned_step_is_a_dozen_whole_buffer_launches_and_no_transfer(standin_gpu, name, make, per_step):
+    from nets.models import CNN
+
+    model = CNN(backend=standin_gpu, rng=numpy.random.default_rng(0))
+    optimizer = make(model.parameters())
+    optimizer.plan([1e-3] * 3)
+    optimizer.step()  # the first SGD step copies the gradient into the momentum buffer
+    counter = standin_gpu.xp.counter
+    mark = counter.mark()
+    optimizer.step()
+    tally = counter.since(mark)
+    assert (tally.launches, tally.transfers, tally.syncs, tally.allocations) == (per_step, 0, 0, 0), tally.by_site()
+    mark = counter.mark()
+    optimizer.step()
+    optimizer.step()  # past the plan: the coefficients of the lr attribute go to the device then
+    assert counter.since(mark).by_kind()["h2d"] == 1
+
+
+def test_the_state_exists_before_the_first_step_and_loading_copies_into_it(backend):
+    model = model_parameters(backend, numpy.float32)
+    optimizer = Adam(model.parameters())
+    arrays = [optimizer.groups[0].state[name] for name in ("exp_avg", "exp_avg_sq")]
+    assert all(array.shape == model.parameters().flat.shape for array in arrays)
+    assert optimizer.state_dict()["state"] == {}  # as torch.optim before its first step
+    source = Adam(model_parameters(backend, numpy.float32, seed=1).parameters())
+    source.params.grads.flat[...] = 1
+    source.step()
+    optimizer.load_state_dict(source.state_dict())
+    assert [optimizer.groups[0].state[name] for name in ("exp_avg", "exp_avg_sq")] == arrays  # the same arrays
+    numpy.testing.assert_array_equal(backend.to_numpy(arrays[0]), backend.to_numpy(source.groups[0].state["exp_avg"]))

@@ -12,7 +12,7 @@ import numbers
 
 import numpy
 
-from .signatures import MissingInCupyError, NotModelledError, check_call
+from .signatures import MissingInCupyError, NotModelledError, cupy_method
 
 _IMPLICIT_CONVERSION = ("Implicit conversion to a NumPy array is not allowed. "
                         "Please use `.get()` to construct a NumPy array explicitly.")
@@ -77,9 +77,6 @@ class DeviceArray:
                                    "model it in backend/standin/array.py.")
         raise MissingInCupyError(f"cupy.ndarray has no attribute {name!r}; the code would fail on the GPU.")
 
-    def _check(self, method, args, kwargs):
-        check_call(self._xp._signatures.method(method), f"cupy.ndarray.{method}", args, kwargs)
-
     # ------------------------------------------------------------------ views (free) and copies
     def _wrap(self, data) -> "DeviceArray":
         return DeviceArray(data, self._xp)
@@ -95,31 +92,31 @@ class DeviceArray:
     def T(self):
         return self._wrap(self._data.T)
 
+    @cupy_method()
     def transpose(self, *axes):
-        self._check("transpose", axes, {})
         return self._wrap(self._data.transpose(*axes))
 
+    @cupy_method()
     def swapaxes(self, axis1, axis2):
-        self._check("swapaxes", (axis1, axis2), {})
         return self._wrap(self._data.swapaxes(axis1, axis2))
 
     def squeeze(self, axis=None):
         return self._wrap(self._data.squeeze(axis))
 
+    @cupy_method()
     def reshape(self, *shape, order="C", copy=None):
-        self._check("reshape", shape, {"order": order, "copy": copy})
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         if copy:
             return self._xp._copy_of(self._data.reshape(shape, order=order), "reshape(copy=True)")
         return self._maybe_copied(self._data.reshape(shape, order=order), "reshape (a copy: not viewable)")
 
+    @cupy_method()
     def ravel(self, order="C"):
-        self._check("ravel", (), {"order": order})
         return self._maybe_copied(self._data.ravel(order), "ravel (a copy: not contiguous)")
 
+    @cupy_method()
     def flatten(self, order="C"):
-        self._check("flatten", (), {"order": order})
         return self._xp._copy_of(self._data.flatten(order), "flatten")
 
     def view(self, dtype=None, type=None):
@@ -127,12 +124,12 @@ class DeviceArray:
             raise NotModelledError("cupy.ndarray.view(type=...) is not modelled by the stand-in.")
         return self._wrap(self._data if dtype is None else self._data.view(dtype))
 
+    @cupy_method()
     def copy(self, order="C"):
-        self._check("copy", (), {"order": order})
         return self._xp._copy_of(self._data.copy(order), "copy")
 
+    @cupy_method()
     def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
-        self._check("astype", (dtype,), {"order": order, "casting": casting, "subok": subok, "copy": copy})
         dtype = numpy.dtype(dtype)
         if not copy and dtype == self.dtype:
             return self
@@ -162,40 +159,40 @@ class DeviceArray:
         return (self[index] for index in range(len(self)))
 
     # ------------------------------------------------------------------ filling and taking
+    @cupy_method()
     def fill(self, value):
-        self._check("fill", (value,), {})
         self._xp._fill(self, value)
 
+    @cupy_method()
     def take(self, indices, axis=None, out=None):
-        self._check("take", (indices,), {"axis": axis, "out": out})
         return self._xp.take(self, indices, axis=axis, out=out)
 
     def dot(self, b, out=None):
         return self._xp.dot(self, b, out=out)
 
     # ------------------------------------------------------------------ reductions
+    @cupy_method()
     def sum(self, axis=None, dtype=None, out=None, keepdims=False):
-        self._check("sum", (), {"axis": axis, "dtype": dtype, "out": out, "keepdims": keepdims})
         return self._xp._reduce("sum", self, axis, dtype, out, keepdims)
 
+    @cupy_method()
     def mean(self, axis=None, dtype=None, out=None, keepdims=False):
-        self._check("mean", (), {"axis": axis, "dtype": dtype, "out": out, "keepdims": keepdims})
         return self._xp._reduce("mean", self, axis, dtype, out, keepdims)
 
+    @cupy_method()
     def max(self, axis=None, out=None, keepdims=False):
-        self._check("max", (), {"axis": axis, "out": out, "keepdims": keepdims})
         return self._xp._reduce("max", self, axis, None, out, keepdims)
 
+    @cupy_method()
     def min(self, axis=None, out=None, keepdims=False):
-        self._check("min", (), {"axis": axis, "out": out, "keepdims": keepdims})
         return self._xp._reduce("min", self, axis, None, out, keepdims)
 
+    @cupy_method()
     def argmax(self, axis=None, out=None, dtype=None, keepdims=False):
-        self._check("argmax", (), {"axis": axis, "out": out, "dtype": dtype, "keepdims": keepdims})
         return self._xp._reduce("argmax", self, axis, dtype, out, keepdims)
 
+    @cupy_method()
     def argmin(self, axis=None, out=None, dtype=None, keepdims=False):
-        self._check("argmin", (), {"axis": axis, "out": out, "dtype": dtype, "keepdims": keepdims})
         return self._xp._reduce("argmin", self, axis, dtype, out, keepdims)
 
     def any(self, axis=None, out=None, keepdims=False):
@@ -209,8 +206,8 @@ class DeviceArray:
         self._xp._sync(what)
         return self._data
 
+    @cupy_method()
     def get(self, stream=None, order="C", out=None, blocking=True):
-        self._check("get", (), {"stream": stream, "order": order, "out": out, "blocking": blocking})
         data = self._read("get").copy(order=order)
         if out is not None:
             out[...] = data

@@ -30,8 +30,8 @@ import numpy
 
 from .array import DeviceArray, is_scalar
 from .counter import Counter
-from .signatures import (CupySignatures, MissingInCupyError, NotModelledError, check_call,
-                         check_ufunc_keywords)
+from .signatures import (CupySignatures, MissingInCupyError, NotModelledError, check_ufunc_keywords,
+                         cupy_function)
 
 # cub::DeviceReduce runs a single-tile kernel up to this many items (256 threads x 16 items for 4-byte
 # types in CUB's tuning policies); above it, a reduce pass and a single-tile pass.
@@ -197,9 +197,6 @@ class StrictCupy:
         raise NotModelledError(f"xp.{name} exists in CuPy, but the stand-in does not model what it launches; "
                                "model it in backend/standin/module.py.")
 
-    def _check(self, name, args, kwargs):
-        check_call(self._signatures.function(name), f"cupy.{name}", args, kwargs)
-
     # ------------------------------------------------------------------ recording
     def _launch(self, kind, name):
         self.counter.record(kind, name)
@@ -248,45 +245,44 @@ class StrictCupy:
         self.counter.record("h2d", name)
         return self._new(data, name)
 
+    @cupy_function()
     def asarray(self, a, dtype=None, order=None, *, copy=None, blocking=False):
-        self._check("asarray", (a,), dict(dtype=dtype, order=order, copy=copy, blocking=blocking))
         if isinstance(a, DeviceArray):
             self._require_device(a, "cupy.asarray")
             return a.astype(a.dtype if dtype is None else dtype, copy=bool(copy))
         return self._host_to_device(a, dtype, "cupy.asarray (host to device)")
 
+    @cupy_function()
     def array(self, obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocking=False):
-        self._check("array", (obj,), dict(dtype=dtype, copy=copy, order=order, subok=subok, ndmin=ndmin,
-                                          blocking=blocking))
         if isinstance(obj, DeviceArray):
             self._require_device(obj, "cupy.array")
             return obj.astype(obj.dtype if dtype is None else dtype, copy=bool(copy))
         return self._host_to_device(obj, dtype, "cupy.array (host to device)")
 
+    @cupy_function()
     def ascontiguousarray(self, a, dtype=None):
-        self._check("ascontiguousarray", (a,), dict(dtype=dtype))
         self._require_device(a, "cupy.ascontiguousarray")
         if a._data.flags.c_contiguous and (dtype is None or numpy.dtype(dtype) == a.dtype):
             return a
         return self._copy_of(numpy.ascontiguousarray(a._data, dtype=dtype), "ascontiguousarray")
 
+    @cupy_function()
     def empty(self, shape, dtype=float, order="C"):
-        self._check("empty", (shape,), dict(dtype=dtype, order=order))
         return self._new(numpy.empty(shape, dtype=dtype, order=order), "empty")
 
+    @cupy_function()
     def zeros(self, shape, dtype=float, order="C"):
-        self._check("zeros", (shape,), dict(dtype=dtype, order=order))
         array = self._new(numpy.zeros(shape, dtype=dtype, order=order), "zeros")
         if array.size:
             self._launch_memset("zeros")
         return array
 
+    @cupy_function()
     def ones(self, shape, dtype=float, order="C"):
-        self._check("ones", (shape,), dict(dtype=dtype, order=order))
         return self.full(shape, 1, dtype=dtype, order=order)
 
+    @cupy_function()
     def full(self, shape, fill_value, dtype=None, order="C"):
-        self._check("full", (shape, fill_value), dict(dtype=dtype, order=order))
         array = self._new(numpy.empty(shape, dtype=dtype or numpy.asarray(fill_value).dtype, order=order), "full")
         self._fill(array, fill_value)
         return array
@@ -296,26 +292,26 @@ class StrictCupy:
         order = "C" if order == "K" else order
         return numpy.empty(a.shape if shape is None else shape, dtype=a.dtype if dtype is None else dtype, order=order)
 
+    @cupy_function()
     def empty_like(self, prototype, dtype=None, order="K", subok=None, shape=None):
-        self._check("empty_like", (prototype,), dict(dtype=dtype, order=order, subok=subok, shape=shape))
         return self._new(self._like("empty_like", prototype, dtype, order, subok, shape), "empty_like")
 
+    @cupy_function()
     def zeros_like(self, a, dtype=None, order="K", subok=None, shape=None):
-        self._check("zeros_like", (a,), dict(dtype=dtype, order=order, subok=subok, shape=shape))
         array = self._new(self._like("zeros_like", a, dtype, order, subok, shape), "zeros_like")
         array._data[...] = 0
         if array.size:
             self._launch_memset("zeros_like")
         return array
 
+    @cupy_function()
     def ones_like(self, a, dtype=None, order="K", subok=None, shape=None):
-        self._check("ones_like", (a,), dict(dtype=dtype, order=order, subok=subok, shape=shape))
         array = self._new(self._like("ones_like", a, dtype, order, subok, shape), "ones_like")
         self._fill(array, 1)
         return array
 
+    @cupy_function()
     def arange(self, start, stop=None, step=1, dtype=None):
-        self._check("arange", (start,), dict(stop=stop, step=step, dtype=dtype))
         data = numpy.arange(start, stop, step, dtype=dtype) if stop is not None else numpy.arange(start, dtype=dtype)
         array = self._new(data, "arange")
         if array.size:
@@ -419,8 +415,8 @@ class StrictCupy:
         array._data[parts] = value
         self._launch("scatter", "setitem (advanced index)")
 
+    @cupy_function()
     def take(self, a, indices, axis=None, out=None):
-        self._check("take", (a, indices), dict(axis=axis, out=out))
         self._require_device(a, "cupy.take")
         if isinstance(indices, DeviceArray):
             self._require_device(indices, "cupy.take")
@@ -443,8 +439,8 @@ class StrictCupy:
             self._launch("gather", "cupy.take")
         return out if out is not None else self._new(numpy.asarray(result), "cupy.take (result)")
 
+    @cupy_function()
     def where(self, condition, x=None, y=None):
-        self._check("where", (condition, x, y), {})
         if x is None or y is None:
             raise NotModelledError("cupy.where(condition) (nonzero) is not modelled by the stand-in.")
         self._require_device(condition, "cupy.where")
@@ -461,8 +457,8 @@ class StrictCupy:
             self._launch("elementwise", "cupy.where")
         return self._new(result, "cupy.where (result)")
 
+    @cupy_function()
     def take_along_axis(self, a, indices, axis):
-        self._check("take_along_axis", (a, indices, axis), {})
         self._require_device(a, "cupy.take_along_axis")
         self._require_device(indices, "cupy.take_along_axis")
         # cupy/_indexing/indexing.py: an arange per other axis, then a[tuple of index arrays]
@@ -476,8 +472,8 @@ class StrictCupy:
         self._launch("gather", "take_along_axis")
         return self._new(numpy.take_along_axis(a._data, indices._data, axis), "take_along_axis (result)")
 
+    @cupy_function()
     def put_along_axis(self, arr, indices, values, axis):
-        self._check("put_along_axis", (arr, indices, values, axis), {})
         self._require_device(arr, "cupy.put_along_axis")
         self._require_device(indices, "cupy.put_along_axis")
         for _ in range(arr.ndim - 1):
@@ -494,22 +490,22 @@ class StrictCupy:
         self._launch("scatter", "put_along_axis")
 
     # ------------------------------------------------------------------ shape
+    @cupy_function()
     def reshape(self, a, newshape, order="C", *, copy=None):
-        self._check("reshape", (a, newshape), dict(order=order, copy=copy))
         self._require_device(a, "cupy.reshape")
         return a.reshape(newshape, order=order, copy=copy)
 
+    @cupy_function()
     def transpose(self, a, axes=None):
-        self._check("transpose", (a,), dict(axes=axes))
         self._require_device(a, "cupy.transpose")
         return a.transpose(*(axes or ()))
 
+    @cupy_function()
     def swapaxes(self, a, axis1, axis2):
-        self._check("swapaxes", (a, axis1, axis2), {})
         return a.swapaxes(axis1, axis2)
 
+    @cupy_function()
     def concatenate(self, tup, axis=0, out=None, *, dtype=None, casting="same_kind"):
-        self._check("concatenate", (tup,), dict(axis=axis, out=out, dtype=dtype, casting=casting))
         for part in tup:
             self._require_device(part, "cupy.concatenate")
         result = numpy.concatenate([part._data for part in tup], axis=axis, dtype=dtype, casting=casting)
@@ -524,8 +520,8 @@ class StrictCupy:
             return out
         return self._new(result, "concatenate (result)")
 
+    @cupy_function()
     def pad(self, array, pad_width, mode="constant", **kwargs):
-        self._check("pad", (array, pad_width), dict(mode=mode, **kwargs))
         self._require_device(array, "cupy.pad")
         values = kwargs.get("constant_values", 0)
         if mode != "constant" or not (isinstance(values, numbers.Number) and values == 0):
@@ -542,14 +538,14 @@ class StrictCupy:
             self._launch("copy", f"{what} (operand not contiguous)")
             self._alloc(f"{what} (operand copy)")
 
+    @cupy_function()
     def matmul(self, a, b, out=None, **kwargs):
-        self._check("matmul", (a, b), dict(out=out, **kwargs))
         if kwargs:
             raise NotModelledError(f"cupy.matmul with {sorted(kwargs)} is not modelled by the stand-in.")
         return self._matmul("cupy.matmul", a, b, out)
 
+    @cupy_function()
     def dot(self, a, b, out=None):
-        self._check("dot", (a, b), dict(out=out))
         if out is not None and not out._data.flags.c_contiguous:
             raise ValueError("Output array must be C-contiguous")
         return self._matmul("cupy.dot", a, b, out)
@@ -594,40 +590,40 @@ class StrictCupy:
         return self._new(numpy.asarray(result), f"{name} (result)")
 
     # ------------------------------------------------------------------ reductions
+    @cupy_function()
     def sum(self, a, axis=None, dtype=None, out=None, keepdims=False):
-        self._check("sum", (a,), dict(axis=axis, dtype=dtype, out=out, keepdims=keepdims))
         return self._reduce("sum", a, axis, dtype, out, keepdims)
 
+    @cupy_function()
     def mean(self, a, axis=None, dtype=None, out=None, keepdims=False):
-        self._check("mean", (a,), dict(axis=axis, dtype=dtype, out=out, keepdims=keepdims))
         return self._reduce("mean", a, axis, dtype, out, keepdims)
 
+    @cupy_function()
     def max(self, a, axis=None, out=None, keepdims=False):
-        self._check("max", (a,), dict(axis=axis, out=out, keepdims=keepdims))
         return self._reduce("max", a, axis, None, out, keepdims)
 
     amax = max
 
+    @cupy_function()
     def min(self, a, axis=None, out=None, keepdims=False):
-        self._check("min", (a,), dict(axis=axis, out=out, keepdims=keepdims))
         return self._reduce("min", a, axis, None, out, keepdims)
 
     amin = min
 
+    @cupy_function()
     def argmax(self, a, axis=None, dtype=None, out=None, keepdims=False):
-        self._check("argmax", (a,), dict(axis=axis, dtype=dtype, out=out, keepdims=keepdims))
         return self._reduce("argmax", a, axis, dtype, out, keepdims)
 
+    @cupy_function()
     def argmin(self, a, axis=None, dtype=None, out=None, keepdims=False):
-        self._check("argmin", (a,), dict(axis=axis, dtype=dtype, out=out, keepdims=keepdims))
         return self._reduce("argmin", a, axis, dtype, out, keepdims)
 
+    @cupy_function()
     def any(self, a, axis=None, out=None, keepdims=False):
-        self._check("any", (a,), dict(axis=axis, out=out, keepdims=keepdims))
         return self._reduce("any", a, axis, None, out, keepdims)
 
+    @cupy_function()
     def all(self, a, axis=None, out=None, keepdims=False):
-        self._check("all", (a,), dict(axis=axis, out=out, keepdims=keepdims))
         return self._reduce("all", a, axis, None, out, keepdims)
 
     def _reduce(self, op, a, axis, dtype, out, keepdims):

@@ -122,3 +122,31 @@ def check_ufunc_keywords(name: str, kwargs) -> None:
     if unknown:
         raise TypeError(f"Wrong arguments {sorted(unknown)} for the CuPy ufunc {name}: "
                         f"CuPy ufuncs take only {', '.join(sorted(UFUNC_KEYWORDS))} as keywords.")
+
+
+def cupy_function(name: str | None = None):
+    """Decorate a stand-in function: its arguments are checked against cupy.<name>'s real signature first."""
+    def decorate(implementation):
+        function_name = name or implementation.__name__
+
+        @functools.wraps(implementation)
+        def checked(self, *args, **kwargs):
+            check_call(self._signatures.function(function_name), f"cupy.{function_name}", args, kwargs)
+            return implementation(self, *args, **kwargs)
+
+        return checked
+    return decorate
+
+
+def cupy_method(name: str | None = None):
+    """Decorate a stand-in ndarray method: checked against cupy.ndarray.<name>'s docstring signature first."""
+    def decorate(implementation):
+        method_name = name or implementation.__name__
+
+        @functools.wraps(implementation)
+        def checked(self, *args, **kwargs):
+            check_call(self._xp._signatures.method(method_name), f"cupy.ndarray.{method_name}", args, kwargs)
+            return implementation(self, *args, **kwargs)
+
+        return checked
+    return decorate

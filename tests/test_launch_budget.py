@@ -1,0 +1,121 @@
+"""Kernel-launch budgets of the GPU step, counted by the strict CuPy stand-in (no GPU needed).
+
+A training step of these small models costs what its launches cost on a GPU, and the counts are
+deterministic, so they are held here: at batch 128, Adam, float32, through the engine train.py uses,
+at most 40 launches per MLP step and 70 per CNN step (123 and 208 before the GPU rework), at most 18 for a
+CNN prediction, and no host sync, no host/device copy inside a step. `scripts/bench.py --count-launches`
+prints where the launches go, layer by layer.
+"""
+
+import numpy
+import pytest
+
+from nets.run import DeviceData
+from nets.engines import NetsEngine
+from nets.models import build_model
+from nets.optim import Adam
+from nets.recipes import Hyperparameters
+from nets.training import fit
+
+BUDGET = {"mlp": 40, "cnn": 70}  # kernel launches per training step
+PREDICT_BUDGET = {"mlp": 10, "cnn": 18}  # eval forward and argmax
+BATCH = 128
+
+
+def engine_and_data(backend, name, count=512):
+    model = build_model(name, backend=backend, dtype="float32", rng=numpy.random.default_rng(0))
+    engine = NetsEngine(model, Adam(model.parameters(), lr=1e-3), backend)
+    rng = numpy.random.default_rng(1)
+    images = backend.asarray(rng.random((count, *model.input_shape), dtype=numpy.float32))
+    labels = backend.asarray(rng.integers(0, 10, count))
+    return engine, images, labels
+
+
+def one_step(standin_gpu, name):
+    engine, images, labels = engine_and_data(standin_gpu, name)
+    engine.plan([1e-3] * 10)
+    index = standin_gpu.asarray(numpy.arange(BATCH))
+    for _ in range(3):  # warm-up: buffers, index tables, workspaces
+        engine.train_step(*engine.gather(images, labels, index))
+    x, y = engine.gather(images, labels, index)
+    counter = standin_gpu.xp.counter
+    mark = counter.mark()
+    engine.train_step(x, y)
+    return counter.since(mark), engine, images
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_a_training_step_keeps_to_its_launch_budget(standin_gpu, name):
+    tally, _, _ = one_step(standin_gpu, name)
+    assert tally.launches <= BUDGET[name], f"{tally.launches} launches: {tally.by_site()}"
+    assert tally.syncs == 0, tally.where("sync")
+    assert tally.transfers == 0, tally.by_site(("h2d", "d2h"))
+    assert tally.memsets == 0 and tally.memcpys == 0
+    # only what reductions allocate inside CuPy (CUB's results and workspaces): no array of the step's own
+    assert all("max" in event.name or "sum" in event.name or "argmax" in event.name
+               for event in tally.where("alloc")), [event.name for event in tally.where("alloc")]
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_a_prediction_keeps_to_its_launch_budget(standin_gpu, name):
+    _, engine, images = one_step(standin_gpu, name)
+    batch = images[:BATCH]
+    engine.predict(batch)  # the evaluation buffers and tables
+    counter = standin_gpu.xp.counter
+    mark = counter.mark()
+    engine.predict(batch)
+    tally = counter.since(mark)
+    assert tally.launches <= PREDICT_BUDGET[name], tally.by_site()
+    assert tally.syncs == 0 and tally.transfers == 0
+
+
+def test_a_gathered_batch_is_two_launches_into_the_steps_homes(standin_gpu):
+    engine, images, labels = engine_and_data(standin_gpu, "mlp")
+    index = standin_gpu.asarray(numpy.arange(BATCH))
+    first = engine.gather(images, labels, index)
+    mark = standin_gpu.xp.counter.mark()
+    second = engine.gather(images, labels, index)
+    tally = standin_gpu.xp.counter.since(mark)
+    assert tally.by_kind() == {"gather": 2}
+    assert second[0] is first[0] and second[1] is first[1]  # the same homes, step after step
+
+
+def test_fit_reads_the_device_only_every_few_steps(standin_gpu):
+    """Syncs per epoch: one per progress refresh (loss and hits in one read), one to stop the clock and one
+    for the test accuracy; none inside a step. Before the rework a refresh with a bar read twice."""
+    engine, _, _ = engine_and_data(standin_gpu, "mlp", count=8)
+    rng = numpy.random.default_rng(2)
+    count, test_count = 40 * 16, 64
+    data = DeviceData(
+        standin_gpu.asarray(rng.random((count, 784), dtype=numpy.float32)),
+        standin_gpu.asarray(rng.integers(0, 10, count)),
+        standin_gpu.asarray(rng.random((test_count, 784), dtype=numpy.float32)),
+        standin_gpu.asarray(rng.integers(0, 10, test_count)), image_width=28)
+    hyper = Hyperparameters(optimizer="adam", lr=1e-3, batch_size=16, epochs=2, schedule="onecycle")
+    bars = []
+
+    class Bar:
+        n = 0
+
+        def update(self, k):
+            self.n += k
+
+        def set_postfix_str(self, text, refresh=False):
+            bars.append(text)
+
+        def close(self):
+            pass
+
+    counter = standin_gpu.xp.counter
+    mark = counter.mark()
+    fit(engine, data, hyper, numpy.random.default_rng(0), progress=lambda total, name: Bar(), log=None)
+    tally = counter.since(mark)
+    steps_per_epoch, refresh_every = 40, 2  # fit refreshes every max(1, min(50, steps // 20)) steps
+    refreshes = steps_per_epoch // refresh_every
+    assert tally.syncs == hyper.epochs * (refreshes + 2), tally.by_site(("sync",))
+    assert len(bars) == hyper.epochs * refreshes
+    # copies to the device: each epoch's order and its learning rates; the loss head's constants once
+    copies = tally.by_site(("h2d",))
+    assert sum(n for site, n in copies.items() if "index_vector" in site) == hyper.epochs
+    assert sum(n for site, n in copies.items() if " plan" in site) == hyper.epochs
+    assert all("index_vector" in site or " plan" in site or "_workspace" in site for site in copies), copies
