@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 # torch comes first, pinned: its CPU build lies on this workplace's disk, and an unpinned torch
 # asked for by an extra would pull a CUDA build of several GB.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= test,plot
+EXTRAS ?= test,plot,standin
 TRAIN_ARGS ?=
 
 .PHONY: train test setup setup-train data clean
@@ -18,7 +18,8 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# One stamp per set of extras, so `make test EXTRAS=test,plot,gpu` installs what it adds.
+# One stamp per set of extras, so `make test EXTRAS=test,plot,gpu` installs what it adds. The default test
+# extras include `standin` (cupy importable, no CUDA libraries) so the GPU-path tests run without a GPU.
 $(VENV)/.installed-%: setup.cfg pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[$*]"

@@ -2,6 +2,8 @@
 """Throughput of the nets (NumPy on the CPU, CuPy on the GPU) beside PyTorch eager, and the arithmetic floor.
 
     python scripts/bench.py --device cpu --models mlp,cnn --batch-sizes 32,128,256 --json runs/bench_cpu.json
+    python scripts/bench.py --models cnn --batch-sizes 128 --repeats 2      # a quick look (seconds)
+    python scripts/bench.py --count-launches --models mlp,cnn --batch-sizes 128 --repeats 1   # where launches go
 
 For every (model, device, batch size) both implementations get the same model, the same synthetic batch of
 MNIST's shape (already on the device), float32 and Adam. Training steps (forward, backward, optimizer step)
@@ -37,7 +39,7 @@ from nets.bench.report import (  # noqa: E402
     save_plot,
     write_json,
 )
-from nets.bench.run import Options, bench_device  # noqa: E402
+from nets.bench.run import Options, bench_device, count_standin_launches  # noqa: E402
 from nets.bench.seed_loop import seed_loop_epoch_seconds  # noqa: E402
 
 
@@ -81,7 +83,8 @@ def comma_ints(context, parameter, value):
 @click.option("--channels-last/--no-channels-last", default=False, show_default=True,
               help="Add torch with channels_last memory format as a second CPU reference for the CNN.")
 @click.option("--count-launches/--no-count-launches", default=False, show_default=True,
-              help="GPU: count CUDA kernels per step with the PyTorch profiler (needs CUDA torch).")
+              help="Count kernel launches per step: per layer and pass with the strict CuPy stand-in (any "
+                   "machine, needs cupy importable); on a GPU also with the PyTorch profiler (nets and torch).")
 @click.option("--tf32/--no-tf32", default=False, show_default=True,
               help="GPU: let torch use TF32 in matmuls and convolutions (off: plain float32 like CuPy).")
 @click.option("--cudnn-benchmark/--no-cudnn-benchmark", default=False, show_default=True,
@@ -124,6 +127,8 @@ def main(device, models, batch_sizes, json_path, repeats, warmup, sample_seconds
     try:
         for name in devices:
             bench_device(name, options, torch, report)
+        if count_launches:
+            count_standin_launches(options, report)
         if seed_loop_samples:
             log(f"seed loop: {seed_loop_samples} samples, one at a time")
             report["seed_loop"] = seed_loop_epoch_seconds(seed_loop_samples)

@@ -19,8 +19,13 @@
 # the defaults add up to under 9 minutes in the worst case (about 3-4 expected on an H200).
 
 set -u
+usage="usage: bash scripts/gpu_check.sh OUTDIR   (tests, short trainings and benchmarks on the GPU, logged in OUTDIR)"
+case "${1:-}" in
+  -h|--help) echo "$usage"; exit 0 ;;
+  -*) echo "$usage" >&2; exit 2 ;;
+esac
 if [ $# -ne 1 ]; then
-  echo "usage: bash scripts/gpu_check.sh OUTDIR" >&2
+  echo "$usage" >&2
   exit 2
 fi
 REPO="$(cd "$(dirname "$0")/.." && pwd)"

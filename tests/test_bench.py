@@ -101,3 +101,27 @@ def test_training_flops_count_first_layer_without_input_gradient():
     shapes = flops.train_step_gemm_shapes(gemms, batch_size=32)
     assert shapes == [(32, 784, 128), (784, 32, 128), (32, 128, 10), (128, 32, 10), (32, 10, 128)]
     assert flops.train_flops_per_image(gemms) == 2 * 784 * 128 * 2 + 2 * 128 * 10 * 3
+
+
+def test_count_launches_without_a_gpu_tables_them_per_layer_and_pass(tmp_path):
+    pytest.importorskip("cupy", reason="the stand-in needs cupy importable (pip install -e .[gpu])")
+    json_path = tmp_path / "bench.json"
+    result = run_bench(*TINY, "--models", "mlp", "--count-launches", "--json", str(json_path))
+    assert result.returncode == 0, result.stderr
+    (entry,) = json.loads(json_path.read_text())["launches_standin"]
+    assert (entry["model"], entry["batch_size"], entry["syncs"], entry["transfers"]) == ("mlp", 4, 0, 0)
+    parts = {row["part"]: row for row in entry["rows"]}
+    assert list(parts) == ["fc1", "relu1", "fc2", "relu2", "fc3", "loss", "optimizer"]  # every launch placed
+    assert sum(row["forward"] + row["backward"] for row in entry["rows"]) == entry["train_step"] <= 40
+    assert parts["optimizer"]["backward"] == 12 and parts["loss"]["forward"] == 12
+    assert "Kernel launches per step on a GPU" in result.stdout and "| fc1 | 1 | 1 |" in result.stdout
+
+
+def test_standin_launches_attributes_every_cnn_launch():
+    pytest.importorskip("cupy", reason="the stand-in needs cupy importable (pip install -e .[gpu])")
+    from nets.bench.launches import standin_launches
+
+    entry = standin_launches("cnn", 16)
+    assert [row["part"] for row in entry["rows"]][-2:] == ["loss", "optimizer"]
+    assert sum(row["forward"] + row["backward"] for row in entry["rows"]) == entry["train_step"] <= 70
+    assert entry["predict"] <= 18

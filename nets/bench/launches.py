@@ -1,10 +1,117 @@
-"""CUDA kernel launches per step, counted by the PyTorch profiler."""
+"""Kernel launches per step: counted by the strict CuPy stand-in on any machine, or by the PyTorch profiler
+on a GPU.
+
+`standin_launches` runs the engine train.py uses on the stand-in (backend/standin) and attributes every
+launch of one training step to a layer and a pass (forward, backward), the loss head and the optimizer,
+by wrapping those calls while one real step runs: the table is the step's own, nothing re-enacted.
+"""
 
 from __future__ import annotations
 
 import json
 import tempfile
 from pathlib import Path
+
+import numpy
+
+WARMUP_STEPS = 3  # buffers, index tables and workspaces are made in the first step of a batch size
+
+
+def _counting(function, counter, totals, key):
+    def counted(*args, **kwargs):
+        mark = counter.mark()
+        result = function(*args, **kwargs)
+        totals[key] = totals.get(key, 0) + counter.since(mark).launches
+        return result
+    return counted
+
+
+class _CountedHead:
+    """The training step's loss head, its launches counted."""
+
+    def __init__(self, head, counter, totals):
+        self._head, self._counted = head, _counting(head, counter, totals, ("loss", "forward"))
+
+    def __call__(self, logits, labels):
+        return self._counted(logits, labels)
+
+    def __getattr__(self, name):
+        return getattr(self._head, name)
+
+
+def standin_launches(model_name: str, batch_size: int) -> dict | None:
+    """Launches of one nets training step (Adam, float32) and one prediction, on the CuPy stand-in.
+
+    Returns {"model", "batch_size", "train_step", "predict", "syncs", "rows": [{"part", "forward",
+    "backward"}, ...]} with a row per layer, then "loss" and "optimizer"; None when cupy is not importable.
+    """
+    from backend.standin import standin_backend
+    from nets.engines import NetsEngine
+    from nets.models import build_model
+    from nets.optim import Adam
+
+    gpu = standin_backend()
+    if gpu is None:
+        return None
+    counter = gpu.xp.counter
+    model = build_model(model_name, backend=gpu, dtype="float32", rng=numpy.random.default_rng(0))
+    engine = NetsEngine(model, Adam(model.parameters(), lr=1e-3), gpu)
+    rng = numpy.random.default_rng(1)
+    images = gpu.asarray(rng.random((batch_size, *model.input_shape), dtype=numpy.float32))
+    labels = gpu.asarray(rng.integers(0, 10, batch_size))
+    x, y = engine.gather(images, labels, gpu.asarray(numpy.arange(batch_size)))
+    engine.plan([1e-3] * (WARMUP_STEPS + 1))
+    for _ in range(WARMUP_STEPS):
+        engine.train_step(x, y)
+    engine.predict(images)
+
+    totals: dict = {}
+    for name, layer in model.layers:
+        layer.forward = _counting(layer.forward, counter, totals, (name, "forward"))
+        layer.backward = _counting(layer.backward, counter, totals, (name, "backward"))
+    step = engine.step
+    head, optimizer_step = step.head, engine.optimizer.step
+    step.head = _CountedHead(head, counter, totals)
+    engine.optimizer.step = _counting(optimizer_step, counter, totals, ("optimizer", "backward"))
+    try:
+        mark = counter.mark()
+        engine.train_step(x, y)
+        train = counter.since(mark)
+    finally:
+        for _, layer in model.layers:
+            del layer.forward, layer.backward
+        step.head = head
+        del engine.optimizer.step
+    mark = counter.mark()
+    engine.predict(images)
+    predict = counter.since(mark)
+
+    rows = []
+    for part in [name for name, _ in model.layers] + ["loss", "optimizer"]:
+        rows.append({"part": part, "forward": totals.get((part, "forward"), 0),
+                     "backward": totals.get((part, "backward"), 0)})
+    attributed = sum(row["forward"] + row["backward"] for row in rows)
+    if attributed != train.launches:
+        rows.append({"part": "other", "forward": train.launches - attributed, "backward": 0})
+    return {"model": model_name, "batch_size": batch_size, "train_step": train.launches,
+            "predict": predict.launches, "syncs": train.syncs, "transfers": train.transfers,
+            "by_kind": train.by_kind(), "rows": rows}
+
+
+def launch_table(entries) -> str:
+    """Markdown: launches per layer and pass, one column pair per (model, batch size)."""
+    lines = []
+    for entry in entries:
+        lines += [f"{entry['model']}, batch {entry['batch_size']}: {entry['train_step']} launches per training step "
+                  f"({entry['syncs']} host syncs, {entry['transfers']} host/device copies), "
+                  f"{entry['predict']} per prediction (forward and argmax)", "",
+                  "| part | forward | backward |", "|---|---:|---:|"]
+        for row in entry["rows"]:
+            lines.append(f"| {row['part']} | {row['forward']} | {row['backward']} |")
+        kinds = ", ".join(f"{kind} {count}" for kind, count in entry["by_kind"].items()
+                          if kind not in ("alloc", "sync", "d2h", "h2d"))
+        lines += [f"| **step** | | **{entry['train_step']}** |", "", f"by kind: {kinds}", ""]
+    return "\n".join(lines).rstrip()
 
 
 def count_kernel_launches(torch, runner, step, steps: int = 3) -> float | None:

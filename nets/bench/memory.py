@@ -64,24 +64,39 @@ class CpuPeakMemory:
 
 
 class CupyPeakMemory:
-    """Bytes CuPy's default memory pool holds after the run, the pool emptied before it.
+    """The peak of the bytes CuPy's memory pool has handed out to live arrays, above the level at `start`.
 
-    The pool keeps every block it ever allocated until `free_all_blocks`, so what it holds at the end is
-    the high-water mark of the arrays alive at once (rounded up to the pool's block sizes).
+    Like torch.cuda.max_memory_allocated, and unlike the pool's total (which keeps every freed block
+    cached): a cupy.cuda.MemoryHook sees each malloc from the pool and each free back to it.
     """
 
-    method = "gpu nets: cupy default memory pool total_bytes() after the run, the pool emptied before"
+    method = ("gpu nets: peak bytes of live CuPy arrays (a cupy.cuda.MemoryHook counting the pool's mallocs "
+              "and frees) above the level at start")
 
     def __init__(self, xp):
-        self._pool = xp.get_default_memory_pool()
+        meter = self
+
+        class LiveBytes(xp.cuda.MemoryHook):
+            name = "nets-bench-live-bytes"
+
+            def malloc_postprocess(self, **kwargs):
+                meter._live += kwargs.get("mem_size", 0)
+                meter._peak = max(meter._peak, meter._live)
+
+            def free_postprocess(self, **kwargs):
+                meter._live -= kwargs.get("mem_size", 0)
+
+        self._hook = LiveBytes()
+        self._live = self._peak = 0
 
     def start(self) -> None:
         gc.collect()
-        self._pool.free_all_blocks()
-        self._baseline = self._pool.used_bytes()
+        self._live = self._peak = 0
+        self._hook.__enter__()
 
     def stop(self) -> float:
-        return max(0, self._pool.total_bytes() - self._baseline) / 2**20
+        self._hook.__exit__(None, None, None)
+        return max(0, self._peak) / 2**20
 
 
 class TorchCudaPeakMemory:

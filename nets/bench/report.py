@@ -117,6 +117,12 @@ def print_tables(report: dict, file=None) -> None:
     if report["floor"]:
         print("\n## Arithmetic floor (conv/linear GEMM FLOPs of a training step; backward = 2x forward)\n", file=file)
         print(floor_table(report["floor"], report["gemm"]), file=file)
+    if report.get("launches_standin"):
+        from .launches import launch_table
+
+        print("\n## Kernel launches per step on a GPU (counted by the strict CuPy stand-in: nets, Adam, float32)\n",
+              file=file)
+        print(launch_table(report["launches_standin"]), file=file)
     if report["seed_loop"]:
         seed = report["seed_loop"]
         print(f"\nPer-sample NumPy loop (batch 1 SGD, 784-128-64-10, float64): {seed['seconds']:.2f} s for "

@@ -10,7 +10,7 @@ import backend as backend_module
 
 from . import EPOCH_IMAGES, log
 from .flops import gemm_gflops, layer_gemms, train_flops_per_image, train_step_gemm_shapes
-from .launches import count_kernel_launches
+from .launches import count_kernel_launches, standin_launches
 from .memory import CpuPeakMemory, CupyPeakMemory, NoPeakMemory, TorchCudaPeakMemory
 from .runners import NetsRunner, TorchRunner, make_batch
 from .timing import alternate_rounds
@@ -189,3 +189,19 @@ def bench_device(device: str, options, torch, report: dict) -> None:
                 report["floor"].append(floor)
             del runners, rows
             gc.collect()
+
+
+def count_standin_launches(options, report: dict) -> None:
+    """Kernel launches per training step of the nets, per layer and pass, counted by the CuPy stand-in
+    (the same on every machine); into report["launches_standin"]."""
+    entries = []
+    for model_name in options.models:
+        for batch_size in options.batch_sizes:
+            log(f"[stand-in] counting launches: {model_name} batch {batch_size}")
+            entry = standin_launches(model_name, batch_size)
+            if entry is None:
+                report["skipped"].append("launches: cupy is not importable here (pip install -e .[gpu]); "
+                                         "the stand-in needs it as the reference for CuPy's API")
+                return
+            entries.append(entry)
+    report["launches_standin"] = entries

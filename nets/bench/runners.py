@@ -28,6 +28,7 @@ class NetsRunner:
         from nets.optim import Adam
 
         self.backend = backend
+        self.settle = not backend.is_gpu  # pause before a timed sample only on the CPU (timing.py)
         self.model = build_model(model_name, backend=backend, dtype="float32", rng=numpy.random.default_rng(0))
         # the engine train.py uses, so the step timed here is the training step (threads included)
         self.engine = NetsEngine(self.model, Adam(self.model.parameters(), lr=1e-3), backend)
@@ -63,6 +64,7 @@ class TorchRunner:
 
         self.torch = torch
         self.device = device
+        self.settle = device == "cpu"
         self.functional = torch.nn.functional
         self.model = build_torch_model(model_name).to(device)
         self.x = torch.from_numpy(numpy.ascontiguousarray(x_host)).to(device)

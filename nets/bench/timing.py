@@ -7,7 +7,8 @@ import time
 
 
 # The other library's worker threads keep spinning for a while after its last call (OpenBLAS's and OpenMP's
-# busy-wait); on 2 cores they stole up to 4x from the next sample. A pause before each sample lets them park.
+# busy-wait); on 2 cores they stole up to 4x from the next sample. A pause before each CPU sample lets them
+# park; GPU samples (runner.settle False) need none.
 SETTLE_SECONDS = 0.3
 
 
@@ -38,6 +39,7 @@ def alternate_rounds(runners, phase: str, repeats: int, sample_seconds: float, b
     for _ in range(repeats):
         for runner in runners:
             step, count = steps[runner.impl]
-            time.sleep(SETTLE_SECONDS)
+            if getattr(runner, "settle", True):
+                time.sleep(SETTLE_SECONDS)
             samples[runner.impl].append(count * batch_size / seconds_for(runner, step, count))
     return samples
