@@ -7,16 +7,18 @@ module, which imports neither of them; callers use nets.checkpoint, which re-exp
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy
 
+from backend.errors import NetsError
 
-class CheckpointError(ValueError):
+from .outputs import atomic_write  # noqa: F401  re-exported: the one atomic writer, used by both formats
+
+
+class CheckpointError(NetsError, ValueError):
     """A checkpoint cannot be read or does not fit the model; the one-line message says which and why."""
 
 
@@ -61,35 +63,6 @@ def _require_file(path) -> str:
     if not os.path.isfile(path):
         raise CheckpointError(f"{path} is not a file; give the path of a .npz (or PyTorch .pt) checkpoint.")
     return path
-
-
-def atomic_write(path, write) -> None:
-    """Call write(file) on a temporary file beside `path`, fsync it, then rename it over `path`.
-
-    A failure at any point leaves whatever was at `path` untouched and removes the temporary file.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it 0600; a checkpoint is an ordinary file
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable (not possible on every platform)
-        directory_descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(directory_descriptor)
-        finally:
-            os.close(directory_descriptor)
 
 
 def _common_dtype(params, path) -> str:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy
 
+from backend.errors import NetsError
+
 __all__ = [
     "DataError",
     "read_idx",
@@ -54,7 +56,7 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
-class DataError(ValueError):
+class DataError(NetsError, ValueError):
     """A dataset file is missing, unreadable or malformed; the message is one line saying what to do."""
 
 

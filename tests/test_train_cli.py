@@ -169,12 +169,16 @@ def test_interrupted_mid_epoch_then_resumed_equals_uninterrupted(tiny_data, tmp_
             numpy.testing.assert_array_equal(once[name], cut[name], err_msg=name)
 
 
-def test_real_ctrl_c_writes_a_checkpoint_and_exits_130(tiny_data, tmp_path):
-    checkpoint = tmp_path / "ctrlc.npz"
+@pytest.mark.parametrize("save", [True, False], ids=["save", "default-path"])
+def test_real_ctrl_c_in_a_fresh_empty_directory_writes_a_checkpoint_and_exits_130(tiny_data, tmp_path, save):
+    """A real SIGINT, in a fresh clone's situation: an empty working directory, no checkpoints/ folder."""
+    fresh = tmp_path / "fresh-clone"
+    fresh.mkdir()
+    checkpoint = fresh / "runs" / "ctrlc.npz" if save else fresh / "checkpoints" / "mlp-nets-interrupted.npz"
     process = subprocess.Popen(
         [sys.executable, str(TRAIN_SCRIPT), "--model", "mlp", "--data-dir", str(tiny_data), "--epochs", "100000",
-         "--batch-size", "16", "--save", str(checkpoint)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+         "--batch-size", "16", *(["--save", "runs/ctrlc.npz"] if save else [])],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=fresh,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         first_epoch = ""
@@ -187,9 +191,69 @@ def test_real_ctrl_c_writes_a_checkpoint_and_exits_130(tiny_data, tmp_path):
     finally:
         process.kill()
     assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr and "checkpoint written to" in stderr
+    assert "Traceback" not in stderr and "checkpoint written to" in stderr and ".tmp" not in stderr
     with numpy.load(checkpoint, allow_pickle=False) as arrays:
         assert int(arrays["meta/epoch"]) >= 1
+
+
+def test_ctrl_c_without_save_in_a_fresh_directory_creates_checkpoints_and_resumes(tiny_data, tmp_path, monkeypatch):
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    monkeypatch.chdir(fresh)
+    common = ("--model", "mlp", "--data-dir", tiny_data, "--batch-size", 32, "--epochs", 2)
+    result = run(*common, "--stop-after-steps", 3)
+    assert result.exit_code == 130, result.output
+    written = Path("checkpoints") / "mlp-nets-interrupted.npz"
+    assert f"checkpoint written to {written}" in result.output and ".tmp" not in result.output
+    assert run("--resume", written, "--quiet").exit_code == 0
+    assert os.listdir(fresh / "checkpoints") == ["mlp-nets-interrupted.npz"]
+
+
+def test_a_run_without_ctrl_c_creates_no_checkpoints_folder(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--quiet").exit_code == 0
+    assert os.listdir(tmp_path) == []
+
+
+def test_outputs_into_missing_folders_are_created(tiny_data, tmp_path, monkeypatch):
+    """The README's own example, --save runs/cnn.npz, in a directory without runs/."""
+    monkeypatch.chdir(tmp_path)
+    result = run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--save", "runs/cnn.npz",
+                 "--metrics-json", "runs/json/cnn.json", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert int(numpy.load("runs/cnn.npz")["meta/epoch"]) == 1
+    assert json.loads(Path("runs/json/cnn.json").read_text())["epochs"][0]["epoch"] == 1
+
+
+@pytest.mark.parametrize("option", ["--save", "--metrics-json", "--plot", "ctrl-c"])
+def test_an_unwritable_output_is_refused_before_training_naming_the_users_path(tiny_data, tmp_path, monkeypatch,
+                                                                                option):
+    monkeypatch.chdir(tmp_path)
+    blocker = Path("blocker")
+    blocker.write_text("a file where a folder should be")
+    if option == "ctrl-c":  # no --save: Ctrl-C would write into checkpoints/, where a file is in the way
+        Path("checkpoints").write_text("a file where a folder should be")
+        args, named = (), "checkpoints"
+    else:
+        target = blocker / ("plots" if option == "--plot" else "out.npz")
+        args, named = (option, target), str(target)
+    line = one_line_error(run("--model", "mlp", "--data-dir", tiny_data, *FAST, *args))
+    assert named in line and "is a file, not a folder" in line and ".tmp" not in line
+    assert "Training" not in run("--model", "mlp", "--data-dir", tiny_data, *FAST, *args).output
+
+
+def test_a_save_that_fails_mid_run_names_the_users_path(tiny_data, tmp_path, monkeypatch):
+    from nets import outputs
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(outputs.os, "fsync", no_space)
+    checkpoint = tmp_path / "c.npz"
+    line = one_line_error(run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--save", checkpoint))
+    assert line == (f"error: cannot write {checkpoint} (No space left on device); check that its folder exists, is "
+                    "writable and has space, or choose another path.")
+    assert os.listdir(tmp_path) == []  # no temporary file left behind
 
 
 def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path):
@@ -264,13 +328,6 @@ def test_bad_idx_files_give_one_line(tmp_path, damage, expected):
         write_idx(labels, numpy.full(64, 12, dtype=numpy.uint8))
     line = one_line_error(run("--data-dir", data, *FAST))
     assert expected in line.lower() and "train-" in line
-
-
-def test_unwritable_save_path_is_one_line(tiny_data, tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
-    line = one_line_error(run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--save", blocker / "c.npz"))
-    assert "error:" in line and "Traceback" not in line
 
 
 def test_data_dir_without_files_names_them(tmp_path):
@@ -380,3 +437,43 @@ def test_resume_of_a_checkpoint_with_broken_training_state_is_one_line(tiny_data
     checkpoints.save_checkpoint(odd_config, saved.params, config=config, rng_state=saved.rng_state, **common)
     line = one_line_error(run("--resume", odd_config, "--epochs", 2))
     assert "warp_factor" in line and str(odd_config) in line
+
+
+@pytest.mark.parametrize("empty", ["train", "test"])
+def test_an_empty_split_is_refused_before_training(tmp_path, empty):
+    data = write_dataset(tmp_path / "empty", n_train=0 if empty == "train" else 32, n_test=0 if empty == "test" else 8)
+    line = one_line_error(run("--model", "mlp", "--data-dir", data, *FAST))
+    name = "train-images-idx3-ubyte" if empty == "train" else "t10k-images-idx3-ubyte"
+    assert f"{data / name} holds no images" in line and f"needs {empty} images" in line
+    assert "Training" not in run("--model", "mlp", "--data-dir", data, *FAST).output
+
+
+@pytest.mark.parametrize("option, value", [("--lr", "nan"), ("--lr", "inf"), ("--momentum", "nan"),
+                                           ("--weight-decay", "inf"), ("--weight-decay", "nan")])
+def test_non_finite_numbers_are_usage_errors(tiny_data, option, value):
+    result = run("--model", "mlp", "--optimizer", "sgd", "--data-dir", tiny_data, *FAST, option, value)
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output and "is not a finite number" in result.output
+    assert "Training" not in result.output
+
+
+def test_extending_a_finished_one_cycle_run_is_never_silent(tiny_data, tmp_path):
+    checkpoint = tmp_path / "c.npz"
+    common = ("--model", "mlp", "--data-dir", tiny_data, "--batch-size", 32)
+    assert run(*common, "--epochs", 1, "--save", checkpoint, "--quiet").exit_code == 0
+    before = checkpoint.read_bytes()
+
+    line = one_line_error(run("--resume", checkpoint, "--epochs", 2, "--save", checkpoint))
+    assert "one-cycle schedule planned for 1 epochs" in line and "re-plans it for 2 epochs" in line
+    assert "--schedule constant --lr F" in line and "--schedule onecycle" in line and "--epochs 2" in line
+    assert checkpoint.read_bytes() == before
+
+    replanned = run("--resume", checkpoint, "--epochs", 2, "--schedule", "onecycle", "--save", tmp_path / "r.npz")
+    assert replanned.exit_code == 0, replanned.output
+    note = next(line for line in replanned.output.splitlines() if line.startswith("note: "))
+    assert "re-plans it for 2 epochs" in note and "only a resume with the planned --epochs continues exactly" in note
+
+    constant = run("--resume", checkpoint, "--epochs", 2, "--schedule", "constant", "--lr", "1e-4",
+                   "--save", tmp_path / "k.npz")
+    assert constant.exit_code == 0, constant.output
+    assert "note:" not in constant.output
