@@ -109,7 +109,94 @@ def infer_model_config(params: Mapping) -> dict:
     return {"name": "mlp", "sizes": sizes}
 
 
+MODEL_CONFIG_KEYS = {"mlp": ("sizes",), "cnn": ("in_channels", "channels", "hidden", "classes", "image_size")}
+
+
+def _whole(value, field: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CheckpointError(f"{where} has {field} {value!r}; it must be a whole number >= 1.")
+    return value
+
+
+def expected_parameter_shapes(config, where: str = "the model config") -> dict:
+    """{name: shape} of the parameters build_model(config) makes, in state_dict order, computed without building
+    the model (it mirrors nets.models, as infer_model_config does; tests check the two agree).
+
+    Raises CheckpointError, naming `where`, for a config that is not complete (every architecture key of its
+    model), has unknown keys, or sizes that are not whole numbers >= 1 or images too small for the cnn.
+    """
+    from .layers.base import INITS
+    from .layers.conv import conv_output_size
+
+    if not isinstance(config, Mapping) or config.get("name") not in MODEL_CONFIG_KEYS:
+        shown = config.get("name") if isinstance(config, Mapping) else config
+        raise CheckpointError(f"{where} names the model {shown!r}; it must be mlp or cnn.")
+    name = config["name"]
+    keys = MODEL_CONFIG_KEYS[name]
+    unknown = sorted(set(config) - {"name", "init", *keys}, key=str)
+    missing = [key for key in keys if key not in config]
+    if unknown or missing:
+        problem = f"unknown keys {', '.join(map(str, unknown))}" if unknown else f"no {', '.join(missing)}"
+        raise CheckpointError(f"{where} has {problem}; a {name} config has name, init, {', '.join(keys)}.")
+    if "init" in config and config["init"] not in INITS:
+        raise CheckpointError(f"{where} has init {config['init']!r}; it must be one of {', '.join(INITS)}.")
+    if name == "mlp":
+        sizes = config["sizes"]
+        if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
+            raise CheckpointError(f"{where} has sizes {sizes!r}; they must be a list (inputs, ..., classes).")
+        sizes = [_whole(size, "a size", where) for size in sizes]
+        shapes = {}
+        for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+            shapes[f"fc{index}.weight"], shapes[f"fc{index}.bias"] = (fan_out, fan_in), (fan_out,)
+        return shapes
+    channels = config["channels"]
+    if not isinstance(channels, (list, tuple)) or len(channels) != 2:
+        raise CheckpointError(f"{where} has channels {channels!r}; they must be two numbers (conv1, conv2).")
+    first, second = (_whole(count, "a channel count", where) for count in channels)
+    inputs, hidden, classes, image_size = (_whole(config[key], key, where)
+                                           for key in ("in_channels", "hidden", "classes", "image_size"))
+    try:  # conv 3 -> pool 2/2 -> conv 3 -> pool 2/1, as nets.models.CNN
+        side = image_size
+        for kernel, stride in ((3, 1), (2, 2), (3, 1), (2, 1)):
+            side = conv_output_size(side, kernel, stride, 0)
+    except ValueError:
+        raise CheckpointError(f"{where} has image_size {image_size}, too small for the cnn's layers.") from None
+    return {"conv1.weight": (first, inputs, 3, 3), "conv1.bias": (first,),
+            "conv2.weight": (second, first, 3, 3), "conv2.bias": (second,),
+            "fc1.weight": (hidden, second * side * side), "fc1.bias": (hidden,),
+            "fc2.weight": (classes, hidden), "fc2.bias": (classes,)}
+
+
+def check_parameter_shapes(shapes: Mapping, config, where: str, path) -> None:
+    """Compare stored parameter shapes (name -> shape, e.g. from .npy headers) with what `config` implies; raises
+    CheckpointError naming the first difference. `where` names the config ("meta/model_config")."""
+    expected = expected_parameter_shapes(config, f"{path}: {where}")
+    missing = [name for name in expected if name not in shapes]
+    unexpected = [name for name in shapes if name not in expected]
+    if missing:
+        raise CheckpointError(f"{path} lacks parameters the {config['name']} model needs: {', '.join(missing)}.")
+    if unexpected:
+        raise CheckpointError(f"{path} has parameters the {config['name']} model does not: {', '.join(unexpected)}.")
+    for name, shape in expected.items():
+        if tuple(shapes[name]) != shape:
+            raise CheckpointError(f"{path}: {where} implies {name} of shape {shape}, but the file stores "
+                                  f"{tuple(shapes[name])}; the file is inconsistent, so save it again.")
+
+
+def check_finite_parameters(params: Mapping, path) -> None:
+    """CheckpointError naming the first parameter with NaN or infinite values (a model saved after diverging)."""
+    for name, array in params.items():
+        bad = int(array.size - numpy.count_nonzero(numpy.isfinite(array)))
+        if bad:
+            raise CheckpointError(f"{path}: parameter {name} holds {bad} NaN or infinite value{'s' if bad > 1 else ''}; "
+                                  "the model diverged before it was saved, so use an earlier checkpoint.")
+
+
 def _checkpoint_from_parameters(params: dict, *, source: str, path) -> Checkpoint:
     config = infer_model_config(params)
+    label = "the state_dict" if path is None else os.fspath(path)
+    check_parameter_shapes({name: numpy.shape(array) for name, array in params.items()}, config,
+                           "the parameters' own architecture", label)
+    check_finite_parameters(params, label)
     return Checkpoint(params=params, model_name=config["name"], model_config=config,
                       dtype=_common_dtype(params, path), source=source, path=None if path is None else os.fspath(path))

@@ -178,6 +178,49 @@ def test_evaluate_json_into_a_blocked_folder_is_refused_before_any_work(cnn_chec
     assert result.stdout == ""
 
 
+def _copy_with(source, target, mutate):
+    with numpy.load(source, allow_pickle=False) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    mutate(arrays)
+    numpy.savez(target, **arrays)
+    return target
+
+
+def _nan_weights(arrays):
+    arrays["fc2.weight"] = arrays["fc2.weight"].copy()
+    arrays["fc2.weight"][0, 0] = numpy.nan
+
+
+def _huge_hidden(arrays):
+    config = json.loads(str(arrays["meta/model_config"][()]))
+    arrays["meta/model_config"] = numpy.array(json.dumps({**config, "hidden": 10**9}))
+
+
+@pytest.mark.parametrize("damage, expected", [
+    ("nan", "parameter fc2.weight holds 1 NaN or infinite value; the model diverged before it was saved"),
+    ("extra member", "holds a member 'notes.txt' that is not a numpy array (.npy)"),
+    ("huge config", "meta/model_config implies fc1.weight of shape (1000000000, 3200), but the file stores (48, 3200)"),
+])
+@pytest.mark.parametrize("script", ["evaluate", "predict"])
+def test_a_bad_checkpoint_is_one_line_in_evaluate_and_predict(cnn_checkpoint, data_dir, tmp_path, damage, expected,
+                                                               script):
+    import zipfile
+
+    path = tmp_path / "bad.npz"
+    if damage == "extra member":
+        path.write_bytes(cnn_checkpoint.read_bytes())
+        with zipfile.ZipFile(path, "a") as archive:
+            archive.writestr("notes.txt", "hello")
+    else:
+        _copy_with(cnn_checkpoint, path, _nan_weights if damage == "nan" else _huge_hidden)
+    if script == "evaluate":
+        result = invoke(evaluate_script, path, "--data-dir", data_dir, "--device", "cpu")
+    else:
+        result = invoke(predict_script, path, digit_image(tmp_path / "seven.png"), "--device", "cpu")
+    assert_one_line_error(result, str(path), expected)
+    assert result.stdout == ""
+
+
 def test_evaluate_on_an_unavailable_gpu(cnn_checkpoint, data_dir):
     if backend_module.gpu_problem() is None:
         pytest.skip("a GPU works here, so --device gpu is not an error")

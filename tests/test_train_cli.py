@@ -477,3 +477,63 @@ def test_extending_a_finished_one_cycle_run_is_never_silent(tiny_data, tmp_path)
                    "--save", tmp_path / "k.npz")
     assert constant.exit_code == 0, constant.output
     assert "note:" not in constant.output
+
+
+def _rewrite(path, mutate):
+    with numpy.load(path, allow_pickle=False) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    mutate(arrays)
+    numpy.savez(path, **arrays)
+
+
+@pytest.fixture(scope="module")
+def mid_epoch_checkpoint(tiny_data, tmp_path_factory):
+    path = tmp_path_factory.mktemp("cut") / "cut.npz"
+    result = run("--model", "mlp", "--data-dir", tiny_data, "--batch-size", 32, "--epochs", 2, "--save", path,
+                 "--stop-after-steps", 3)
+    assert result.exit_code == 130, result.output
+    return path
+
+
+def _json_entry(key, mutate):
+    def change(arrays):
+        arrays[key] = numpy.array(json.dumps(mutate(json.loads(str(arrays[key][()])))))
+    return change
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda a: a.update({"meta/step_in_epoch": numpy.array(999)}),
+     "has meta/step_in_epoch 999, but an epoch here has only 8 steps (batch 32)"),
+    (lambda a: a.pop("meta/epoch_rng_state"), "stopped at meta/step_in_epoch 3 but has no meta/epoch_rng_state"),
+    (lambda a: a.update({"meta/epoch_rng_state": numpy.array('{"bit_generator": "PCG64", "state": 7}')}),
+     "unusable meta/epoch_rng_state"),
+    (_json_entry("optim/hyperparameters", lambda h: {**h, "betas": [0.9, 1.0]}), "optim/hyperparameters betas[1] = 1.0"),
+    (_json_entry("meta/config", lambda c: {**c, "hyper": {**c["hyper"], "lr": float("nan")}}),
+     "meta/config): hyper.lr is nan; it must be a positive finite number"),
+    (_json_entry("meta/config", lambda c: {**c, "hyper": {**c["hyper"], "schedule": "cosine"}}),
+     "hyper.schedule is 'cosine'; it must be one of constant, onecycle"),
+    (_json_entry("meta/metrics", lambda m: {"epochs": m}), "meta/metrics entry that is not the per-epoch list"),
+    (lambda a: a.update({"fc1.weight": numpy.full_like(a["fc1.weight"], numpy.nan)}),
+     "parameter fc1.weight holds"),
+])
+def test_resuming_a_checkpoint_with_bad_metadata_is_one_line_naming_the_field(mid_epoch_checkpoint, tmp_path, mutate,
+                                                                                expected):
+    path = tmp_path / "bad.npz"
+    path.write_bytes(mid_epoch_checkpoint.read_bytes())
+    _rewrite(path, mutate)
+    result = run("--resume", path, "--quiet")
+    line = one_line_error(result)
+    assert expected in line and str(path) in line
+    assert "Training" not in result.output
+
+
+def test_resuming_a_pytorch_state_dict_says_what_it_holds(tmp_path):
+    pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
+    import backend
+    from nets.checkpoint import save_torch_state_dict
+    from nets.models import build_model
+
+    path = save_torch_state_dict(tmp_path / "mlp.pt", build_model("mlp", backend=backend.get_backend("cpu")))
+    line = one_line_error(run("--resume", path))
+    assert line == (f"error: {path} is a PyTorch state_dict: it holds the weights of a mlp but no optimizer state, "
+                    f"epoch or RNG state, so training cannot resume from it; score it with scripts/evaluate.py {path}.")
