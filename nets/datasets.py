@@ -258,7 +258,7 @@ def _read_directory(name: str, directory: Path, source: str) -> Dataset:
     found, missing = dataset_files(directory)
     if missing:
         raise DataNotFoundError(f"{directory} lacks {_missing_text(missing)}; put the missing files there.")
-    blobs = {file_name: read_idx_bytes(path) for file_name, path in found.items()}
+    blobs = {file_name: read_idx_bytes(path, ndim=3 if "images" in file_name else 1) for file_name, path in found.items()}
     verified = all(
         hashlib.md5(blobs[file_name], usedforsecurity=False).hexdigest() == CONTENT_MD5[name][file_name]
         for file_name in FILE_NAMES
