@@ -101,3 +101,20 @@ def test_training_flops_count_first_layer_without_input_gradient():
     shapes = flops.train_step_gemm_shapes(gemms, batch_size=32)
     assert shapes == [(32, 784, 128), (784, 32, 128), (32, 128, 10), (128, 32, 10), (32, 10, 128)]
     assert flops.train_flops_per_image(gemms) == 2 * 784 * 128 * 2 + 2 * 128 * 10 * 3
+
+
+@pytest.mark.parametrize("models", ["resnet", "mlp,resnet", ","])
+def test_bench_unknown_model_is_a_usage_error(models):
+    result = run_bench(*TINY, "--models", models, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "Invalid value for '--models'" in result.stderr and "give a comma-separated list of mlp, cnn" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bench_unwritable_json_is_refused_before_timing(tmp_path):
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    target = tmp_path / "blocker" / "bench.json"
+    result = run_bench(*TINY, "--models", "mlp", "--json", str(target), timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: --json {target}: ")
+    assert "Traceback" not in result.stderr and result.stdout == ""
