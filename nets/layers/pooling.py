@@ -22,7 +22,7 @@ from __future__ import annotations
 from backend import array_module
 
 from .base import Layer, is_channel_major
-from .conv import conv_output_size
+from .conv import check_pair, check_whole, conv_output_size
 
 __all__ = ["MaxPool2d", "pairing_tree"]
 
@@ -55,11 +55,11 @@ class MaxPool2d(Layer):
         super().__init__()
         self.relu = bool(relu)
         self._positive = None
-        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        kh, kw = check_pair(kernel_size, "MaxPool2d kernel_size")
         if kh != kw and stride is None:
             raise ValueError("give MaxPool2d an explicit stride when the kernel is not square.")
         self.kernel_size = (kh, kw)
-        self.stride = int(stride) if stride is not None else kh
+        self.stride = check_whole(stride, "MaxPool2d stride") if stride is not None else kh
         self._row_tree, self._column_tree = pairing_tree(kw), pairing_tree(kh)
         self._geometry = None
 
@@ -67,6 +67,8 @@ class MaxPool2d(Layer):
         """Flat-vector geometry for an (N, C, H, W) input; see the module docstring."""
         (kh, kw), stride = self.kernel_size, self.stride
         n, c, h, w = shape
+        if n == 0 or c == 0:
+            raise ValueError(f"MaxPool2d got an empty input of shape {tuple(shape)}; pass at least one image and channel.")
         out_h, out_w = conv_output_size(h, kh, stride, 0), conv_output_size(w, kw, stride, 0)
         # With W a multiple of the stride, the row stage need only visit every stride-th column.
         row_step = stride if stride > 1 and w % stride == 0 else 1
