@@ -457,9 +457,12 @@ def test_non_finite_numbers_are_usage_errors(tiny_data, option, value):
     assert "Training" not in result.output
 
 
-def test_extending_a_finished_one_cycle_run_is_never_silent(tiny_data, tmp_path):
+@pytest.mark.parametrize("impl", ["nets", "torch"])
+def test_extending_a_finished_one_cycle_run_is_never_silent(tiny_data, tmp_path, impl):
+    if impl == "torch":
+        pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
     checkpoint = tmp_path / "c.npz"
-    common = ("--model", "mlp", "--data-dir", tiny_data, "--batch-size", 32)
+    common = ("--impl", impl, "--model", "mlp", "--data-dir", tiny_data, "--batch-size", 32)
     assert run(*common, "--epochs", 1, "--save", checkpoint, "--quiet").exit_code == 0
     before = checkpoint.read_bytes()
 
@@ -537,3 +540,26 @@ def test_resuming_a_pytorch_state_dict_says_what_it_holds(tmp_path):
     line = one_line_error(run("--resume", path))
     assert line == (f"error: {path} is a PyTorch state_dict: it holds the weights of a mlp but no optimizer state, "
                     f"epoch or RNG state, so training cannot resume from it; score it with scripts/evaluate.py {path}.")
+
+
+@pytest.mark.parametrize("model, optimizer", [("mlp", ("--optimizer", "adam")), ("cnn", ("--optimizer", "adam")),
+                                              ("mlp", ("--optimizer", "sgd", "--momentum", "0.9"))])
+def test_torch_interrupted_mid_epoch_then_resumed_equals_uninterrupted(tiny_data, tmp_path, model, optimizer):
+    """As for the nets: the saved optimizer state goes back into torch.optim and the run continues bit for bit."""
+    pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
+    common = ("--impl", "torch", "--model", model, "--data-dir", tiny_data, "--batch-size", 32, "--epochs", 3,
+              *optimizer)
+    assert run(*common, "--save", tmp_path / "once.npz", "--quiet").exit_code == 0
+    result = run(*common, "--save", tmp_path / "cut.npz", "--stop-after-steps", 13)
+    assert result.exit_code == 130, result.output
+    with numpy.load(tmp_path / "cut.npz") as cut:
+        assert (int(cut["meta/epoch"]), int(cut["meta/step_in_epoch"])) == (1, 5)
+    assert run("--resume", tmp_path / "cut.npz", "--save", tmp_path / "cut.npz", "--quiet").exit_code == 0
+    with numpy.load(tmp_path / "once.npz") as once, numpy.load(tmp_path / "cut.npz") as cut:
+        assert sorted(once.files) == sorted(cut.files)
+        compared = [name for name in once.files if not name.startswith("meta/") and name != "optim/hyperparameters"]
+        assert any(name.startswith("optim/") and "/" in name[len("optim/"):] for name in compared)
+        for name in compared:
+            numpy.testing.assert_array_equal(once[name], cut[name], err_msg=name)
+        if "adam" in optimizer:  # torch.optim.SGD keeps no step count
+            assert int(cut["optim/step"]) == int(once["optim/step"]) == 24
