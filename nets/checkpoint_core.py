@@ -62,6 +62,10 @@ def _require_file(path) -> str:
         raise CheckpointError(f"no checkpoint at {path}; check the path (train.py writes one with --save).")
     if not os.path.isfile(path):
         raise CheckpointError(f"{path} is not a file; give the path of a .npz (or PyTorch .pt) checkpoint.")
+    try:  # an unreadable file would otherwise pass for "not a zip archive"
+        open(path, "rb").close()
+    except OSError as error:
+        raise CheckpointError(f"{path} cannot be read ({error.strerror or error}); check its permissions.") from None
     return path
 
 

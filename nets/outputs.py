@@ -4,6 +4,7 @@ atomically, so that a run never trains for an epoch (or an hour) only to fail at
     prepare_file("runs/cnn.npz", "--save")     # creates runs/, checks a file can be written there
     prepare_folder("runs/plots", "--plot")      # creates the folder, checks it is writable
     check_file_creatable("checkpoints/x.npz", "the Ctrl-C checkpoint")   # checks only; creates nothing
+    check_folder_creatable("runs/plots", "--plot")                      # the same for a folder
     write_json("runs/eval.json", report)        # atomic, folders created, OutputError naming the path
 
 Every problem raises OutputError, one line naming the user's path (never a temporary file) and what to do.
@@ -19,7 +20,8 @@ from pathlib import Path
 
 from backend.errors import NetsError
 
-__all__ = ["OutputError", "atomic_write", "check_file_creatable", "prepare_file", "prepare_folder", "write_json"]
+__all__ = ["OutputError", "atomic_write", "check_file_creatable", "check_folder_creatable", "prepare_file",
+           "prepare_folder", "write_json"]
 
 
 class OutputError(NetsError, OSError):
@@ -42,34 +44,42 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def _probe(folder: Path, label: str) -> None:
+def _probe(folder: Path, label: str, advice: str = "choose another path") -> None:
     """Create and remove a temporary file in `folder`: the one test of writability that holds for root,
     read-only mounts and ACLs alike."""
     try:
         descriptor, probe = tempfile.mkstemp(prefix=".nets-write-test.", dir=folder)
     except OSError as error:
-        raise OutputError(f"{label}: cannot write in {folder} ({_reason(error)}); choose another path.") from error
+        raise OutputError(f"{label}: cannot write in {folder} ({_reason(error)}); {advice}.") from error
     os.close(descriptor)
     with contextlib.suppress(OSError):
         os.unlink(probe)
 
 
-def _check_folder_path(folder: Path, label: str) -> Path:
+def _check_folder_path(folder: Path, label: str, advice: str = "choose another path") -> Path:
     """The nearest existing part of `folder` must be a folder (not a file in the way); -> that part."""
     existing = _nearest_existing(folder)
     if not existing.is_dir():
         raise OutputError(f"{label}: {existing} is a file, not a folder, so nothing can be written under it; "
-                          "choose another path.")
+                          f"{advice}.")
     return existing
 
 
-def check_file_creatable(path, option: str | None = None) -> None:
-    """Check that a file can be written at `path` (its folders created) without creating anything."""
+def check_file_creatable(path, option: str | None = None, advice: str = "choose another path") -> None:
+    """Check that a file can be written at `path` (its folders created) without creating anything.
+    `advice` ends the message of a failure."""
     path = Path(path)
     label = _label(path, option)
     if path.is_dir():
         raise OutputError(f"{label}: {path} is a folder; give a file path inside it, such as {path / 'run.npz'}.")
-    _probe(_check_folder_path(path.parent, label), label)
+    _probe(_check_folder_path(path.parent, label, advice), label, advice)
+
+
+def check_folder_creatable(path, option: str | None = None) -> None:
+    """Check that files can be written in the folder `path` (created as needed) without creating anything."""
+    path = Path(path)
+    label = _label(path, option)
+    _probe(_check_folder_path(path, label), label)
 
 
 def prepare_file(path, option: str | None = None) -> Path:

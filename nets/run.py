@@ -233,11 +233,11 @@ def check_outputs(options: RunOptions, interrupt_path: str) -> None:
     if options.save:
         outputs.check_file_creatable(options.save, "--save")
     else:
-        outputs.check_file_creatable(interrupt_path, "the Ctrl-C checkpoint")
+        outputs.check_file_creatable(interrupt_path, "the Ctrl-C checkpoint", "pass --save PATH to put it elsewhere")
     if options.metrics_json:
         outputs.check_file_creatable(options.metrics_json, "--metrics-json")
     if options.plot:
-        outputs.check_file_creatable(Path(options.plot) / "training_curves.png", "--plot")
+        outputs.check_folder_creatable(options.plot, "--plot")
 
 
 def prepare_outputs(options: RunOptions) -> None:

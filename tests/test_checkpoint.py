@@ -258,6 +258,20 @@ def test_a_missing_path_or_a_directory(tmp_path):
     assert message_of(info) == f"{tmp_path} is not a file; give the path of a .npz (or PyTorch .pt) checkpoint."
 
 
+def test_an_unreadable_file_is_named_as_such(saved_mlp, monkeypatch):
+    import nets.checkpoint_core as core
+
+    path, _ = saved_mlp
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(core, "open", refuse, raising=False)  # as for a file without read permission (not root)
+    with pytest.raises(CheckpointError) as info:
+        load_any_checkpoint(path)
+    assert message_of(info) == f"{path} cannot be read (Permission denied); check its permissions."
+
+
 def test_not_an_npz(tmp_path):
     for name, content in (("notes.npz", b"hello, I am text\n"), ("empty.npz", b"")):
         (tmp_path / name).write_bytes(content)

@@ -6,12 +6,14 @@ import os
 import pytest
 
 from nets import outputs
-from nets.outputs import OutputError, atomic_write, check_file_creatable, prepare_file, prepare_folder, write_json
+from nets.outputs import (OutputError, atomic_write, check_file_creatable, check_folder_creatable, prepare_file,
+                          prepare_folder, write_json)
 
 
 def test_check_creates_nothing_and_prepare_creates_the_folders(tmp_path):
     target = tmp_path / "runs" / "deep" / "cnn.npz"
     check_file_creatable(target, "--save")
+    check_folder_creatable(tmp_path / "plots" / "a", "--plot")
     assert os.listdir(tmp_path) == []
     assert prepare_file(target, "--save") == target
     assert target.parent.is_dir() and os.listdir(target.parent) == []  # the write test left nothing behind

@@ -142,8 +142,12 @@ def test_seed_recipe_and_explicit_overrides(tiny_data, tmp_path):
     assert (metrics["momentum"], metrics["weight_decay"], metrics["seed"], metrics["dtype"]) == (0.9, 1e-4, 3, "float64")
 
 
-def test_two_plus_two_epochs_resumed_equal_four_in_one_go(tiny_data, tmp_path):
-    common = ("--model", "cnn", "--data-dir", tiny_data, "--batch-size", 64, "--schedule", "constant", "--quiet")
+@pytest.mark.parametrize("impl", ["nets", "torch"])
+def test_two_plus_two_epochs_resumed_equal_four_in_one_go(tiny_data, tmp_path, impl):
+    if impl == "torch":
+        pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
+    common = ("--impl", impl, "--model", "cnn", "--data-dir", tiny_data, "--batch-size", 64, "--schedule", "constant",
+              "--quiet")
     assert run(*common, "--epochs", 4, "--save", tmp_path / "once.npz").exit_code == 0
     assert run(*common, "--epochs", 2, "--save", tmp_path / "split.npz").exit_code == 0
     result = run("--resume", tmp_path / "split.npz", "--epochs", 4, "--save", tmp_path / "split.npz", "--quiet")
@@ -238,7 +242,9 @@ def test_an_unwritable_output_is_refused_before_training_naming_the_users_path(t
         target = blocker / ("plots" if option == "--plot" else "out.npz")
         args, named = (option, target), str(target)
     line = one_line_error(run("--model", "mlp", "--data-dir", tiny_data, *FAST, *args))
-    assert named in line and "is a file, not a folder" in line and ".tmp" not in line
+    assert line.startswith(f"error: {option if option != 'ctrl-c' else 'the Ctrl-C checkpoint'} {named}")
+    assert "is a file, not a folder" in line and ".tmp" not in line
+    assert line.endswith("pass --save PATH to put it elsewhere." if option == "ctrl-c" else "choose another path.")
     assert "Training" not in run("--model", "mlp", "--data-dir", tiny_data, *FAST, *args).output
 
 
