@@ -304,8 +304,8 @@ def check_resume_position(resumed, settings: RunSettings, train_count: int, opti
                          planned_steps * planned.epochs)
     now = learning_rate("onecycle", hyper.lr, resumed.epoch * steps_per_epoch + resumed.step_in_epoch,
                         steps_per_epoch * hyper.epochs)
-    change = (f"{path} was trained under a one-cycle schedule planned for {planned.epochs} epochs (batch "
-              f"{planned.batch_size}, peak lr {planned.lr:g}); this run re-plans it for {hyper.epochs} epochs (batch "
+    change = (f"{path} was trained under a one-cycle schedule planned for {_epochs(planned.epochs)} (batch "
+              f"{planned.batch_size}, peak lr {planned.lr:g}); this run re-plans it for {_epochs(hyper.epochs)} (batch "
               f"{hyper.batch_size}, peak lr {hyper.lr:g}), so the learning rate goes from {then:.3g} at its last step "
               f"to {now:.3g}")
     if options.schedule is None:
@@ -313,6 +313,10 @@ def check_resume_position(resumed, settings: RunSettings, train_count: int, opti
                        f"--epochs {hyper.epochs} for that; add --schedule constant --lr F to train on at a fixed rate; "
                        "or add --schedule onecycle to re-plan the cycle anyway.")
     say(f"note: {change} (--schedule onecycle); only a resume with the planned --epochs continues exactly.")
+
+
+def _epochs(count: int) -> str:
+    return f"{count} epoch" if count == 1 else f"{count} epochs"
 
 
 def train_run(options: RunOptions, say=print, progress=None) -> RunResult:

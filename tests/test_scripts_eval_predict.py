@@ -221,6 +221,23 @@ def test_a_bad_checkpoint_is_one_line_in_evaluate_and_predict(cnn_checkpoint, da
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize("script", ["evaluate", "predict"])
+def test_a_checkpoint_whose_meta_names_the_other_model_does_not_suggest_options_the_script_lacks(
+        mlp_checkpoint, cnn_checkpoint, data_dir, tmp_path, script):
+    def claim_cnn(arrays):
+        with numpy.load(cnn_checkpoint) as cnn:
+            arrays["meta/model"], arrays["meta/model_config"] = cnn["meta/model"], cnn["meta/model_config"]
+
+    path = _copy_with(mlp_checkpoint, tmp_path / "odd.npz", claim_cnn)
+    if script == "evaluate":
+        result = invoke(evaluate_script, path, "--data-dir", data_dir, "--device", "cpu")
+    else:
+        result = invoke(predict_script, path, digit_image(tmp_path / "seven.png"), "--device", "cpu")
+    assert_one_line_error(result, f"{path}: meta/model_config describes a cnn, but the parameters are those of a mlp; "
+                                  "the file is inconsistent, so save it again.")
+    assert "--model" not in result.stderr
+
+
 def test_evaluate_on_an_unavailable_gpu(cnn_checkpoint, data_dir):
     if backend_module.gpu_problem() is None:
         pytest.skip("a GPU works here, so --device gpu is not an error")

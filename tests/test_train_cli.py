@@ -473,7 +473,7 @@ def test_extending_a_finished_one_cycle_run_is_never_silent(tiny_data, tmp_path,
     before = checkpoint.read_bytes()
 
     line = one_line_error(run("--resume", checkpoint, "--epochs", 2, "--save", checkpoint))
-    assert "one-cycle schedule planned for 1 epochs" in line and "re-plans it for 2 epochs" in line
+    assert "one-cycle schedule planned for 1 epoch (batch 32" in line and "re-plans it for 2 epochs" in line
     assert "--schedule constant --lr F" in line and "--schedule onecycle" in line and "--epochs 2" in line
     assert checkpoint.read_bytes() == before
 
