@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy
 
+from .errors import NetsError  # noqa: F401  re-exported: the base of every user-facing error
+
 __all__ = [
     "Backend",
     "BackendError",
@@ -35,7 +37,7 @@ GPU_INSTALL_HINT = "pip install -e .[gpu]"
 CUDA13_HINT = "for a CUDA 13 driver, pip install cupy-cuda13x instead"
 
 
-class BackendError(RuntimeError):
+class BackendError(NetsError, RuntimeError):
     """The device the user asked for cannot be used; the message says why and what to do."""
 
 

@@ -40,6 +40,7 @@ import numpy
 
 from backend import to_numpy
 
+from .checkpoint_checks import check_input_statistics, check_optimizer_state, check_rng_state, check_whole
 from .checkpoint_core import (
     Checkpoint,
     CheckpointError,
@@ -48,9 +49,12 @@ from .checkpoint_core import (
     _common_dtype,
     _first_line,
     _require_file,
+    check_finite_parameters,
+    check_parameter_shapes,
     infer_model_config,
 )
 from .models import build_model
+from .npz_members import NpzMembers
 from .torch_checkpoint import (  # re-exported: callers import them from here
     TORCH_SUFFIXES,  # noqa: F401
     export_torch_state_dict,
@@ -202,99 +206,173 @@ def save_checkpoint(path, model, *, model_config: dict | None = None, optimizer=
 # ---------------------------------------------------------------------------------------------- reading
 
 
-def _read_npz(path) -> dict:
-    """All arrays of an .npz file, read (and so CRC-checked) now; CheckpointError for anything unreadable."""
-    path = _require_file(path)
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"{path} is not an .npz checkpoint (not a zip archive: truncated, or another kind of file).")
-    try:
-        with numpy.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
-    except ValueError as error:
-        if "allow_pickle" in str(error):
-            raise CheckpointError(f"{path} holds pickled Python objects, which are not loaded; save it again with nets.") from None
-        raise CheckpointError(f"{path} is a corrupt .npz checkpoint ({_first_line(error)}); save it again.") from None
-    except Exception as error:  # BadZipFile (bad CRC), zlib.error, EOFError, OSError on a damaged member
-        raise CheckpointError(f"{path} is a corrupt .npz checkpoint ({_first_line(error)}); save it again.") from None
+# The entries a version-1 checkpoint may hold besides parameters and optimizer buffers, with their kind:
+# "U" a JSON or text string, "i" an integer, "f" a number. All are 0-d and small.
+META_ENTRIES = {"format": "U", "version": "i", "model": "U", "model_config": "U", "dtype": "U", "epoch": "i",
+                "step_in_epoch": "i", "config": "U", "metrics": "U", "rng_state": "U", "epoch_rng_state": "U",
+                "input_mean": "f", "input_std": "f"}
+OPTIM_ENTRIES = {"name": "U", "step": "i", "hyperparameters": "U"}
+MAX_META_BYTES = 16 * 2**20  # a metrics history of thousands of epochs is well under this
 
 
-def _text(arrays, key, path):
+def _entry_kind(key: str) -> str | None:
+    """The kind of a meta/ or optim/ scalar entry; None for parameters and optimizer buffers."""
+    if key.startswith(META):
+        return META_ENTRIES.get(key[len(META):], "?")
+    if key.startswith(OPTIM) and "/" not in key[len(OPTIM):]:
+        return OPTIM_ENTRIES.get(key[len(OPTIM):], "?")
+    return None
+
+
+def _read_scalars(archive: NpzMembers, path) -> dict:
+    """The meta/ and optim/ scalar entries, each checked from its header (known, 0-d, small) before it is read."""
+    values = {}
+    for key, member in archive.members.items():
+        kind = _entry_kind(key)
+        if kind is None:
+            continue
+        if kind == "?":
+            raise CheckpointError(f"{path} has an entry {key} that a nets checkpoint (format version {VERSION}) "
+                                  "does not have; save it again with nets.")
+        if member.ndim != 0 or member.nbytes > MAX_META_BYTES or member.dtype.kind not in {"U": "U", "i": "iu",
+                                                                                           "f": "fiu"}[kind]:
+            raise CheckpointError(f"{path} has an entry {key} of shape {member.shape} and dtype {member.dtype}, not "
+                                  "the small scalar a nets checkpoint stores there; save it again with nets.")
+        values[key] = archive.read(key)[()]
+    return values
+
+
+def _text(values, key, path) -> str:
     try:
-        return str(arrays[key][()])
+        return str(values[key])
     except KeyError:
         raise CheckpointError(f"{path} lacks the entry {key}; it is not a complete nets checkpoint.") from None
 
 
-def _json(arrays, key, path, default=None):
-    if key not in arrays:
+def _json(values, key, path, default=None):
+    if key not in values:
         return default
     try:
-        return json.loads(str(arrays[key][()]))
+        return json.loads(str(values[key]))
     except (json.JSONDecodeError, ValueError) as error:
         raise CheckpointError(f"{path} has an unreadable {key} entry ({_first_line(error)}).") from None
 
 
-def _parameters_of(arrays) -> dict:
-    return {key: value for key, value in arrays.items() if "/" not in key}
-
-
-def _optimizer_state(arrays, path) -> dict | None:
-    if OPTIM + "name" not in arrays:
+def _optimizer_headers(archive: NpzMembers, scalars: dict, path) -> dict | None:
+    """The optimizer state with headers in place of buffers (read later), or None when none was saved."""
+    buffers = {key: member for key, member in archive.members.items()
+               if key.startswith(OPTIM) and "/" in key[len(OPTIM):]}
+    if OPTIM + "name" not in scalars:
+        if buffers:
+            raise CheckpointError(f"{path} has optimizer buffers but no optim/name; save it again with nets.")
         return None
     state: dict = {}
-    for key, array in arrays.items():
-        if not key.startswith(OPTIM):
-            continue
-        rest = key[len(OPTIM):]
-        if "/" in rest:
-            state_name, name = rest.split("/", 1)
-            state.setdefault(state_name, {})[name] = array
+    for key, member in buffers.items():
+        state_name, name = key[len(OPTIM):].split("/", 1)
+        state.setdefault(state_name, {})[name] = member
     return {
-        "name": _text(arrays, OPTIM + "name", path),
-        "step": int(arrays[OPTIM + "step"]) if OPTIM + "step" in arrays else 0,
-        "hyperparameters": _json(arrays, OPTIM + "hyperparameters", path, default={}),
+        "name": _text(scalars, OPTIM + "name", path),
+        "step": scalars.get(OPTIM + "step", 0),
+        "hyperparameters": _json(scalars, OPTIM + "hyperparameters", path, default={}),
         "state": state,
     }
 
 
 def load_checkpoint(path) -> Checkpoint:
-    """Read a nets .npz checkpoint (or a plain .npz of parameters) into a Checkpoint; raises CheckpointError."""
-    arrays = _read_npz(path)
-    path = os.fspath(path)
-    params = _parameters_of(arrays)
-    if not params:
-        raise CheckpointError(f"{path} holds no model parameters.")
-    if META + "format" not in arrays:
-        # A bare np.savez(path, **state_dict): parameters only, architecture read off the shapes.
-        return _checkpoint_from_parameters(params, source="npz", path=path)
-    if _text(arrays, META + "format", path) != FORMAT:
-        raise CheckpointError(f"{path} is not a nets checkpoint (meta/format is {_text(arrays, META + 'format', path)!r}).")
-    version = int(arrays.get(META + "version", 0))
+    """Read a nets .npz checkpoint (or a plain .npz of parameters) into a Checkpoint; raises CheckpointError.
+
+    Every name, shape and dtype is checked from the members' .npy headers, and every metadata field by value,
+    before any parameter data is read: a small file never costs more memory than the model it declares, and
+    that model must agree with meta/model_config. Parameters holding NaN or infinity are refused.
+    """
+    path = _require_file(path)
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} is not an .npz checkpoint (not a zip archive: truncated, or another kind of file).")
+    if is_torch_file(path):
+        raise CheckpointError(f"{path} is a PyTorch file (torch.save), not an .npz checkpoint; evaluate.py and "
+                              "predict.py read it as it is (load_any_checkpoint).")
+    with NpzMembers(path) as archive:
+        headers = {key: member for key, member in archive.members.items() if "/" not in key}
+        if not headers:
+            raise CheckpointError(f"{path} holds no model parameters.")
+        other = next((key for key in archive.members if "/" in key and not key.startswith((META, OPTIM))), None)
+        if other is not None:
+            raise CheckpointError(f"{path} has an entry {other} that a nets checkpoint does not have; "
+                                  "save it again with nets.")
+        scalars = _read_scalars(archive, path)
+        if META + "format" not in scalars:
+            # A bare np.savez(path, **state_dict): parameters only, architecture read off the shapes.
+            if len(headers) != len(archive.members):
+                raise CheckpointError(f"{path} has meta/ or optim/ entries but no meta/format; save it again with nets.")
+            check_parameter_shapes({key: member.shape for key, member in headers.items()}, infer_model_config(headers),
+                                   "the parameters' own architecture", path)
+            _common_dtype(headers, path)
+            return _checkpoint_from_parameters({key: archive.read(key) for key in headers}, source="npz", path=path)
+        checkpoint = _checkpoint_from_headers(archive, headers, scalars, path)
+        checkpoint.params = {key: archive.read(key) for key in headers}
+        check_finite_parameters(checkpoint.params, path)
+        if checkpoint.optimizer_state is not None:
+            for per_param in checkpoint.optimizer_state["state"].values():
+                for name, member in per_param.items():
+                    per_param[name] = archive.read(member.key)
+    return checkpoint
+
+
+def _checkpoint_from_headers(archive: NpzMembers, headers: dict, scalars: dict, path) -> Checkpoint:
+    """Everything but the arrays, checked: format, model config against the parameter headers, dtype, epoch and
+    step, RNG states, optimizer state, input statistics. The arrays are read by the caller afterwards."""
+    if _text(scalars, META + "format", path) != FORMAT:
+        raise CheckpointError(f"{path} is not a nets checkpoint (meta/format is {_text(scalars, META + 'format', path)!r}).")
+    version = check_whole(scalars.get(META + "version", 0), "meta/version", path)
     if version > VERSION:
         raise CheckpointError(f"{path} is checkpoint format version {version}; this code reads up to {VERSION}, so update nets.")
-    dtype = _common_dtype(params, path)
-    saved_dtype = _text(arrays, META + "dtype", path)
+    model_name = _text(scalars, META + "model", path)
+    model_config = _json(scalars, META + "model_config", path, default={}) or {"name": model_name}
+    if not isinstance(model_config, dict) or model_config.get("name") != model_name:
+        raise CheckpointError(f"{path} has meta/model {model_name!r} but a meta/model_config for "
+                              f"{model_config.get('name') if isinstance(model_config, dict) else model_config!r}; "
+                              "the file is inconsistent, so save it again.")
+    if len(model_config) == 1:  # only a name: the model's default sizes, read off the parameters
+        model_config = {**infer_model_config(headers), **model_config}
+    check_parameter_shapes({key: member.shape for key, member in headers.items()}, model_config,
+                           "meta/model_config", path)
+    dtype = _common_dtype(headers, path)
+    saved_dtype = _text(scalars, META + "dtype", path)
     if saved_dtype != dtype:
         raise CheckpointError(f"{path} says its dtype is {saved_dtype}, but its parameters are {dtype}; the file is inconsistent.")
-    model_config = _json(arrays, META + "model_config", path, default={})
-    input_mean = float(arrays[META + "input_mean"]) if META + "input_mean" in arrays else None
-    input_std = float(arrays[META + "input_std"]) if META + "input_std" in arrays else None
+    epoch = check_whole(scalars.get(META + "epoch", 0), "meta/epoch", path)
+    step_in_epoch = check_whole(scalars.get(META + "step_in_epoch", 0), "meta/step_in_epoch", path)
+    rng_state = check_rng_state(_json(scalars, META + "rng_state", path), "meta/rng_state", path)
+    epoch_rng_state = check_rng_state(_json(scalars, META + "epoch_rng_state", path), "meta/epoch_rng_state", path)
+    if step_in_epoch and epoch_rng_state is None:
+        raise CheckpointError(f"{path} stopped at meta/step_in_epoch {step_in_epoch} but has no meta/epoch_rng_state "
+                              "to redraw that epoch's order; save it again, or resume from another checkpoint.")
+    optimizer_state = _optimizer_headers(archive, scalars, path)
+    if optimizer_state is not None:
+        check_optimizer_state(optimizer_state, headers, dtype, path)
+        optimizer_state["step"] = int(optimizer_state["step"])
+    config = _json(scalars, META + "config", path, default={})
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path} has meta/config = {config!r}; it must be a JSON object, so save it again.")
+    input_mean = float(scalars[META + "input_mean"]) if META + "input_mean" in scalars else None
+    input_std = float(scalars[META + "input_std"]) if META + "input_std" in scalars else None
+    check_input_statistics(input_mean, input_std, path)
     return Checkpoint(
-        params=params,
-        model_name=_text(arrays, META + "model", path),
+        params={},
+        model_name=model_name,
         model_config=model_config,
         dtype=dtype,
-        epoch=int(arrays.get(META + "epoch", 0)),
-        step_in_epoch=int(arrays.get(META + "step_in_epoch", 0)),
-        optimizer_state=_optimizer_state(arrays, path),
-        rng_state=_json(arrays, META + "rng_state", path),
-        epoch_rng_state=_json(arrays, META + "epoch_rng_state", path),
-        config=_json(arrays, META + "config", path, default={}),
-        metrics=_json(arrays, META + "metrics", path),
+        epoch=epoch,
+        step_in_epoch=step_in_epoch,
+        optimizer_state=optimizer_state,
+        rng_state=rng_state,
+        epoch_rng_state=epoch_rng_state,
+        config=config,
+        metrics=_json(scalars, META + "metrics", path),
         input_mean=input_mean,
         input_std=input_std,
         source="npz",
-        path=path,
+        path=os.fspath(path),
     )
 
 
@@ -315,7 +393,7 @@ def parameter_arrays(path) -> dict:
 
 
 def _other_model_message(held: str, asked: str) -> str:
-    return f"checkpoint holds a {held}, but --model {asked} was asked for; pass --model {held} or another checkpoint."
+    return f"the checkpoint holds a {held}, but a {asked} was asked for; load it as a {held}, or use a {asked} checkpoint."
 
 
 def load_parameters(model, params: Mapping) -> None:

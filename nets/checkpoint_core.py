@@ -7,16 +7,18 @@ module, which imports neither of them; callers use nets.checkpoint, which re-exp
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy
 
+from backend.errors import NetsError
 
-class CheckpointError(ValueError):
+from .outputs import atomic_write  # noqa: F401  re-exported: the one atomic writer, used by both formats
+
+
+class CheckpointError(NetsError, ValueError):
     """A checkpoint cannot be read or does not fit the model; the one-line message says which and why."""
 
 
@@ -60,36 +62,11 @@ def _require_file(path) -> str:
         raise CheckpointError(f"no checkpoint at {path}; check the path (train.py writes one with --save).")
     if not os.path.isfile(path):
         raise CheckpointError(f"{path} is not a file; give the path of a .npz (or PyTorch .pt) checkpoint.")
+    try:  # an unreadable file would otherwise pass for "not a zip archive"
+        open(path, "rb").close()
+    except OSError as error:
+        raise CheckpointError(f"{path} cannot be read ({error.strerror or error}); check its permissions.") from None
     return path
-
-
-def atomic_write(path, write) -> None:
-    """Call write(file) on a temporary file beside `path`, fsync it, then rename it over `path`.
-
-    A failure at any point leaves whatever was at `path` untouched and removes the temporary file.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it 0600; a checkpoint is an ordinary file
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable (not possible on every platform)
-        directory_descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(directory_descriptor)
-        finally:
-            os.close(directory_descriptor)
 
 
 def _common_dtype(params, path) -> str:
@@ -136,7 +113,109 @@ def infer_model_config(params: Mapping) -> dict:
     return {"name": "mlp", "sizes": sizes}
 
 
+MODEL_CONFIG_KEYS = {"mlp": ("sizes",), "cnn": ("in_channels", "channels", "hidden", "classes", "image_size")}
+
+
+def _whole(value, field: str, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CheckpointError(f"{where} has {field} {value!r}; it must be a whole number >= 1.")
+    return value
+
+
+def expected_parameter_shapes(config, where: str = "the model config") -> dict:
+    """{name: shape} of the parameters build_model(config) makes, in state_dict order, computed without building
+    the model (it mirrors nets.models, as infer_model_config does; tests check the two agree).
+
+    Raises CheckpointError, naming `where`, for a config that is not complete (every architecture key of its
+    model), has unknown keys, or sizes that are not whole numbers >= 1 or images too small for the cnn.
+    """
+    from .layers.base import INITS
+    from .layers.conv import conv_output_size
+
+    if not isinstance(config, Mapping) or config.get("name") not in MODEL_CONFIG_KEYS:
+        shown = config.get("name") if isinstance(config, Mapping) else config
+        raise CheckpointError(f"{where} names the model {shown!r}; it must be mlp or cnn.")
+    name = config["name"]
+    keys = MODEL_CONFIG_KEYS[name]
+    unknown = sorted(set(config) - {"name", "init", *keys}, key=str)
+    missing = [key for key in keys if key not in config]
+    if unknown or missing:
+        problem = f"unknown keys {', '.join(map(str, unknown))}" if unknown else f"no {', '.join(missing)}"
+        raise CheckpointError(f"{where} has {problem}; a {name} config has name, init, {', '.join(keys)}.")
+    if "init" in config and config["init"] not in INITS:
+        raise CheckpointError(f"{where} has init {config['init']!r}; it must be one of {', '.join(INITS)}.")
+    if name == "mlp":
+        sizes = config["sizes"]
+        if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
+            raise CheckpointError(f"{where} has sizes {sizes!r}; they must be a list (inputs, ..., classes).")
+        sizes = [_whole(size, "a size", where) for size in sizes]
+        shapes = {}
+        for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+            shapes[f"fc{index}.weight"], shapes[f"fc{index}.bias"] = (fan_out, fan_in), (fan_out,)
+        return shapes
+    channels = config["channels"]
+    if not isinstance(channels, (list, tuple)) or len(channels) != 2:
+        raise CheckpointError(f"{where} has channels {channels!r}; they must be two numbers (conv1, conv2).")
+    first, second = (_whole(count, "a channel count", where) for count in channels)
+    inputs, hidden, classes, image_size = (_whole(config[key], key, where)
+                                           for key in ("in_channels", "hidden", "classes", "image_size"))
+    try:  # conv 3 -> pool 2/2 -> conv 3 -> pool 2/1, as nets.models.CNN
+        side = image_size
+        for kernel, stride in ((3, 1), (2, 2), (3, 1), (2, 1)):
+            side = conv_output_size(side, kernel, stride, 0)
+    except ValueError:
+        raise CheckpointError(f"{where} has image_size {image_size}, too small for the cnn's layers.") from None
+    return {"conv1.weight": (first, inputs, 3, 3), "conv1.bias": (first,),
+            "conv2.weight": (second, first, 3, 3), "conv2.bias": (second,),
+            "fc1.weight": (hidden, second * side * side), "fc1.bias": (hidden,),
+            "fc2.weight": (classes, hidden), "fc2.bias": (classes,)}
+
+
+def check_parameter_shapes(shapes: Mapping, config, where: str, path) -> None:
+    """Compare stored parameter shapes (name -> shape, e.g. from .npy headers) with what `config` implies; raises
+    CheckpointError naming the first difference. `where` names the config ("meta/model_config")."""
+    expected = expected_parameter_shapes(config, f"{path}: {where}")
+    missing = [name for name in expected if name not in shapes]
+    unexpected = [name for name in shapes if name not in expected]
+    if missing or unexpected:
+        try:  # the parameters of the other model: say so (the cnn and the mlp share fc1 and fc2)
+            held = infer_model_config({name: _Shaped(tuple(shape)) for name, shape in shapes.items()})["name"]
+        except CheckpointError:
+            held = config["name"]
+        if held != config["name"]:
+            raise CheckpointError(f"{path}: {where} describes a {config['name']}, but the parameters are those of a "
+                                  f"{held}; the file is inconsistent, so save it again.")
+    if missing:
+        raise CheckpointError(f"{path} lacks parameters the {config['name']} model needs: {', '.join(missing)}.")
+    if unexpected:
+        raise CheckpointError(f"{path} has parameters the {config['name']} model does not: {', '.join(unexpected)}.")
+    for name, shape in expected.items():
+        if tuple(shapes[name]) != shape:
+            raise CheckpointError(f"{path}: {where} implies {name} of shape {shape}, but the file stores "
+                                  f"{tuple(shapes[name])}; the file is inconsistent, so save it again.")
+
+
+@dataclass(frozen=True)
+class _Shaped:
+    """A shape standing in for an array (numpy.shape reads .shape), so headers can be inspected unread."""
+
+    shape: tuple
+
+
+def check_finite_parameters(params: Mapping, path) -> None:
+    """CheckpointError naming the first parameter with NaN or infinite values (a model saved after diverging)."""
+    for name, array in params.items():
+        bad = int(array.size - numpy.count_nonzero(numpy.isfinite(array)))
+        if bad:
+            raise CheckpointError(f"{path}: parameter {name} holds {bad} NaN or infinite value{'s' if bad > 1 else ''}; "
+                                  "the model diverged before it was saved, so use an earlier checkpoint.")
+
+
 def _checkpoint_from_parameters(params: dict, *, source: str, path) -> Checkpoint:
     config = infer_model_config(params)
+    label = "the state_dict" if path is None else os.fspath(path)
+    check_parameter_shapes({name: numpy.shape(array) for name, array in params.items()}, config,
+                           "the parameters' own architecture", label)
+    check_finite_parameters(params, label)
     return Checkpoint(params=params, model_name=config["name"], model_config=config,
                       dtype=_common_dtype(params, path), source=source, path=None if path is None else os.fspath(path))

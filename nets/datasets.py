@@ -44,6 +44,7 @@ __all__ = [
     "dataset_files",
     "find_dataset_dir",
     "load_dataset",
+    "require_examples",
     "search_dirs",
     "to_float",
     "to_labels",
@@ -257,7 +258,7 @@ def _read_directory(name: str, directory: Path, source: str) -> Dataset:
     found, missing = dataset_files(directory)
     if missing:
         raise DataNotFoundError(f"{directory} lacks {_missing_text(missing)}; put the missing files there.")
-    blobs = {file_name: read_idx_bytes(path) for file_name, path in found.items()}
+    blobs = {file_name: read_idx_bytes(path, ndim=3 if "images" in file_name else 1) for file_name, path in found.items()}
     verified = all(
         hashlib.md5(blobs[file_name], usedforsecurity=False).hexdigest() == CONTENT_MD5[name][file_name]
         for file_name in FILE_NAMES
@@ -311,6 +312,20 @@ def load_dataset(name: str, data_dir=None, download: bool = True, *, mirrors=Non
     except download_module.DownloadError as error:
         raise DataNotFoundError(_not_found_message(name, str(error))) from error
     return _read_directory(name, target, source=f"downloaded to {target}")
+
+
+SPLIT_FILES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
+
+
+def require_examples(dataset: Dataset, splits=("train", "test"), purpose: str = "this") -> None:
+    """Raise DataError, naming the file, when a split ("train", "test") of `dataset` holds no images."""
+    for split in splits:
+        images = dataset.train_images if split == "train" else dataset.test_images
+        if len(images) == 0:
+            found = dataset_files(dataset.directory)[0]
+            where = found.get(SPLIT_FILES[split], Path(dataset.directory) / SPLIT_FILES[split])
+            raise DataError(f"{where} holds no images (its header declares 0), and {purpose} needs {split} images; "
+                            f"use complete {TITLES[dataset.name]} files.")
 
 
 def to_float(images: numpy.ndarray, dtype="float32", layout: str = "flat") -> numpy.ndarray:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy
 
+from backend.errors import NetsError
+
 __all__ = ["DigitImageError", "FIELD_SIZE", "DIGIT_SIZE", "load_digit", "mnist_style", "to_grey"]
 
 FIELD_SIZE = 28  # the MNIST image
@@ -26,7 +28,7 @@ INK_THRESHOLD = 0.2  # after normalising to [0, 1]: fainter pixels are backgroun
 MIN_CONTRAST = 0.08  # an image whose ink differs less than this from its background counts as blank
 
 
-class DigitImageError(ValueError):
+class DigitImageError(NetsError, ValueError):
     """An image cannot be turned into a digit (unreadable, or blank); the message names the file."""
 
 
@@ -120,6 +122,8 @@ def load_digit(path) -> numpy.ndarray:
     """
     Image, _ = _pil()
     path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO or device would block or never end
+        raise DigitImageError(f"{path}: not a regular file; use a PNG or JPEG file.")
     try:
         with Image.open(path) as image:
             image.load()

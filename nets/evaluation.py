@@ -16,11 +16,14 @@ from dataclasses import dataclass
 
 import numpy
 
+from backend.errors import NetsError
+
 from .datasets import CLASS_NAMES  # the one list of class names, re-exported here
 
 __all__ = [
     "CLASS_NAMES",
     "Evaluation",
+    "EvaluationError",
     "class_names_for",
     "confusion_matrix",
     "dataset_name_of",
@@ -38,6 +41,10 @@ __all__ = [
 ]
 
 NUM_CLASSES = 10
+
+
+class EvaluationError(NetsError, ValueError):
+    """The images or labels do not fit the model (shape, classes, none at all); the message says what to do."""
 
 
 def class_names_for(dataset_name: str | None) -> list[str]:
@@ -93,7 +100,7 @@ def to_model_input(images, input_shape, xp, dtype, input_stats=None):
     count = batch.shape[0]
     expected = int(numpy.prod(input_shape))
     if batch.size != count * expected:
-        raise ValueError(
+        raise EvaluationError(
             f"images of shape {tuple(batch.shape)} do not fit a model input of shape {tuple(input_shape)}; "
             "use 28x28 images."
         )
@@ -153,7 +160,8 @@ def confusion_matrix(true_labels, predicted_labels, num_classes: int = NUM_CLASS
         )
     for labels in (true_labels, predicted_labels):
         if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(f"class labels must lie in 0..{num_classes - 1}, got {labels.min()}..{labels.max()}.")
+            raise EvaluationError(f"class labels must lie in 0..{num_classes - 1}, got {labels.min()}..{labels.max()}; "
+                                  f"the model and the data must have {num_classes} classes.")
     flat = true_labels * num_classes + predicted_labels
     return numpy.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
@@ -174,6 +182,8 @@ def evaluate(model, images, labels, backend, batch_size: int = 1000, input_stats
     labels = numpy.asarray(labels)
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels; they must match.")
+    if len(labels) == 0:
+        raise EvaluationError("there are no images to evaluate on (the test set is empty); use a complete test set.")
     predictions = predict_classes(model, images, backend, batch_size, input_stats)
     matrix = confusion_matrix(labels, predictions)
     accuracy = float(numpy.trace(matrix) / matrix.sum()) if matrix.sum() else float("nan")

@@ -6,7 +6,10 @@ An IDX file is a 4-byte magic number, one big-endian uint32 per dimension, then 
     dims   = ndim x uint32, big-endian    images: (count, rows, cols); labels: (count,)
     data   = prod(dims) bytes, row-major
 
-Files may be gzip-compressed; gzip is recognised by its magic bytes (1f 8b), not by the file name.
+Files may be gzip-compressed; gzip is recognised by its magic bytes (1f 8b), not by the file name. The header
+is read and checked first, then only the data it declares, so a small file that inflates to gigabytes costs no
+more than its header's claim (and a claim out of all proportion to the file's size is refused unread).
+Only regular files are read: a FIFO would block forever.
 
     images, labels = read_pair("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
     # images: (N, rows, cols) uint8, labels: (N,) uint8 in 0..num_classes-1
@@ -18,10 +21,13 @@ from __future__ import annotations
 
 import gzip
 import os
+import stat
 import zlib
 from pathlib import Path
 
 import numpy
+
+from backend.errors import NetsError
 
 __all__ = [
     "DataError",
@@ -54,33 +60,90 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
-class DataError(ValueError):
+class DataError(NetsError, ValueError):
     """A dataset file is missing, unreadable or malformed; the message is one line saying what to do."""
 
 
-def read_idx_bytes(path) -> bytes:
-    """The bytes of an IDX file, decompressed when the file starts with the gzip magic bytes.
+# Trailing bytes after the declared data are counted up to this many (beyond it the message says "more than").
+TRAILING_COUNT_LIMIT = 2**20
+# A gzip file declaring more than BOMB_THRESHOLD bytes at over BOMB_RATIO times its own size is a decompression
+# bomb: real image files compress by 2-5x.
+BOMB_RATIO = 100
+BOMB_THRESHOLD = 64 * 2**20
+CHUNK = 2**22
 
-    Raises DataError when the file is missing, unreadable, or a corrupt or truncated gzip stream.
-    """
-    path = Path(path)
+
+def _open_regular_file(path):
+    """Open `path` for reading, accepting regular files only (a FIFO would block, a device never end)."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(mode):
+            raise DataError(f"{path} is not a regular file (a FIFO, device or socket); name the IDX file itself.")
+        return open(path, "rb")
     except FileNotFoundError:
         raise DataError(f"{path}: no such file; check the path or download the dataset again.") from None
     except IsADirectoryError:
         raise DataError(f"{path} is a directory, not an IDX file; name the file itself.") from None
     except OSError as error:
         raise DataError(f"{path} cannot be read ({error.strerror or error}); check its permissions.") from None
-    if not data.startswith(GZIP_MAGIC):
-        return data
-    try:
-        return gzip.decompress(data)
-    except EOFError:
-        raise DataError(f"{path} is a truncated gzip file (the stream ends early); {REDOWNLOAD}.") from None
-    except (OSError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
-        raise DataError(f"{path} is a corrupt gzip file ({error}); {REDOWNLOAD}.") from None
+
+
+def _read_up_to(stream, count: int, into: bytearray | None = None) -> bytearray:
+    """Append at most `count` bytes from `stream` to `into` (a new bytearray by default), in chunks: memory grows
+    with the bytes present, not with `count`."""
+    data = bytearray() if into is None else into
+    goal = len(data) + count
+    while len(data) < goal:
+        chunk = stream.read(min(CHUNK, goal - len(data)))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _bytes_left(stream, handle, compressed: bool) -> int:
+    """How many bytes follow in `stream` (counted up to TRAILING_COUNT_LIMIT + 1 when compressed)."""
+    if not compressed:
+        return os.fstat(handle.fileno()).st_size - handle.tell()
+    return len(_read_up_to(stream, TRAILING_COUNT_LIMIT + 1))
+
+
+def read_idx_bytes(path, ndim: int | None = None) -> bytearray:
+    """The header and data of an IDX file (a bytearray), decompressed when it starts with the gzip magic bytes.
+
+    The header is read and checked first (see `parse_idx`), then exactly the data it declares: a small file
+    whose stream inflates far beyond its header's claim costs only that claim. Data after the declared bytes is
+    counted, not kept. Regular files only.
+    Raises DataError when the file is missing, not a regular file, unreadable, a corrupt or truncated gzip
+    stream, a bad header, or holds less or more data than its header declares.
+    """
+    path = Path(path)
+    with _open_regular_file(path) as handle:
+        compressed = handle.read(2) == GZIP_MAGIC
+        handle.seek(0)
+        stream = gzip.GzipFile(fileobj=handle, mode="rb") if compressed else handle
+        try:
+            data = _read_up_to(stream, 4)
+            _check_magic(data, path, ndim)
+            _read_up_to(stream, 4 * data[3], into=data)
+            shape, declared = _check_header(data, path)
+            file_size = os.fstat(handle.fileno()).st_size
+            if compressed and declared > BOMB_THRESHOLD and declared > BOMB_RATIO * file_size:
+                raise DataError(f"{path} declares {declared} bytes of data ({_shape_text(shape)}) in a gzip file of "
+                                f"{file_size} bytes, far more than images compress to, so it was not read; "
+                                f"{REDOWNLOAD}.")
+            header_size = len(data)
+            _read_up_to(stream, declared, into=data)
+            _check_size(len(data) - header_size, declared, shape, path, _bytes_left(stream, handle, compressed))
+        except EOFError:
+            raise DataError(f"{path} is a truncated gzip file (the stream ends early); {REDOWNLOAD}.") from None
+        except (gzip.BadGzipFile, zlib.error) as error:
+            raise DataError(f"{path} is a corrupt gzip file ({error}); {REDOWNLOAD}.") from None
+        except OSError as error:
+            raise DataError(f"{path} cannot be read ({error.strerror or error}); {REDOWNLOAD}.") from None
+    return data
 
 
 def _describe_magic(data: bytes) -> str:
@@ -91,15 +154,12 @@ def _describe_magic(data: bytes) -> str:
     return f"0x{head.hex()}{hint}"
 
 
-def parse_idx(data: bytes, path, ndim: int | None = None) -> numpy.ndarray:
-    """Decode the bytes of an unsigned-byte IDX file into a uint8 array of the declared shape.
+def _shape_text(shape) -> str:
+    return " x ".join(str(size) for size in shape)
 
-    data: the (decompressed) file contents; path: used only in messages.
-    ndim: the number of dimensions the caller needs (3 for images, 1 for labels), or None for any.
-    Returns a writable uint8 array of shape dims.
-    Raises DataError for a wrong magic number, a type other than unsigned byte, the wrong number of
-    dimensions, and data shorter (truncated) or longer (trailing bytes) than the header declares.
-    """
+
+def _check_magic(data: bytes, path, ndim: int | None) -> None:
+    """The magic number (data[:4]): two zero bytes, the unsigned-byte type, `ndim` dimensions when given."""
     if len(data) < 4:
         raise DataError(f"{path} is too short to be an IDX file ({len(data)} bytes); {REDOWNLOAD}.")
     if data[0] != 0 or data[1] != 0:
@@ -120,6 +180,11 @@ def parse_idx(data: bytes, path, ndim: int | None = None) -> numpy.ndarray:
         )
         swapped = " Are the images and labels files swapped?" if {file_ndim, ndim} == {1, 3} else ""
         raise DataError(f"{path} has {_count(file_ndim, 'dimension')} in its IDX header, but {expected}.{swapped}")
+
+
+def _check_header(data: bytes, path) -> tuple[tuple, int]:
+    """(shape, declared data bytes) from a header whose magic passed `_check_magic`; DataError when cut short."""
+    file_ndim = data[3]
     header_size = 4 + 4 * file_ndim
     if len(data) < header_size:
         raise DataError(
@@ -129,24 +194,44 @@ def parse_idx(data: bytes, path, ndim: int | None = None) -> numpy.ndarray:
     declared = 1
     for size in shape:
         declared *= size
-    present = len(data) - header_size
-    shape_text = " x ".join(str(size) for size in shape)
+    return shape, declared
+
+
+def _check_size(present: int, declared: int, shape, path, trailing: int = 0) -> None:
+    """DataError when fewer bytes than declared are present, or any follow them."""
     if present < declared:
         raise DataError(
-            f"{path} is truncated: its header declares {shape_text} = {declared} bytes of data but only {present} "
-            f"are present; {REDOWNLOAD}."
+            f"{path} is truncated: its header declares {_shape_text(shape)} = {declared} bytes of data but only "
+            f"{present} are present; {REDOWNLOAD}."
         )
-    if present > declared:
+    if trailing:
+        extra = (f"more than {TRAILING_COUNT_LIMIT} unexpected bytes" if trailing > TRAILING_COUNT_LIMIT
+                 else _count(trailing, "unexpected byte"))
         raise DataError(
-            f"{path} has {_count(present - declared, 'unexpected byte')} after the {declared} its header declares "
-            f"({shape_text}); {REDOWNLOAD}."
+            f"{path} has {extra} after the {declared} its header declares ({_shape_text(shape)}); {REDOWNLOAD}."
         )
+
+
+def parse_idx(data: bytes, path, ndim: int | None = None) -> numpy.ndarray:
+    """Decode the bytes of an unsigned-byte IDX file into a uint8 array of the declared shape.
+
+    data: the (decompressed) file contents; path: used only in messages.
+    ndim: the number of dimensions the caller needs (3 for images, 1 for labels), or None for any.
+    Returns a writable uint8 array of shape dims.
+    Raises DataError for a wrong magic number, a type other than unsigned byte, the wrong number of
+    dimensions, and data shorter (truncated) or longer (trailing bytes) than the header declares.
+    """
+    _check_magic(data, path, ndim)
+    shape, declared = _check_header(data, path)
+    header_size = 4 + 4 * len(shape)
+    present = len(data) - header_size
+    _check_size(min(present, declared), declared, shape, path, max(present - declared, 0))
     return numpy.frombuffer(data, dtype=numpy.uint8, offset=header_size).reshape(shape).copy()
 
 
 def read_idx(path, ndim: int | None = None) -> numpy.ndarray:
     """Read an unsigned-byte IDX file (raw or gzip) into a uint8 array of its declared shape."""
-    return parse_idx(read_idx_bytes(path), path, ndim)
+    return parse_idx(read_idx_bytes(path, ndim), path, ndim)
 
 
 def read_images(path) -> numpy.ndarray:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy
 
+from backend.errors import NetsError
+
 __all__ = [
     "PlotError",
     "plot_confusion_matrix",
@@ -28,7 +30,7 @@ __all__ = [
 MATPLOTLIB_MISSING = "matplotlib is not installed; pip install -e .[plot]"
 
 
-class PlotError(RuntimeError):
+class PlotError(NetsError, RuntimeError):
     """A plot cannot be drawn (matplotlib missing, nothing to plot); the message says what to do."""
 
 
@@ -54,8 +56,11 @@ def _new_figure(width: float, height: float):
 
 def _save(figure, path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100, format="png")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=100, format="png")
+    except OSError as error:
+        raise PlotError(f"cannot write {path} ({error.strerror or error}); choose another folder.") from error
     return path
 
 
@@ -214,7 +219,10 @@ def write_all_plots(out_dir, metrics, model, test_images, test_labels, predictio
     from nets.evaluation import confusion_matrix
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PlotError(f"cannot create the folder {out_dir} ({error.strerror or error}); choose another.") from error
     class_names = list(class_names) if class_names else [str(k) for k in range(10)]
     labels = _host(test_labels)
     predictions = _host(predictions)

@@ -1,12 +1,14 @@
 """A training run end to end: options -> data -> engine -> fit -> checkpoints, metrics and plots.
 
 scripts/train.py parses the command line into `RunOptions` and calls `train_run`; everything a test needs
-to reach lives here. User mistakes raise `RunError` (one line); the CLI prints it and exits non-zero.
+to reach lives here. User mistakes raise `RunError` or another NetsError (one line), before the first training
+step wherever they can be known then; the CLI prints the line and exits non-zero.
 """
 
 from __future__ import annotations
 
-import json
+import math
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -15,14 +17,16 @@ from pathlib import Path
 import numpy
 
 import backend as backend_lib
+from backend.errors import NetsError
 
 from . import checkpoint as checkpoints
-from . import datasets
-from .checkpoint_core import atomic_write
+from . import datasets, outputs
 from .engines import NetsEngine
-from .models import build_model
-from .optim import build_optimizer
-from .recipes import Hyperparameters, augmentation_for, resolve_hyperparameters
+from .layers.base import INITS
+from .models import MODEL_NAMES, build_model
+from .optim import OPTIMIZERS, build_optimizer
+from .recipes import AUGMENTATIONS, RECIPE_NAMES, Hyperparameters, augmentation_for, resolve_hyperparameters
+from .schedules import SCHEDULES, learning_rate
 from .training import DivergedError, TrainingInterrupted, TrainingState, fit, predict_classes
 
 DEFAULT_DATASET = "mnist"
@@ -34,7 +38,7 @@ EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
 
 
-class RunError(RuntimeError):
+class RunError(NetsError, RuntimeError):
     """A problem with the user's options or files, said in one line."""
 
 
@@ -89,9 +93,43 @@ class RunSettings:
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunSettings":
+        """Settings from as_dict() output (a checkpoint's meta/config); ValueError or TypeError naming the first
+        setting that is missing, unknown or outside what a run can use."""
         values = dict(values)
+        if not isinstance(values.get("hyper"), dict):
+            raise ValueError(f"hyper is {values.get('hyper')!r}, not a set of hyperparameters")
         values["hyper"] = Hyperparameters(**values["hyper"])
-        return cls(**values)
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """ValueError naming the first setting a run cannot use (a checkpoint's config may have been edited)."""
+        choices = {"model": MODEL_NAMES, "impl": IMPLS, "dataset": datasets.DATASET_NAMES, "recipe": RECIPE_NAMES,
+                   "dtype": DTYPES, "device": backend_lib.DEVICES, "hyper.optimizer": OPTIMIZERS,
+                   "hyper.schedule": SCHEDULES, "hyper.init": INITS, "hyper.augment": AUGMENTATIONS}
+        for name, allowed in choices.items():
+            value = getattr(self.hyper, name[len("hyper."):]) if name.startswith("hyper.") else getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name} is {value!r}; it must be one of {', '.join(allowed)}")
+        _check_whole("seed", self.seed, 0)
+        _check_whole("hyper.epochs", self.hyper.epochs, 1)
+        _check_whole("hyper.batch_size", self.hyper.batch_size, 1)
+        _check_real("hyper.lr", self.hyper.lr, "a positive finite number", lambda value: value > 0)
+        _check_real("hyper.momentum", self.hyper.momentum, "in [0, 1)", lambda value: 0 <= value < 1)
+        _check_real("hyper.weight_decay", self.hyper.weight_decay, "a finite number >= 0", lambda value: value >= 0)
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            raise ValueError(f"data_dir is {self.data_dir!r}, not a folder name")
+
+
+def _check_whole(name, value, least) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{name} is {value!r}; it must be a whole number >= {least}")
+
+
+def _check_real(name, value, what, fits) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not fits(value):
+        raise ValueError(f"{name} is {value!r}; it must be {what}")
 
 
 @dataclass
@@ -118,7 +156,7 @@ def resolve_settings(options: RunOptions, resumed: dict | None) -> RunSettings:
         hyper = resolve_hyperparameters(recipe, model, **overrides)
     if hyper.optimizer == "adam" and options.momentum is not None:
         raise RunError("--momentum applies to --optimizer sgd only (Adam's betas are fixed at 0.9, 0.999).")
-    return RunSettings(
+    settings = RunSettings(
         model=model,
         impl=options.impl or (previous.impl if previous else "nets"),
         dataset=options.dataset or (previous.dataset if previous else DEFAULT_DATASET),
@@ -129,6 +167,8 @@ def resolve_settings(options: RunOptions, resumed: dict | None) -> RunSettings:
         device=options.device,
         data_dir=options.data_dir or (previous.data_dir if previous else None),
     )
+    settings.check()
+    return settings
 
 
 def choose_dataset(options: RunOptions, settings: RunSettings, say) -> datasets.Dataset:
@@ -183,25 +223,113 @@ def library_versions(backend) -> dict:
     return versions
 
 
-def _write_json_atomically(path: str, payload: dict) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda file: file.write((json.dumps(payload, indent=2) + "\n").encode()))
+def interrupt_checkpoint_path(options: RunOptions, settings: RunSettings) -> str:
+    """Where Ctrl-C saves: the --save path, else checkpoints/<model>-<impl>-interrupted.npz (created when needed)."""
+    return options.save or str(Path("checkpoints") / f"{settings.model}-{settings.impl}-interrupted.npz")
+
+
+def check_outputs(options: RunOptions, interrupt_path: str) -> None:
+    """Before anything is loaded: every output path can be written (creating nothing yet); OutputError if not."""
+    if options.save:
+        outputs.check_file_creatable(options.save, "--save")
+    else:
+        outputs.check_file_creatable(interrupt_path, "the Ctrl-C checkpoint", "pass --save PATH to put it elsewhere")
+    if options.metrics_json:
+        outputs.check_file_creatable(options.metrics_json, "--metrics-json")
+    if options.plot:
+        outputs.check_folder_creatable(options.plot, "--plot")
+
+
+def prepare_outputs(options: RunOptions) -> None:
+    """Right before training: create the folders the user asked for (the Ctrl-C folder only when it is needed)."""
+    if options.save:
+        outputs.prepare_file(options.save, "--save")
+    if options.metrics_json:
+        outputs.prepare_file(options.metrics_json, "--metrics-json")
+    if options.plot:
+        outputs.prepare_folder(options.plot, "--plot")
+
+
+def load_resumed(path) -> checkpoints.Checkpoint:
+    """The checkpoint --resume names, with the training state a resume needs; RunError, one line, otherwise."""
+    try:
+        if os.path.isfile(path) and checkpoints.is_torch_file(path):
+            try:
+                held = f"the weights of a {checkpoints.load_torch_checkpoint(path).model_name}"
+            except checkpoints.CheckpointError:
+                held = "weights"
+            raise RunError(f"{path} is a PyTorch state_dict: it holds {held} but no optimizer state, epoch or RNG "
+                           f"state, so training cannot resume from it; score it with scripts/evaluate.py {path}.")
+        resumed = checkpoints.load_checkpoint(path)
+    except checkpoints.CheckpointError as error:
+        raise RunError(str(error)) from None
+    if not resumed.config or "hyper" not in resumed.config:
+        raise RunError(f"{path} holds weights but no training state; it can be evaluated, not resumed.")
+    try:
+        checkpoints.restore_rng(resumed, numpy.random.default_rng())  # the real one is set once the run is built
+    except checkpoints.CheckpointError as error:
+        raise RunError(f"cannot resume from {path}: {error}") from None
+    history = resumed.metrics if resumed.metrics is not None else []
+    if not isinstance(history, list) or not all(
+            isinstance(record, dict) and all(_is_number(record.get(key)) for key in ("seconds", "test_accuracy"))
+            for record in history):
+        raise RunError(f"{path} has a meta/metrics entry that is not the per-epoch list train.py writes; "
+                       "it cannot be resumed.")
+    return resumed
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_resume_position(resumed, settings: RunSettings, train_count: int, options: RunOptions, say) -> None:
+    """The resumed epoch and step fit this run, and extending a one-cycle schedule is never silent (see README)."""
+    path, hyper = options.resume, settings.hyper
+    steps_per_epoch = math.ceil(train_count / hyper.batch_size)
+    if resumed.step_in_epoch >= steps_per_epoch:
+        raise RunError(f"{path} has meta/step_in_epoch {resumed.step_in_epoch}, but an epoch here has only "
+                       f"{steps_per_epoch} steps (batch {hyper.batch_size}); resume with the data and --batch-size "
+                       "it was trained with.")
+    if resumed.epoch >= hyper.epochs:
+        raise RunError(f"{path} already finished {resumed.epoch} epochs; pass --epochs above {resumed.epoch} to train on.")
+    planned = RunSettings.from_dict(resumed.config).hyper
+    if planned.schedule != "onecycle" or hyper.schedule != "onecycle":
+        return
+    if (planned.epochs, planned.batch_size) == (hyper.epochs, hyper.batch_size):
+        return  # the same plan of steps: the cycle continues exactly (a new --lr is an explicit change)
+    # What the first run did at its last step, and what the re-planned cycle does at the next one.
+    planned_steps = math.ceil(train_count / planned.batch_size)
+    done = resumed.epoch * planned_steps + resumed.step_in_epoch
+    then = learning_rate("onecycle", planned.lr, min(max(done - 1, 0), planned_steps * planned.epochs - 1),
+                         planned_steps * planned.epochs)
+    now = learning_rate("onecycle", hyper.lr, resumed.epoch * steps_per_epoch + resumed.step_in_epoch,
+                        steps_per_epoch * hyper.epochs)
+    change = (f"{path} was trained under a one-cycle schedule planned for {_epochs(planned.epochs)} (batch "
+              f"{planned.batch_size}, peak lr {planned.lr:g}); this run re-plans it for {_epochs(hyper.epochs)} (batch "
+              f"{hyper.batch_size}, peak lr {hyper.lr:g}), so the learning rate goes from {then:.3g} at its last step "
+              f"to {now:.3g}")
+    if options.schedule is None:
+        raise RunError(f"{change}, which is not what {hyper.epochs} epochs in one go would do. Train afresh with "
+                       f"--epochs {hyper.epochs} for that; add --schedule constant --lr F to train on at a fixed rate; "
+                       "or add --schedule onecycle to re-plan the cycle anyway.")
+    say(f"note: {change} (--schedule onecycle); only a resume with the planned --epochs continues exactly.")
+
+
+def _epochs(count: int) -> str:
+    return f"{count} epoch" if count == 1 else f"{count} epochs"
 
 
 def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
-    """Run the training the options describe. Raises RunError for user mistakes; see the module doc."""
-    resumed = None
-    if options.resume:
-        try:
-            resumed = checkpoints.load_checkpoint(options.resume)
-        except checkpoints.CheckpointError as error:
-            raise RunError(str(error)) from None
-        if not resumed.config or "hyper" not in resumed.config:
-            raise RunError(f"{options.resume} holds weights but no training state; it can be evaluated, not resumed.")
+    """Run the training the options describe. Raises RunError (and other NetsErrors) for user mistakes, all
+    before the first training step where they can be known then; see the module doc."""
+    resumed = load_resumed(options.resume) if options.resume else None
     try:
         settings = resolve_settings(options, resumed.config if resumed else None)
     except (ValueError, TypeError) as error:  # TypeError: a resumed config with unknown or missing settings
-        raise RunError(f"cannot use these settings{f' from {options.resume}' if resumed else ''}: {error}") from None
+        raise RunError(f"cannot use these settings{f' from {options.resume} (meta/config)' if resumed else ''}: "
+                       f"{error}") from None
+    interrupt_path = interrupt_checkpoint_path(options, settings)
+    check_outputs(options, interrupt_path)
     try:
         backend = backend_lib.get_backend(settings.device, seed=settings.seed)
     except backend_lib.BackendError as error:
@@ -218,25 +346,23 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
     if data.image_shape != MODEL_IMAGE_SHAPE:
         raise RunError(f"{data.source} holds {data.image_shape[0]}x{data.image_shape[1]} images; the models take "
                        f"{MODEL_IMAGE_SHAPE[0]}x{MODEL_IMAGE_SHAPE[1]} (MNIST's format).")
+    datasets.require_examples(data, ("train", "test"), "training")
     settings.hyper = replace(settings.hyper, augment=augmentation_for(settings.hyper.augment, data.name))
+    if resumed:
+        check_resume_position(resumed, settings, len(data.train_labels), options, say)
     engine = build_engine(settings, backend)
     layout = "nchw" if settings.model == "cnn" else "flat"
     device_data = DeviceData.move(engine, data, layout, settings.dtype)
 
     state = TrainingState()
     if resumed:
-        try:
-            engine.load_state(resumed.params, resumed.optimizer_state)
-        except ValueError as error:
-            raise RunError(f"cannot resume from {options.resume}: {error}") from None
+        load_resumed_state(engine, resumed, options.resume, settings)
         state = TrainingState(epoch=resumed.epoch, step_in_epoch=resumed.step_in_epoch,
                               epoch_rng_state=resumed.epoch_rng_state, history=list(resumed.metrics or []))
         try:
             checkpoints.restore_rng(resumed, backend.rng)
         except checkpoints.CheckpointError as error:
             raise RunError(f"cannot resume from {options.resume}: {error}") from None
-        if state.epoch >= settings.hyper.epochs:
-            raise RunError(f"{options.resume} already finished {state.epoch} epochs; pass --epochs above {state.epoch} to train on.")
 
     hyper = settings.hyper
     flips = ", left-right flips" if hyper.augment == "flip" else ""
@@ -248,7 +374,7 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
         f"recipe {settings.recipe}; {data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test images"
         f"{resuming}")
 
-    interrupt_path = options.save or str(Path("checkpoints") / f"{settings.model}-{settings.impl}-interrupted.npz")
+    prepare_outputs(options)
     versions = library_versions(backend)
     started = time.perf_counter()
 
@@ -275,7 +401,7 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
         if options.save:
             save(options.save, current)
         if options.metrics_json:
-            _write_json_atomically(options.metrics_json, metrics_now(current))
+            outputs.write_json(options.metrics_json, metrics_now(current), "--metrics-json")
 
     try:
         # Overflow shows up as a NaN/inf loss, which fit() reports in one line; numpy's warnings would only add noise.
@@ -284,29 +410,53 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
                         progress=None if options.quiet else progress, log=None if options.quiet else say,
                         stop_after_steps=options.stop_after_steps)
     except TrainingInterrupted as stop:
-        save(interrupt_path, stop.state)
+        where = f"after epoch {stop.state.epoch} step {stop.state.step_in_epoch}"
+        try:
+            outputs.prepare_file(interrupt_path, None if options.save else "the Ctrl-C checkpoint")
+            save(interrupt_path, stop.state)
+        except NetsError as error:
+            raise RunError(f"interrupted {where}, but no checkpoint could be written: {error}") from None
         raise Interrupted(
-            f"interrupted after epoch {stop.state.epoch} step {stop.state.step_in_epoch}: checkpoint written to "
-            f"{interrupt_path}; continue with --resume {interrupt_path}") from None
+            f"interrupted {where}: checkpoint written to {interrupt_path}; continue with --resume {interrupt_path}"
+        ) from None
     except DivergedError as error:
         kept = f" The last good checkpoint is {options.save}." if options.save and Path(options.save).exists() else ""
         raise Diverged(f"{error}{kept}") from None
 
     metrics = metrics_now(state)
     if options.metrics_json:
-        _write_json_atomically(options.metrics_json, metrics)
+        outputs.write_json(options.metrics_json, metrics, "--metrics-json")
     result = RunResult(metrics=metrics, checkpoint_path=options.save)
     if options.plot:
         result.plot_paths = write_plots(options.plot, metrics, engine, settings, device_data, data)
     return result
 
 
+def load_resumed_state(engine, resumed, path, settings: RunSettings) -> None:
+    """Put the checkpoint's weights and optimizer state into the engine; RunError when they do not fit it."""
+    expected = {name: tuple(array.shape) for name, array in engine.parameters_numpy().items()}
+    given = {name: tuple(array.shape) for name, array in resumed.params.items()}
+    if given != expected:
+        differ = next((f"{name} is {given.get(name)} there but {shape} here" for name, shape in expected.items()
+                       if given.get(name) != shape), "its parameter names differ")
+        raise RunError(f"cannot resume from {path}: its {resumed.model_name} is not the {settings.model} train.py "
+                       f"builds ({differ}); train.py resumes only its own models.")
+    try:
+        engine.load_state(resumed.params, resumed.optimizer_state)
+    except ValueError as error:
+        raise RunError(f"cannot resume from {path}: {error}") from None
+
+
 class Interrupted(RunError):
     """Ctrl-C: a checkpoint of the last completed step was written (the message says where)."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 class Diverged(RunError):
     """The loss became NaN or infinite; nothing was saved after the last good epoch."""
+
+    exit_code = EXIT_DIVERGED
 
 
 @dataclass

@@ -20,8 +20,14 @@ def one_cycle_lr(peak_lr: float, step: int, total_steps: int, pct_start: float =
     """torch.optim.lr_scheduler.OneCycleLR's learning rate (cosine, two phases) at `step` (0-based).
 
     Warms up from peak/div_factor to peak over the first pct_start of the steps, then anneals by cosine
-    to peak/(div_factor*final_div_factor). Momentum is not cycled.
+    to peak/(div_factor*final_div_factor). Momentum is not cycled. As OneCycleLR, a step past total_steps
+    raises ValueError (the cycle is planned for total_steps; a longer run needs a new plan).
     """
+    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+        raise ValueError(f"total_steps must be a whole number >= 1, got {total_steps!r}.")
+    if step < 0 or step > total_steps:
+        raise ValueError(f"step {step} is outside the one-cycle schedule of {total_steps} steps (0..{total_steps}); "
+                         "plan the cycle for the whole run.")
     initial = peak_lr / div_factor
     final = initial / final_div_factor
     warmup_end = float(pct_start * total_steps) - 1

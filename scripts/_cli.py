@@ -1,4 +1,4 @@
-"""What every script shares: the project on sys.path, and user errors as one line on stderr (exit 1).
+"""What every script shares: the project on sys.path, and user errors as one line on stderr.
 
     from _cli import one_line_errors
 
@@ -7,14 +7,16 @@
     @one_line_errors
     def main(checkpoint): ...
 
-A known error (bad data, checkpoint, device, image, plot, a ValueError from bad shapes, a missing file)
-prints `error: <its first line>` and exits 1, without a traceback. Anything else is a bug and keeps its
-traceback. Set NETS_TRACEBACK=1 to see the traceback of a known error too.
+A user error (a NetsError: bad data, checkpoint, option, output path, device, image, plot) prints
+`error: <its first line>` and exits with the error's exit_code (1 unless it says otherwise), without a
+traceback. Anything else (a ValueError, OSError or KeyError from inside the project) is a bug and keeps its
+traceback. Set NETS_TRACEBACK=1 to see the traceback of a user error too.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 from pathlib import Path
@@ -27,32 +29,23 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
-# (module, class name) of the project's user-facing errors. Only modules already imported are looked at:
-# an error cannot come from a module that was never loaded, and this keeps _cli free of heavy imports.
-KNOWN_ERRORS = [
-    ("backend", "BackendError"),
-    ("nets.idx", "DataError"),
-    ("nets.datasets", "DataError"),
-    ("nets.checkpoint", "CheckpointError"),
-    ("nets.digits", "DigitImageError"),
-    ("nets.plots", "PlotError"),
-]
+from backend.errors import NetsError  # noqa: E402  (needs the path above)
 
 
-def known_error_types() -> tuple[type, ...]:
-    """The project's user-facing exception classes, plus ValueError and OSError."""
-    types = [ValueError, OSError]
-    for module_name, class_name in KNOWN_ERRORS:
-        error_type = getattr(sys.modules.get(module_name), class_name, None)
-        if isinstance(error_type, type) and issubclass(error_type, BaseException):
-            types.append(error_type)
-    return tuple(types)
+class FiniteFloat(click.FloatRange):
+    """click.FloatRange that also refuses nan and inf (FloatRange lets nan through: every comparison is false)."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 def error_line(error: BaseException) -> str:
-    """One line describing `error` for the user."""
-    if isinstance(error, OSError) and error.strerror and error.filename:
-        return f"{error.filename}: {error.strerror}."
+    """The first line of `error`'s message (its type name when it has none)."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
 
@@ -64,7 +57,8 @@ def fail(message: str, code: int = 1):
 
 
 def one_line_errors(function):
-    """Decorator for a script's main: known errors become one line on stderr and exit status 1."""
+    """Decorator for a script's main: a NetsError becomes one line on stderr and its exit code; bugs keep
+    their tracebacks."""
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
@@ -72,9 +66,9 @@ def one_line_errors(function):
             return function(*args, **kwargs)
         except KeyboardInterrupt:
             fail("interrupted.", 130)
-        except Exception as error:
-            if not isinstance(error, known_error_types()) or os.environ.get("NETS_TRACEBACK"):
+        except NetsError as error:
+            if os.environ.get("NETS_TRACEBACK"):
                 raise
-            fail(error_line(error))
+            fail(error_line(error), getattr(error, "exit_code", 1))
 
     return wrapper

@@ -30,6 +30,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a plain script from a checkout that
     sys.path.insert(0, str(REPO_ROOT))
 
 import backend as backend_module  # noqa: E402
+from _cli import FiniteFloat, one_line_errors  # noqa: E402
 from nets.bench import import_torch, log  # noqa: E402
 from nets.bench.report import (  # noqa: E402
     finish_report,
@@ -41,10 +42,21 @@ from nets.bench.report import (  # noqa: E402
 )
 from nets.bench.run import Options, bench_device, count_standin_launches  # noqa: E402
 from nets.bench.seed_loop import seed_loop_epoch_seconds  # noqa: E402
+from nets.models import MODEL_NAMES  # noqa: E402
+from nets.outputs import check_file_creatable  # noqa: E402
 
 
 def comma_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def comma_models(context, parameter, value):
+    models = comma_list(value)
+    unknown = [name for name in models if name not in MODEL_NAMES]
+    if unknown or not models:
+        raise click.BadParameter(f"{', '.join(map(repr, unknown)) or 'nothing'} is not a model; give a comma-separated "
+                                 f"list of {', '.join(MODEL_NAMES)}, e.g. mlp,cnn")
+    return models
 
 
 def comma_ints(context, parameter, value):
@@ -60,7 +72,8 @@ def comma_ints(context, parameter, value):
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--device", type=click.Choice(["cpu", "gpu", "all"]), default="cpu", show_default=True,
               help="all = cpu, then gpu where one is usable (saying so when it is skipped).")
-@click.option("--models", default="mlp,cnn", show_default=True, help="Comma-separated model names.")
+@click.option("--models", default="mlp,cnn", show_default=True, callback=comma_models,
+              help=f"Comma-separated model names ({', '.join(MODEL_NAMES)}).")
 @click.option("--batch-sizes", default="32,128,256", show_default=True, callback=comma_ints,
               help="Comma-separated batch sizes.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -69,7 +82,7 @@ def comma_ints(context, parameter, value):
               help="Timed samples per implementation (rounds of A B); medians are reported.")
 @click.option("--warmup", type=click.IntRange(0), default=3, show_default=True,
               help="Untimed training and inference steps per implementation before timing.")
-@click.option("--sample-seconds", type=click.FloatRange(0, min_open=True), default=0.2, show_default=True,
+@click.option("--sample-seconds", type=FiniteFloat(0, min_open=True), default=0.2, show_default=True,
               help="Target length of one timed sample; steps per sample are set from one timed step.")
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="CPU threads for NumPy's BLAS and torch alike (default: what NumPy's BLAS has).")
@@ -89,9 +102,13 @@ def comma_ints(context, parameter, value):
               help="GPU: let torch use TF32 in matmuls and convolutions (off: plain float32 like CuPy).")
 @click.option("--cudnn-benchmark/--no-cudnn-benchmark", default=False, show_default=True,
               help="GPU: torch.backends.cudnn.benchmark (off is PyTorch's default).")
+@one_line_errors
 def main(device, models, batch_sizes, json_path, repeats, warmup, sample_seconds, threads, gemm_size, plot_path,
          seed_loop_samples, channels_last, count_launches, tf32, cudnn_benchmark):
     """Time training and inference of the nets beside PyTorch eager; print markdown tables."""
+    for path, option in ((json_path, "--json"), (plot_path, "--plot")):  # before minutes of timing, not after
+        if path is not None:
+            check_file_creatable(path, option)
     load_start = os.getloadavg()
     devices = ["cpu", "gpu"] if device == "all" else [device]
     skipped = []
@@ -120,7 +137,7 @@ def main(device, models, batch_sizes, json_path, repeats, warmup, sample_seconds
     if torch is not None:
         torch.set_num_threads(thread_count)
 
-    options = Options(comma_list(models), batch_sizes, repeats, warmup, sample_seconds, gemm_size,
+    options = Options(models, batch_sizes, repeats, warmup, sample_seconds, gemm_size,
                       channels_last, count_launches, tf32, cudnn_benchmark)
     report = new_report(options, torch=torch, blas=blas, threads=thread_count, skipped=skipped,
                         load_start=load_start, argv=sys.argv)

@@ -10,17 +10,15 @@ checkpoint was trained on (when it says), else mnist.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import click
 
 from _cli import one_line_errors  # also puts the project on sys.path
 
 from backend import DEVICES, get_backend
 from nets.checkpoint import load_any_checkpoint, restore_model
-from nets.datasets import DATASET_NAMES, load_dataset
+from nets.datasets import DATASET_NAMES, load_dataset, require_examples
 from nets.evaluation import class_names_for, dataset_name_of, evaluate, format_report, input_statistics
+from nets.outputs import check_file_creatable, write_json
 from nets.run import IMPLS
 
 
@@ -39,6 +37,8 @@ from nets.run import IMPLS
 @one_line_errors
 def main(checkpoint, dataset, data_dir, device, batch_size, json_path, no_download, impl):
     """Print the test accuracy, per-class accuracy and confusion matrix of CHECKPOINT."""
+    if json_path:
+        check_file_creatable(json_path, "--json")
     saved = load_any_checkpoint(checkpoint)
     if impl == "torch":
         from nets.torch_baseline import TorchPredictor
@@ -49,6 +49,7 @@ def main(checkpoint, dataset, data_dir, device, batch_size, json_path, no_downlo
         backend = get_backend(device)
         model = restore_model(saved, backend)
     data = load_dataset(dataset or dataset_name_of(saved), data_dir, download=not no_download)
+    require_examples(data, ("test",), "evaluation")
     result = evaluate(model, data.test_images, data.test_labels, backend, batch_size, input_statistics(saved))
     names = class_names_for(data.name)
 
@@ -58,8 +59,7 @@ def main(checkpoint, dataset, data_dir, device, batch_size, json_path, no_downlo
     if json_path:
         report = {"checkpoint": str(checkpoint), "model": model.name, "dataset": data.name,
                   "device": backend.name, **result.to_dict(names)}
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
+        write_json(json_path, report, "--json")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ misclassified.png (from the checkpoint, evaluated on the test set) into --out.
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -17,21 +18,31 @@ from _cli import one_line_errors  # also puts the project on sys.path
 
 from backend import DEVICES, get_backend
 from nets.checkpoint import load_any_checkpoint, restore_model
-from nets.datasets import DATASET_NAMES, load_dataset
+from nets.datasets import DATASET_NAMES, load_dataset, require_examples
 from nets.evaluation import class_names_for, dataset_name_of, input_statistics, predict_classes
-from nets.plots import write_all_plots
+from nets.outputs import prepare_folder
+from nets.plots import PlotError, require_matplotlib, write_all_plots
 
 
 def read_metrics(path) -> dict:
-    """The metrics JSON train.py writes (--metrics-json); ValueError in one line when it is not that."""
+    """The metrics JSON train.py writes (--metrics-json); PlotError in one line when it is not that."""
+    advice = "pass the file train.py wrote with --metrics-json."
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise PlotError(f"--metrics {path} is not a regular file; {advice}")
     try:
-        with open(path) as file:
+        with open(path, "rb") as file:
             metrics = json.load(file)
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); "
-                         "pass the file train.py wrote with --metrics-json.") from None
-    if not isinstance(metrics, dict):
-        raise ValueError(f"{path} does not hold a metrics object; pass the file train.py wrote with --metrics-json.")
+        raise PlotError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); {advice}") from None
+    except UnicodeDecodeError:
+        raise PlotError(f"{path} is not a text file; {advice}") from None
+    except FileNotFoundError:
+        raise PlotError(f"--metrics {path}: no such file; {advice}") from None
+    except OSError as error:
+        raise PlotError(f"--metrics {path} cannot be read ({error.strerror or error}); {advice}") from None
+    epochs = metrics.get("epochs", []) if isinstance(metrics, dict) else None
+    if not isinstance(epochs, list) or not all(isinstance(entry, dict) for entry in epochs):
+        raise PlotError(f"{path} does not hold a metrics object with a list of epochs; {advice}")
     return metrics
 
 
@@ -50,10 +61,13 @@ def read_metrics(path) -> dict:
 def main(checkpoint, metrics_path, out_dir, dataset, data_dir, device, batch_size, no_download):
     """Write the PNG plots of CHECKPOINT (and its training metrics) into --out."""
     metrics = read_metrics(metrics_path) if metrics_path else None
+    require_matplotlib()
+    prepare_folder(out_dir, "--out")
     backend = get_backend(device)
     saved = load_any_checkpoint(checkpoint)
     model = restore_model(saved, backend)
     data = load_dataset(dataset or dataset_name_of(saved), data_dir, download=not no_download)
+    require_examples(data, ("test",), "plotting")
     predictions = predict_classes(model, data.test_images, backend, batch_size, input_statistics(saved))
     paths = write_all_plots(out_dir, metrics, model, data.test_images, data.test_labels, predictions,
                             class_names_for(data.name))

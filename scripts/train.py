@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from _cli import one_line_errors  # also puts the project on sys.path
+from _cli import FiniteFloat, one_line_errors  # also puts the project on sys.path
 
 from backend import DEVICES
 from nets.datasets import DATASET_NAMES
@@ -23,8 +23,7 @@ from nets.layers.base import INITS
 from nets.models import MODEL_NAMES
 from nets.optim import OPTIMIZERS
 from nets.recipes import AUGMENTATIONS, RECIPE_NAMES
-from nets.run import (DTYPES, EXIT_DIVERGED, EXIT_INTERRUPTED, IMPLS, Diverged, Interrupted, RunError, RunOptions,
-                      train_run)
+from nets.run import DTYPES, EXIT_INTERRUPTED, IMPLS, Interrupted, RunOptions, train_run
 from nets.schedules import SCHEDULES
 
 
@@ -41,7 +40,7 @@ def progress_bar_factory(enabled: bool):
 
 
 def positive(kind):
-    return click.IntRange(min=1) if kind is int else click.FloatRange(min=0.0, min_open=True)
+    return click.IntRange(min=1) if kind is int else FiniteFloat(min=0.0, min_open=True)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -57,8 +56,8 @@ def positive(kind):
 @click.option("--batch-size", type=positive(int), default=None)
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None)
 @click.option("--lr", type=positive(float), default=None, help="Learning rate (the peak, under a one-cycle schedule).")
-@click.option("--momentum", type=click.FloatRange(0.0, 1.0, max_open=True), default=None, help="SGD momentum.")
-@click.option("--weight-decay", type=click.FloatRange(min=0.0), default=None, help="L2 weight decay.")
+@click.option("--momentum", type=FiniteFloat(0.0, 1.0, max_open=True), default=None, help="SGD momentum.")
+@click.option("--weight-decay", type=FiniteFloat(min=0.0), default=None, help="L2 weight decay.")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=None, help="Learning-rate schedule.")
 @click.option("--init", type=click.Choice(INITS), default=None, help="Weight initialisation.")
 @click.option("--augment", type=click.Choice(AUGMENTATIONS), default=None,
@@ -89,15 +88,9 @@ def main(model, impl, device, dataset, data_dir, epochs, batch_size, optimizer, 
     say = (lambda line: None) if quiet else (lambda line: click.echo(line))
     try:
         result = train_run(options, say=say, progress=progress_bar_factory(not quiet and sys.stdout.isatty()))
-    except Interrupted as stop:
+    except Interrupted as stop:  # not an error: the checkpoint is written (other user errors: see _cli)
         click.echo(str(stop), err=True)
         sys.exit(EXIT_INTERRUPTED)
-    except Diverged as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(EXIT_DIVERGED)
-    except RunError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
     except KeyboardInterrupt:  # before training started (loading data), or a second Ctrl-C
         click.echo("interrupted; no training step had completed since the last checkpoint.", err=True)
         sys.exit(EXIT_INTERRUPTED)

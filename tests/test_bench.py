@@ -125,3 +125,20 @@ def test_standin_launches_attributes_every_cnn_launch():
     assert [row["part"] for row in entry["rows"]][-2:] == ["loss", "optimizer"]
     assert sum(row["forward"] + row["backward"] for row in entry["rows"]) == entry["train_step"] <= 70
     assert entry["predict"] <= 18
+
+
+@pytest.mark.parametrize("models", ["resnet", "mlp,resnet", ","])
+def test_bench_unknown_model_is_a_usage_error(models):
+    result = run_bench(*TINY, "--models", models, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "Invalid value for '--models'" in result.stderr and "give a comma-separated list of mlp, cnn" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bench_unwritable_json_is_refused_before_timing(tmp_path):
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    target = tmp_path / "blocker" / "bench.json"
+    result = run_bench(*TINY, "--models", "mlp", "--json", str(target), timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: --json {target}: ")
+    assert "Traceback" not in result.stderr and result.stdout == ""

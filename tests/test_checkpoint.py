@@ -1,8 +1,11 @@
 """Checkpoints: exact round trips (parameters, optimizer, epoch, RNG, config), atomic writes,
 one-line errors for every bad input, no pickles, and PyTorch state_dicts in and out."""
 
+import json
 import os
+import tracemalloc
 import zipfile
+from pathlib import Path
 
 import numpy
 import pytest
@@ -23,9 +26,11 @@ from nets.checkpoint import (
     save_checkpoint,
     save_torch_state_dict,
 )
+from nets.checkpoint_core import expected_parameter_shapes
 from nets.models import build_model
 from nets.optim import SGD, Adam
 from tests.conftest import torch_or_skip
+from tests.crafted_files import members_of, npy_header, stored, write_zip, zeros_deflate
 
 # Small versions of the two models, so every test runs in milliseconds.
 SMALL = {
@@ -253,6 +258,20 @@ def test_a_missing_path_or_a_directory(tmp_path):
     assert message_of(info) == f"{tmp_path} is not a file; give the path of a .npz (or PyTorch .pt) checkpoint."
 
 
+def test_an_unreadable_file_is_named_as_such(saved_mlp, monkeypatch):
+    import nets.checkpoint_core as core
+
+    path, _ = saved_mlp
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(core, "open", refuse, raising=False)  # as for a file without read permission (not root)
+    with pytest.raises(CheckpointError) as info:
+        load_any_checkpoint(path)
+    assert message_of(info) == f"{path} cannot be read (Permission denied); check its permissions."
+
+
 def test_not_an_npz(tmp_path):
     for name, content in (("notes.npz", b"hello, I am text\n"), ("empty.npz", b"")):
         (tmp_path / name).write_bytes(content)
@@ -300,8 +319,8 @@ def test_missing_and_unexpected_parameters(saved_mlp, backend):
     path, _ = saved_mlp
     _rewrite(path, lambda arrays: arrays.pop("fc2.bias"))
     with pytest.raises(CheckpointError) as info:
-        restore_model(load_checkpoint(path), backend)
-    assert message_of(info) == "the checkpoint lacks parameters the mlp model needs: fc2.bias."
+        load_checkpoint(path)
+    assert message_of(info) == f"{path} lacks parameters the mlp model needs: fc2.bias."
 
     model = small_model("mlp", backend)
     extra = {**model.state_dict(), "fc9.weight": numpy.zeros((2, 2))}
@@ -344,10 +363,12 @@ def test_a_checkpoint_of_the_other_model(tmp_path, backend):
     path = save_checkpoint(tmp_path / "cnn.npz", small_model("cnn", backend))
     with pytest.raises(CheckpointError) as info:
         restore_model(load_checkpoint(path), backend, model_name="mlp")
-    assert message_of(info) == "checkpoint holds a cnn, but --model mlp was asked for; pass --model cnn or another checkpoint."
+    assert message_of(info) == ("the checkpoint holds a cnn, but a mlp was asked for; load it as a cnn, "
+                                "or use a mlp checkpoint.")
     with pytest.raises(CheckpointError) as info:
         load_parameters(small_model("mlp", backend), load_checkpoint(path).params)
-    assert message_of(info).startswith("checkpoint holds a cnn, but --model mlp was asked for")
+    assert message_of(info).startswith("the checkpoint holds a cnn, but a mlp was asked for")
+    assert "--model" not in message_of(info)  # evaluate.py and predict.py have no --model option
 
 
 def test_a_newer_format_version(saved_mlp):
@@ -453,3 +474,218 @@ def test_load_any_checkpoint_reads_nets_checkpoints_too(saved_mlp):
     path, model = saved_mlp
     checkpoint = load_any_checkpoint(path)
     assert checkpoint.source == "npz" and checkpoint.epoch == 2 and checkpoint.model_config == model.config()
+
+
+# ---------------------------------------------------------------------------------------------- metadata, checked on load
+
+
+def _set(arrays, key, value):
+    arrays[key] = numpy.array(value)
+
+
+def _set_json(arrays, key, mutate):
+    value = json.loads(str(arrays[key][()]))
+    arrays[key] = numpy.array(json.dumps(mutate(value)))
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda a: _set(a, "meta/epoch", -1), "meta/epoch = -1"),
+    (lambda a: _set(a, "meta/step_in_epoch", 1), "has no meta/epoch_rng_state"),
+    (lambda a: _set(a, "meta/rng_state", json.dumps({"bit_generator": "PCG64", "state": "garbage"})),
+     "unusable meta/rng_state"),
+    (lambda a: _set(a, "meta/rng_state", "[1, 2]"), "meta/rng_state that is not a numpy random generator state"),
+    (lambda a: _set(a, "meta/epoch_rng_state", json.dumps({"bit_generator": "Mersenne"})), "meta/epoch_rng_state"),
+    (lambda a: _set_json(a, "optim/hyperparameters", lambda h: {**h, "betas": [0.9, 1.5]}),
+     "optim/hyperparameters betas[1] = 1.5"),
+    (lambda a: _set_json(a, "optim/hyperparameters", lambda h: {**h, "lr": float("nan")}),
+     "optim/hyperparameters lr = nan"),
+    (lambda a: _set_json(a, "optim/hyperparameters", lambda h: {**h, "lr": -0.1}), "optim/hyperparameters lr = -0.1"),
+    (lambda a: _set_json(a, "optim/hyperparameters", lambda h: {**h, "weight_decay": float("inf")}),
+     "optim/hyperparameters weight_decay = inf"),
+    (lambda a: _set_json(a, "optim/hyperparameters", lambda h: {**h, "momentum": 0.9}), "momentum, which adam"),
+    (lambda a: _set(a, "optim/name", "rmsprop"), "optim/name = 'rmsprop'"),
+    (lambda a: _set(a, "optim/step", -3), "optim/step = -3"),
+    (lambda a: a.update({"optim/exp_avg/fc9.weight": numpy.zeros((2, 2))}), "no parameter fc9.weight"),
+    (lambda a: a.update({"optim/exp_avg/fc1.weight": numpy.zeros((2, 2))}), "optim/exp_avg/fc1.weight of shape (2, 2)"),
+    (lambda a: a.update({"optim/momentum_buffer/fc1.weight": a["fc1.weight"]}), "optim/momentum_buffer/..."),
+    (lambda a: a.update({"meta/input_mean": numpy.array(0.1), "meta/input_std": numpy.array(0.0)}),
+     "meta/input_std = 0.0"),
+    (lambda a: _set_json(a, "meta/model_config", lambda c: {**c, "init": "xavier"}), "init 'xavier'"),
+    (lambda a: _set(a, "meta/version", "one"), "meta/version of shape () and dtype <U3"),
+    (lambda a: _set(a, "meta/config", "[1]"), "meta/config = [1]"),
+    (lambda a: a.update({"meta/notes": numpy.array("hi")}), "an entry meta/notes"),
+])
+def test_every_metadata_field_is_checked_on_load(saved_mlp, mutate, field):
+    path, _ = saved_mlp
+    _rewrite(path, mutate)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert field in message_of(info) and str(path) in message_of(info)
+
+
+def test_a_member_that_is_not_an_array_is_refused(saved_mlp):
+    path, _ = saved_mlp
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("notes.txt", b"trained on a Tuesday")
+    with pytest.raises(CheckpointError) as info:
+        load_any_checkpoint(path)
+    assert message_of(info) == (f"{path} holds a member 'notes.txt' that is not a numpy array (.npy); "
+                                "a checkpoint holds only arrays, so save it again with nets.")
+
+
+@pytest.mark.parametrize("where", ["fc2.weight", "optim/exp_avg/fc1.weight"])
+def test_nan_or_infinite_weights_are_refused(saved_mlp, where):
+    path, _ = saved_mlp
+
+    def poison(arrays):
+        arrays[where] = arrays[where].copy()
+        arrays[where][0, :2] = [numpy.nan, numpy.inf]
+
+    _rewrite(path, poison)
+    if where.startswith("optim/"):  # optimizer buffers are not weights; they load (and a NaN would show as a NaN loss)
+        load_checkpoint(path)
+        return
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert message_of(info) == (f"{path}: parameter fc2.weight holds 2 NaN or infinite values; the model diverged "
+                                "before it was saved, so use an earlier checkpoint.")
+
+
+def test_nan_weights_in_a_torch_state_dict_are_refused(tmp_path, backend):
+    torch = torch_or_skip()
+    state = export_torch_state_dict(small_model("mlp", backend))
+    state["fc1.bias"][0] = float("nan")
+    torch.save(state, tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match="parameter fc1.bias holds 1 NaN or infinite value; the model diverged"):
+        load_any_checkpoint(tmp_path / "nan.pt")
+
+
+def test_a_torch_file_given_as_npz_checkpoint_says_what_it_is(tmp_path, backend):
+    torch_or_skip()
+    path = save_torch_state_dict(tmp_path / "m.pt", small_model("mlp", backend))
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert message_of(info).startswith(f"{path} is a PyTorch file (torch.save), not an .npz checkpoint")
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_expected_parameter_shapes_agree_with_the_models(name):
+    import backend as backend_module
+
+    configs = {"mlp": [SMALL["mlp"], {"name": "mlp", "sizes": [784, 128, 64, 10]}, {"name": "mlp", "sizes": [5, 3]}],
+               "cnn": [SMALL["cnn"], {**SMALL["cnn"], "image_size": 13}, {**SMALL["cnn"], "in_channels": 3},
+                       build_model("cnn", backend=backend_module.get_backend("cpu")).config()]}[name]
+    for config in configs:
+        model = build_model(config, backend=backend_module.get_backend("cpu"))
+        shapes = {key: tuple(array.shape) for key, array in model.parameters().items()}
+        assert expected_parameter_shapes(config) == shapes
+        assert list(expected_parameter_shapes(config)) == list(shapes)  # state_dict order too
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"name": "cnn"}, "has no in_channels, channels, hidden, classes, image_size"),
+    ({"name": "mlp", "sizes": [4, 0, 2]}, "has a size 0"),
+    ({"name": "mlp", "sizes": [4, True]}, "has a size True"),
+    ({**SMALL["cnn"], "image_size": 7}, "image_size 7, too small"),
+    ({**SMALL["cnn"], "depth": 3}, "unknown keys depth"),
+    ({"name": "resnet"}, "names the model 'resnet'"),
+])
+def test_bad_model_configs_are_refused_without_building_anything(config, message):
+    with pytest.raises(CheckpointError, match=message):
+        expected_parameter_shapes(config)
+
+
+# ---------------------------------------------------------------------------------------------- small files, big claims
+# Each crafted file is a few MB at most but claims a model or an entry of a gigabyte or more. The memory bound is
+# measured with tracemalloc (numpy reports its array allocations to it), so it holds on any machine.
+
+MEMORY_BOUND = 32 * 2**20
+
+
+def _peak_of(function):
+    tracemalloc.start()
+    try:
+        function()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+def _cpu_mlp_checkpoint(path):
+    import backend as backend_module
+
+    model = small_model("mlp", backend_module.get_backend("cpu"))
+    return save_checkpoint(path, model, optimizer=Adam(model.parameters(), lr=0.01), rng=numpy.random.default_rng(0),
+                           config={"dataset": "mnist"})
+
+
+@pytest.mark.parametrize("declared", [2**30, 60 * 2**20], ids=["1GiB", "60MiB"])
+def test_a_small_member_declaring_much_data_is_refused_before_its_data_is_read(tmp_path, declared):
+    """fc1.weight swapped for a member of zeros deflated to at most 1 MiB: 1 GiB is refused as a bomb at once; 60 MiB
+    (under the bomb threshold) by its shape, read from the header, before any of its data is inflated."""
+    path = Path(_cpu_mlp_checkpoint(tmp_path / "bomb.npz"))
+    members = members_of(path)
+    header = npy_header((declared // 4,), "<f4")
+    stream, crc = zeros_deflate(header, declared)
+    members["fc1.weight.npy"] = (stream, crc, len(header) + declared)
+    write_zip(path, members)
+    assert path.stat().st_size < 2 * 2**20
+    expected = {2**30: f"{path}: entry fc1.weight declares 1.0 GiB of data in 1.0 MiB of compressed bytes, far more "
+                       "than any trained model compresses to; it was not loaded.",
+                60 * 2**20: f"{path}: meta/model_config implies fc1.weight of shape (8, 12), but the file stores "
+                            "(15728640,); the file is inconsistent, so save it again."}[declared]
+
+    def load():
+        with pytest.raises(CheckpointError) as info:
+            load_any_checkpoint(path)
+        assert message_of(info) == expected
+
+    assert _peak_of(load) < MEMORY_BOUND
+
+
+def test_a_consistent_gibibyte_model_in_a_tiny_file_is_refused_as_a_bomb(tmp_path):
+    """A bare npz whose shapes all agree (an MLP 1024-262144-10) but whose 1 GiB of weights deflate to 1 MiB."""
+    members = {}
+    for name, shape in (("fc1.weight", (2**18, 1024)), ("fc1.bias", (2**18,)), ("fc2.weight", (10, 2**18)),
+                        ("fc2.bias", (10,))):
+        header = npy_header(shape, "<f4")
+        stream, crc = zeros_deflate(header, 4 * int(numpy.prod(shape)))
+        members[f"{name}.npy"] = (stream, crc, len(header) + 4 * int(numpy.prod(shape)))
+    path = write_zip(tmp_path / "bare.npz", members)
+
+    def load():
+        with pytest.raises(CheckpointError) as info:
+            load_any_checkpoint(path)
+        assert message_of(info).startswith(f"{path}: entry fc1.weight declares 1.0 GiB of data in ")
+        assert "far more than any trained model compresses to; it was not loaded." in message_of(info)
+
+    assert _peak_of(load) < MEMORY_BOUND
+
+
+@pytest.mark.parametrize("hidden", [30_000, 10**9])
+def test_a_model_config_that_disagrees_with_the_stored_shapes_is_refused_before_building(tmp_path, hidden):
+    import backend as backend_module
+
+    path = save_checkpoint(tmp_path / "cnn.npz", build_model("cnn", backend=backend_module.get_backend("cpu")))
+    _rewrite(path, lambda arrays: _set_json(arrays, "meta/model_config", lambda c: {**c, "hidden": hidden}))
+
+    def load():
+        with pytest.raises(CheckpointError) as info:
+            restore_model(load_any_checkpoint(path), backend_module.get_backend("cpu"))
+        assert message_of(info) == (f"{path}: meta/model_config implies fc1.weight of shape ({hidden}, 3200), but "
+                                    "the file stores (48, 3200); the file is inconsistent, so save it again.")
+
+    assert _peak_of(load) < MEMORY_BOUND
+
+
+def test_a_member_whose_header_disagrees_with_its_size_is_refused(saved_mlp):
+    path, _ = saved_mlp
+    members = members_of(path)
+    data = npy_header((8, 12), "<f8") + bytes(8 * 12 * 8 - 16)  # 16 bytes short
+    members["fc1.weight.npy"] = stored(data)
+    write_zip(path, members)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert message_of(info) == (f"{path}: entry fc1.weight declares 768 bytes of data, but its member holds 752 bytes; "
+                                "the file is corrupt, so save it again.")

@@ -192,3 +192,34 @@ def test_the_two_strategies_agree_exactly_on_integers(backend, case, layout):
         numpy.testing.assert_array_equal(ours, theirs)
     assert Conv2d(1, 1, 3, rng=numpy.random.default_rng(0)).strategy_for(backend.asarray(numpy.zeros(1))) == (
         "gather" if backend.is_gpu else "strided")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"stride": 0}, "Conv2d stride must be a whole number >= 1, got 0."),
+    ({"kernel_size": 0}, "Conv2d kernel_size must be a whole number >= 1, got 0."),
+    ({"kernel_size": (3, 0)}, "Conv2d kernel_size must be a whole number >= 1, got 0."),
+    ({"kernel_size": (3, 3, 3)}, "Conv2d kernel_size must be one number or two (height, width), got (3, 3, 3)."),
+    ({"padding": -1}, "Conv2d padding must be a whole number >= 0, got -1."),
+    ({"in_channels": 0}, "Conv2d in_channels must be a whole number >= 1, got 0."),
+    ({"out_channels": 2.5}, "Conv2d out_channels must be a whole number >= 1, got 2.5."),
+])
+def test_conv2d_refuses_impossible_geometry_in_one_sentence(changes, message):
+    arguments = {"in_channels": 1, "out_channels": 2, "kernel_size": 3, "stride": 1, "padding": 0, **changes}
+    with pytest.raises(ValueError) as info:
+        Conv2d(**arguments, rng=numpy.random.default_rng(0))
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("kernel, stride, padding, message", [
+    (3, 0, 0, "the stride must be a whole number >= 1, got 0."),
+    (0, 1, 0, "the kernel size must be a whole number >= 1, got 0."),
+    (3, 1, -2, "the padding must be a whole number >= 0, got -2."),
+])
+def test_im2col_and_conv_output_size_refuse_impossible_geometry(kernel, stride, padding, message):
+    from nets.layers import conv_output_size
+
+    with pytest.raises(ValueError) as info:
+        conv_output_size(7, kernel, stride, padding)
+    assert str(info.value) == message
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        im2col(numpy.zeros((1, 1, 7, 7)), kernel, kernel, stride, padding)

@@ -2,6 +2,9 @@
 
 import contextlib
 import gzip
+import os
+import threading
+import tracemalloc
 
 import numpy
 import pytest
@@ -9,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nets.idx import DataError, read_idx, read_images, read_labels, read_pair
+from tests.crafted_files import gzip_of
 from tests.idx_files import idx_bytes, write_bytes, write_idx
 
 COMPRESSION = pytest.mark.parametrize("compressed", [False, True], ids=["raw", "gzip"])
@@ -239,3 +243,62 @@ def test_directory_instead_of_file(tmp_path):
 
 def test_data_error_is_a_value_error():
     assert issubclass(DataError, ValueError)
+
+
+# --- small files, big streams ------------------------------------------------------------------
+
+
+def _peak_of(function):
+    tracemalloc.start()
+    try:
+        function()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
+
+
+def test_a_small_gzip_inflating_to_400_mib_costs_only_its_header_claim(tmp_path):
+    """A header declaring 10 images, followed by 400 MiB of zeros: a file of about 400 KiB."""
+    declared = idx_bytes(numpy.zeros((10, 28, 28), dtype=numpy.uint8))
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip_of(declared, zeros=400 * 2**20))
+    assert path.stat().st_size < 512 * 2**10
+
+    def read():
+        with expect_error(path, "more than 1048576 unexpected bytes after the 7840 its header declares"):
+            read_images(path)
+
+    assert _peak_of(read) < 32 * 2**20
+
+
+def test_a_small_gzip_declaring_400_mib_is_refused_unread(tmp_path):
+    """The header itself claims 524288 images (411 MB) and the stream holds them, as zeros, in about 400 KiB."""
+    header = idx_bytes(numpy.zeros((0, 28, 28), dtype=numpy.uint8))
+    header = header[:4] + (2**19).to_bytes(4, "big") + header[8:]
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip_of(header, zeros=2**19 * 784))
+
+    def read():
+        with expect_error(path, "declares 411041792 bytes of data (524288 x 28 x 28) in a gzip file of",
+                          "far more than images compress to, so it was not read"):
+            read_images(path)
+
+    assert _peak_of(read) < 32 * 2**20
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "train-images-idx3-ubyte"
+    os.mkfifo(fifo)
+    # Should the reader open the FIFO anyway, this writer lets it go on (to an empty read) instead of hanging.
+    writer = threading.Thread(target=lambda: os.close(os.open(fifo, os.O_WRONLY)), daemon=True)
+    writer.start()
+    try:
+        with expect_error(fifo, "is not a regular file (a FIFO, device or socket)"):
+            read_images(fifo)
+    finally:
+        if writer.is_alive():  # release the writer: hold the read end open until its open() returns
+            reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+            writer.join(timeout=60)
+            os.close(reader)
+    assert not writer.is_alive()

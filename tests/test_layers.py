@@ -112,3 +112,14 @@ def test_wrong_input_shapes_are_clear_errors(backend):
         Conv2d(2, 4, 3, rng=rng).to(backend).forward(backend.asarray(numpy.ones((1, 3, 5, 5), dtype="float32")))
     with pytest.raises(ValueError, match="MaxPool2d takes"):
         MaxPool2d(2).forward(backend.asarray(numpy.ones((4, 4), dtype="float32")))
+
+
+@pytest.mark.parametrize("sizes, message", [
+    ((0, 3), "Linear in_features must be a whole number >= 1, got 0."),
+    ((3, -1), "Linear out_features must be a whole number >= 1, got -1."),
+    ((3.5, 2), "Linear in_features must be a whole number >= 1, got 3.5."),
+])
+def test_linear_refuses_impossible_sizes_in_one_sentence(sizes, message):
+    with pytest.raises(ValueError) as info:
+        Linear(*sizes, rng=numpy.random.default_rng(0))
+    assert str(info.value) == message

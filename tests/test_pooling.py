@@ -136,3 +136,23 @@ def test_the_two_strategies_agree_exactly(backend, kernel, stride, relu, layout)
         results[strategy] = [backend.to_numpy(a).copy() for a in (y, dx)]
     for ours, theirs in zip(results["tournament"], results["gather"]):
         numpy.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("kernel, stride, message", [
+    (0, None, "MaxPool2d kernel_size must be a whole number >= 1, got 0."),
+    ((2, 0), 1, "MaxPool2d kernel_size must be a whole number >= 1, got 0."),
+    (2, 0, "MaxPool2d stride must be a whole number >= 1, got 0."),
+    (2, -1, "MaxPool2d stride must be a whole number >= 1, got -1."),
+])
+def test_impossible_pools_are_refused_in_one_sentence(kernel, stride, message):
+    with pytest.raises(ValueError) as info:
+        MaxPool2d(kernel, stride)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 4, 4), (2, 0, 4, 4)])
+def test_an_empty_batch_is_refused_in_one_sentence(backend, shape):
+    with pytest.raises(ValueError) as info:
+        MaxPool2d(2, relu=True).forward(backend.asarray(numpy.zeros(shape, dtype=numpy.float32)))
+    assert str(info.value) == (f"MaxPool2d got an empty input of shape {shape}; "
+                               "pass at least one image and channel.")

@@ -37,11 +37,30 @@ def test_one_cycle_matches_torch_one_cycle_lr():
     parameter = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.Adam([parameter], lr=3e-3)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=total, cycle_momentum=False)
-    for step in range(total):
+    for step in range(total + 1):  # OneCycleLR still answers at step == total_steps
         assert one_cycle_lr(3e-3, step, total) == pytest.approx(optimizer.param_groups[0]["lr"], rel=1e-12)
         optimizer.step()
-        if step < total - 1:
+        if step < total:
             scheduler.step()
+
+
+def test_one_cycle_past_its_total_steps_raises_as_torch_does():
+    torch = pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
+    total = 5
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=total, cycle_momentum=False)
+    for _ in range(total):
+        optimizer.step()
+        scheduler.step()
+    optimizer.step()
+    with pytest.raises(ValueError, match="Tried to step 6 times"):
+        scheduler.step()
+    with pytest.raises(ValueError, match=r"step 6 is outside the one-cycle schedule of 5 steps \(0..5\)"):
+        one_cycle_lr(0.1, total + 1, total)
+    with pytest.raises(ValueError, match="step -1 is outside"):
+        one_cycle_lr(0.1, -1, total)
+    with pytest.raises(ValueError, match="total_steps must be a whole number >= 1, got 0"):
+        learning_rate("onecycle", 0.1, 0, 0)
 
 
 def test_constant_schedule_and_unknown_schedule():

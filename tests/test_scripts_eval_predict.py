@@ -163,6 +163,81 @@ def test_evaluate_missing_data(cnn_checkpoint, tmp_path):
     assert_one_line_error(result, str(empty))
 
 
+def test_evaluate_on_an_empty_test_set_is_one_line(cnn_checkpoint, tmp_path):
+    empty = write_dataset(tmp_path / "mnist", n_train=10, n_test=0)
+    result = invoke(evaluate_script, cnn_checkpoint, "--data-dir", empty, "--device", "cpu")
+    assert_one_line_error(result, f"{empty / 't10k-images-idx3-ubyte'} holds no images", "evaluation needs test images")
+
+
+def test_evaluate_json_into_a_blocked_folder_is_refused_before_any_work(cnn_checkpoint, data_dir, tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder should be")
+    result = invoke(evaluate_script, cnn_checkpoint, "--data-dir", data_dir, "--device", "cpu",
+                    "--json", blocker / "eval.json")
+    assert_one_line_error(result, f"--json {blocker / 'eval.json'}", "is a file, not a folder")
+    assert result.stdout == ""
+
+
+def _copy_with(source, target, mutate):
+    with numpy.load(source, allow_pickle=False) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    mutate(arrays)
+    numpy.savez(target, **arrays)
+    return target
+
+
+def _nan_weights(arrays):
+    arrays["fc2.weight"] = arrays["fc2.weight"].copy()
+    arrays["fc2.weight"][0, 0] = numpy.nan
+
+
+def _huge_hidden(arrays):
+    config = json.loads(str(arrays["meta/model_config"][()]))
+    arrays["meta/model_config"] = numpy.array(json.dumps({**config, "hidden": 10**9}))
+
+
+@pytest.mark.parametrize("damage, expected", [
+    ("nan", "parameter fc2.weight holds 1 NaN or infinite value; the model diverged before it was saved"),
+    ("extra member", "holds a member 'notes.txt' that is not a numpy array (.npy)"),
+    ("huge config", "meta/model_config implies fc1.weight of shape (1000000000, 3200), but the file stores (48, 3200)"),
+])
+@pytest.mark.parametrize("script", ["evaluate", "predict"])
+def test_a_bad_checkpoint_is_one_line_in_evaluate_and_predict(cnn_checkpoint, data_dir, tmp_path, damage, expected,
+                                                               script):
+    import zipfile
+
+    path = tmp_path / "bad.npz"
+    if damage == "extra member":
+        path.write_bytes(cnn_checkpoint.read_bytes())
+        with zipfile.ZipFile(path, "a") as archive:
+            archive.writestr("notes.txt", "hello")
+    else:
+        _copy_with(cnn_checkpoint, path, _nan_weights if damage == "nan" else _huge_hidden)
+    if script == "evaluate":
+        result = invoke(evaluate_script, path, "--data-dir", data_dir, "--device", "cpu")
+    else:
+        result = invoke(predict_script, path, digit_image(tmp_path / "seven.png"), "--device", "cpu")
+    assert_one_line_error(result, str(path), expected)
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("script", ["evaluate", "predict"])
+def test_a_checkpoint_whose_meta_names_the_other_model_does_not_suggest_options_the_script_lacks(
+        mlp_checkpoint, cnn_checkpoint, data_dir, tmp_path, script):
+    def claim_cnn(arrays):
+        with numpy.load(cnn_checkpoint) as cnn:
+            arrays["meta/model"], arrays["meta/model_config"] = cnn["meta/model"], cnn["meta/model_config"]
+
+    path = _copy_with(mlp_checkpoint, tmp_path / "odd.npz", claim_cnn)
+    if script == "evaluate":
+        result = invoke(evaluate_script, path, "--data-dir", data_dir, "--device", "cpu")
+    else:
+        result = invoke(predict_script, path, digit_image(tmp_path / "seven.png"), "--device", "cpu")
+    assert_one_line_error(result, f"{path}: meta/model_config describes a cnn, but the parameters are those of a mlp; "
+                                  "the file is inconsistent, so save it again.")
+    assert "--model" not in result.stderr
+
+
 def test_evaluate_on_an_unavailable_gpu(cnn_checkpoint, data_dir):
     if backend_module.gpu_problem() is None:
         pytest.skip("a GPU works here, so --device gpu is not an error")
@@ -237,6 +312,18 @@ def test_plot_with_bad_metrics(mlp_checkpoint, tmp_path):
     assert_one_line_error(result, "metrics.json is not valid JSON")
 
 
+def test_plot_with_a_missing_metrics_file_or_a_blocked_out_folder(mlp_checkpoint, tmp_path):
+    result = invoke(plot_script, mlp_checkpoint, "--metrics", tmp_path / "none.json", "--out", tmp_path / "plots")
+    assert_one_line_error(result, f"--metrics {tmp_path / 'none.json'}: no such file")
+    (tmp_path / "metrics.json").write_text('{"epochs": 3}')
+    result = invoke(plot_script, mlp_checkpoint, "--metrics", tmp_path / "metrics.json", "--out", tmp_path / "plots")
+    assert_one_line_error(result, "does not hold a metrics object with a list of epochs")
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed; pip install -e .[plot]")
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    result = invoke(plot_script, mlp_checkpoint, "--out", tmp_path / "blocker" / "plots")
+    assert_one_line_error(result, f"--out {tmp_path / 'blocker' / 'plots'}", "is a file, not a folder")
+
+
 # ---------------------------------------------------------------------------------------------- real processes
 
 
@@ -268,22 +355,80 @@ def test_real_process_predicts(cnn_checkpoint, tmp_path):
 # ---------------------------------------------------------------------------------------------- _cli
 
 
-def test_one_line_errors_keeps_tracebacks_of_bugs(monkeypatch):
+def test_one_line_errors_only_for_the_projects_errors(monkeypatch):
     import click
 
     from _cli import one_line_errors
+    from backend.errors import NetsError
+    from nets.idx import DataError
+
+    class StoppedError(NetsError):
+        exit_code = 4
 
     @click.command()
     @click.option("--kind")
     @one_line_errors
     def main(kind):
-        raise {"user": ValueError("the shape is wrong; use 28x28 images.\nsecond line"),
+        raise {"user": DataError("the file is bad; re-download it.\nsecond line"),
+               "code": StoppedError("stopped; try again."),
+               "value": ValueError("operands could not be broadcast together"),
                "missing": FileNotFoundError(2, "No such file or directory", "x.png"),
                "bug": KeyError("oops")}[kind]
 
-    assert_one_line_error(CliRunner().invoke(main, ["--kind", "user"]), "error: the shape is wrong; use 28x28 images.")
-    assert_one_line_error(CliRunner().invoke(main, ["--kind", "missing"]), "x.png: No such file or directory")
-    bug = CliRunner().invoke(main, ["--kind", "bug"])
-    assert isinstance(bug.exception, KeyError)  # not turned into a one-liner: a bug keeps its traceback
+    assert_one_line_error(CliRunner().invoke(main, ["--kind", "user"]), "error: the file is bad; re-download it.")
+    coded = CliRunner().invoke(main, ["--kind", "code"])
+    assert coded.exit_code == 4 and coded.stderr == "error: stopped; try again.\n"
+    for kind, error_type in (("value", ValueError), ("missing", FileNotFoundError), ("bug", KeyError)):
+        bug = CliRunner().invoke(main, ["--kind", kind])
+        assert isinstance(bug.exception, error_type), kind  # a bug keeps its traceback, even a ValueError or OSError
+        assert "error:" not in bug.output
     monkeypatch.setenv("NETS_TRACEBACK", "1")
-    assert isinstance(CliRunner().invoke(main, ["--kind", "user"]).exception, ValueError)
+    assert isinstance(CliRunner().invoke(main, ["--kind", "user"]).exception, DataError)
+
+
+def test_every_user_facing_error_derives_from_the_one_base():
+    import backend
+    from backend.errors import NetsError
+    from nets.checkpoint import CheckpointError
+    from nets.datasets import DataNotFoundError
+    from nets.digits import DigitImageError
+    from nets.download import DownloadError
+    from nets.evaluation import EvaluationError
+    from nets.idx import DataError
+    from nets.outputs import OutputError
+    from nets.plots import PlotError
+    from nets.run import Diverged, Interrupted, RunError
+
+    for error_type in (backend.BackendError, CheckpointError, DataError, DataNotFoundError, DownloadError,
+                       DigitImageError, EvaluationError, OutputError, PlotError, RunError, Diverged, Interrupted):
+        assert issubclass(error_type, NetsError), error_type
+    assert backend.NetsError is NetsError
+    # the old bases stay, so code that catches them still does
+    assert issubclass(CheckpointError, ValueError) and issubclass(DataError, ValueError)
+    assert issubclass(backend.BackendError, RuntimeError) and issubclass(RunError, RuntimeError)
+    assert issubclass(OutputError, OSError)
+    assert (Diverged.exit_code, Interrupted.exit_code, RunError.exit_code) == (3, 130, 1)
+
+
+def test_real_process_shows_the_traceback_of_a_bug_and_one_line_for_a_user_error(tmp_path):
+    program = tmp_path / "tool.py"
+    program.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(SCRIPTS)!r})\n"
+        "import click\n"
+        "from _cli import one_line_errors\n"
+        "from nets.checkpoint import CheckpointError\n"
+        "@click.command()\n"
+        "@click.argument('kind')\n"
+        "@one_line_errors\n"
+        "def main(kind):\n"
+        "    if kind == 'user':\n"
+        "        raise CheckpointError('no checkpoint at x.npz; check the path.')\n"
+        "    raise ValueError('an internal shape bug')\n"
+        "main()\n")
+    user = subprocess.run([sys.executable, str(program), "user"], capture_output=True, text=True, timeout=60)
+    assert (user.returncode, user.stderr) == (1, "error: no checkpoint at x.npz; check the path.\n")
+    bug = subprocess.run([sys.executable, str(program), "bug"], capture_output=True, text=True, timeout=60)
+    assert bug.returncode == 1
+    assert bug.stderr.startswith("Traceback (most recent call last):")
+    assert bug.stderr.rstrip().endswith("ValueError: an internal shape bug") and "error:" not in bug.stderr

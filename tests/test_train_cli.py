@@ -142,8 +142,12 @@ def test_seed_recipe_and_explicit_overrides(tiny_data, tmp_path):
     assert (metrics["momentum"], metrics["weight_decay"], metrics["seed"], metrics["dtype"]) == (0.9, 1e-4, 3, "float64")
 
 
-def test_two_plus_two_epochs_resumed_equal_four_in_one_go(tiny_data, tmp_path):
-    common = ("--model", "cnn", "--data-dir", tiny_data, "--batch-size", 64, "--schedule", "constant", "--quiet")
+@pytest.mark.parametrize("impl", ["nets", "torch"])
+def test_two_plus_two_epochs_resumed_equal_four_in_one_go(tiny_data, tmp_path, impl):
+    if impl == "torch":
+        pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
+    common = ("--impl", impl, "--model", "cnn", "--data-dir", tiny_data, "--batch-size", 64, "--schedule", "constant",
+              "--quiet")
     assert run(*common, "--epochs", 4, "--save", tmp_path / "once.npz").exit_code == 0
     assert run(*common, "--epochs", 2, "--save", tmp_path / "split.npz").exit_code == 0
     result = run("--resume", tmp_path / "split.npz", "--epochs", 4, "--save", tmp_path / "split.npz", "--quiet")
@@ -169,12 +173,16 @@ def test_interrupted_mid_epoch_then_resumed_equals_uninterrupted(tiny_data, tmp_
             numpy.testing.assert_array_equal(once[name], cut[name], err_msg=name)
 
 
-def test_real_ctrl_c_writes_a_checkpoint_and_exits_130(tiny_data, tmp_path):
-    checkpoint = tmp_path / "ctrlc.npz"
+@pytest.mark.parametrize("save", [True, False], ids=["save", "default-path"])
+def test_real_ctrl_c_in_a_fresh_empty_directory_writes_a_checkpoint_and_exits_130(tiny_data, tmp_path, save):
+    """A real SIGINT, in a fresh clone's situation: an empty working directory, no checkpoints/ folder."""
+    fresh = tmp_path / "fresh-clone"
+    fresh.mkdir()
+    checkpoint = fresh / "runs" / "ctrlc.npz" if save else fresh / "checkpoints" / "mlp-nets-interrupted.npz"
     process = subprocess.Popen(
         [sys.executable, str(TRAIN_SCRIPT), "--model", "mlp", "--data-dir", str(tiny_data), "--epochs", "100000",
-         "--batch-size", "16", "--save", str(checkpoint)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+         "--batch-size", "16", *(["--save", "runs/ctrlc.npz"] if save else [])],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=fresh,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         first_epoch = ""
@@ -187,9 +195,71 @@ def test_real_ctrl_c_writes_a_checkpoint_and_exits_130(tiny_data, tmp_path):
     finally:
         process.kill()
     assert process.returncode == 130, stderr
-    assert "Traceback" not in stderr and "checkpoint written to" in stderr
+    assert "Traceback" not in stderr and "checkpoint written to" in stderr and ".tmp" not in stderr
     with numpy.load(checkpoint, allow_pickle=False) as arrays:
         assert int(arrays["meta/epoch"]) >= 1
+
+
+def test_ctrl_c_without_save_in_a_fresh_directory_creates_checkpoints_and_resumes(tiny_data, tmp_path, monkeypatch):
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    monkeypatch.chdir(fresh)
+    common = ("--model", "mlp", "--data-dir", tiny_data, "--batch-size", 32, "--epochs", 2)
+    result = run(*common, "--stop-after-steps", 3)
+    assert result.exit_code == 130, result.output
+    written = Path("checkpoints") / "mlp-nets-interrupted.npz"
+    assert f"checkpoint written to {written}" in result.output and ".tmp" not in result.output
+    assert run("--resume", written, "--quiet").exit_code == 0
+    assert os.listdir(fresh / "checkpoints") == ["mlp-nets-interrupted.npz"]
+
+
+def test_a_run_without_ctrl_c_creates_no_checkpoints_folder(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--quiet").exit_code == 0
+    assert os.listdir(tmp_path) == []
+
+
+def test_outputs_into_missing_folders_are_created(tiny_data, tmp_path, monkeypatch):
+    """The README's own example, --save runs/cnn.npz, in a directory without runs/."""
+    monkeypatch.chdir(tmp_path)
+    result = run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--save", "runs/cnn.npz",
+                 "--metrics-json", "runs/json/cnn.json", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert int(numpy.load("runs/cnn.npz")["meta/epoch"]) == 1
+    assert json.loads(Path("runs/json/cnn.json").read_text())["epochs"][0]["epoch"] == 1
+
+
+@pytest.mark.parametrize("option", ["--save", "--metrics-json", "--plot", "ctrl-c"])
+def test_an_unwritable_output_is_refused_before_training_naming_the_users_path(tiny_data, tmp_path, monkeypatch,
+                                                                                option):
+    monkeypatch.chdir(tmp_path)
+    blocker = Path("blocker")
+    blocker.write_text("a file where a folder should be")
+    if option == "ctrl-c":  # no --save: Ctrl-C would write into checkpoints/, where a file is in the way
+        Path("checkpoints").write_text("a file where a folder should be")
+        args, named = (), "checkpoints"
+    else:
+        target = blocker / ("plots" if option == "--plot" else "out.npz")
+        args, named = (option, target), str(target)
+    line = one_line_error(run("--model", "mlp", "--data-dir", tiny_data, *FAST, *args))
+    assert line.startswith(f"error: {option if option != 'ctrl-c' else 'the Ctrl-C checkpoint'} {named}")
+    assert "is a file, not a folder" in line and ".tmp" not in line
+    assert line.endswith("pass --save PATH to put it elsewhere." if option == "ctrl-c" else "choose another path.")
+    assert "Training" not in run("--model", "mlp", "--data-dir", tiny_data, *FAST, *args).output
+
+
+def test_a_save_that_fails_mid_run_names_the_users_path(tiny_data, tmp_path, monkeypatch):
+    from nets import outputs
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(outputs.os, "fsync", no_space)
+    checkpoint = tmp_path / "c.npz"
+    line = one_line_error(run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--save", checkpoint))
+    assert line == (f"error: cannot write {checkpoint} (No space left on device); check that its folder exists, is "
+                    "writable and has space, or choose another path.")
+    assert os.listdir(tmp_path) == []  # no temporary file left behind
 
 
 def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path):
@@ -264,13 +334,6 @@ def test_bad_idx_files_give_one_line(tmp_path, damage, expected):
         write_idx(labels, numpy.full(64, 12, dtype=numpy.uint8))
     line = one_line_error(run("--data-dir", data, *FAST))
     assert expected in line.lower() and "train-" in line
-
-
-def test_unwritable_save_path_is_one_line(tiny_data, tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
-    line = one_line_error(run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--save", blocker / "c.npz"))
-    assert "error:" in line and "Traceback" not in line
 
 
 def test_data_dir_without_files_names_them(tmp_path):
@@ -389,3 +452,129 @@ def test_resume_of_a_checkpoint_with_broken_training_state_is_one_line(tiny_data
     checkpoints.save_checkpoint(odd_config, saved.params, config=config, rng_state=saved.rng_state, **common)
     line = one_line_error(run("--resume", odd_config, "--epochs", 2))
     assert "warp_factor" in line and str(odd_config) in line
+
+
+@pytest.mark.parametrize("empty", ["train", "test"])
+def test_an_empty_split_is_refused_before_training(tmp_path, empty):
+    data = write_dataset(tmp_path / "empty", n_train=0 if empty == "train" else 32, n_test=0 if empty == "test" else 8)
+    line = one_line_error(run("--model", "mlp", "--data-dir", data, *FAST))
+    name = "train-images-idx3-ubyte" if empty == "train" else "t10k-images-idx3-ubyte"
+    assert f"{data / name} holds no images" in line and f"needs {empty} images" in line
+    assert "Training" not in run("--model", "mlp", "--data-dir", data, *FAST).output
+
+
+@pytest.mark.parametrize("option, value", [("--lr", "nan"), ("--lr", "inf"), ("--momentum", "nan"),
+                                           ("--weight-decay", "inf"), ("--weight-decay", "nan")])
+def test_non_finite_numbers_are_usage_errors(tiny_data, option, value):
+    result = run("--model", "mlp", "--optimizer", "sgd", "--data-dir", tiny_data, *FAST, option, value)
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.output and "is not a finite number" in result.output
+    assert "Training" not in result.output
+
+
+@pytest.mark.parametrize("impl", ["nets", "torch"])
+def test_extending_a_finished_one_cycle_run_is_never_silent(tiny_data, tmp_path, impl):
+    if impl == "torch":
+        pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
+    checkpoint = tmp_path / "c.npz"
+    common = ("--impl", impl, "--model", "mlp", "--data-dir", tiny_data, "--batch-size", 32)
+    assert run(*common, "--epochs", 1, "--save", checkpoint, "--quiet").exit_code == 0
+    before = checkpoint.read_bytes()
+
+    line = one_line_error(run("--resume", checkpoint, "--epochs", 2, "--save", checkpoint))
+    assert "one-cycle schedule planned for 1 epoch (batch 32" in line and "re-plans it for 2 epochs" in line
+    assert "--schedule constant --lr F" in line and "--schedule onecycle" in line and "--epochs 2" in line
+    assert checkpoint.read_bytes() == before
+
+    replanned = run("--resume", checkpoint, "--epochs", 2, "--schedule", "onecycle", "--save", tmp_path / "r.npz")
+    assert replanned.exit_code == 0, replanned.output
+    note = next(line for line in replanned.output.splitlines() if line.startswith("note: "))
+    assert "re-plans it for 2 epochs" in note and "only a resume with the planned --epochs continues exactly" in note
+
+    constant = run("--resume", checkpoint, "--epochs", 2, "--schedule", "constant", "--lr", "1e-4",
+                   "--save", tmp_path / "k.npz")
+    assert constant.exit_code == 0, constant.output
+    assert "note:" not in constant.output
+
+
+def _rewrite(path, mutate):
+    with numpy.load(path, allow_pickle=False) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    mutate(arrays)
+    numpy.savez(path, **arrays)
+
+
+@pytest.fixture(scope="module")
+def mid_epoch_checkpoint(tiny_data, tmp_path_factory):
+    path = tmp_path_factory.mktemp("cut") / "cut.npz"
+    result = run("--model", "mlp", "--data-dir", tiny_data, "--batch-size", 32, "--epochs", 2, "--save", path,
+                 "--stop-after-steps", 3)
+    assert result.exit_code == 130, result.output
+    return path
+
+
+def _json_entry(key, mutate):
+    def change(arrays):
+        arrays[key] = numpy.array(json.dumps(mutate(json.loads(str(arrays[key][()])))))
+    return change
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda a: a.update({"meta/step_in_epoch": numpy.array(999)}),
+     "has meta/step_in_epoch 999, but an epoch here has only 8 steps (batch 32)"),
+    (lambda a: a.pop("meta/epoch_rng_state"), "stopped at meta/step_in_epoch 3 but has no meta/epoch_rng_state"),
+    (lambda a: a.update({"meta/epoch_rng_state": numpy.array('{"bit_generator": "PCG64", "state": 7}')}),
+     "unusable meta/epoch_rng_state"),
+    (_json_entry("optim/hyperparameters", lambda h: {**h, "betas": [0.9, 1.0]}), "optim/hyperparameters betas[1] = 1.0"),
+    (_json_entry("meta/config", lambda c: {**c, "hyper": {**c["hyper"], "lr": float("nan")}}),
+     "meta/config): hyper.lr is nan; it must be a positive finite number"),
+    (_json_entry("meta/config", lambda c: {**c, "hyper": {**c["hyper"], "schedule": "cosine"}}),
+     "hyper.schedule is 'cosine'; it must be one of constant, onecycle"),
+    (_json_entry("meta/metrics", lambda m: {"epochs": m}), "meta/metrics entry that is not the per-epoch list"),
+    (lambda a: a.update({"fc1.weight": numpy.full_like(a["fc1.weight"], numpy.nan)}),
+     "parameter fc1.weight holds"),
+])
+def test_resuming_a_checkpoint_with_bad_metadata_is_one_line_naming_the_field(mid_epoch_checkpoint, tmp_path, mutate,
+                                                                                expected):
+    path = tmp_path / "bad.npz"
+    path.write_bytes(mid_epoch_checkpoint.read_bytes())
+    _rewrite(path, mutate)
+    result = run("--resume", path, "--quiet")
+    line = one_line_error(result)
+    assert expected in line and str(path) in line
+    assert "Training" not in result.output
+
+
+def test_resuming_a_pytorch_state_dict_says_what_it_holds(tmp_path):
+    pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
+    import backend
+    from nets.checkpoint import save_torch_state_dict
+    from nets.models import build_model
+
+    path = save_torch_state_dict(tmp_path / "mlp.pt", build_model("mlp", backend=backend.get_backend("cpu")))
+    line = one_line_error(run("--resume", path))
+    assert line == (f"error: {path} is a PyTorch state_dict: it holds the weights of a mlp but no optimizer state, "
+                    f"epoch or RNG state, so training cannot resume from it; score it with scripts/evaluate.py {path}.")
+
+
+@pytest.mark.parametrize("model, optimizer", [("mlp", ("--optimizer", "adam")), ("cnn", ("--optimizer", "adam")),
+                                              ("mlp", ("--optimizer", "sgd", "--momentum", "0.9"))])
+def test_torch_interrupted_mid_epoch_then_resumed_equals_uninterrupted(tiny_data, tmp_path, model, optimizer):
+    """As for the nets: the saved optimizer state goes back into torch.optim and the run continues bit for bit."""
+    pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
+    common = ("--impl", "torch", "--model", model, "--data-dir", tiny_data, "--batch-size", 32, "--epochs", 3,
+              *optimizer)
+    assert run(*common, "--save", tmp_path / "once.npz", "--quiet").exit_code == 0
+    result = run(*common, "--save", tmp_path / "cut.npz", "--stop-after-steps", 13)
+    assert result.exit_code == 130, result.output
+    with numpy.load(tmp_path / "cut.npz") as cut:
+        assert (int(cut["meta/epoch"]), int(cut["meta/step_in_epoch"])) == (1, 5)
+    assert run("--resume", tmp_path / "cut.npz", "--save", tmp_path / "cut.npz", "--quiet").exit_code == 0
+    with numpy.load(tmp_path / "once.npz") as once, numpy.load(tmp_path / "cut.npz") as cut:
+        assert sorted(once.files) == sorted(cut.files)
+        compared = [name for name in once.files if not name.startswith("meta/") and name != "optim/hyperparameters"]
+        assert any(name.startswith("optim/") and "/" in name[len("optim/"):] for name in compared)
+        for name in compared:
+            numpy.testing.assert_array_equal(once[name], cut[name], err_msg=name)
+        if "adam" in optimizer:  # torch.optim.SGD keeps no step count
+            assert int(cut["optim/step"]) == int(once["optim/step"]) == 24

@@ -20,12 +20,14 @@ Both are tested against each other and against PyTorch on NumPy.
 
 from __future__ import annotations
 
+import numpy
+
 from backend import array_module, is_device_array
 
 from . import gather
 from .base import Layer, he_or_torch_init
 
-__all__ = ["Conv2d", "STRATEGIES", "conv_output_size", "im2col", "col2im"]
+__all__ = ["Conv2d", "STRATEGIES", "check_pair", "check_whole", "conv_output_size", "im2col", "col2im"]
 
 STRATEGIES = ("strided", "gather")
 
@@ -36,8 +38,18 @@ BLOCK_COLUMNS = 4096
 THIN_MATRIX_ENTRIES = 1024
 
 
+def check_whole(value, what: str, least: int = 1) -> int:
+    """`value` as an int when it is a whole number >= least; ValueError saying what `what` must be otherwise."""
+    if isinstance(value, (bool, numpy.bool_)) or not isinstance(value, (int, numpy.integer)) or value < least:
+        raise ValueError(f"{what} must be a whole number >= {least}, got {value!r}.")
+    return int(value)
+
+
 def conv_output_size(size, kernel, stride, padding):
     """Output length along one axis: floor((size + 2 * padding - kernel) / stride) + 1."""
+    check_whole(kernel, "the kernel size")
+    check_whole(stride, "the stride")
+    check_whole(padding, "the padding", least=0)
     out = (size + 2 * padding - kernel) // stride + 1
     if out < 1:
         raise ValueError(
@@ -98,6 +110,14 @@ def col2im(col, x_shape, kh, kw, stride=1, padding=0, out=None):
     return out.transpose(1, 0, 2, 3)
 
 
+def check_pair(size, what: str) -> tuple[int, int]:
+    """An int or a pair of ints -> (height, width), each a whole number >= 1."""
+    pair = (size, size) if not isinstance(size, (tuple, list)) else tuple(size)
+    if len(pair) != 2:
+        raise ValueError(f"{what} must be one number or two (height, width), got {size!r}.")
+    return check_whole(pair[0], what), check_whole(pair[1], what)
+
+
 def _ones_in_last_row(col):
     col[-1] = 1
 
@@ -122,9 +142,12 @@ class Conv2d(Layer):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *, rng, init="he", dtype="float32"):
         super().__init__()
-        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size, self.stride, self.padding = (kh, kw), int(stride), int(padding)
+        kh, kw = check_pair(kernel_size, "Conv2d kernel_size")
+        self.in_channels = check_whole(in_channels, "Conv2d in_channels")
+        self.out_channels = check_whole(out_channels, "Conv2d out_channels")
+        self.kernel_size = (kh, kw)
+        self.stride = check_whole(stride, "Conv2d stride")
+        self.padding = check_whole(padding, "Conv2d padding", least=0)
         self.columns = self.in_channels * kh * kw  # K: rows of col, without the row of ones
         self.block_shape = (self.columns + 1, self.out_channels)
         weight, bias = he_or_torch_init(rng, (self.out_channels, self.in_channels, kh, kw), self.columns, init, dtype)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from backend import array_module
 
 from .base import Layer, he_or_torch_init
+from .conv import check_whole
 
 __all__ = ["Linear"]
 
@@ -36,8 +37,8 @@ class Linear(Layer):
 
     def __init__(self, in_features, out_features, *, rng, init="he", dtype="float32"):
         super().__init__()
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
+        self.in_features = check_whole(in_features, "Linear in_features")
+        self.out_features = check_whole(out_features, "Linear out_features")
         self.block_shape = (self.in_features + 1, self.out_features)
         weight, bias = he_or_torch_init(rng, (self.out_features, self.in_features), self.in_features, init, dtype)
         self.params = {"weight": weight, "bias": bias}

@@ -29,7 +29,7 @@ from backend import array_module, is_device_array
 
 from . import gather
 from .base import Layer, is_channel_major
-from .conv import conv_output_size
+from .conv import check_pair, check_whole, conv_output_size
 
 __all__ = ["MaxPool2d", "STRATEGIES", "pairing_tree"]
 
@@ -72,11 +72,11 @@ class MaxPool2d(Layer):
     def __init__(self, kernel_size, stride=None, *, relu=False):
         super().__init__()
         self.relu = bool(relu)
-        kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        kh, kw = check_pair(kernel_size, "MaxPool2d kernel_size")
         if kh != kw and stride is None:
             raise ValueError("give MaxPool2d an explicit stride when the kernel is not square.")
         self.kernel_size = (kh, kw)
-        self.stride = int(stride) if stride is not None else kh
+        self.stride = check_whole(stride, "MaxPool2d stride") if stride is not None else kh
         self.strategy = None
         self._row_tree, self._column_tree = pairing_tree(kw), pairing_tree(kh)
         self._cache = None
@@ -92,6 +92,8 @@ class MaxPool2d(Layer):
         """x: (N, C, H, W) -> (N, C, OH, OW); keeps what backward needs when train."""
         if x.ndim != 4:
             raise ValueError(f"MaxPool2d takes (N, C, H, W) inputs, got shape {tuple(x.shape)}.")
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"MaxPool2d got an empty input of shape {tuple(x.shape)}; pass at least one image and channel.")
         xp = array_module(x)
         if self.strategy_for(x) == "gather":
             return self._gather_forward(x, xp, train)
@@ -165,6 +167,8 @@ class MaxPool2d(Layer):
         """Flat-vector geometry for an (N, C, H, W) input; see the module docstring."""
         (kh, kw), stride = self.kernel_size, self.stride
         n, c, h, w = shape
+        if n == 0 or c == 0:
+            raise ValueError(f"MaxPool2d got an empty input of shape {tuple(shape)}; pass at least one image and channel.")
         out_h, out_w = conv_output_size(h, kh, stride, 0), conv_output_size(w, kw, stride, 0)
         # With W a multiple of the stride, the row stage need only visit every stride-th column.
         row_step = stride if stride > 1 and w % stride == 0 else 1

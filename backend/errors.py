@@ -1,0 +1,19 @@
+"""The one base class of the errors a user can cause.
+
+    class DataError(NetsError, ValueError): ...      # every user-facing error derives from NetsError
+
+An error the user can cause (a bad file, option, path or device) is a NetsError whose message is one line
+saying what is wrong and what to do. The scripts print that line and exit with `exit_code` (1 unless the
+error says otherwise); any other exception is a bug and keeps its traceback. It lives in backend/, the
+lowest layer, so that backend's own errors can derive from it too.
+"""
+
+from __future__ import annotations
+
+__all__ = ["NetsError"]
+
+
+class NetsError(Exception):
+    """An error the user can cause, with a one-line message saying what to do; scripts exit with exit_code."""
+
+    exit_code = 1

@@ -1,0 +1,151 @@
+"""Output paths (checkpoints, metrics JSON, plot folders): checked before the work starts, and written
+atomically, so that a run never trains for an epoch (or an hour) only to fail at its first save.
+
+    prepare_file("runs/cnn.npz", "--save")     # creates runs/, checks a file can be written there
+    prepare_folder("runs/plots", "--plot")      # creates the folder, checks it is writable
+    check_file_creatable("checkpoints/x.npz", "the Ctrl-C checkpoint")   # checks only; creates nothing
+    check_folder_creatable("runs/plots", "--plot")                      # the same for a folder
+    write_json("runs/eval.json", report)        # atomic, folders created, OutputError naming the path
+
+Every problem raises OutputError, one line naming the user's path (never a temporary file) and what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from backend.errors import NetsError
+
+__all__ = ["OutputError", "atomic_write", "check_file_creatable", "check_folder_creatable", "prepare_file",
+           "prepare_folder", "write_json"]
+
+
+class OutputError(NetsError, OSError):
+    """An output path cannot be written; the one-line message names the user's path and what to do."""
+
+
+def _label(path, option: str | None) -> str:
+    return f"{option} {path}" if option else str(path)
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or str(error) or type(error).__name__
+
+
+def _nearest_existing(path: Path) -> Path:
+    """`path` itself or its closest ancestor that exists (the current directory at worst)."""
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _probe(folder: Path, label: str, advice: str = "choose another path") -> None:
+    """Create and remove a temporary file in `folder`: the one test of writability that holds for root,
+    read-only mounts and ACLs alike."""
+    try:
+        descriptor, probe = tempfile.mkstemp(prefix=".nets-write-test.", dir=folder)
+    except OSError as error:
+        raise OutputError(f"{label}: cannot write in {folder} ({_reason(error)}); {advice}.") from error
+    os.close(descriptor)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+
+
+def _check_folder_path(folder: Path, label: str, advice: str = "choose another path") -> Path:
+    """The nearest existing part of `folder` must be a folder (not a file in the way); -> that part."""
+    existing = _nearest_existing(folder)
+    if not existing.is_dir():
+        raise OutputError(f"{label}: {existing} is a file, not a folder, so nothing can be written under it; "
+                          f"{advice}.")
+    return existing
+
+
+def check_file_creatable(path, option: str | None = None, advice: str = "choose another path") -> None:
+    """Check that a file can be written at `path` (its folders created) without creating anything.
+    `advice` ends the message of a failure."""
+    path = Path(path)
+    label = _label(path, option)
+    if path.is_dir():
+        raise OutputError(f"{label}: {path} is a folder; give a file path inside it, such as {path / 'run.npz'}.")
+    _probe(_check_folder_path(path.parent, label, advice), label, advice)
+
+
+def check_folder_creatable(path, option: str | None = None) -> None:
+    """Check that files can be written in the folder `path` (created as needed) without creating anything."""
+    path = Path(path)
+    label = _label(path, option)
+    _probe(_check_folder_path(path, label), label)
+
+
+def prepare_file(path, option: str | None = None) -> Path:
+    """Create the folders above `path` and check a file can be written there; -> `path`."""
+    path = Path(path)
+    label = _label(path, option)
+    check_file_creatable(path, option)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{label}: cannot create the folder {path.parent} ({_reason(error)}); "
+                          "choose another path.") from error
+    _probe(path.parent, label)
+    return path
+
+
+def prepare_folder(path, option: str | None = None) -> Path:
+    """Create the folder `path` (and its parents) and check files can be written in it; -> `path`."""
+    path = Path(path)
+    label = _label(path, option)
+    _check_folder_path(path, label)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{label}: cannot create the folder {path} ({_reason(error)}); choose another path.") from error
+    _probe(path, label)
+    return path
+
+
+def atomic_write(path, write) -> None:
+    """Call write(file) on a temporary file beside `path`, fsync it, then rename it over `path`.
+
+    A failure at any point leaves whatever was at `path` untouched and removes the temporary file. An OSError
+    on the way becomes OutputError naming `path` (never the temporary file).
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    temporary = None
+    try:
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+        with os.fdopen(descriptor, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it 0600; a checkpoint is an ordinary file
+        os.replace(temporary, path)
+    except BaseException as error:
+        if temporary is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+        if isinstance(error, OSError) and not isinstance(error, NetsError):
+            raise OutputError(f"cannot write {path} ({_reason(error)}); check that its folder exists, is writable "
+                              "and has space, or choose another path.") from error
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable (not possible on every platform)
+        directory_descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(directory_descriptor)
+        finally:
+            os.close(directory_descriptor)
+
+
+def write_json(path, payload, option: str | None = None) -> Path:
+    """Write `payload` as indented JSON at `path`, atomically, creating its folders; -> `path`."""
+    path = prepare_file(path, option)
+    atomic_write(path, lambda file: file.write((json.dumps(payload, indent=2) + "\n").encode()))
+    return path

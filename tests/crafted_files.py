@@ -1,0 +1,84 @@
+"""Test helpers that build hostile files cheaply: small zip and gzip files that inflate to gigabytes.
+
+    stream, crc = zeros_deflate(prefix, 2**30)              # raw deflate of prefix + 1 GiB of zeros, ~1 MiB
+    write_zip(path, {"fc1.weight.npy": (stream, crc, len(prefix) + 2**30)})
+    write_zip(path, {**members_of("good.npz"), "notes.txt": stored(b"hello")})
+    gzip_path.write_bytes(gzip_of(prefix, zeros=400 * 2**20))
+
+The deflate stream repeats one compressed block of zeros (each block starts afresh after a full flush, so
+copies of it chain into a valid stream), which takes milliseconds where compressing a gigabyte takes seconds.
+"""
+
+from __future__ import annotations
+
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy
+
+__all__ = ["gzip_of", "members_of", "npy_header", "stored", "write_zip", "zeros_deflate"]
+
+BLOCK = 2**20
+
+
+def npy_header(shape, dtype="<f4") -> bytes:
+    """The .npy header (magic, version 1.0, header dict) of an array of this shape and dtype, without its data."""
+    header = {"descr": numpy.dtype(dtype).str, "fortran_order": False, "shape": tuple(shape)}
+    import io
+
+    buffer = io.BytesIO()
+    numpy.lib.format.write_array_header_1_0(buffer, header)
+    return buffer.getvalue()
+
+
+def _fresh_block(data: bytes, mode: int) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush(mode)
+
+
+def zeros_deflate(prefix: bytes, zeros: int) -> tuple[bytes, int]:
+    """(raw deflate stream, crc32) of `prefix` followed by `zeros` zero bytes."""
+    repeats, rest = divmod(zeros, BLOCK)
+    zero_block = bytes(BLOCK)
+    stream = _fresh_block(prefix, zlib.Z_FULL_FLUSH) + _fresh_block(zero_block, zlib.Z_FULL_FLUSH) * repeats
+    stream += _fresh_block(bytes(rest), zlib.Z_FINISH)
+    crc = zlib.crc32(prefix)
+    for _ in range(repeats):
+        crc = zlib.crc32(zero_block, crc)
+    return stream, zlib.crc32(bytes(rest), crc)
+
+
+def stored(data: bytes) -> tuple[bytes, int, int]:
+    """A member's (raw deflate, crc32, size) for these bytes."""
+    return _fresh_block(data, zlib.Z_FINISH), zlib.crc32(data), len(data)
+
+
+def members_of(path) -> dict:
+    """The members of an existing zip (an .npz) as write_zip takes them, re-deflated."""
+    with zipfile.ZipFile(path) as archive:
+        return {info.filename: stored(archive.read(info)) for info in archive.infolist()}
+
+
+def write_zip(path, members: dict) -> Path:
+    """A zip file of deflated members: {name: (raw deflate stream, crc32, uncompressed size)}; -> path."""
+    path = Path(path)
+    body, directory = bytearray(), bytearray()
+    for name, (stream, crc, size) in members.items():
+        encoded = name.encode()
+        offset = len(body)
+        body += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(stream), size, len(encoded), 0)
+        body += encoded + stream
+        directory += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, crc, len(stream), size,
+                                 len(encoded), 0, 0, 0, 0, 0, offset) + encoded
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(directory), len(body), 0)
+    path.write_bytes(bytes(body + directory + end))
+    return path
+
+
+def gzip_of(prefix: bytes, zeros: int) -> bytes:
+    """A gzip file of `prefix` followed by `zeros` zero bytes."""
+    stream, crc = zeros_deflate(prefix, zeros)
+    header = b"\x1f\x8b\x08\x00" + b"\x00\x00\x00\x00" + b"\x00\xff"
+    return header + stream + struct.pack("<II", crc, (len(prefix) + zeros) & 0xFFFFFFFF)

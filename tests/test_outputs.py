@@ -1,0 +1,65 @@
+"""Output paths: checked before work starts (creating nothing), created when asked, written atomically, and every
+failure one line naming the user's path, never a temporary file."""
+
+import os
+
+import pytest
+
+from nets import outputs
+from nets.outputs import (OutputError, atomic_write, check_file_creatable, check_folder_creatable, prepare_file,
+                          prepare_folder, write_json)
+
+
+def test_check_creates_nothing_and_prepare_creates_the_folders(tmp_path):
+    target = tmp_path / "runs" / "deep" / "cnn.npz"
+    check_file_creatable(target, "--save")
+    check_folder_creatable(tmp_path / "plots" / "a", "--plot")
+    assert os.listdir(tmp_path) == []
+    assert prepare_file(target, "--save") == target
+    assert target.parent.is_dir() and os.listdir(target.parent) == []  # the write test left nothing behind
+    assert prepare_folder(tmp_path / "plots" / "a", "--plot").is_dir()
+
+
+def test_a_file_in_the_way_or_a_folder_as_target(tmp_path):
+    (tmp_path / "runs").write_text("x")
+    with pytest.raises(OutputError) as info:
+        prepare_file(tmp_path / "runs" / "sub" / "cnn.npz", "--save")
+    assert str(info.value) == (f"--save {tmp_path / 'runs' / 'sub' / 'cnn.npz'}: {tmp_path / 'runs'} is a file, not a "
+                               "folder, so nothing can be written under it; choose another path.")
+    with pytest.raises(OutputError, match="is a folder; give a file path inside it"):
+        check_file_creatable(tmp_path, "--save")
+    with pytest.raises(OutputError, match="is a file, not a folder"):
+        prepare_folder(tmp_path / "runs", "--plot")
+
+
+def test_an_unwritable_folder_is_found_by_trying(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(outputs.tempfile, "mkstemp", refuse)
+    with pytest.raises(OutputError) as info:
+        check_file_creatable(tmp_path / "x.json", "--metrics-json")
+    assert str(info.value) == (f"--metrics-json {tmp_path / 'x.json'}: cannot write in {tmp_path} (Permission denied); "
+                               "choose another path.")
+
+
+def test_a_failed_atomic_write_names_the_path_and_leaves_nothing(tmp_path):
+    target = tmp_path / "m.json"
+    target.write_text("old")
+
+    def half_then_fail(file):
+        file.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OutputError) as info:
+        atomic_write(target, half_then_fail)
+    assert str(info.value).startswith(f"cannot write {target} (No space left on device); ")
+    assert ".tmp" not in str(info.value) and isinstance(info.value, OSError)
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["m.json"]
+    with pytest.raises(OutputError, match=f"cannot write {tmp_path / 'missing' / 'x.npz'} "):
+        atomic_write(tmp_path / "missing" / "x.npz", lambda file: None)
+
+
+def test_write_json_creates_its_folder(tmp_path):
+    path = write_json(tmp_path / "a" / "b.json", {"x": 1})
+    assert path.read_text() == '{\n  "x": 1\n}\n'
