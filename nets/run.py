@@ -191,23 +191,39 @@ def choose_dataset(options: RunOptions, settings: RunSettings, say) -> datasets.
         raise RunError(str(error)) from None
 
 
-def build_engine(settings: RunSettings, backend):
-    """The engine for `settings`, initialised from `backend.rng` (the same initial weights for both impls)."""
+def select_backend(settings: RunSettings):
+    """(backend, device) of a run: the nets compute on the backend of --device; --impl torch initialises its
+    model on the host (NumPy, the nets' initialisation) and computes on torch's device, so a GPU run of the
+    baseline needs a CUDA build of torch, not CuPy."""
+    if settings.impl != "torch":
+        backend = backend_lib.get_backend(settings.device, seed=settings.seed)
+        return backend, backend.name
+    from .torch_baseline import require_torch
+
+    try:
+        torch = require_torch("cpu" if settings.device == "auto" else settings.device)
+    except backend_lib.BackendError as error:
+        raise RunError(f"--impl torch: {error}") from None
+    device = settings.device
+    if device == "auto":
+        device = "gpu" if torch.cuda.is_available() else "cpu"
+    return backend_lib.get_backend("cpu", seed=settings.seed), device
+
+
+def build_engine(settings: RunSettings, backend, device: str):
+    """The engine for `settings` on `device`, initialised from `backend.rng` (the same initial weights for both
+    impls)."""
     model = build_model(settings.model, backend=backend, dtype=settings.dtype, init=settings.hyper.init, rng=backend.rng)
     hyper = settings.hyper
     if settings.impl == "nets":
         optimizer = build_optimizer(hyper.optimizer, model.parameters(), lr=hyper.lr,
                                     momentum=hyper.momentum, weight_decay=hyper.weight_decay)
         return NetsEngine(model, optimizer, backend)
-    from .torch_baseline import build_torch_model, require_torch
+    from .torch_baseline import build_torch_model
     from .torch_engine import TorchEngine
 
-    try:
-        require_torch(backend.name)
-    except backend_lib.BackendError as error:
-        raise RunError(f"--impl torch: {error}") from None
     torch_model = build_torch_model(model.config())
-    engine = TorchEngine(torch_model, hyper, backend.name, settings.dtype, model.config())
+    engine = TorchEngine(torch_model, hyper, device, settings.dtype, model.config())
     engine.load_state(model.state_dict(), None)  # the nets initialisation, so both impls start alike
     return engine
 
@@ -331,7 +347,7 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
     interrupt_path = interrupt_checkpoint_path(options, settings)
     check_outputs(options, interrupt_path)
     try:
-        backend = backend_lib.get_backend(settings.device, seed=settings.seed)
+        backend, device = select_backend(settings)
     except backend_lib.BackendError as error:
         raise RunError(str(error)) from None
     if options.plot:  # say so now, not after the training
@@ -350,7 +366,7 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
     settings.hyper = replace(settings.hyper, augment=augmentation_for(settings.hyper.augment, data.name))
     if resumed:
         check_resume_position(resumed, settings, len(data.train_labels), options, say)
-    engine = build_engine(settings, backend)
+    engine = build_engine(settings, backend, device)
     layout = "nchw" if settings.model == "cnn" else "flat"
     device_data = DeviceData.move(engine, data, layout, settings.dtype)
 
@@ -369,7 +385,7 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
     resuming = ""
     if resumed:
         resuming = f"; resuming at epoch {state.epoch + 1}" + (f", step {state.step_in_epoch + 1}" if state.step_in_epoch else "")
-    say(f"Training {settings.model} ({settings.impl}) on {backend.name}, {settings.dtype}: "
+    say(f"Training {settings.model} ({settings.impl}) on {device}, {settings.dtype}: "
         f"{hyper.optimizer} lr {hyper.lr:g} ({hyper.schedule}), batch {hyper.batch_size}, {hyper.epochs} epochs{flips}, "
         f"recipe {settings.recipe}; {data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test images"
         f"{resuming}")
@@ -381,7 +397,7 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
     def metrics_now(final_state: TrainingState) -> dict:
         history = final_state.history
         return {
-            "model": settings.model, "impl": settings.impl, "device": backend.name, "dataset": data.name,
+            "model": settings.model, "impl": settings.impl, "device": device, "dataset": data.name,
             "data_source": data.source, "recipe": settings.recipe, "dtype": settings.dtype, "seed": settings.seed,
             **hyper.as_dict(),
             "test_accuracy": history[-1]["test_accuracy"] if history else None,

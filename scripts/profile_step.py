@@ -1,14 +1,16 @@
 #!/usr/bin/env python
-"""Where a training step's time goes: forward and backward per layer, loss and Adam, beside PyTorch eager.
+"""Where a training step's time goes: each layer's forward and backward, the loss head and the optimizer,
+timed inside the very step the training loop runs, beside a PyTorch eager step of the same model and batch.
 
-    python scripts/profile_step.py                       # cnn and mlp, batch 128, float32, cpu
+    python scripts/profile_step.py                       # cnn and mlp, batch 128, float32, cpu, one worker
     python scripts/profile_step.py --models cnn --repeats 100 --device gpu
+    python scripts/profile_step.py --workers 2           # the CPU engine's threads, as train.py runs them
 
-Per layer, the forward and backward times are medians over `repeats` steps, each layer timed on its own
-(the device is synchronized around it). Whole steps (forward, loss, backward, Adam) are timed without the
-per-layer clocks, nets and torch alternating in blocks of 10 steps so that load from other processes hits
-both; their medians and ratio are the numbers to compare. Torch gets as many threads as NumPy's BLAS.
-On a shared machine, read the load average in the header before trusting a table.
+Per part, the times are medians over `repeats` steps, each part timed on its own (the device is
+synchronized around it, so they add up to more than a step). Whole steps (gather-free: the batch sits in
+the step's home) are timed without those clocks, nets and torch alternating in blocks of 10 steps so that
+load from other processes hits both; their medians and ratio are the numbers to compare. Torch gets as
+many threads as NumPy's BLAS. On a shared machine, read the load average in the header before trusting a table.
 """
 
 from __future__ import annotations
@@ -26,9 +28,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as a plain script from a checkout that is not pip-installed
     sys.path.insert(0, str(REPO_ROOT))
 
+from _cli import one_line_errors  # noqa: E402  (also puts the project on sys.path)
+
 import backend as backend_module  # noqa: E402
-from nets.losses import softmax_cross_entropy  # noqa: E402
-from nets.models import build_model  # noqa: E402
+from nets.bench.parts import attributed  # noqa: E402
+from nets.engines import NetsEngine  # noqa: E402
+from nets.models import MODEL_NAMES, build_model  # noqa: E402
 from nets.optim import Adam  # noqa: E402
 
 
@@ -62,30 +67,25 @@ class Clock:
         return time.perf_counter()
 
 
-def profile_layers(model, x, labels, optimizer, repeats, clock):
-    """{row: (forward ms, backward ms)} medians per layer, plus the loss and the optimizer step."""
-    times = {name: ([], []) for name, _ in model.layers}
-    times["loss"], times["adam step"] = ([], []), ([], [])
-    for _ in range(repeats):
-        y = x
-        for name, layer in model.layers:
+def profile_parts(engine, x, labels, repeats, clock):
+    """{(part, pass): median ms} over `repeats` training steps, each part timed inside the real step."""
+    times: dict = {}
+
+    def timing(function, key):
+        def timed(*args, **kwargs):
             start = clock()
-            y = layer.forward(y, train=True)
-            times[name][0].append(clock() - start)
-        start = clock()
-        loss, dy = softmax_cross_entropy(y, labels)
-        times["loss"][0].append(clock() - start)
-        for position, (name, layer) in enumerate(reversed(model.layers)):
-            start = clock()
-            dy = layer.backward(dy, need_input_grad=position < len(model.layers) - 1)
-            times[name][1].append(clock() - start)
-        start = clock()
-        optimizer.step(model.gradients())
-        times["adam step"][1].append(clock() - start)
-    return {name: tuple(1e3 * statistics.median(t) if t else 0.0 for t in pair) for name, pair in times.items()}
+            result = function(*args, **kwargs)
+            times.setdefault(key, []).append(clock() - start)
+            return result
+        return timed
+
+    with attributed(engine, timing) as parts:
+        for _ in range(repeats):
+            engine.train_step(x, labels)
+    return {key: 1e3 * statistics.median(times[key]) for key in parts if key in times}
 
 
-def compare_steps(model, x, labels, optimizer, torch_step, repeats, clock, block=10):
+def compare_steps(engine, x, labels, torch_step, repeats, clock, block=10):
     """Median whole-step milliseconds of (nets, torch), timed in alternating blocks of `block` steps.
 
     Blocks, not single steps: right after one library's call the other's idle BLAS/OpenMP threads
@@ -94,8 +94,7 @@ def compare_steps(model, x, labels, optimizer, torch_step, repeats, clock, block
     """
     def nets_step():
         start = clock()
-        model.loss_and_gradients(x, labels)
-        optimizer.step(model.gradients())
+        engine.train_step(x, labels)
         return clock() - start
 
     ours, theirs = [], []
@@ -142,15 +141,27 @@ def make_torch_step(model, images, labels, device, threads):
     return step
 
 
-@click.command()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--models", default="cnn,mlp", show_default=True, help="Comma-separated: cnn, mlp.")
-@click.option("--batch-size", default=128, show_default=True)
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "gpu", "auto"]))
-@click.option("--repeats", default=40, show_default=True, help="Timed steps per measurement (after 5 warm-up).")
-@click.option("--threads", type=int, default=None, help="Limit NumPy's BLAS (and torch) to this many threads.")
+@click.option("--repeats", default=40, show_default=True, type=click.IntRange(1),
+              help="Timed steps per measurement (after 5 warm-up).")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="Limit NumPy's BLAS (and torch) to this many threads.")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="CPU threads splitting each batch, as the training engine does (parts are then per replica).")
 @click.option("--no-torch", is_flag=True, help="Skip the PyTorch reference.")
-def main(models, batch_size, dtype, device, repeats, threads, no_torch):
+@one_line_errors
+def main(models, batch_size, dtype, device, repeats, threads, workers, no_torch):
+    """Time each layer's forward and backward, the loss and the optimizer inside a nets training step, and the
+    whole step beside PyTorch eager."""
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    unknown = [name for name in names if name not in MODEL_NAMES]
+    if unknown or not names:
+        raise click.BadParameter(f"{', '.join(map(repr, unknown)) or 'nothing'} is not a model; give a comma-separated "
+                                 f"list of {', '.join(MODEL_NAMES)}.", param_hint="--models")
     backend = backend_module.get_backend(device)
     clock = Clock(backend)
     if threads is not None:
@@ -160,27 +171,27 @@ def main(models, batch_size, dtype, device, repeats, threads, no_torch):
     threads = blas_threads()
     load = " ".join(f"{value:.1f}" for value in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     print(f"numpy {numpy.__version__}, BLAS threads {threads}, device {backend.device_name()}, "
-          f"{dtype}, batch {batch_size}, medians of {repeats}, load average {load}")
-    for name in [m.strip() for m in models.split(",") if m.strip()]:
+          f"{dtype}, batch {batch_size}, workers {workers}, medians of {repeats}, load average {load}")
+    for name in names:
         rng = numpy.random.default_rng(0)
         model = build_model(name, backend=backend, dtype=dtype, rng=rng)
         images, labels_host = synthetic_batch(rng, batch_size, model.input_shape)
-        x = backend.asarray(images, dtype=dtype)
-        labels = backend.asarray(labels_host)
-        optimizer = Adam(model.parameters(), lr=1e-3)
+        engine = NetsEngine(model, Adam(model.parameters(), lr=1e-3), backend, workers=workers)
+        x, labels = engine.step.load(backend.asarray(images, dtype=dtype), backend.asarray(labels_host))
         torch_step = None if no_torch else make_torch_step(model, images, labels_host, backend.name, threads)
+        engine.plan([1e-3] * (5 + 2 * repeats + 4 * (repeats // 10 + 1) * 12))
+        for _ in range(5):  # warm-up: buffers and tables made, caches and BLAS threads awake
+            engine.train_step(x, labels)
+        parts = profile_parts(engine, x, labels, repeats, clock)
+        ours, theirs = compare_steps(engine, x, labels, torch_step, repeats, clock)
 
-        for _ in range(5):  # warm-up: buffers allocated, caches and BLAS threads awake
-            model.loss_and_gradients(x, labels)
-            optimizer.step(model.gradients())
-        rows = profile_layers(model, x, labels, optimizer, repeats, clock)
-        ours, theirs = compare_steps(model, x, labels, optimizer, torch_step, repeats, clock)
-
-        print(f"\n{name}: {'layer':<12} {'forward ms':>10} {'backward ms':>11} {'total ms':>9}")
-        for row, (forward, backward) in rows.items():
-            print(f"{'':<{len(name) + 2}}{row:<12} {forward:>10.3f} {backward:>11.3f} {forward + backward:>9.3f}")
-        total_forward = sum(f for f, _ in rows.values())
-        total_backward = sum(b for _, b in rows.values())
+        print(f"\n{name}: {'part':<12} {'forward ms':>10} {'backward ms':>11} {'total ms':>9}")
+        names = [layer for layer, _ in model.layers] + ["loss", "optimizer"]
+        for part in names:
+            forward, backward = parts.get((part, "forward"), 0.0), parts.get((part, "backward"), 0.0)
+            print(f"{'':<{len(name) + 2}}{part:<12} {forward:>10.3f} {backward:>11.3f} {forward + backward:>9.3f}")
+        total_forward = sum(value for (part, kind), value in parts.items() if kind == "forward")
+        total_backward = sum(value for (part, kind), value in parts.items() if kind == "backward")
         print(f"{'':<{len(name) + 2}}{'sum':<12} {total_forward:>10.3f} {total_backward:>11.3f} "
               f"{total_forward + total_backward:>9.3f}")
         line = f"  whole step: nets {ours:.3f} ms"

@@ -142,3 +142,17 @@ def test_bench_unwritable_json_is_refused_before_timing(tmp_path):
     assert result.returncode == 1, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: --json {target}: ")
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_profile_step_times_every_part_of_the_real_step():
+    script = REPO_ROOT / "scripts" / "profile_step.py"
+    result = subprocess.run([sys.executable, str(script), "--models", "mlp", "--batch-size", "8", "--repeats", "2",
+                             "--no-torch"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    for part in ("fc1", "relu1", "fc2", "relu2", "fc3", "loss", "optimizer", "sum", "whole step: nets"):
+        assert part in result.stdout, part
+    help_text = subprocess.run([sys.executable, str(script), "-h"], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert help_text.returncode == 0 and "Time each layer" in help_text.stdout
+    bad = subprocess.run([sys.executable, str(script), "--models", "resnet"], capture_output=True, text=True,
+                         cwd=REPO_ROOT)
+    assert bad.returncode == 2 and "'resnet' is not a model" in bad.stderr and "Traceback" not in bad.stderr

@@ -578,3 +578,27 @@ def test_torch_interrupted_mid_epoch_then_resumed_equals_uninterrupted(tiny_data
             numpy.testing.assert_array_equal(once[name], cut[name], err_msg=name)
         if "adam" in optimizer:  # torch.optim.SGD keeps no step count
             assert int(cut["optim/step"]) == int(once["optim/step"]) == 24
+
+
+def test_the_torch_baseline_on_the_gpu_needs_no_cupy(monkeypatch):
+    torch = pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
+    import backend
+    from nets.recipes import resolve_hyperparameters
+    from nets.run import RunError, RunSettings, select_backend
+
+    monkeypatch.setattr(backend, "_import_cupy", lambda: None)  # no CuPy at all
+    settings = RunSettings(model="mlp", impl="torch", dataset="mnist", recipe="default", seed=0, dtype="float32",
+                           hyper=resolve_hyperparameters("default", "mlp"), device="gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    host, device = select_backend(settings)
+    assert (host.name, device) == ("cpu", "gpu")  # initialised on the host, computed by torch on CUDA
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RunError, match="--impl torch: .*CUDA build of torch") as error:
+        select_backend(settings)
+    assert "CuPy" not in str(error.value)
+    settings.device = "auto"
+    assert select_backend(settings)[1] == "cpu"
+    settings.impl = "nets"
+    settings.device = "gpu"
+    with pytest.raises(backend.BackendError, match="CuPy is not installed"):
+        select_backend(settings)

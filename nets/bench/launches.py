@@ -3,7 +3,7 @@ on a GPU.
 
 `standin_launches` runs the engine train.py uses on the stand-in (backend/standin) and attributes every
 launch of one training step to a layer and a pass (forward, backward), the loss head and the optimizer,
-by wrapping those calls while one real step runs: the table is the step's own, nothing re-enacted.
+by wrapping those calls while one real step runs (parts.py): the table is the step's own, nothing re-enacted.
 """
 
 from __future__ import annotations
@@ -14,29 +14,9 @@ from pathlib import Path
 
 import numpy
 
+from .parts import attributed
+
 WARMUP_STEPS = 3  # buffers, index tables and workspaces are made in the first step of a batch size
-
-
-def _counting(function, counter, totals, key):
-    def counted(*args, **kwargs):
-        mark = counter.mark()
-        result = function(*args, **kwargs)
-        totals[key] = totals.get(key, 0) + counter.since(mark).launches
-        return result
-    return counted
-
-
-class _CountedHead:
-    """The training step's loss head, its launches counted."""
-
-    def __init__(self, head, counter, totals):
-        self._head, self._counted = head, _counting(head, counter, totals, ("loss", "forward"))
-
-    def __call__(self, logits, labels):
-        return self._counted(logits, labels)
-
-    def __getattr__(self, name):
-        return getattr(self._head, name)
 
 
 def standin_launches(model_name: str, batch_size: int) -> dict | None:
@@ -66,22 +46,19 @@ def standin_launches(model_name: str, batch_size: int) -> dict | None:
     engine.predict(images)
 
     totals: dict = {}
-    for name, layer in model.layers:
-        layer.forward = _counting(layer.forward, counter, totals, (name, "forward"))
-        layer.backward = _counting(layer.backward, counter, totals, (name, "backward"))
-    step = engine.step
-    head, optimizer_step = step.head, engine.optimizer.step
-    step.head = _CountedHead(head, counter, totals)
-    engine.optimizer.step = _counting(optimizer_step, counter, totals, ("optimizer", "backward"))
-    try:
+
+    def counting(function, key):
+        def counted(*args, **kwargs):
+            mark = counter.mark()
+            result = function(*args, **kwargs)
+            totals[key] = totals.get(key, 0) + counter.since(mark).launches
+            return result
+        return counted
+
+    with attributed(engine, counting):
         mark = counter.mark()
         engine.train_step(x, y)
         train = counter.since(mark)
-    finally:
-        for _, layer in model.layers:
-            del layer.forward, layer.backward
-        step.head = head
-        del engine.optimizer.step
     mark = counter.mark()
     engine.predict(images)
     predict = counter.since(mark)
@@ -90,9 +67,9 @@ def standin_launches(model_name: str, batch_size: int) -> dict | None:
     for part in [name for name, _ in model.layers] + ["loss", "optimizer"]:
         rows.append({"part": part, "forward": totals.get((part, "forward"), 0),
                      "backward": totals.get((part, "backward"), 0)})
-    attributed = sum(row["forward"] + row["backward"] for row in rows)
-    if attributed != train.launches:
-        rows.append({"part": "other", "forward": train.launches - attributed, "backward": 0})
+    placed = sum(row["forward"] + row["backward"] for row in rows)
+    if placed != train.launches:
+        rows.append({"part": "other", "forward": train.launches - placed, "backward": 0})
     return {"model": model_name, "batch_size": batch_size, "train_step": train.launches,
             "predict": predict.launches, "syncs": train.syncs, "transfers": train.transfers,
             "by_kind": train.by_kind(), "rows": rows}
