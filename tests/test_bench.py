@@ -156,3 +156,22 @@ def test_profile_step_times_every_part_of_the_real_step():
     bad = subprocess.run([sys.executable, str(script), "--models", "resnet"], capture_output=True, text=True,
                          cwd=REPO_ROOT)
     assert bad.returncode == 2 and "'resnet' is not a model" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("model_name", ["mlp", "cnn"])
+def test_the_bench_runner_runs_through_the_standin(standin_gpu, model_name):
+    from nets.bench.runners import NetsRunner, make_batch
+
+    shape = (784,) if model_name == "mlp" else (1, 28, 28)
+    runner = NetsRunner(model_name, standin_gpu, *make_batch(shape, 16))
+    for _ in range(3):
+        runner.train_step()
+    counter = standin_gpu.xp.counter
+    mark = counter.mark()
+    runner.train_step()
+    runner.infer_step()
+    step = counter.since(mark)
+    assert step.syncs == 0 and step.transfers == 0 and step.launches > 0
+    mark = counter.mark()
+    runner.synchronize()
+    assert counter.since(mark).syncs == 1

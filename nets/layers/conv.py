@@ -199,33 +199,33 @@ class Conv2d(Layer):
             self._cache = (x.shape, layout, strategy, col)
         return y2.reshape(f, n, out_h, out_w).transpose(1, 0, 2, 3)
 
-    def _table(self, x_shape, layout, xp):
-        """The device index tables of the gather strategy for this input shape and layout (built once)."""
-        key = (x_shape, layout, id(xp))
-        tables = self._tables.get(key)
-        if tables is None:
+    def _table(self, x_shape, layout, xp, which):
+        """A device index table of the gather strategy for this input shape and layout, built on first use:
+        "im2col" (K, N*OH*OW) for the forward, "col2im" (its inverse) for the input gradient."""
+        key = (x_shape, layout, id(xp), which)
+        table = self._tables.get(key)
+        if table is None:
             import numpy
 
             k, p = self.kernel_size, self.padding
-            offsets, valid = gather.window_offsets(x_shape, layout, k, self.stride, p)
-            n, c, kh, kw, out_h, out_w = offsets.shape
             as_columns = (1, 2, 3, 0, 4, 5)  # (C, KH, KW, N, OH, OW): rows of col, then its columns
-            sources = offsets.transpose(as_columns).reshape(self.columns, -1)
-            valid = valid.transpose(as_columns).reshape(self.columns, -1)
-            if p:  # the forward gathers from a zero-bordered copy of x instead
-                padded = (n, c, x_shape[2] + 2 * p, x_shape[3] + 2 * p)
-                forward = gather.window_offsets(padded, "nchw", k, self.stride, 0)[0]
-                forward = forward.transpose(as_columns).reshape(self.columns, -1)
+            if which == "im2col" and p:  # the forward gathers from a zero-bordered copy of x
+                n, c, h, w = x_shape
+                offsets = gather.window_offsets((n, c, h + 2 * p, w + 2 * p), "nchw", k, self.stride, 0)[0]
+                table = offsets.transpose(as_columns).reshape(self.columns, -1)
             else:
-                forward = sources
-            positions = numpy.arange(sources.size).reshape(sources.shape)
-            inverse = gather.inverse_table(sources, valid, int(numpy.prod(x_shape)), positions, sources.size)
-            tables = self._tables[key] = {"im2col": xp.asarray(forward), "col2im": xp.asarray(inverse)}
-        return tables
+                offsets, valid = gather.window_offsets(x_shape, layout, k, self.stride, p)
+                table = offsets.transpose(as_columns).reshape(self.columns, -1)
+                if which == "col2im":
+                    valid = valid.transpose(as_columns).reshape(table.shape)
+                    positions = numpy.arange(table.size).reshape(table.shape)
+                    table = gather.inverse_table(table, valid, int(numpy.prod(x_shape)), positions, table.size)
+            table = self._tables[key] = gather.device_table(table, xp)
+        return table
 
     def _gather_columns(self, x, layout, xp, col):
         """col[...] = im2col(x) in one gather (plus one copy into a zero-bordered buffer when padded)."""
-        tables = self._table(x.shape, layout, xp)
+        table = self._table(x.shape, layout, xp, "im2col")
         source = x
         if self.padding:
             p = self.padding
@@ -233,7 +233,7 @@ class Conv2d(Layer):
             source = self._buffer("padded", xp, (n, c, h + 2 * p, w + 2 * p), x.dtype, fill=_zeros)
             source[:, :, p:p + h, p:p + w] = x  # the border stays zero from the allocation
             layout = "nchw"
-        xp.take(gather.flat_memory(source, layout), tables["im2col"], out=col)
+        xp.take(gather.flat_memory(source, layout), table, out=col)
 
     def backward(self, dy, need_input_grad=True):
         """dy: (N, F, OH, OW) -> dx: (N, C, H, W) in x's layout; fills grads["weight"] and grads["bias"].
@@ -253,7 +253,7 @@ class Conv2d(Layer):
         if strategy == "gather":
             dcol_ext = self._buffer("dcol", xp, (k * columns + 1,), dy.dtype, fill=_zero_in_last_cell)
             xp.matmul(self._block[:-1], dy2, out=dcol_ext[:-1].reshape(k, columns))
-            inverse = self._table(x_shape, layout, xp)["col2im"]
+            inverse = self._table(x_shape, layout, xp, "col2im")
             summed = xp.take(dcol_ext, inverse, out=self._buffer("dx_parts", xp, inverse.shape, dy.dtype))
             flat = summed.sum(axis=1) if inverse.shape[1] > 1 else summed.reshape(-1)
             return gather.from_flat(flat, x_shape, layout)

@@ -111,25 +111,27 @@ class MaxPool2d(Layer):
         return self._tournament_backward(dy, xp)
 
     # ------------------------------------------------------------------ gather (GPU)
-    def _gather_tables(self, x_shape, layout, xp):
+    def _gather_tables(self, x_shape, layout, xp, inverse=False):
+        """The device tables of the gather strategy for this input shape and layout: "windows" (a window per
+        row, NCHW output order) and "columns" at once, "inverse" (for backward) on first use."""
         key = (x_shape, layout, id(xp))
         tables = self._tables.get(key)
-        if tables is None:
+        if tables is None or (inverse and "inverse" not in tables):
             import numpy
 
             offsets, valid = gather.window_offsets(x_shape, layout, self.kernel_size, self.stride, 0)
             as_rows = (0, 1, 4, 5, 2, 3)  # (N, C, OH, OW, KH, KW): a window per row, in NCHW output order
             sources = offsets.transpose(as_rows).reshape(-1, self.kernel_size[0] * self.kernel_size[1])
-            valid = valid.transpose(as_rows).reshape(sources.shape)
             lead = 1 if self.relu else 0
             width = sources.shape[1] + lead
-            positions = numpy.arange(sources.shape[0])[:, None] * width + lead + numpy.arange(sources.shape[1])
-            inverse = gather.inverse_table(sources, valid, int(numpy.prod(x_shape)), positions,
-                                           sources.shape[0] * width)
-            tables = self._tables[key] = {
-                "windows": xp.asarray(sources), "inverse": xp.asarray(inverse),
-                "columns": xp.asarray(numpy.arange(width)[None, :]), "width": width,
-            }
+            if tables is None:
+                tables = self._tables[key] = {"windows": gather.device_table(sources, xp), "width": width,
+                                              "columns": xp.asarray(numpy.arange(width)[None, :])}
+            if inverse:
+                valid = valid.transpose(as_rows).reshape(sources.shape)
+                positions = numpy.arange(sources.shape[0])[:, None] * width + lead + numpy.arange(sources.shape[1])
+                tables["inverse"] = gather.device_table(gather.inverse_table(
+                    sources, valid, int(numpy.prod(x_shape)), positions, sources.shape[0] * width), xp)
         return tables
 
     def _gather_forward(self, x, xp, train):
@@ -157,7 +159,7 @@ class MaxPool2d(Layer):
         spread = spread_ext[:-1].reshape(rows, width)
         xp.equal(winners[:, None], tables["columns"], out=spread)  # one-hot of each window's first maximum
         spread *= xp.ascontiguousarray(dy).reshape(rows, 1)
-        inverse = tables["inverse"]
+        inverse = self._gather_tables(x_shape, layout, xp, inverse=True)["inverse"]
         parts = xp.take(spread_ext, inverse, out=self._buffer("dx_parts", xp, inverse.shape, dy.dtype))
         flat = parts.sum(axis=1) if inverse.shape[1] > 1 else parts.reshape(-1)
         return gather.from_flat(flat, x_shape, layout)
