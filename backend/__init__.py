@@ -68,12 +68,15 @@ def gpu_problem() -> str | None:
     if count < 1:
         return "CuPy is installed but no CUDA device was found; check the NVIDIA driver."
     try:
-        cupy.zeros(1, dtype=cupy.float32).sum().item()  # compiles and runs a kernel (NVRTC)
+        # an elementwise kernel CuPy compiles at run time (NVRTC): zeros is a memset and a float sum is
+        # CUB's precompiled reduction, so neither would find a missing NVRTC
+        (cupy.arange(4, dtype=cupy.float32) * 2).sum().item()
     except Exception as error:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        return f"CuPy is installed but could not run a kernel on the GPU ({first_line}); check the CUDA toolkit."
+        return (f"CuPy is installed but could not compile and run a kernel on the GPU ({first_line}); install the "
+                f"CUDA libraries (pip install 'cupy-cuda12x[ctk]', or {CUDA13_HINT}).")
     try:
-        matrix = cupy.ones((2, 2), dtype=cupy.float32)
+        matrix = cupy.asarray(numpy.ones((2, 2), dtype=numpy.float32))  # a copy, no kernel: this probes cuBLAS alone
         float((matrix @ matrix).sum())  # cuBLAS, which every layer's matrix products need
     except Exception as error:
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__

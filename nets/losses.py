@@ -68,7 +68,8 @@ class SoftmaxCrossEntropy:
     For a batch of N rows and K classes, in 12 kernel launches and no host sync (nothing but matrix
     products, gathers and elementwise passes, so it runs the same on NumPy):
 
-        shifted = logits - rowmax;  e = exp(shifted);  S = e @ [[N, 1]] * K     (N * sum_e, sum_e per row)
+        shifted = logits - rowmax;  e = exp(shifted);  S = e @ W               W (K, 2): every row [N, 1]
+                                                                                S[:, 0] = N * sum_e, S[:, 1] = sum_e
         dlogits = e / (N * sum_e) + take(-eye / N, labels)                      (softmax - onehot) / N
         M = [[shifted, log(sum_e)], [take(N * eye, argmax), 0]]                 (2, N*K + N)
         u = [take(-eye / N, labels), 1 / N]                                     (N*K + N,)
@@ -110,6 +111,7 @@ class SoftmaxCrossEntropy:
             "weights": xp.asarray(numpy.tile([[float(n), 1.0]], (k, 1)), dtype=dtype),
             "minus_eye_over_n": xp.asarray(-eye / n, dtype=dtype), "eye_times_n": xp.asarray(eye * n, dtype=dtype),
             "stats": xp.empty(2, dtype=dtype), "totals": self._totals[len(self._rows)],
+            "winners": xp.empty(n, dtype=numpy.int64), "rowmax": xp.empty((n, 1), dtype=dtype),
         }
         self._rows.append(n)
         self._workspaces[key] = space
@@ -124,14 +126,18 @@ class SoftmaxCrossEntropy:
             raise ValueError(f"this head takes (N, {self.classes}) logits, got {tuple(logits.shape)}.")
         space = self._workspace(n, logits.dtype, xp)
         shifted, exp, sums, onehot = space["shifted"], space["exp"], space["sums"], space["onehot"]
-        xp.subtract(logits, logits.max(axis=1, keepdims=True), out=shifted)
+        # The row maxima via the rows reversed: a layout CUB does not take, so CuPy runs its own reduction
+        # kernel, straight into the workspace (CUB would hand out a fresh array, or copy into out=).
+        rowmax = xp.max(logits[::-1], axis=1, keepdims=True, out=space["rowmax"][::-1])[::-1]
+        xp.subtract(logits, rowmax, out=shifted)
         xp.exp(shifted, out=exp)
         xp.matmul(exp, space["weights"], out=sums)  # [N * sum_e, sum_e] per row
         xp.log(sums[:, 1], out=space["log_sum"])
         xp.take(space["minus_eye_over_n"], labels, axis=0, out=onehot)
         xp.divide(exp, sums[:, :1], out=exp)
         exp += onehot
-        xp.take(space["eye_times_n"], logits.argmax(axis=1), axis=0, out=space["hits"])
+        winners = logits.argmax(axis=1, out=space["winners"])  # CuPy's own kernel: straight into the buffer
+        xp.take(space["eye_times_n"], winners, axis=0, out=space["hits"])
         xp.matmul(space["matrix"], space["u"], out=space["stats"])
         space["totals"] += space["stats"]
         return exp

@@ -84,7 +84,7 @@ class Optimizer:
             for group, name in zip(self.groups, params):
                 group.name = name
         self._table = None  # (coefficients, steps) on the device, for steps table_first, table_first + 1, ...
-        self._table_first = 1
+        self._table_first, self._table_steps = 1, 0
         self._device_index = None  # capturable: the column of the table the next step reads
         self._coefficients = None
 
@@ -95,24 +95,33 @@ class Optimizer:
     def plan(self, learning_rates) -> None:
         """Put the coefficients of the next len(learning_rates) steps on the device, in one copy.
 
-        learning_rates[i] is the lr of step `step_count + 1 + i`; steps past the plan use `self.lr`.
+        learning_rates[i] is the lr of step `step_count + 1 + i`; steps past the plan use `self.lr`. The table
+        keeps its device array from plan to plan (it grows only for a longer plan), so a captured step that
+        reads it stays valid; CuPy's take wraps a column past the end, so a captured step must be replanned
+        before it runs out (the eager step checks on the host).
         """
         learning_rates = [float(lr) for lr in learning_rates]
+        if not learning_rates:
+            self._table_steps = 0
+            return
         first = self.step_count + 1
-        table = numpy.array([self._host_coefficients(lr, first + i) for i, lr in enumerate(learning_rates)]).T
-        self._table = self._xp.asarray(numpy.ascontiguousarray(table), dtype=self.dtype)
-        self._table_first = first
+        host = numpy.array([self._host_coefficients(lr, first + i) for i, lr in enumerate(learning_rates)],
+                           dtype=self.dtype).T
+        if self._table is None or self._table.shape[0] != host.shape[0] or self._table.shape[1] < host.shape[1]:
+            self._table = self._xp.empty(host.shape, dtype=self.dtype)
+        self._table[:, :host.shape[1]] = self._xp.asarray(host)
+        self._table_first, self._table_steps = first, host.shape[1]
         if self.capturable:
             if self._device_index is None:
                 self._device_index = self._xp.zeros((), dtype=numpy.int64)
-                self._coefficients = self._xp.empty(table.shape[0], dtype=self.dtype)
+                self._coefficients = self._xp.empty(host.shape[0], dtype=self.dtype)
             self._device_index.fill(0)
 
     def _step_coefficients(self):
         """This step's coefficients as device scalars (views, or a gather at the device counter)."""
         xp, table = self._xp, self._table
         column = self.step_count - self._table_first
-        if table is not None and 0 <= column < table.shape[1]:
+        if table is not None and 0 <= column < self._table_steps:
             if self.capturable:  # the device counter picks the column: a replayed graph reads the right one
                 xp.take(table, self._device_index, axis=1, out=self._coefficients)
                 self._device_index += 1
@@ -230,7 +239,7 @@ class Optimizer:
                         view[...] = self._xp.asarray(numpy.asarray(given[param_name]), dtype=self.dtype)
         self.step_count = int(state_dict.get("step", 0))
         self._loaded(bool(buffers))
-        self._table = None  # planned for other steps
+        self._table_steps = 0  # the plan was for other steps; the table keeps its device array
 
     def _loaded(self, had_state: bool) -> None:
         pass

@@ -8,8 +8,9 @@
 
 Every array the step writes has a stable home between steps: the layers' buffers, the loss head's
 workspace and the input homes here, one set per batch size. At batch 128 a step launches 38 kernels for
-the MLP and 57 for the CNN on a GPU (tests/test_launch_budget.py holds them to that); the optimizer is
-planned ahead (`Optimizer.plan`) so the learning rate is read on the device too.
+the MLP and 57 for the CNN, as the strict CuPy stand-in counts them (tests/test_launch_budget.py holds
+them to their budgets); the optimizer is planned ahead (`Optimizer.plan`) so the learning rate is read on
+the device too.
 """
 
 from __future__ import annotations

@@ -151,7 +151,8 @@ def make_torch_step(model, images, labels, device, threads):
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="Limit NumPy's BLAS (and torch) to this many threads.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
-              help="CPU threads splitting each batch, as the training engine does (parts are then per replica).")
+              help="CPU threads splitting each batch for the whole-step times, as the training engine does "
+                   "(the per-part table always times one worker).")
 @click.option("--no-torch", is_flag=True, help="Skip the PyTorch reference.")
 @one_line_errors
 def main(models, batch_size, dtype, device, repeats, threads, workers, no_torch):
@@ -176,14 +177,17 @@ def main(models, batch_size, dtype, device, repeats, threads, workers, no_torch)
         rng = numpy.random.default_rng(0)
         model = build_model(name, backend=backend, dtype=dtype, rng=rng)
         images, labels_host = synthetic_batch(rng, batch_size, model.input_shape)
-        engine = NetsEngine(model, Adam(model.parameters(), lr=1e-3), backend, workers=workers)
-        x, labels = engine.step.load(backend.asarray(images, dtype=dtype), backend.asarray(labels_host))
+        engines = []
+        for count in (1, workers):  # the parts of one worker's step; whole steps as asked
+            engine = NetsEngine(model, Adam(model.parameters(), lr=1e-3), backend, workers=count)
+            x, labels = engine.step.load(backend.asarray(images, dtype=dtype), backend.asarray(labels_host))
+            engine.plan([1e-3] * (5 + 2 * repeats + (repeats // 10 + 1) * 12))
+            for _ in range(5):  # warm-up: buffers and tables made, caches and BLAS threads awake
+                engine.train_step(x, labels)
+            engines.append((engine, x, labels))
         torch_step = None if no_torch else make_torch_step(model, images, labels_host, backend.name, threads)
-        engine.plan([1e-3] * (5 + 2 * repeats + 4 * (repeats // 10 + 1) * 12))
-        for _ in range(5):  # warm-up: buffers and tables made, caches and BLAS threads awake
-            engine.train_step(x, labels)
-        parts = profile_parts(engine, x, labels, repeats, clock)
-        ours, theirs = compare_steps(engine, x, labels, torch_step, repeats, clock)
+        parts = profile_parts(*engines[0], repeats, clock)
+        ours, theirs = compare_steps(*engines[1], torch_step, repeats, clock)
 
         print(f"\n{name}: {'part':<12} {'forward ms':>10} {'backward ms':>11} {'total ms':>9}")
         names = [layer for layer, _ in model.layers] + ["loss", "optimizer"]

@@ -79,18 +79,20 @@ def test_standin_arrays_are_device_arrays_of_their_own_module(standin):
 
 
 class FakeCupy:
-    """Enough of cupy for gpu_problem: a device, kernels that run, and a cuBLAS that may fail."""
+    """Enough of cupy for gpu_problem: a device, a kernel compiler that may fail, a cuBLAS that may fail."""
 
     float32 = numpy.float32
 
-    def __init__(self, matmul_error=None):
-        self.matmul_error = matmul_error
+    def __init__(self, kernel_error=None, matmul_error=None):
+        self.kernel_error, self.matmul_error = kernel_error, matmul_error
         self.cuda = type("cuda", (), {"runtime": type("runtime", (), {"getDeviceCount": staticmethod(lambda: 1)})})
 
-    def zeros(self, shape, dtype):
-        return numpy.zeros(shape, dtype)
+    def arange(self, count, dtype):
+        if self.kernel_error:
+            raise RuntimeError(self.kernel_error)
+        return numpy.arange(count, dtype=dtype)
 
-    def ones(self, shape, dtype):
+    def asarray(self, host):
         error = self.matmul_error
 
         class Matrix(numpy.ndarray):
@@ -99,13 +101,16 @@ class FakeCupy:
                     raise RuntimeError(error)
                 return numpy.asarray(self) @ numpy.asarray(other)
 
-        return numpy.ones(shape, dtype).view(Matrix)
+        return numpy.asarray(host).view(Matrix)
 
 
-def test_gpu_problem_runs_a_matmul_too(monkeypatch):
+def test_gpu_problem_compiles_a_kernel_and_runs_a_matmul(monkeypatch):
     monkeypatch.setattr(backend, "_import_cupy", lambda: FakeCupy())
     assert backend.gpu_problem() is None
-    monkeypatch.setattr(backend, "_import_cupy", lambda: FakeCupy("CUBLAS_STATUS_NOT_INITIALIZED\nmore"))
+    monkeypatch.setattr(backend, "_import_cupy", lambda: FakeCupy(kernel_error="nvrtc: libnvrtc.so.12 not found"))
+    problem = backend.gpu_problem()
+    assert "could not compile and run a kernel" in problem and "libnvrtc" in problem and "cupy-cuda12x[ctk]" in problem
+    monkeypatch.setattr(backend, "_import_cupy", lambda: FakeCupy(matmul_error="CUBLAS_STATUS_NOT_INITIALIZED\nmore"))
     problem = backend.gpu_problem()
     assert "cuBLAS failed" in problem and "CUBLAS_STATUS_NOT_INITIALIZED" in problem and "\n" not in problem
     assert "cupy-cuda12x[ctk]" in problem and "cupy-cuda13x" in problem

@@ -2,8 +2,9 @@
 
 A training step of these small models costs what its launches cost on a GPU, and the counts are
 deterministic, so they are held here: at batch 128, Adam, float32, through the engine train.py uses,
-at most 40 launches per MLP step and 70 per CNN step (123 and 208 before the GPU rework), at most 18 for a
-CNN prediction, and no host sync, no host/device copy inside a step. `scripts/bench.py --count-launches`
+at most 40 launches per MLP step and 70 per CNN step (125 and 210 before the GPU rework, counted by this
+stand-in; the issue estimated 123 and 208), at most 18 for a CNN prediction, and no host sync, no
+host/device copy and no allocation inside a step. `scripts/bench.py --count-launches`
 prints where the launches go, layer by layer.
 """
 
@@ -13,7 +14,7 @@ import pytest
 from nets.run import DeviceData
 from nets.engines import NetsEngine
 from nets.models import build_model
-from nets.optim import Adam
+from nets.optim import SGD, Adam
 from nets.recipes import Hyperparameters
 from nets.training import fit
 
@@ -22,17 +23,24 @@ PREDICT_BUDGET = {"mlp": 10, "cnn": 18}  # eval forward and argmax
 BATCH = 128
 
 
-def engine_and_data(backend, name, count=512):
+OPTIMIZERS = {
+    "adam": lambda params: Adam(params, lr=1e-3),
+    "adam, weight decay": lambda params: Adam(params, lr=1e-3, weight_decay=1e-4),
+    "sgd, momentum": lambda params: SGD(params, lr=0.01, momentum=0.9),
+}
+
+
+def engine_and_data(backend, name, count=512, optimizer="adam"):
     model = build_model(name, backend=backend, dtype="float32", rng=numpy.random.default_rng(0))
-    engine = NetsEngine(model, Adam(model.parameters(), lr=1e-3), backend)
+    engine = NetsEngine(model, OPTIMIZERS[optimizer](model.parameters()), backend)
     rng = numpy.random.default_rng(1)
     images = backend.asarray(rng.random((count, *model.input_shape), dtype=numpy.float32))
     labels = backend.asarray(rng.integers(0, 10, count))
     return engine, images, labels
 
 
-def one_step(standin_gpu, name):
-    engine, images, labels = engine_and_data(standin_gpu, name)
+def one_step(standin_gpu, name, optimizer="adam"):
+    engine, images, labels = engine_and_data(standin_gpu, name, optimizer=optimizer)
     engine.plan([1e-3] * 10)
     index = standin_gpu.asarray(numpy.arange(BATCH))
     for _ in range(3):  # warm-up: buffers, index tables, workspaces
@@ -44,16 +52,16 @@ def one_step(standin_gpu, name):
     return counter.since(mark), engine, images
 
 
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
-def test_a_training_step_keeps_to_its_launch_budget(standin_gpu, name):
-    tally, _, _ = one_step(standin_gpu, name)
+def test_a_training_step_keeps_to_its_launch_budget(standin_gpu, name, optimizer):
+    tally, _, _ = one_step(standin_gpu, name, optimizer)
     assert tally.launches <= BUDGET[name], f"{tally.launches} launches: {tally.by_site()}"
     assert tally.syncs == 0, tally.where("sync")
     assert tally.transfers == 0, tally.by_site(("h2d", "d2h"))
     assert tally.memsets == 0 and tally.memcpys == 0
-    # only what reductions allocate inside CuPy (CUB's results and workspaces): no array of the step's own
-    assert all("max" in event.name or "sum" in event.name or "argmax" in event.name
-               for event in tally.where("alloc")), [event.name for event in tally.where("alloc")]
+    # every array the step writes has a stable home (what a captured CUDA graph needs): nothing is allocated
+    assert tally.allocations == 0, [(event.name, event.site) for event in tally.where("alloc")]
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn"])

@@ -123,3 +123,13 @@ def test_linear_refuses_impossible_sizes_in_one_sentence(sizes, message):
     with pytest.raises(ValueError) as info:
         Linear(*sizes, rng=numpy.random.default_rng(0))
     assert str(info.value) == message
+
+
+def test_a_new_layer_computes_on_the_host_before_any_to():
+    rng = numpy.random.default_rng(0)
+    linear = Linear(3, 2, rng=rng)
+    assert linear.forward(numpy.ones((4, 3), dtype=numpy.float32)).shape == (4, 2)
+    from nets.layers import Conv2d
+
+    conv = Conv2d(1, 2, 3, rng=rng)
+    assert conv.forward(numpy.ones((1, 1, 5, 5), dtype=numpy.float32)).shape == (1, 2, 3, 3)

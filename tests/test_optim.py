@@ -330,5 +330,21 @@ def test_the_state_exists_before_the_first_step_and_loading_copies_into_it(backe
     source.params.grads.flat[...] = 1
     source.step()
     optimizer.load_state_dict(source.state_dict())
-    assert [optimizer.groups[0].state[name] for name in ("exp_avg", "exp_avg_sq")] == arrays  # the same arrays
+    assert all(optimizer.groups[0].state[name] is array for name, array in zip(("exp_avg", "exp_avg_sq"), arrays))
     numpy.testing.assert_array_equal(backend.to_numpy(arrays[0]), backend.to_numpy(source.groups[0].state["exp_avg"]))
+
+
+def test_a_plan_keeps_its_device_table_and_an_empty_plan_means_none(backend):
+    model = model_parameters(backend, numpy.float32)
+    model.gradients().flat[...] = 1
+    optimizer = Adam(model.parameters(), capturable=True)
+    optimizer.plan([0.01, 0.02, 0.03])
+    table = optimizer._table
+    optimizer.step()
+    optimizer.plan([0.01, 0.02])  # a shorter plan: the same array (a captured graph keeps reading it)
+    assert optimizer._table is table
+    optimizer.plan([])
+    optimizer.lr = 0.005
+    before = backend.to_numpy(model.parameters().flat).copy()
+    optimizer.step()  # no plan: the lr attribute
+    assert not numpy.array_equal(backend.to_numpy(model.parameters().flat), before)

@@ -257,8 +257,9 @@ class DeviceArray:
         return getattr(self._xp, ufunc.__name__)(*inputs, **kwargs)
 
     def __array_function__(self, function, types, args, kwargs):
-        raise TypeError(f"numpy.{function.__name__} was called on a device array: use xp.{function.__name__} "
-                        "(CuPy would refuse or silently copy to the host).")
+        raise TypeError(f"numpy.{function.__name__} was called on a device array: use xp.{function.__name__}. "
+                        "(CuPy would forward it to cupy.{function.__name__}; the stand-in refuses it, so that "
+                        "host code and device code stay apart.)")
 
     # ------------------------------------------------------------------ arithmetic through the ufuncs
     def _ufunc(self, name, *args, **kwargs):

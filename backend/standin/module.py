@@ -18,49 +18,24 @@ Each modelled operation follows what the CuPy source does on a GPU (cupy/_core, 
     zeros, empty    an allocation (and a memset for zeros)
     take_along_axis, put_along_axis   aranges, a memset and index arithmetic before the gather/scatter
 
-Anything else CuPy has raises NotModelledError: model it here before code may use it.
+Here: the module's names, ufuncs, creation and assignment; indexing.py, linalg.py and reductions.py hold
+the rest (mixins of StrictCupy). Anything else CuPy has raises NotModelledError: model it before code
+may use it.
 """
 
 from __future__ import annotations
-
-import math
-import numbers
 
 import numpy
 
 from .array import DeviceArray, is_scalar
 from .counter import Counter
+from .indexing import Indexing
+from .linalg import LinearAlgebra
+from .reductions import Reductions
 from .signatures import (CupySignatures, MissingInCupyError, NotModelledError, check_ufunc_keywords,
                          cupy_function)
 
-# cub::DeviceReduce runs a single-tile kernel up to this many items (256 threads x 16 items for 4-byte
-# types in CUB's tuning policies); above it, a reduce pass and a single-tile pass.
-CUB_SINGLE_TILE = 4096
-# CuPy's own reduction kernel tries CUB's block reduction from this many contiguous items up
-# (_cub_reduction.pyx, CUB_REDUCE_SIZE_THRESHOLD).
-CUB_BLOCK_REDUCTION_MIN = 128
-_CUB_SUM_DTYPES = {numpy.dtype(t) for t in ("int64", "uint64", "float16", "float32", "float64",
-                                             "complex64", "complex128")}
-_CUB_DTYPES = {numpy.dtype(t) for t in ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
-                                         "uint64", "float16", "float32", "float64", "complex64", "complex128")}
-_NUMPY_REDUCTIONS = {"sum": numpy.sum, "mean": numpy.mean, "max": numpy.max, "min": numpy.min,
-                     "argmax": numpy.argmax, "argmin": numpy.argmin, "any": numpy.any, "all": numpy.all}
 _PASSTHROUGH = (type, numpy.dtype, float, int, bool, complex, str)
-
-
-def _reduction_axes(axis, ndim) -> tuple[tuple, tuple]:
-    if axis is None:
-        reduce = tuple(range(ndim))
-    else:
-        reduce = tuple(sorted(a % ndim for a in (axis if isinstance(axis, tuple) else (axis,))))
-    return reduce, tuple(a for a in range(ndim) if a not in reduce)
-
-
-def _trailing_or_leading(reduce_axes, ndim, order) -> bool:
-    """cub._cub_device_segmented_reduce_axis_compatible: consecutive axes at the fast end of the layout."""
-    if not reduce_axes or list(reduce_axes) != list(range(reduce_axes[0], reduce_axes[-1] + 1)):
-        return False
-    return reduce_axes[-1] == ndim - 1 if order == "C" else reduce_axes[0] == 0
 
 
 class StandinUfunc:
@@ -143,23 +118,7 @@ class _Cuda:
         return _Device()
 
 
-class _MemoryPool:
-    """cupy.get_default_memory_pool(): bytes this stand-in allocated (nothing is ever freed)."""
-
-    def __init__(self, xp):
-        self._xp = xp
-
-    def used_bytes(self):
-        return self._xp.allocated_bytes
-
-    def total_bytes(self):
-        return self._xp.allocated_bytes
-
-    def free_all_blocks(self):
-        pass
-
-
-class StrictCupy:
+class StrictCupy(Indexing, LinearAlgebra, Reductions):
     """A stand-in for the `cupy` module: `xp` for code under test on a machine without a GPU.
 
     Its arrays are `DeviceArray`s, which `backend.is_device_array` takes for device arrays, so every GPU
@@ -171,10 +130,8 @@ class StrictCupy:
         self.counter = Counter()
         self.ndarray = DeviceArray
         self.cuda = _Cuda(self)
-        self.allocated_bytes = 0
         self.__version__ = f"{cupy.__version__} (stand-in)"
         self._ufuncs: dict[str, StandinUfunc] = {}
-        self._pool = _MemoryPool(self)
 
     def __repr__(self):
         return f"<strict CuPy stand-in of cupy {self.__version__}>"
@@ -202,7 +159,6 @@ class StrictCupy:
         self.counter.record(kind, name)
 
     def _alloc(self, name, nbytes=0):
-        self.allocated_bytes += int(nbytes)
         self.counter.record("alloc", name)
 
     def _sync(self, name):
@@ -318,9 +274,6 @@ class StrictCupy:
             self._launch("elementwise", "cupy.arange")
         return array
 
-    def get_default_memory_pool(self):
-        return self._pool
-
     # ------------------------------------------------------------------ filling and assignment
     def _launch_memset(self, name):
         self.counter.record("memset", name)
@@ -370,323 +323,3 @@ class StrictCupy:
                 self._launch("copy", "setitem")
         target._data[...] = source
 
-    # ------------------------------------------------------------------ indexing
-    def _index_parts(self, key, what):
-        """Turn device arrays in an index into numpy index arrays; count host index arrays as transfers."""
-        parts, arrays = [], 0
-        for part in key if isinstance(key, tuple) else (key,):
-            if isinstance(part, DeviceArray):
-                self._require_device(part, what)
-                parts.append(part._data)
-                arrays += 1
-            elif isinstance(part, (numpy.ndarray, list)):
-                self.counter.record("h2d", f"{what} (host index array)")
-                self._alloc(f"{what} (index array)")
-                parts.append(numpy.asarray(part))
-                arrays += 1
-            else:
-                parts.append(part)
-        if any(getattr(part, "dtype", None) == numpy.bool_ for part in parts):
-            self._sync(f"{what} with a boolean mask (nonzero)")
-        return tuple(parts), arrays
-
-    def _advanced_getitem(self, array, key):
-        parts, arrays = self._index_parts(key, "getitem")
-        if arrays > 1:
-            self._launch_memset("getitem (multiple index arrays)")
-            for _ in range(arrays):
-                self._launch("elementwise", "getitem (index arithmetic)")
-        result = array._data[parts]
-        if result.size:
-            self._launch("gather", "getitem (advanced index)")
-        return self._new(numpy.asarray(result), "getitem (advanced index)")
-
-    def _advanced_setitem(self, array, key, value):
-        parts, arrays = self._index_parts(key, "setitem")
-        if arrays > 1:
-            self._launch_memset("setitem (multiple index arrays)")
-            for _ in range(arrays):
-                self._launch("elementwise", "setitem (index arithmetic)")
-        if isinstance(value, DeviceArray):
-            self._require_device(value, "setitem")
-            value = value._data
-        elif not is_scalar(value):
-            raise ValueError("non-scalar numpy.ndarray cannot be used for fill")
-        array._data[parts] = value
-        self._launch("scatter", "setitem (advanced index)")
-
-    @cupy_function()
-    def take(self, a, indices, axis=None, out=None):
-        self._require_device(a, "cupy.take")
-        if isinstance(indices, DeviceArray):
-            self._require_device(indices, "cupy.take")
-            index = indices._data
-        elif isinstance(indices, numbers.Integral):
-            index = int(indices)
-        else:
-            self.counter.record("h2d", "cupy.take (indices from the host)")
-            self._alloc("cupy.take (indices)")
-            index = numpy.asarray(indices)
-        result = numpy.take(a._data, index, axis=axis)
-        if out is not None:
-            self._require_device(out, "cupy.take (out)")
-            if out.dtype != a.dtype:
-                raise TypeError("Output dtype mismatch")
-            if out.shape != result.shape:
-                raise ValueError("Output shape mismatch")
-            out._data[...] = result
-        if numpy.size(result):
-            self._launch("gather", "cupy.take")
-        return out if out is not None else self._new(numpy.asarray(result), "cupy.take (result)")
-
-    @cupy_function()
-    def where(self, condition, x=None, y=None):
-        if x is None or y is None:
-            raise NotModelledError("cupy.where(condition) (nonzero) is not modelled by the stand-in.")
-        self._require_device(condition, "cupy.where")
-        if condition.dtype != numpy.bool_:
-            condition = condition.astype(numpy.bool_)
-        return self._where(condition, x, y)
-
-    def _where(self, condition, x, y):
-        for value in (x, y):
-            self._require_operand(value, "cupy.where")
-        raw = [v._data if isinstance(v, DeviceArray) else v for v in (condition, x, y)]
-        result = numpy.where(*raw)
-        if result.size:
-            self._launch("elementwise", "cupy.where")
-        return self._new(result, "cupy.where (result)")
-
-    @cupy_function()
-    def take_along_axis(self, a, indices, axis):
-        self._require_device(a, "cupy.take_along_axis")
-        self._require_device(indices, "cupy.take_along_axis")
-        # cupy/_indexing/indexing.py: an arange per other axis, then a[tuple of index arrays]
-        for _ in range(a.ndim - 1):
-            self._alloc("take_along_axis (arange)")
-            self._launch("elementwise", "take_along_axis (arange)")
-        self._alloc("take_along_axis (flat index)")
-        self._launch_memset("take_along_axis (flat index)")
-        for _ in range(a.ndim):
-            self._launch("elementwise", "take_along_axis (index arithmetic)")
-        self._launch("gather", "take_along_axis")
-        return self._new(numpy.take_along_axis(a._data, indices._data, axis), "take_along_axis (result)")
-
-    @cupy_function()
-    def put_along_axis(self, arr, indices, values, axis):
-        self._require_device(arr, "cupy.put_along_axis")
-        self._require_device(indices, "cupy.put_along_axis")
-        for _ in range(arr.ndim - 1):
-            self._alloc("put_along_axis (arange)")
-            self._launch("elementwise", "put_along_axis (arange)")
-        self._alloc("put_along_axis (flat index)")
-        self._launch_memset("put_along_axis (flat index)")
-        for _ in range(arr.ndim):
-            self._launch("elementwise", "put_along_axis (index arithmetic)")
-        if isinstance(values, DeviceArray):
-            self._require_device(values, "cupy.put_along_axis")
-            values = values._data
-        numpy.put_along_axis(arr._data, indices._data, values, axis)
-        self._launch("scatter", "put_along_axis")
-
-    # ------------------------------------------------------------------ shape
-    @cupy_function()
-    def reshape(self, a, newshape, order="C", *, copy=None):
-        self._require_device(a, "cupy.reshape")
-        return a.reshape(newshape, order=order, copy=copy)
-
-    @cupy_function()
-    def transpose(self, a, axes=None):
-        self._require_device(a, "cupy.transpose")
-        return a.transpose(*(axes or ()))
-
-    @cupy_function()
-    def swapaxes(self, a, axis1, axis2):
-        return a.swapaxes(axis1, axis2)
-
-    @cupy_function()
-    def concatenate(self, tup, axis=0, out=None, *, dtype=None, casting="same_kind"):
-        for part in tup:
-            self._require_device(part, "cupy.concatenate")
-        result = numpy.concatenate([part._data for part in tup], axis=axis, dtype=dtype, casting=casting)
-        if len(tup) > 8:
-            raise NotModelledError("cupy.concatenate of more than 8 arrays (one kernel) is not modelled.")
-        for part in tup:  # _concatenate: one elementwise copy per input
-            if part.size:
-                self._launch("copy", "concatenate")
-        if out is not None:
-            self._require_device(out, "cupy.concatenate (out)")
-            out._data[...] = result
-            return out
-        return self._new(result, "concatenate (result)")
-
-    @cupy_function()
-    def pad(self, array, pad_width, mode="constant", **kwargs):
-        self._require_device(array, "cupy.pad")
-        values = kwargs.get("constant_values", 0)
-        if mode != "constant" or not (isinstance(values, numbers.Number) and values == 0):
-            raise NotModelledError("cupy.pad other than constant zeros is not modelled by the stand-in.")
-        padded = self._new(numpy.pad(array._data, pad_width), "pad")  # _pad_simple: empty, fill(0), copy
-        self._launch_memset("pad (fill 0)")
-        self._launch("copy", "pad (the original area)")
-        return padded
-
-    # ------------------------------------------------------------------ linear algebra
-    def _gemm_operand(self, data: numpy.ndarray, what: str) -> None:
-        """_mat_to_cublas_contiguous: cuBLAS takes C- or F-contiguous matrices; anything else is copied first."""
-        if not (data.flags.c_contiguous or data.flags.f_contiguous):
-            self._launch("copy", f"{what} (operand not contiguous)")
-            self._alloc(f"{what} (operand copy)")
-
-    @cupy_function()
-    def matmul(self, a, b, out=None, **kwargs):
-        if kwargs:
-            raise NotModelledError(f"cupy.matmul with {sorted(kwargs)} is not modelled by the stand-in.")
-        return self._matmul("cupy.matmul", a, b, out)
-
-    @cupy_function()
-    def dot(self, a, b, out=None):
-        if out is not None and not out._data.flags.c_contiguous:
-            raise ValueError("Output array must be C-contiguous")
-        return self._matmul("cupy.dot", a, b, out)
-
-    def _matmul(self, name, a, b, out):
-        self._require_device(a, name)
-        self._require_device(b, name)
-        if a.ndim == 0 or b.ndim == 0:
-            raise ValueError("Scalar operands are not allowed, use '*' instead")
-        result = numpy.matmul(a._data, b._data)
-        if out is not None:
-            self._require_device(out, f"{name} (out)")
-            if out.shape != result.shape:
-                raise ValueError("Output array has an invalid size")
-        if a.ndim == 1 and b.ndim == 1:  # tensordot_core's m == n == 1 path: (a * b).sum() with CUB
-            self._launch("elementwise", f"{name} (vector product)")
-            self._alloc(f"{name} (product)")
-            self._alloc(f"{name} (CUB workspace)")
-            self._launch("reduction", f"{name} (vector sum)")
-        elif result.size and a.size and b.size:
-            if max(a.ndim, b.ndim) > 2:  # batched: ascontiguousarray of both, then a strided batched GEMM
-                for operand in (a, b):
-                    if not operand._data.flags.c_contiguous:
-                        self._launch("copy", f"{name} (batched operand)")
-                        self._alloc(f"{name} (batched operand)")
-            else:
-                self._gemm_operand(a._data if a.ndim == 2 else a._data[None], name)
-                self._gemm_operand(b._data if b.ndim == 2 else b._data[:, None], name)
-            direct = (out is not None and out._data.flags.c_contiguous and out.dtype == result.dtype
-                      and not numpy.may_share_memory(out._data, a._data)
-                      and not numpy.may_share_memory(out._data, b._data))
-            if out is not None and not direct:
-                self._alloc(f"{name} (temporary result)")
-            self._launch("gemm", name)
-            if out is not None and not direct:
-                self._launch("copy", f"{name} (into out=)")
-        elif out is not None and out.size:
-            self._launch_memset(f"{name} (empty operand: zeros)")
-        if out is not None:
-            out._data[...] = result
-            return out
-        return self._new(numpy.asarray(result), f"{name} (result)")
-
-    # ------------------------------------------------------------------ reductions
-    @cupy_function()
-    def sum(self, a, axis=None, dtype=None, out=None, keepdims=False):
-        return self._reduce("sum", a, axis, dtype, out, keepdims)
-
-    @cupy_function()
-    def mean(self, a, axis=None, dtype=None, out=None, keepdims=False):
-        return self._reduce("mean", a, axis, dtype, out, keepdims)
-
-    @cupy_function()
-    def max(self, a, axis=None, out=None, keepdims=False):
-        return self._reduce("max", a, axis, None, out, keepdims)
-
-    amax = max
-
-    @cupy_function()
-    def min(self, a, axis=None, out=None, keepdims=False):
-        return self._reduce("min", a, axis, None, out, keepdims)
-
-    amin = min
-
-    @cupy_function()
-    def argmax(self, a, axis=None, dtype=None, out=None, keepdims=False):
-        return self._reduce("argmax", a, axis, dtype, out, keepdims)
-
-    @cupy_function()
-    def argmin(self, a, axis=None, dtype=None, out=None, keepdims=False):
-        return self._reduce("argmin", a, axis, dtype, out, keepdims)
-
-    @cupy_function()
-    def any(self, a, axis=None, out=None, keepdims=False):
-        return self._reduce("any", a, axis, None, out, keepdims)
-
-    @cupy_function()
-    def all(self, a, axis=None, out=None, keepdims=False):
-        return self._reduce("all", a, axis, None, out, keepdims)
-
-    def _reduce(self, op, a, axis, dtype, out, keepdims):
-        name = f"cupy.{op}"
-        self._require_device(a, name)
-        if out is not None:
-            self._require_device(out, f"{name} (out)")
-        kwargs = {"axis": axis, "keepdims": keepdims}
-        if op in ("sum", "mean") and dtype is not None:
-            kwargs["dtype"] = dtype
-        result = numpy.asarray(_NUMPY_REDUCTIONS[op](a._data, **kwargs))
-        if op in ("argmax", "argmin") and dtype is not None:
-            result = result.astype(dtype)
-        self._reduction_events(op, a._data, axis, dtype, out is not None)
-        if out is not None:
-            if out.shape != result.shape:
-                raise ValueError("Out shape is mismatched")
-            out._data[...] = result
-            return out
-        return DeviceArray(result, self)
-
-    def _reduction_events(self, op, data, axis, dtype, out_given):
-        name = f"cupy.{op}"
-        if data.size == 0:
-            return
-        reduce_axes, out_axes = _reduction_axes(axis, data.ndim)
-        c_order, f_order = data.flags.c_contiguous, data.flags.f_contiguous
-        order = "C" if c_order else "F"
-        base_op = "sum" if op == "mean" else op
-        if base_op in ("sum", "max", "min", "argmax", "argmin") and (c_order or f_order):
-            compatible = (data.dtype in _CUB_SUM_DTYPES if base_op == "sum" and dtype is None
-                          else data.dtype in _CUB_DTYPES and (dtype is None or numpy.dtype(dtype) == data.dtype))
-            if compatible and not out_axes:  # cub.device_reduce
-                self._alloc(f"{name} (CUB result)")
-                self._alloc(f"{name} (CUB workspace)")
-                for _ in range(1 if data.size <= CUB_SINGLE_TILE else 2):
-                    self._launch("reduction", f"{name} (cub::DeviceReduce)")
-                if op in ("argmax", "argmin"):
-                    self._launch("copy", f"{name} (CUB key to int64)")
-                    self._alloc(f"{name} (index)")
-                self._reduction_tail(op, name, out_given)
-                return
-            if compatible and op not in ("argmax", "argmin") and _trailing_or_leading(reduce_axes, data.ndim, order):
-                self._alloc(f"{name} (CUB result)")
-                self._alloc(f"{name} (CUB workspace)")
-                self._launch("reduction", f"{name} (cub::DeviceSegmentedReduce)")
-                self._reduction_tail(op, name, out_given)
-                return
-        # CuPy's own reduction kernel (_reduction.pyx), with CUB's block reduction when it applies
-        if not out_given:
-            self._alloc(f"{name} (result)")
-        contiguous = math.prod(data.shape[axis] for axis in reduce_axes)
-        block = ((c_order or f_order) and _trailing_or_leading(reduce_axes, data.ndim, order)
-                 and contiguous >= CUB_BLOCK_REDUCTION_MIN)
-        if block and not out_axes:
-            self._alloc(f"{name} (two-pass workspace)")
-            self._launch("reduction", f"{name} (pass 1)")
-            self._launch("reduction", f"{name} (pass 2)")
-        else:
-            self._launch("reduction", name)
-
-    def _reduction_tail(self, op, name, out_given):
-        if op == "mean":
-            self._launch("elementwise", f"{name} (divide by the count)")
-        if out_given:
-            self._launch("copy", f"{name} (CUB result into out=)")

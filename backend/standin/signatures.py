@@ -102,12 +102,6 @@ class CupySignatures:
         doc = (getattr(self.cupy.ndarray, name).__doc__ or "").strip()
         return parse_docstring_signature(doc.splitlines()[0])
 
-    @functools.lru_cache(maxsize=None)
-    def cupyx_function(self, name: str) -> inspect.Signature:
-        import cupyx
-
-        return inspect.signature(getattr(cupyx, name))
-
 
 def check_call(signature: inspect.Signature, what: str, args, kwargs) -> None:
     """Raise TypeError, as CuPy would, when args/kwargs do not fit CuPy's `signature` of `what`."""

@@ -80,18 +80,21 @@ class CupyPeakMemory:
             name = "nets-bench-live-bytes"
 
             def malloc_postprocess(self, **kwargs):
+                meter._blocks[kwargs.get("mem_ptr")] = kwargs.get("mem_size", 0)
                 meter._live += kwargs.get("mem_size", 0)
                 meter._peak = max(meter._peak, meter._live)
 
-            def free_postprocess(self, **kwargs):
-                meter._live -= kwargs.get("mem_size", 0)
+            def free_postprocess(self, **kwargs):  # blocks allocated before start do not count
+                meter._live -= meter._blocks.pop(kwargs.get("mem_ptr"), 0)
 
         self._hook = LiveBytes()
         self._live = self._peak = 0
+        self._blocks = {}
 
     def start(self) -> None:
         gc.collect()
         self._live = self._peak = 0
+        self._blocks = {}
         self._hook.__enter__()
 
     def stop(self) -> float:

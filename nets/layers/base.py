@@ -8,7 +8,8 @@ A layer is a plain object:
     backward(dy, need_input_grad=True) -> dx (None when need_input_grad is False)
 
 Parameters live in a block (`block_shape`, laid out for the layer's matrix products; see nets/parameters.py).
-A model binds every block to a slice of one flat buffer; `layer.to(backend)` gives a lone layer its own.
+A model binds every block to a slice of one flat buffer; a new layer has a host buffer of its own, and
+`layer.to(backend)` gives it one on another backend.
 
 Buffers: in training, every array a layer writes (its result, its input gradient, its scratch) lives in a
 work buffer the layer keeps per shape, so a step allocates nothing of its own and every array has a stable
@@ -82,6 +83,12 @@ class Layer:
         self.params = self.block_views(values_block)
         self.grads = self.block_views(grads_block)
         self._buffers.clear()
+
+    def _start_on_the_host(self):
+        """Give a new layer its own host buffer, so it computes before any `to` (a model rebinds it)."""
+        from backend import get_backend
+
+        self.to(get_backend("cpu"))
 
     def to(self, backend):
         """A lone layer: put its parameters (and zeroed gradients) in a buffer of its own on `backend`."""

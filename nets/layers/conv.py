@@ -156,6 +156,7 @@ class Conv2d(Layer):
         self.strategy = None
         self._cache = None  # (x shape, layout) of the last training forward
         self._tables = {}
+        self._start_on_the_host()
 
     def block_views(self, block) -> dict:
         kh, kw = self.kernel_size
@@ -205,8 +206,6 @@ class Conv2d(Layer):
         key = (x_shape, layout, id(xp), which)
         table = self._tables.get(key)
         if table is None:
-            import numpy
-
             k, p = self.kernel_size, self.padding
             as_columns = (1, 2, 3, 0, 4, 5)  # (C, KH, KW, N, OH, OW): rows of col, then its columns
             if which == "im2col" and p:  # the forward gathers from a zero-bordered copy of x
@@ -216,10 +215,11 @@ class Conv2d(Layer):
             else:
                 offsets, valid = gather.window_offsets(x_shape, layout, k, self.stride, p)
                 table = offsets.transpose(as_columns).reshape(self.columns, -1)
-                if which == "col2im":
+                if which == "col2im":  # (copies, pixels): the row sum runs down the leading axis (see pooling)
                     valid = valid.transpose(as_columns).reshape(table.shape)
                     positions = numpy.arange(table.size).reshape(table.shape)
-                    table = gather.inverse_table(table, valid, int(numpy.prod(x_shape)), positions, table.size)
+                    table = gather.inverse_table(table, valid, int(numpy.prod(x_shape)), positions, table.size).T
+                    table = numpy.ascontiguousarray(table)
             table = self._tables[key] = gather.device_table(table, xp)
         return table
 
@@ -254,8 +254,11 @@ class Conv2d(Layer):
             dcol_ext = self._buffer("dcol", xp, (k * columns + 1,), dy.dtype, fill=_zero_in_last_cell)
             xp.matmul(self._block[:-1], dy2, out=dcol_ext[:-1].reshape(k, columns))
             inverse = self._table(x_shape, layout, xp, "col2im")
-            summed = xp.take(dcol_ext, inverse, out=self._buffer("dx_parts", xp, inverse.shape, dy.dtype))
-            flat = summed.sum(axis=1) if inverse.shape[1] > 1 else summed.reshape(-1)
+            parts = xp.take(dcol_ext, inverse, out=self._buffer("dx_parts", xp, inverse.shape, dy.dtype))
+            if inverse.shape[0] == 1:
+                flat = parts.reshape(-1)
+            else:
+                flat = parts.sum(axis=0, out=self._buffer("dx", xp, (inverse.shape[1],), dy.dtype))
             return gather.from_flat(flat, x_shape, layout)
         dcol = _matmul(self._block[:-1], dy2, self._buffer("dcol", xp, (k, columns), dy.dtype))
         (kh, kw), (n, c, h, w) = self.kernel_size, x_shape

@@ -3,16 +3,19 @@
 On a GPU a step costs its kernel launches, so the device strategies of Conv2d and MaxPool2d move data
 with one gather each instead of a loop of strided copies:
 
-    im2col:   col  = take(x_memory, im2col_table)            (C*KH*KW, N*OH*OW) in one launch
-    pooling:  rows = take(x_memory, window_table)            (N*C*OH*OW, KH*KW) in one launch
+    im2col:   col     = take(x_memory, im2col_table)         (C*KH*KW, N*OH*OW) in one launch
+    pooling:  windows = take(x_memory, window_table)         (KH*KW, N*C*OH*OW) in one launch
 
-and run their adjoints (col2im, the pooling backward) as a gather and a row sum over an inverse table
-that lists, for every input element, where it went (padded with a cell holding zero):
+and run their adjoints (col2im, the pooling backward) as a gather and a sum over an inverse table that
+lists, for every input element, where it went (padded with a cell holding zero):
 
-    dx = take(gathered_gradient_with_zero_cell, inverse_table).sum(axis=1)
+    dx = take(gathered_gradient_with_zero_cell, inverse_table).sum(axis=0)     inverse: (copies, elements)
 
-which is deterministic (no atomic adds) and needs no zero-filling. Tables are built once per input shape
-and layout, on the host with NumPy, and copied to the device once.
+which is deterministic (no atomic adds) and needs no zero-filling. The reductions run down the leading axis
+of a C-ordered matrix: on CuPy that is its own reduction kernel, one launch into an `out=` buffer, rather
+than CUB's segmented reduction, which spends a thread block on each of hundreds of thousands of rows of
+4-9 elements (and copies its result into `out=`). Tables are built once per input shape, layout and
+direction, on the host with NumPy, and copied to the device once.
 
 Inputs are (N, C, H, W) arrays stored NCHW-contiguous or channel-major (C, N, H, W memory, what the
 convolution's products produce); `layout_of` tells which, and tables address that memory directly.
@@ -82,7 +85,8 @@ def inverse_table(sources, valid, size, positions, zero_index):
     positions: (A, B) the flat position each entry has in the matrix the backward gathers from;
     zero_index: the position of a cell holding zero there, which pads the rows.
     Returns an int64 (size, width) table, width the most copies of any one element (1 when every
-    element was copied at most once: then the adjoint is a plain gather, no sum).
+    element was copied at most once: then the adjoint is a plain gather, no sum); callers store its
+    transpose, (width, size), for the reason in the module docstring.
     """
     sources = numpy.asarray(sources)[valid]
     positions = numpy.asarray(positions)[valid]

@@ -44,6 +44,7 @@ class Linear(Layer):
         self.params = {"weight": weight, "bias": bias}
         self.grads = {"weight": weight * 0, "bias": bias * 0}
         self._x, self._x_is_slot = None, False
+        self._start_on_the_host()
 
     def block_views(self, block) -> dict:
         return {"weight": block[:-1].T, "bias": block[-1]}

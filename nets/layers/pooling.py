@@ -15,10 +15,10 @@ only when strictly greater, so a row stage keeps the first maximum of each row a
 first row holding the window maximum. Backward routes dy down the same tournaments (right = g * mask,
 left = g - right, both exact) and adds where windows overlap.
 
-"gather" (the GPU, where a step costs its launches). One `take` copies every window into a row of a
-(windows, KH * KW) matrix; `max` and `argmax` over the rows give the result and the first maximum
-(3 launches in all, against 6 or more for the tournaments). With relu=True the matrix has a leading column
-of zeros, so the maximum is already rectified and a window whose maximum is <= 0 picks that column (its
+"gather" (the GPU, where a step costs its launches). One `take` copies every window into a column of a
+(KH * KW, windows) matrix; `max` and `argmax` down the columns give the result and the first maximum
+(3 launches in all, against 6 or more for the tournaments). With relu=True the matrix has a leading row
+of zeros, so the maximum is already rectified and a window whose maximum is <= 0 picks that row (its
 gradient goes nowhere). Backward spreads dy over a one-hot of the argmax and gathers it back to the
 pixels through the inverse table (layers/gather.py): 3 launches, 4 where windows overlap.
 """
@@ -49,8 +49,8 @@ def pairing_tree(count):
     return level[0]
 
 
-def _zero_first_column(array):
-    array[:, 0] = 0
+def _zero_first_row(array):
+    array[0] = 0
 
 
 def _zero_in_last_cell(array):
@@ -112,26 +112,31 @@ class MaxPool2d(Layer):
 
     # ------------------------------------------------------------------ gather (GPU)
     def _gather_tables(self, x_shape, layout, xp, inverse=False):
-        """The device tables of the gather strategy for this input shape and layout: "windows" (a window per
-        row, NCHW output order) and "columns" at once, "inverse" (for backward) on first use."""
+        """The device tables of the gather strategy for this input shape and layout: "windows" (KH*KW, windows),
+        a window per column in NCHW output order, and "columns" at once; "inverse" (for backward) on first use.
+
+        Windows run along the columns (the fast axis) so that the reductions over a window (max, argmax, the
+        gradient's sum) run over the leading axis: CuPy's own reduction kernel, one launch writing straight
+        into its `out=` buffer, rather than CUB's per-row reduction with one thread block per tiny row."""
         key = (x_shape, layout, id(xp))
         tables = self._tables.get(key)
         if tables is None or (inverse and "inverse" not in tables):
             import numpy
 
             offsets, valid = gather.window_offsets(x_shape, layout, self.kernel_size, self.stride, 0)
-            as_rows = (0, 1, 4, 5, 2, 3)  # (N, C, OH, OW, KH, KW): a window per row, in NCHW output order
-            sources = offsets.transpose(as_rows).reshape(-1, self.kernel_size[0] * self.kernel_size[1])
+            as_columns = (2, 3, 0, 1, 4, 5)  # (KH, KW, N, C, OH, OW): a window per column, NCHW output order
+            sources = offsets.transpose(as_columns).reshape(self.kernel_size[0] * self.kernel_size[1], -1)
             lead = 1 if self.relu else 0
-            width = sources.shape[1] + lead
+            width = sources.shape[0] + lead  # rows of the window matrix (a leading row of zeros with relu)
+            windows = sources.shape[1]
             if tables is None:
                 tables = self._tables[key] = {"windows": gather.device_table(sources, xp), "width": width,
-                                              "columns": xp.asarray(numpy.arange(width)[None, :])}
+                                              "rows": xp.asarray(numpy.arange(width)[:, None])}
             if inverse:
-                valid = valid.transpose(as_rows).reshape(sources.shape)
-                positions = numpy.arange(sources.shape[0])[:, None] * width + lead + numpy.arange(sources.shape[1])
-                tables["inverse"] = gather.device_table(gather.inverse_table(
-                    sources, valid, int(numpy.prod(x_shape)), positions, sources.shape[0] * width), xp)
+                valid = valid.transpose(as_columns).reshape(sources.shape)
+                positions = (numpy.arange(sources.shape[0])[:, None] + lead) * windows + numpy.arange(windows)
+                table = gather.inverse_table(sources, valid, int(numpy.prod(x_shape)), positions, width * windows)
+                tables["inverse"] = gather.device_table(numpy.ascontiguousarray(table.T), xp)
         return tables
 
     def _gather_forward(self, x, xp, train):
@@ -143,25 +148,30 @@ class MaxPool2d(Layer):
         out_shape = (n, c, conv_output_size(h, kh, stride, 0), conv_output_size(w, kw, stride, 0))
         tables = self._gather_tables(x.shape, layout, xp)
         windows_table = tables["windows"]
-        rows, width = windows_table.shape[0], tables["width"]
-        fill = _zero_first_column if self.relu else None
-        windows = self._buffer("windows" if train else "windows_eval", xp, (rows, width), x.dtype, fill=fill)
-        xp.take(gather.flat_memory(x, layout), windows_table, out=windows[:, 1:] if self.relu else windows)
-        y = windows.max(axis=1).reshape(out_shape)
-        if train:
-            self._cache = ("gather", x.shape, layout, windows.argmax(axis=1), tables)
-        return y
+        count, width = windows_table.shape[1], tables["width"]
+        fill = _zero_first_row if self.relu else None
+        windows = self._buffer("windows" if train else "windows_eval", xp, (width, count), x.dtype, fill=fill)
+        xp.take(gather.flat_memory(x, layout), windows_table, out=windows[1:] if self.relu else windows)
+        if not train:
+            return windows.max(axis=0).reshape(out_shape)
+        y = windows.max(axis=0, out=self._buffer("y", xp, (count,), x.dtype))
+        winners = windows.argmax(axis=0, out=self._buffer("winners", xp, (count,), xp.int64))
+        self._cache = ("gather", x.shape, layout, winners, tables)
+        return y.reshape(out_shape)
 
     def _gather_backward(self, dy, xp):
         _, x_shape, layout, winners, tables = self._cache
-        rows, width = winners.shape[0], tables["width"]
-        spread_ext = self._buffer("spread", xp, (rows * width + 1,), dy.dtype, fill=_zero_in_last_cell)
-        spread = spread_ext[:-1].reshape(rows, width)
-        xp.equal(winners[:, None], tables["columns"], out=spread)  # one-hot of each window's first maximum
-        spread *= xp.ascontiguousarray(dy).reshape(rows, 1)
-        inverse = self._gather_tables(x_shape, layout, xp, inverse=True)["inverse"]
+        count, width = winners.shape[0], tables["width"]
+        spread_ext = self._buffer("spread", xp, (width * count + 1,), dy.dtype, fill=_zero_in_last_cell)
+        spread = spread_ext[:-1].reshape(width, count)
+        xp.equal(winners[None, :], tables["rows"], out=spread)  # one-hot of each window's first maximum
+        spread *= xp.ascontiguousarray(dy).reshape(1, count)
+        inverse = self._gather_tables(x_shape, layout, xp, inverse=True)["inverse"]  # (copies, pixels)
         parts = xp.take(spread_ext, inverse, out=self._buffer("dx_parts", xp, inverse.shape, dy.dtype))
-        flat = parts.sum(axis=1) if inverse.shape[1] > 1 else parts.reshape(-1)
+        if inverse.shape[0] == 1:  # every pixel in at most one window: the gather is the gradient
+            flat = parts.reshape(-1)
+        else:
+            flat = parts.sum(axis=0, out=self._buffer("dx", xp, (inverse.shape[1],), dy.dtype))
         return gather.from_flat(flat, x_shape, layout)
 
     # ------------------------------------------------------------------ tournament (CPU)
@@ -169,8 +179,6 @@ class MaxPool2d(Layer):
         """Flat-vector geometry for an (N, C, H, W) input; see the module docstring."""
         (kh, kw), stride = self.kernel_size, self.stride
         n, c, h, w = shape
-        if n == 0 or c == 0:
-            raise ValueError(f"MaxPool2d got an empty input of shape {tuple(shape)}; pass at least one image and channel.")
         out_h, out_w = conv_output_size(h, kh, stride, 0), conv_output_size(w, kw, stride, 0)
         # With W a multiple of the stride, the row stage need only visit every stride-th column.
         row_step = stride if stride > 1 and w % stride == 0 else 1
