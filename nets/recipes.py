@@ -2,13 +2,17 @@
 
 - "seed" reproduces the course notebook: the MLP with plain SGD lr 0.01 on single samples, the CNN with
   Adam lr 0.01 on batches of 32, 5 epochs each, He init.
-- "default" is this project's recipe: Adam under a one-cycle schedule (peak lr 3e-3) on batches of 128; the
-  MLP for 20 epochs, the CNN for 20 with left-right flips on Fashion-MNIST (see README for the runs behind it).
+- "default" is this project's recipe: Adam under a one-cycle schedule (peak lr 3e-3) on batches of 128 for 20
+  epochs, with the augmentation that suits the dataset and model ("auto", nets/augment.py: shifts of up to 2
+  pixels on digits, left-right flips for the CNN on clothes; see README for the runs behind it).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+
+from .augment import Augmentation
+from .augment import resolve as resolve_augmentation
 
 RECIPE_NAMES = ("default", "seed")
 
@@ -25,7 +29,7 @@ class Hyperparameters:
     momentum: float = 0.0
     weight_decay: float = 0.0
     init: str = "he"
-    augment: str = "none"  # "flip": mirror a random half of each epoch left-right; "auto": see augmentation_for
+    augment: str = "none"  # "flip", "shift:N", "flip+shift:N" (nets/augment.py); "auto": see augmentation_for
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -37,21 +41,24 @@ RECIPES = {
         "cnn": Hyperparameters(optimizer="adam", lr=0.01, batch_size=32, epochs=5),
     },
     "default": {
-        "mlp": Hyperparameters(optimizer="adam", lr=3e-3, batch_size=128, epochs=20, schedule="onecycle"),
+        "mlp": Hyperparameters(optimizer="adam", lr=3e-3, batch_size=128, epochs=20, schedule="onecycle",
+                               augment="auto"),
         "cnn": Hyperparameters(optimizer="adam", lr=3e-3, batch_size=128, epochs=20, schedule="onecycle",
                                augment="auto"),
     },
 }
 
 
-AUGMENTATIONS = ("none", "flip", "auto")
+def augmentation_for(augment: str, dataset: str, model: str) -> str:
+    """Resolve "auto" for `dataset` and `model` (nets.augment.AUTO); anything else in its canonical spelling."""
+    return resolve_augmentation(augment, dataset, model)
 
 
-def augmentation_for(augment: str, dataset: str) -> str:
-    """Resolve "auto": mirror images left-right on Fashion-MNIST (clothes look alike mirrored), never on digits."""
+def check_augment(augment) -> str:
+    """`augment` when it names an augmentation ("auto" included); AugmentError (a ValueError) otherwise."""
     if augment != "auto":
-        return augment
-    return "flip" if dataset == "fashion-mnist" else "none"
+        Augmentation.parse(augment)
+    return augment
 
 
 def resolve_hyperparameters(recipe: str, model: str, **overrides) -> Hyperparameters:

@@ -25,7 +25,8 @@ from .engines import NetsEngine
 from .layers.base import INITS
 from .models import MODEL_NAMES, build_model
 from .optim import OPTIMIZERS, build_optimizer
-from .recipes import AUGMENTATIONS, RECIPE_NAMES, Hyperparameters, augmentation_for, resolve_hyperparameters
+from .augment import Augmentation
+from .recipes import RECIPE_NAMES, Hyperparameters, augmentation_for, check_augment, resolve_hyperparameters
 from .schedules import SCHEDULES, learning_rate
 from .training import DivergedError, TrainingInterrupted, TrainingState, fit, predict_classes
 
@@ -107,11 +108,15 @@ class RunSettings:
         """ValueError naming the first setting a run cannot use (a checkpoint's config may have been edited)."""
         choices = {"model": MODEL_NAMES, "impl": IMPLS, "dataset": datasets.DATASET_NAMES, "recipe": RECIPE_NAMES,
                    "dtype": DTYPES, "device": backend_lib.DEVICES, "hyper.optimizer": OPTIMIZERS,
-                   "hyper.schedule": SCHEDULES, "hyper.init": INITS, "hyper.augment": AUGMENTATIONS}
+                   "hyper.schedule": SCHEDULES, "hyper.init": INITS}
         for name, allowed in choices.items():
             value = getattr(self.hyper, name[len("hyper."):]) if name.startswith("hyper.") else getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name} is {value!r}; it must be one of {', '.join(allowed)}")
+        try:
+            check_augment(self.hyper.augment)
+        except ValueError as error:
+            raise ValueError(f"hyper.augment: {error}") from None
         _check_whole("seed", self.seed, 0)
         _check_whole("hyper.epochs", self.hyper.epochs, 1)
         _check_whole("hyper.batch_size", self.hyper.batch_size, 1)
@@ -347,7 +352,8 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
         raise RunError(f"{data.source} holds {data.image_shape[0]}x{data.image_shape[1]} images; the models take "
                        f"{MODEL_IMAGE_SHAPE[0]}x{MODEL_IMAGE_SHAPE[1]} (MNIST's format).")
     datasets.require_examples(data, ("train", "test"), "training")
-    settings.hyper = replace(settings.hyper, augment=augmentation_for(settings.hyper.augment, data.name))
+    settings.hyper = replace(settings.hyper, augment=augmentation_for(settings.hyper.augment, data.name,
+                                                                               settings.model))
     if resumed:
         check_resume_position(resumed, settings, len(data.train_labels), options, say)
     engine = build_engine(settings, backend)
@@ -365,12 +371,13 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
             raise RunError(f"cannot resume from {options.resume}: {error}") from None
 
     hyper = settings.hyper
-    flips = ", left-right flips" if hyper.augment == "flip" else ""
+    moves = Augmentation.parse(hyper.augment).describe()
+    moves = f", {moves}" if moves else ""
     resuming = ""
     if resumed:
         resuming = f"; resuming at epoch {state.epoch + 1}" + (f", step {state.step_in_epoch + 1}" if state.step_in_epoch else "")
     say(f"Training {settings.model} ({settings.impl}) on {backend.name}, {settings.dtype}: "
-        f"{hyper.optimizer} lr {hyper.lr:g} ({hyper.schedule}), batch {hyper.batch_size}, {hyper.epochs} epochs{flips}, "
+        f"{hyper.optimizer} lr {hyper.lr:g} ({hyper.schedule}), batch {hyper.batch_size}, {hyper.epochs} epochs{moves}, "
         f"recipe {settings.recipe}; {data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test images"
         f"{resuming}")
 

@@ -22,7 +22,8 @@ from nets.datasets import DATASET_NAMES
 from nets.layers.base import INITS
 from nets.models import MODEL_NAMES
 from nets.optim import OPTIMIZERS
-from nets.recipes import AUGMENTATIONS, RECIPE_NAMES
+from nets.augment import AugmentError, Augmentation
+from nets.recipes import RECIPE_NAMES
 from nets.run import DTYPES, EXIT_INTERRUPTED, IMPLS, Interrupted, RunOptions, train_run
 from nets.schedules import SCHEDULES
 
@@ -37,6 +38,23 @@ def progress_bar_factory(enabled: bool):
         return tqdm(total=total, desc=description, unit="step", leave=False, dynamic_ncols=True, file=sys.stdout)
 
     return make
+
+
+class AugmentChoice(click.ParamType):
+    """none, flip, shift, shift:N, flip+shift[:N] or auto, given in nets.augment's canonical spelling."""
+
+    name = "augment"
+
+    def get_metavar(self, param, ctx=None):
+        return "[none|flip|shift[:N]|flip+shift[:N]|auto]"
+
+    def convert(self, value, param, ctx):
+        if value == "auto":
+            return value
+        try:
+            return Augmentation.parse(value).name
+        except AugmentError as error:
+            self.fail(str(error), param, ctx)
 
 
 def positive(kind):
@@ -60,9 +78,10 @@ def positive(kind):
 @click.option("--weight-decay", type=FiniteFloat(min=0.0), default=None, help="L2 weight decay.")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=None, help="Learning-rate schedule.")
 @click.option("--init", type=click.Choice(INITS), default=None, help="Weight initialisation.")
-@click.option("--augment", type=click.Choice(AUGMENTATIONS), default=None,
-              help="flip: mirror a random half of the training images left-right each epoch; "
-                   "auto: flip on fashion-mnist, none on mnist.")
+@click.option("--augment", type=AugmentChoice(), default=None,
+              help="Each epoch, flip: mirror a random half of the training images left-right; shift:N: move each "
+                   "image by up to N pixels (default 2) in x and y; flip+shift:N: both. auto (the default "
+                   "recipe's): shifts on mnist, flips for the cnn on fashion-mnist, none for the mlp there.")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Seeds initialisation and shuffling (default 0).")
 @click.option("--dtype", type=click.Choice(DTYPES), default=None, help="Default float32.")
 @click.option("--recipe", type=click.Choice(RECIPE_NAMES), default=None,

@@ -24,11 +24,13 @@ def test_unknown_recipe_or_model_is_a_clear_error(bad):
         resolve_hyperparameters(args["recipe"], args["model"])
 
 
-def test_auto_augmentation_flips_clothes_not_digits():
-    assert augmentation_for("auto", "fashion-mnist") == "flip"
-    assert augmentation_for("auto", "mnist") == "none"
-    assert augmentation_for("none", "fashion-mnist") == "none"
-    assert augmentation_for("flip", "mnist") == "flip"
+def test_auto_augmentation_shifts_digits_and_flips_clothes_for_the_cnn():
+    assert augmentation_for("auto", "fashion-mnist", "cnn") == "flip"
+    assert augmentation_for("auto", "fashion-mnist", "mlp") == "none"
+    assert augmentation_for("auto", "mnist", "cnn") == augmentation_for("auto", "mnist", "mlp") == "shift:2"
+    assert augmentation_for("none", "fashion-mnist", "cnn") == "none"
+    assert augmentation_for("flip", "mnist", "mlp") == "flip"
+    assert RECIPES["default"]["mlp"].augment == RECIPES["default"]["cnn"].augment == "auto"
 
 
 def test_one_cycle_matches_torch_one_cycle_lr():

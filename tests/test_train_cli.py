@@ -367,43 +367,53 @@ def test_plot_dir_gets_pngs(tiny_data, tmp_path):
     assert names == ["confusion_matrix.png", "first_layer_filters.png", "misclassified.png", "training_curves.png"]
 
 
-@pytest.mark.parametrize("model_name", ["cnn", "mlp"])
-def test_flip_augmentation_mirrors_exactly_the_chosen_images(model_name):
-    import backend
-    from nets.engines import NetsEngine
-    from nets.models import build_model
-    from nets.optim import Adam
-
-    cpu = backend.get_backend("cpu")
-    model = build_model(model_name, backend=cpu, rng=numpy.random.default_rng(0))
-    engine = NetsEngine(model, Adam(model.parameters()), cpu, workers=1)
-    images = numpy.arange(3 * 784, dtype=numpy.float32).reshape(3, *model.input_shape)
-    which = numpy.array([True, False, True])
-    x, _ = engine.gather(images, numpy.arange(3), numpy.arange(3))
-    mirrored = engine.mirror(x, which, 28)
-    assert mirrored is x  # in place, in the training step's home
-    pictures = engine.step.images_of(mirrored).reshape(3, 28, 28)
-    originals = images.reshape(3, 28, 28)
-    numpy.testing.assert_array_equal(pictures[0], originals[0, :, ::-1])
-    numpy.testing.assert_array_equal(pictures[1], originals[1])
-    numpy.testing.assert_array_equal(pictures[2], originals[2, :, ::-1])
-    if model_name == "mlp":  # the input slot's column of ones (the bias) is untouched
-        numpy.testing.assert_array_equal(mirrored[:, -1], 1)
-    torch = pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
-    from nets.torch_engine import TorchEngine
-
-    torch_engine = TorchEngine.__new__(TorchEngine)
-    torch_engine.torch = torch
-    numpy.testing.assert_array_equal(
-        torch_engine.mirror(torch.from_numpy(images), torch.from_numpy(which), 28).numpy().reshape(3, 28, 28),
-        pictures)
-
-
-def test_augment_option_is_recorded(tiny_data, tmp_path):
+@pytest.mark.parametrize("given, recorded, said", [("flip", "flip", "left-right flips"),
+                                                   ("shift+flip", "flip+shift:2", "flips and shifts of up to 2 pixels"),
+                                                   ("shift:1", "shift:1", "shifts of up to 1 pixel,")])
+def test_augment_option_is_recorded(tiny_data, tmp_path, given, recorded, said):
     path = tmp_path / "m.json"
-    result = run("--model", "cnn", "--data-dir", tiny_data, *FAST, "--augment", "flip", "--metrics-json", path, "--quiet")
+    result = run("--model", "cnn", "--data-dir", tiny_data, *FAST, "--augment", given, "--metrics-json", path)
     assert result.exit_code == 0, result.output
-    assert json.loads(path.read_text())["augment"] == "flip"
+    assert said in result.output.splitlines()[0]
+    assert json.loads(path.read_text())["augment"] == recorded
+
+
+@pytest.mark.parametrize("dataset, model, recorded", [("mnist", "mlp", "shift:2"), ("mnist", "cnn", "shift:2"),
+                                                      ("fashion-mnist", "cnn", "flip"),
+                                                      ("fashion-mnist", "mlp", "none")])
+def test_the_default_recipe_augments_as_auto_says(tiny_data, tmp_path, dataset, model, recorded):
+    path = tmp_path / "m.json"
+    result = run("--model", model, "--dataset", dataset, "--data-dir", tiny_data, *FAST, "--metrics-json", path,
+                 "--quiet")
+    assert result.exit_code == 0, result.output
+    assert json.loads(path.read_text())["augment"] == recorded
+
+
+@pytest.mark.parametrize("value", ["shift:0", "shift:12", "rotate", "flip+flip"])
+def test_an_unknown_augmentation_is_a_usage_error(value):
+    result = run("--augment", value)
+    assert result.exit_code == 2 and "Invalid value for '--augment'" in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("impl", ["nets", "torch"])
+def test_shifted_and_flipped_runs_resume_exactly(tiny_data, tmp_path, impl):
+    """Interrupted mid-epoch, then resumed: the same weights as one uninterrupted run, moves and all."""
+    if impl == "torch":
+        pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
+    common = ("--impl", impl, "--model", "cnn", "--data-dir", tiny_data, "--batch-size", 32, "--epochs", 2,
+              "--augment", "flip+shift:2")
+    assert run(*common, "--save", tmp_path / "once.npz", "--quiet").exit_code == 0
+    result = run(*common, "--save", tmp_path / "cut.npz", "--stop-after-steps", 11)
+    assert result.exit_code == 130, result.output
+    assert run("--resume", tmp_path / "cut.npz", "--save", tmp_path / "cut.npz", "--quiet").exit_code == 0
+    with numpy.load(tmp_path / "once.npz") as once, numpy.load(tmp_path / "cut.npz") as cut:
+        for name in ("conv1.weight", "fc2.bias", "optim/exp_avg/conv2.weight"):
+            numpy.testing.assert_array_equal(once[name], cut[name], err_msg=name)
+    # and the moves matter: the same run without them ends elsewhere
+    assert run(*common[:-2], "--augment", "none", "--save", tmp_path / "plain.npz", "--quiet").exit_code == 0
+    with numpy.load(tmp_path / "once.npz") as once, numpy.load(tmp_path / "plain.npz") as plain:
+        assert not numpy.array_equal(once["conv1.weight"], plain["conv1.weight"])
 
 
 def test_images_of_another_size_are_refused_before_training(tmp_path):
