@@ -49,6 +49,7 @@ from .checkpoint_core import (
     _common_dtype,
     _first_line,
     _require_file,
+    a_model,
     check_finite_parameters,
     check_parameter_shapes,
     infer_model_config,
@@ -66,6 +67,7 @@ from .torch_checkpoint import (  # re-exported: callers import them from here
 
 __all__ = [
     "Checkpoint",
+    "a_model",
     "CheckpointError",
     "FORMAT",
     "VERSION",
@@ -393,7 +395,8 @@ def parameter_arrays(path) -> dict:
 
 
 def _other_model_message(held: str, asked: str) -> str:
-    return f"the checkpoint holds a {held}, but a {asked} was asked for; load it as a {held}, or use a {asked} checkpoint."
+    return (f"the checkpoint holds {a_model(held)}, but {a_model(asked)} was asked for; load it as {a_model(held)}, "
+            f"or use {a_model(asked)} checkpoint.")
 
 
 def load_parameters(model, params: Mapping) -> None:

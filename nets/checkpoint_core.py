@@ -51,6 +51,11 @@ class Checkpoint:
     path: str | None = None
 
 
+def a_model(name) -> str:
+    """The model's name with its article, as a sentence says it: "an MLP", "a CNN"."""
+    return {"mlp": "an MLP", "cnn": "a CNN"}.get(name, f"a {name}")
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
@@ -183,8 +188,8 @@ def check_parameter_shapes(shapes: Mapping, config, where: str, path) -> None:
         except CheckpointError:
             held = config["name"]
         if held != config["name"]:
-            raise CheckpointError(f"{path}: {where} describes a {config['name']}, but the parameters are those of a "
-                                  f"{held}; the file is inconsistent, so save it again.")
+            raise CheckpointError(f"{path}: {where} describes {a_model(config['name'])}, but the parameters are those "
+                                  f"of {a_model(held)}; the file is inconsistent, so save it again.")
     if missing:
         raise CheckpointError(f"{path} lacks parameters the {config['name']} model needs: {', '.join(missing)}.")
     if unexpected:

@@ -87,23 +87,28 @@ def positive(kind):
 @click.option("--recipe", type=click.Choice(RECIPE_NAMES), default=None,
               help="default: this project's; seed: the course notebook's. Explicit options override it.")
 @click.option("--save", type=click.Path(dir_okay=False), default=None,
-              help="Checkpoint (.npz) written atomically after every epoch.")
+              help="Checkpoint (.npz) written atomically after every epoch [default: runs/DATASET-MODEL-IMPL.npz; "
+                   "with --resume, back into that checkpoint].")
+@click.option("--no-save", is_flag=True, help="Write no checkpoint after each epoch (Ctrl-C still saves one).")
 @click.option("--resume", type=click.Path(dir_okay=False), default=None, help="Continue exactly from a checkpoint.")
-@click.option("--metrics-json", type=click.Path(dir_okay=False), default=None, help="Write per-epoch metrics here.")
+@click.option("--metrics-json", type=click.Path(dir_okay=False), default=None,
+              help="Per-epoch metrics as JSON [default: beside the checkpoint, same name, .json].")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None, help="Write PNG plots here.")
 @click.option("--quiet", is_flag=True, help="Only the final accuracy.")
 @click.option("--no-download", is_flag=True, help="Never download datasets.")
 @click.option("--stop-after-steps", type=positive(int), default=None, hidden=True)
 @one_line_errors
 def main(model, impl, device, dataset, data_dir, epochs, batch_size, optimizer, lr, momentum, weight_decay,
-         schedule, init, augment, seed, dtype, recipe, save, resume, metrics_json, plot_dir, quiet, no_download,
-         stop_after_steps):
+         schedule, init, augment, seed, dtype, recipe, save, no_save, resume, metrics_json, plot_dir, quiet,
+         no_download, stop_after_steps):
     """Train the MLP or the CNN on MNIST-format data and report test accuracy."""
+    if save and no_save:
+        raise click.UsageError("--save and --no-save contradict each other; give one of them.")
     options = RunOptions(
         model=model, impl=impl, device=device, dataset=dataset, data_dir=data_dir, recipe=recipe, epochs=epochs,
         batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-        schedule=schedule, init=init, augment=augment, seed=seed, dtype=dtype, save=save, resume=resume, metrics_json=metrics_json,
-        plot=plot_dir, quiet=quiet, download=not no_download, stop_after_steps=stop_after_steps)
+        schedule=schedule, init=init, augment=augment, seed=seed, dtype=dtype, save=save, no_save=no_save,
+        resume=resume, metrics_json=metrics_json, plot=plot_dir, quiet=quiet, download=not no_download, stop_after_steps=stop_after_steps)
     say = (lambda line: None) if quiet else (lambda line: click.echo(line))
     try:
         result = train_run(options, say=say, progress=progress_bar_factory(not quiet and sys.stdout.isatty()))
@@ -116,11 +121,27 @@ def main(model, impl, device, dataset, data_dir, epochs, batch_size, optimizer, 
     metrics = result.metrics
     click.echo(f"test accuracy: {metrics['test_accuracy']:.2%} ({metrics['model']}, {metrics['impl']}, "
                f"{metrics['dataset']}, {metrics['device']}, {metrics['train_seconds']:.1f} s of training)")
-    if result.checkpoint_path and not quiet:
-        click.echo(f"checkpoint: {result.checkpoint_path}")
-    for path in result.plot_paths:
-        if not quiet:
-            click.echo(f"plot: {path}")
+    if quiet:
+        return
+    for line in where_it_went(result):
+        click.echo(line)
+
+
+def where_it_went(result) -> list[str]:
+    """The run's last lines: where the checkpoint, the metrics and the plots went, and what to do next."""
+    lines = []
+    if result.checkpoint_path is None:
+        lines.append("checkpoint: none written (--no-save)")
+    else:
+        back = " (written back to the checkpoint it resumed from)" if result.checkpoint_path == result.resumed_from else ""
+        lines.append(f"checkpoint: {result.checkpoint_path}{back}; "
+                     f"score it with: python scripts/evaluate.py {result.checkpoint_path}")
+    if result.metrics_path is None:
+        lines.append("metrics: none written (pass --metrics-json PATH)")
+    else:
+        lines.append(f"metrics: {result.metrics_path}")
+    lines.extend(f"plot: {path}" for path in result.plot_paths)
+    return lines
 
 
 if __name__ == "__main__":

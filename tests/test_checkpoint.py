@@ -363,11 +363,11 @@ def test_a_checkpoint_of_the_other_model(tmp_path, backend):
     path = save_checkpoint(tmp_path / "cnn.npz", small_model("cnn", backend))
     with pytest.raises(CheckpointError) as info:
         restore_model(load_checkpoint(path), backend, model_name="mlp")
-    assert message_of(info) == ("the checkpoint holds a cnn, but a mlp was asked for; load it as a cnn, "
-                                "or use a mlp checkpoint.")
+    assert message_of(info) == ("the checkpoint holds a CNN, but an MLP was asked for; load it as a CNN, "
+                                "or use an MLP checkpoint.")
     with pytest.raises(CheckpointError) as info:
         load_parameters(small_model("mlp", backend), load_checkpoint(path).params)
-    assert message_of(info).startswith("the checkpoint holds a cnn, but a mlp was asked for")
+    assert message_of(info).startswith("the checkpoint holds a CNN, but an MLP was asked for")
     assert "--model" not in message_of(info)  # evaluate.py and predict.py have no --model option
 
 

@@ -233,7 +233,7 @@ def test_a_checkpoint_whose_meta_names_the_other_model_does_not_suggest_options_
         result = invoke(evaluate_script, path, "--data-dir", data_dir, "--device", "cpu")
     else:
         result = invoke(predict_script, path, digit_image(tmp_path / "seven.png"), "--device", "cpu")
-    assert_one_line_error(result, f"{path}: meta/model_config describes a cnn, but the parameters are those of a mlp; "
+    assert_one_line_error(result, f"{path}: meta/model_config describes a CNN, but the parameters are those of an MLP; "
                                   "the file is inconsistent, so save it again.")
     assert "--model" not in result.stderr
 

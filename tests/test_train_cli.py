@@ -37,6 +37,13 @@ def tiny_data(tmp_path_factory):
     return write_dataset(tmp_path_factory.mktemp("tiny"), n_train=256, n_test=64, gzip=True, seed=1)
 
 
+@pytest.fixture(autouse=True)
+def in_a_fresh_directory(tmp_path_factory, monkeypatch):
+    """Every run here starts in an empty directory of its own: runs write their default checkpoints (runs/...)
+    into the current directory, which must not be the checkout."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @pytest.fixture
 def offline(tmp_path, monkeypatch):
     """No dataset anywhere (no $NETS_DATA, empty cwd, no Debian Fashion-MNIST) and downloads fail fast."""
@@ -165,6 +172,7 @@ def test_interrupted_mid_epoch_then_resumed_equals_uninterrupted(tiny_data, tmp_
     result = run(*common, "--save", tmp_path / "cut.npz", "--stop-after-steps", 13)
     assert result.exit_code == 130, result.output
     assert "--resume" in result.output and "Traceback" not in result.output
+    assert "interrupted after 1 full epoch and 5 steps of epoch 2: checkpoint written to" in result.output
     with numpy.load(tmp_path / "cut.npz") as cut:
         assert int(cut["meta/epoch"]) == 1  # 8 steps per epoch: stopped in epoch 2, step 5
     assert run("--resume", tmp_path / "cut.npz", "--save", tmp_path / "cut.npz", "--quiet").exit_code == 0
@@ -178,7 +186,7 @@ def test_real_ctrl_c_in_a_fresh_empty_directory_writes_a_checkpoint_and_exits_13
     """A real SIGINT, in a fresh clone's situation: an empty working directory, no checkpoints/ folder."""
     fresh = tmp_path / "fresh-clone"
     fresh.mkdir()
-    checkpoint = fresh / "runs" / "ctrlc.npz" if save else fresh / "checkpoints" / "mlp-nets-interrupted.npz"
+    checkpoint = fresh / "runs" / ("ctrlc.npz" if save else "mnist-mlp-nets.npz")
     process = subprocess.Popen(
         [sys.executable, str(TRAIN_SCRIPT), "--model", "mlp", "--data-dir", str(tiny_data), "--epochs", "100000",
          "--batch-size", "16", *(["--save", "runs/ctrlc.npz"] if save else [])],
@@ -186,7 +194,7 @@ def test_real_ctrl_c_in_a_fresh_empty_directory_writes_a_checkpoint_and_exits_13
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         first_epoch = ""
-        while "epoch" not in first_epoch or "Training" in first_epoch:
+        while not first_epoch.startswith("epoch "):
             first_epoch = process.stdout.readline()
             assert first_epoch, process.stderr.read()
         time.sleep(0.3)
@@ -200,33 +208,97 @@ def test_real_ctrl_c_in_a_fresh_empty_directory_writes_a_checkpoint_and_exits_13
         assert int(arrays["meta/epoch"]) >= 1
 
 
-def test_ctrl_c_without_save_in_a_fresh_directory_creates_checkpoints_and_resumes(tiny_data, tmp_path, monkeypatch):
+def test_ctrl_c_with_no_save_in_a_fresh_directory_creates_checkpoints_and_resumes(tiny_data, tmp_path, monkeypatch):
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     monkeypatch.chdir(fresh)
     common = ("--model", "mlp", "--data-dir", tiny_data, "--batch-size", 32, "--epochs", 2)
-    result = run(*common, "--stop-after-steps", 3)
+    result = run(*common, "--no-save", "--stop-after-steps", 3)
     assert result.exit_code == 130, result.output
     written = Path("checkpoints") / "mlp-nets-interrupted.npz"
-    assert f"checkpoint written to {written}" in result.output and ".tmp" not in result.output
+    assert "Saving no checkpoint (--no-save); Ctrl-C still saves one to checkpoints/mlp-nets-interrupted.npz" in (
+        result.output)
+    assert f"interrupted after 3 steps of epoch 1: checkpoint written to {written}" in result.output
+    assert ".tmp" not in result.output
     assert run("--resume", written, "--quiet").exit_code == 0
-    assert os.listdir(fresh / "checkpoints") == ["mlp-nets-interrupted.npz"]
+    assert sorted(os.listdir(fresh / "checkpoints")) == ["mlp-nets-interrupted.json", "mlp-nets-interrupted.npz"]
 
 
-def test_a_run_without_ctrl_c_creates_no_checkpoints_folder(tiny_data, tmp_path, monkeypatch):
+def test_a_run_with_no_save_writes_nothing_and_says_so(tiny_data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--quiet").exit_code == 0
-    assert os.listdir(tmp_path) == []
-
-
-def test_outputs_into_missing_folders_are_created(tiny_data, tmp_path, monkeypatch):
-    """The README's own example, --save runs/cnn.npz, in a directory without runs/."""
-    monkeypatch.chdir(tmp_path)
-    result = run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--save", "runs/cnn.npz",
-                 "--metrics-json", "runs/json/cnn.json", "--quiet")
+    result = run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--no-save")
     assert result.exit_code == 0, result.output
-    assert int(numpy.load("runs/cnn.npz")["meta/epoch"]) == 1
-    assert json.loads(Path("runs/json/cnn.json").read_text())["epochs"][0]["epoch"] == 1
+    assert os.listdir(tmp_path) == []
+    assert result.output.splitlines()[-2:] == ["checkpoint: none written (--no-save)",
+                                               "metrics: none written (pass --metrics-json PATH)"]
+    assert run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--no-save", "--save", "x.npz").exit_code == 2
+
+
+def test_a_run_keeps_a_checkpoint_by_default_and_says_where(tiny_data, tmp_path, monkeypatch):
+    """make train in a fresh clone: runs/<dataset>-<model>-<impl>.npz and its metrics beside it, said at the end."""
+    monkeypatch.chdir(tmp_path)
+    result = run("--model", "cnn", "--data-dir", tiny_data, *FAST)
+    assert result.exit_code == 0, result.output
+    checkpoint, metrics = Path("runs/mnist-cnn-nets.npz"), Path("runs/mnist-cnn-nets.json")
+    assert sorted(os.listdir("runs")) == [metrics.name, checkpoint.name]
+    assert f"Saving a checkpoint after every epoch to {checkpoint}, metrics to {metrics}." in result.output
+    assert ", batch 32, 1 epoch, shifts of up to 2 pixels," in result.output.splitlines()[0]  # not "1 epochs"
+    assert result.output.splitlines()[-2:] == [
+        f"checkpoint: {checkpoint}; score it with: python scripts/evaluate.py {checkpoint}", f"metrics: {metrics}"]
+    with numpy.load(checkpoint) as arrays:
+        assert int(arrays["meta/epoch"]) == 1
+    assert json.loads(metrics.read_text())["epochs"][0]["epoch"] == 1
+    again = run("--model", "cnn", "--data-dir", tiny_data, *FAST)  # a second run says it replaces the first
+    assert f"to {checkpoint} (replacing the one there)" in again.output
+    # the fallback dataset names the path: no --dataset, MNIST absent, Fashion-MNIST found
+    monkeypatch.delenv("NETS_DATA", raising=False)
+    monkeypatch.setenv("NETS_MIRROR", "http://127.0.0.1:9/")
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST_DIR", tiny_data)
+    fallback = run("--model", "mlp", "--impl", "nets", *FAST, "--quiet")
+    assert fallback.exit_code == 0, fallback.output
+    assert Path("runs/fashion-mnist-mlp-nets.npz").is_file() and not Path("runs/mnist-mlp-nets.npz").exists()
+
+
+def test_a_resumed_run_writes_back_to_its_checkpoint_and_says_so(tiny_data, tmp_path):
+    checkpoint = tmp_path / "c.npz"
+    common = ("--model", "mlp", "--data-dir", tiny_data, "--batch-size", 32, "--schedule", "constant")
+    assert run(*common, "--epochs", 1, "--save", checkpoint, "--quiet").exit_code == 0
+    result = run("--resume", checkpoint, "--epochs", 3)
+    assert result.exit_code == 0, result.output
+    assert f"Saving a checkpoint after every epoch back to the checkpoint it resumed from, to {checkpoint}" in (
+        result.output)
+    assert (f"checkpoint: {checkpoint} (written back to the checkpoint it resumed from); score it with: "
+            f"python scripts/evaluate.py {checkpoint}") in result.output
+    with numpy.load(checkpoint) as arrays:
+        assert int(arrays["meta/epoch"]) == 3
+    assert [e["epoch"] for e in json.loads((tmp_path / "c.json").read_text())["epochs"]] == [1, 2, 3]
+    elsewhere = tmp_path / "more.npz"  # --save sends it elsewhere, and the resumed checkpoint stays as it was
+    before = checkpoint.read_bytes()
+    assert run("--resume", checkpoint, "--epochs", 4, "--save", elsewhere, "--quiet").exit_code == 0
+    assert checkpoint.read_bytes() == before and int(numpy.load(elsewhere)["meta/epoch"]) == 4
+
+
+def test_a_resume_that_cannot_write_back_is_refused_before_training(tiny_data, tmp_path, monkeypatch):
+    from nets import outputs
+
+    folder = tmp_path / "read-only"
+    checkpoint = folder / "c.npz"
+    assert run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--save", checkpoint, "--quiet").exit_code == 0
+    real_mkstemp = outputs.tempfile.mkstemp
+
+    def read_only(*args, dir=None, **kwargs):  # as a read-only folder answers, even to root
+        if dir is not None and Path(dir) == folder:
+            raise PermissionError(13, "Permission denied")
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(outputs.tempfile, "mkstemp", read_only)
+    result = run("--resume", checkpoint, "--epochs", 2)
+    line = one_line_error(result)
+    assert line == (f"error: --resume {checkpoint}: cannot write in {folder} (Permission denied); pass --save PATH "
+                    "to write the resumed run elsewhere.")
+    assert "Training" not in result.output
+    elsewhere = run("--resume", checkpoint, "--epochs", 2, "--schedule", "constant", "--save", tmp_path / "e.npz")
+    assert elsewhere.exit_code == 0, elsewhere.output
 
 
 @pytest.mark.parametrize("option", ["--save", "--metrics-json", "--plot", "ctrl-c"])
@@ -235,9 +307,9 @@ def test_an_unwritable_output_is_refused_before_training_naming_the_users_path(t
     monkeypatch.chdir(tmp_path)
     blocker = Path("blocker")
     blocker.write_text("a file where a folder should be")
-    if option == "ctrl-c":  # no --save: Ctrl-C would write into checkpoints/, where a file is in the way
+    if option == "ctrl-c":  # --no-save: Ctrl-C would write into checkpoints/, where a file is in the way
         Path("checkpoints").write_text("a file where a folder should be")
-        args, named = (), "checkpoints"
+        args, named = ("--no-save",), "checkpoints"
     else:
         target = blocker / ("plots" if option == "--plot" else "out.npz")
         args, named = (option, target), str(target)
@@ -293,7 +365,7 @@ def test_checkpoint_of_the_other_model_is_refused(tiny_data, tmp_path):
     checkpoint = tmp_path / "mlp.npz"
     assert run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--save", checkpoint, "--quiet").exit_code == 0
     line = one_line_error(run("--model", "cnn", "--resume", checkpoint, "--epochs", 2))
-    assert "holds a mlp" in line and "--model cnn" in line
+    assert "holds an MLP" in line and "--model cnn" in line
 
 
 def test_resume_of_a_corrupt_checkpoint_is_one_line(tmp_path):
@@ -563,7 +635,7 @@ def test_resuming_a_pytorch_state_dict_says_what_it_holds(tmp_path):
 
     path = save_torch_state_dict(tmp_path / "mlp.pt", build_model("mlp", backend=backend.get_backend("cpu")))
     line = one_line_error(run("--resume", path))
-    assert line == (f"error: {path} is a PyTorch state_dict: it holds the weights of a mlp but no optimizer state, "
+    assert line == (f"error: {path} is a PyTorch state_dict: it holds the weights of an MLP but no optimizer state, "
                     f"epoch or RNG state, so training cannot resume from it; score it with scripts/evaluate.py {path}.")
 
 
