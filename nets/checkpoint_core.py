@@ -32,6 +32,8 @@ class Checkpoint:
     epoch: completed epochs; step_in_epoch: completed steps of the epoch under way.
     rng_state: numpy bit_generator.state, or None; epoch_rng_state: its state when that epoch began, or None.
     config, metrics: whatever JSON the trainer saved ({} and None when absent). source: "npz" or "torch".
+    dataset: the dataset the model was trained on ("mnist", "fashion-mnist"), None when the file does not say
+    (a .pt file, or an older checkpoint without it); class_names: its classes in output order, or None.
     """
 
     params: dict
@@ -47,6 +49,8 @@ class Checkpoint:
     metrics: dict | list | None = None
     input_mean: float | None = None
     input_std: float | None = None
+    dataset: str | None = None
+    class_names: list | None = None
     source: str = "npz"
     path: str | None = None
 

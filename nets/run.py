@@ -489,7 +489,8 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
         checkpoints.save_checkpoint(
             path, engine.parameters_numpy(), model_config=engine.model_config, optimizer_state=engine.optimizer_state(),
             epoch=current.epoch, step_in_epoch=current.step_in_epoch, rng=backend.rng,
-            epoch_rng_state=current.epoch_rng_state, config=settings.as_dict(), metrics=current.history)
+            epoch_rng_state=current.epoch_rng_state, config=settings.as_dict(), metrics=current.history,
+            dataset=data.name)
 
     def on_epoch_end(current: TrainingState) -> None:
         if paths.checkpoint:
