@@ -26,7 +26,8 @@ from .layers.base import INITS
 from .models import MODEL_NAMES, build_model
 from .optim import OPTIMIZERS, build_optimizer
 from .augment import Augmentation
-from .recipes import RECIPE_NAMES, Hyperparameters, augmentation_for, check_augment, resolve_hyperparameters
+from .recipes import (RECIPE_NAMES, Hyperparameters, augmentation_for, check_augment, recipe_name,
+                      resolve_hyperparameters)
 from .schedules import SCHEDULES, learning_rate
 from .training import DivergedError, TrainingInterrupted, TrainingState, fit, predict_classes
 
@@ -101,6 +102,7 @@ class RunSettings:
         if not isinstance(values.get("hyper"), dict):
             raise ValueError(f"hyper is {values.get('hyper')!r}, not a set of hyperparameters")
         values["hyper"] = Hyperparameters(**values["hyper"])
+        values["recipe"] = recipe_name(values.get("recipe"))  # "seed", the notebook recipe's first name
         settings = cls(**values)
         settings.check()
         return settings
@@ -156,7 +158,7 @@ def resolve_settings(options: RunOptions, resumed: dict | None) -> RunSettings:
     if previous and options.model and options.model != previous.model:
         raise RunError(f"the checkpoint {options.resume} holds {checkpoints.a_model(previous.model)}, but "
                        f"--model {options.model} was asked for.")
-    recipe = options.recipe or (previous.recipe if previous else "default")
+    recipe = recipe_name(options.recipe) or (previous.recipe if previous else "default")
     # RunOptions names every hyperparameter as Hyperparameters does; None means "not given"
     overrides = {name: getattr(options, name) for name in Hyperparameters.__dataclass_fields__}
     if previous and recipe == previous.recipe:

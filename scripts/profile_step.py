@@ -142,7 +142,7 @@ def make_torch_step(model, images, labels, device, threads):
     return step
 
 
-@click.command()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--models", default="cnn,mlp", show_default=True, help="Comma-separated: cnn, mlp.")
 @click.option("--batch-size", default=128, show_default=True)
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
@@ -151,6 +151,12 @@ def make_torch_step(model, images, labels, device, threads):
 @click.option("--threads", type=int, default=None, help="Limit NumPy's BLAS (and torch) to this many threads.")
 @click.option("--no-torch", is_flag=True, help="Skip the PyTorch reference.")
 def main(models, batch_size, dtype, device, repeats, threads, no_torch):
+    """Where a training step's time goes: forward and backward per layer, loss and Adam, beside PyTorch eager.
+
+    \b
+    python scripts/profile_step.py                        # cnn and mlp, batch 128, float32, cpu
+    python scripts/profile_step.py --models cnn --repeats 100 --device gpu
+    """
     backend = backend_module.get_backend(device)
     clock = Clock(backend)
     if threads is not None:

@@ -1,12 +1,8 @@
 #!/usr/bin/env python3
 """Train the MLP or the CNN, hand-written (nets) or the PyTorch baseline (torch), on CPU or GPU.
 
-    python scripts/train.py                                  # CNN, default recipe, CPU
-    python scripts/train.py --device gpu --model mlp
-    python scripts/train.py --dataset fashion-mnist --save runs/cnn.npz --metrics-json runs/cnn.json
-    python scripts/train.py --resume runs/cnn.npz --epochs 20
-
-A thin command line over nets.run: user mistakes end in one line on stderr and a non-zero exit.
+A thin command line over nets.run (the examples are in EXAMPLES, which --help prints): user mistakes end in
+one line on stderr and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -23,9 +19,24 @@ from nets.layers.base import INITS
 from nets.models import MODEL_NAMES
 from nets.optim import OPTIMIZERS
 from nets.augment import AugmentError, Augmentation
-from nets.recipes import RECIPE_NAMES
+from nets.recipes import RECIPE_NAMES, recipe_defaults, recipe_name
 from nets.run import DTYPES, EXIT_INTERRUPTED, IMPLS, Interrupted, RunOptions, train_run
 from nets.schedules import SCHEDULES
+
+
+EXAMPLES = """Examples:
+
+\b
+  python scripts/train.py                              # CNN, default recipe, CPU; keeps runs/mnist-cnn-nets.npz
+  python scripts/train.py --model mlp --device gpu     # CuPy
+  python scripts/train.py --impl torch                 # the PyTorch baseline, same loop and data order
+  python scripts/train.py --recipe notebook --model mlp   # the course notebook's recipe
+  python scripts/train.py --dataset fashion-mnist --augment flip+shift:1 --plot runs/plots
+  python scripts/train.py --resume runs/mnist-cnn-nets.npz   # continue after Ctrl-C, writing back to it
+  python scripts/train.py --epochs 1 --no-save         # a quick look; keeps nothing
+
+Options left out come from the recipe (shown in brackets for each); an explicit option always wins, on
+--resume over the checkpoint's settings too."""
 
 
 def progress_bar_factory(enabled: bool):
@@ -57,11 +68,18 @@ class AugmentChoice(click.ParamType):
             self.fail(str(error), param, ctx)
 
 
+class RecipeChoice(click.Choice):
+    """The recipes by name; an old name ("seed") is accepted for the one it became ("notebook")."""
+
+    def convert(self, value, param, ctx):
+        return super().convert(recipe_name(value), param, ctx)
+
+
 def positive(kind):
     return click.IntRange(min=1) if kind is int else FiniteFloat(min=0.0, min_open=True)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EXAMPLES)
 @click.option("--model", type=click.Choice(MODEL_NAMES), default=None, help="Architecture (default cnn).")
 @click.option("--impl", type=click.Choice(IMPLS), default=None,
               help="Hand-written nets (default) or the PyTorch baseline, through the same loop.")
@@ -70,22 +88,32 @@ def positive(kind):
 @click.option("--dataset", type=click.Choice(DATASET_NAMES), default=None,
               help="Default mnist; falls back to fashion-mnist when MNIST is absent.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder holding the four IDX files.")
-@click.option("--epochs", type=positive(int), default=None)
-@click.option("--batch-size", type=positive(int), default=None)
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None)
-@click.option("--lr", type=positive(float), default=None, help="Learning rate (the peak, under a one-cycle schedule).")
-@click.option("--momentum", type=FiniteFloat(0.0, 1.0, max_open=True), default=None, help="SGD momentum.")
-@click.option("--weight-decay", type=FiniteFloat(min=0.0), default=None, help="L2 weight decay.")
-@click.option("--schedule", type=click.Choice(SCHEDULES), default=None, help="Learning-rate schedule.")
-@click.option("--init", type=click.Choice(INITS), default=None, help="Weight initialisation.")
+@click.option("--epochs", type=positive(int), default=None,
+              help=f"Passes over the training set. [{recipe_defaults('epochs')}]")
+@click.option("--batch-size", type=positive(int), default=None,
+              help=f"Images per training step. [{recipe_defaults('batch_size')}]")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
+              help=f"[{recipe_defaults('optimizer')}]")
+@click.option("--lr", type=positive(float), default=None,
+              help=f"Learning rate (the peak, under a one-cycle schedule). [{recipe_defaults('lr')}]")
+@click.option("--momentum", type=FiniteFloat(0.0, 1.0, max_open=True), default=None,
+              help=f"SGD momentum. [{recipe_defaults('momentum')}]")
+@click.option("--weight-decay", type=FiniteFloat(min=0.0), default=None,
+              help=f"L2 weight decay. [{recipe_defaults('weight_decay')}]")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
+              help=f"Learning-rate schedule: constant, or torch's OneCycleLR shape. [{recipe_defaults('schedule')}]")
+@click.option("--init", type=click.Choice(INITS), default=None,
+              help=f"Weight initialisation. [{recipe_defaults('init')}]")
 @click.option("--augment", type=AugmentChoice(), default=None,
               help="Each epoch, flip: mirror a random half of the training images left-right; shift:N: move each "
                    "image by up to N pixels (default 2) in x and y; flip+shift:N: both. auto (the default "
-                   "recipe's): shifts on mnist, flips for the cnn on fashion-mnist, none for the mlp there.")
+                   "recipe's): shifts on mnist, flips for the cnn on fashion-mnist, none for the mlp there. "
+                   f"[{recipe_defaults('augment')}]")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Seeds initialisation and shuffling (default 0).")
 @click.option("--dtype", type=click.Choice(DTYPES), default=None, help="Default float32.")
-@click.option("--recipe", type=click.Choice(RECIPE_NAMES), default=None,
-              help="default: this project's; seed: the course notebook's. Explicit options override it.")
+@click.option("--recipe", type=RecipeChoice(RECIPE_NAMES), default=None,
+              help="default: this project's; notebook: the course notebook's (also accepted as seed, its old "
+                   "name). Explicit options override it.  [default: default]")
 @click.option("--save", type=click.Path(dir_okay=False), default=None,
               help="Checkpoint (.npz) written atomically after every epoch [default: runs/DATASET-MODEL-IMPL.npz; "
                    "with --resume, back into that checkpoint].")

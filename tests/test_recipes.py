@@ -6,8 +6,9 @@ from nets.recipes import RECIPES, augmentation_for, resolve_hyperparameters
 from nets.schedules import learning_rate, one_cycle_lr
 
 
-def test_seed_recipe_is_the_notebook():
-    mlp, cnn = RECIPES["seed"]["mlp"], RECIPES["seed"]["cnn"]
+def test_notebook_recipe_is_the_notebook_and_seed_its_old_name():
+    mlp, cnn = RECIPES["notebook"]["mlp"], RECIPES["notebook"]["cnn"]
+    assert resolve_hyperparameters("seed", "mlp") == resolve_hyperparameters("notebook", "mlp") == mlp
     assert (mlp.optimizer, mlp.lr, mlp.batch_size, mlp.epochs, mlp.init) == ("sgd", 0.01, 1, 5, "he")
     assert (cnn.optimizer, cnn.lr, cnn.batch_size, cnn.epochs, cnn.init) == ("adam", 0.01, 32, 5, "he")
 

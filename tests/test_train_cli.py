@@ -133,19 +133,21 @@ def test_nets_and_torch_start_from_the_same_weights_and_stay_close(tiny_data, tm
     numpy.testing.assert_allclose(losses["nets"], losses["torch"], rtol=1e-6)
 
 
-def test_seed_recipe_and_explicit_overrides(tiny_data, tmp_path):
+@pytest.mark.parametrize("name", ["notebook", "seed"])  # "seed" is the notebook recipe's old name
+def test_notebook_recipe_and_explicit_overrides(tiny_data, tmp_path, name):
     path = tmp_path / "m.json"
-    result = run("--model", "mlp", "--recipe", "seed", "--data-dir", tiny_data, "--epochs", 1, "--metrics-json", path,
+    result = run("--model", "mlp", "--recipe", name, "--data-dir", tiny_data, "--epochs", 1, "--metrics-json", path,
                  "--quiet")
     assert result.exit_code == 0, result.output
     metrics = json.loads(path.read_text())
     assert (metrics["optimizer"], metrics["lr"], metrics["batch_size"], metrics["epochs"][0]["epoch"]) == ("sgd", 0.01, 1, 1)
-    result = run("--model", "cnn", "--recipe", "seed", "--data-dir", tiny_data, "--epochs", 1, "--batch-size", 64,
+    assert metrics["recipe"] == "notebook"
+    result = run("--model", "cnn", "--recipe", name, "--data-dir", tiny_data, "--epochs", 1, "--batch-size", 64,
                  "--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9", "--weight-decay", "1e-4", "--seed", 3,
                  "--dtype", "float64", "--metrics-json", path, "--quiet")
     assert result.exit_code == 0, result.output
     metrics = json.loads(path.read_text())
-    assert (metrics["recipe"], metrics["optimizer"], metrics["lr"], metrics["batch_size"]) == ("seed", "sgd", 0.05, 64)
+    assert (metrics["recipe"], metrics["optimizer"], metrics["lr"], metrics["batch_size"]) == ("notebook", "sgd", 0.05, 64)
     assert (metrics["momentum"], metrics["weight_decay"], metrics["seed"], metrics["dtype"]) == (0.9, 1e-4, 3, "float64")
 
 
@@ -660,3 +662,31 @@ def test_torch_interrupted_mid_epoch_then_resumed_equals_uninterrupted(tiny_data
             numpy.testing.assert_array_equal(once[name], cut[name], err_msg=name)
         if "adam" in optimizer:  # torch.optim.SGD keeps no step count
             assert int(cut["optim/step"]) == int(once["optim/step"]) == 24
+
+
+def test_a_checkpoint_of_the_seed_recipe_resumes_as_the_notebook_recipe(tiny_data, tmp_path):
+    """Checkpoints written before the rename say recipe "seed" in meta/config."""
+    checkpoint = tmp_path / "old.npz"
+    assert run("--model", "mlp", "--recipe", "notebook", "--data-dir", tiny_data, "--epochs", 1, "--batch-size", 32,
+               "--save", checkpoint, "--quiet").exit_code == 0
+    _rewrite(checkpoint, _json_entry("meta/config", lambda c: {**c, "recipe": "seed"}))
+    result = run("--resume", checkpoint, "--epochs", 2, "--metrics-json", tmp_path / "m.json")
+    assert result.exit_code == 0, result.output
+    assert "recipe notebook" in result.output.splitlines()[0]
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert (metrics["recipe"], metrics["optimizer"], metrics["batch_size"]) == ("notebook", "sgd", 32)
+
+
+def test_help_says_what_each_recipe_sets_and_gives_examples():
+    result = run("--help")
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())  # as one line, whatever the terminal's width
+    for option, defaults in [("--epochs", "[default recipe: 20; notebook: 5]"),
+                             ("--batch-size", "[default recipe: 128; notebook: mlp 1, cnn 32]"),
+                             ("--optimizer", "[default recipe: adam; notebook: mlp sgd, cnn adam]"),
+                             ("--lr", "[default recipe: 0.003; notebook: 0.01]"),
+                             ("--schedule", "[default recipe: onecycle; notebook: constant]"),
+                             ("--augment", "[default recipe: auto; notebook: none]")]:
+        assert option in text and defaults in text.split(option, 1)[1].split(" --", 1)[0], option
+    assert "Examples:" in result.output and "python scripts/train.py --resume" in result.output
+    assert "--recipe [default|notebook]" in result.output
