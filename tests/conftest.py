@@ -82,3 +82,12 @@ def fold_gpu_skip(report) -> None:
         reason = str(longrepr[2])
         if reason.removeprefix("Skipped: ").startswith(NO_GPU):
             report.longrepr = (__file__, None, f"the gpu cases (cpu and standin ran): {reason.removeprefix('Skipped: ')}")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def checksum_cache(tmp_path_factory):
+    """Dataset checksums are remembered (nets/checksums.py) in a cache folder of the test session's own,
+    never in the user's ~/.cache; subprocesses inherit it through the environment."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NETS_CACHE_DIR", str(tmp_path_factory.mktemp("nets-cache")))
+        yield
