@@ -4,7 +4,8 @@
   Adam lr 0.01 on batches of 32, 5 epochs each, He init.
 - "default" is this project's recipe: Adam under a one-cycle schedule (peak lr 3e-3) on batches of 128 for 20
   epochs, with the augmentation that suits the dataset and model ("auto", nets/augment.py: shifts of up to 2
-  pixels on digits, left-right flips for the CNN on clothes; see README for the runs behind it).
+  pixels on digits; for the CNN on clothes, left-right flips and shifts of up to 1 pixel; see README for the
+  runs behind it).
 """
 
 from __future__ import annotations

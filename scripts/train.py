@@ -107,7 +107,7 @@ def positive(kind):
 @click.option("--augment", type=AugmentChoice(), default=None,
               help="Each epoch, flip: mirror a random half of the training images left-right; shift:N: move each "
                    "image by up to N pixels (default 2) in x and y; flip+shift:N: both. auto (the default "
-                   "recipe's): shifts on mnist, flips for the cnn on fashion-mnist, none for the mlp there. "
+                   "recipe's): shift:2 on mnist; flip+shift:1 for the cnn on fashion-mnist, none for the mlp there. "
                    f"[{recipe_defaults('augment')}]")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Seeds initialisation and shuffling (default 0).")
 @click.option("--dtype", type=click.Choice(DTYPES), default=None, help="Default float32.")

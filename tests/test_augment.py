@@ -41,9 +41,9 @@ def test_unreadable_names_are_refused_listing_the_choices(text):
         Augmentation.parse(text)
 
 
-def test_auto_shifts_digits_flips_the_cnn_on_clothes_and_leaves_the_mlp_there_plain():
+def test_auto_shifts_digits_flips_and_shifts_the_cnn_on_clothes_and_leaves_the_mlp_there_plain():
     assert resolve("auto", "mnist", "cnn") == resolve("auto", "mnist", "mlp") == "shift:2"
-    assert resolve("auto", "fashion-mnist", "cnn") == "flip"
+    assert resolve("auto", "fashion-mnist", "cnn") == "flip+shift:1"
     assert resolve("auto", "fashion-mnist", "mlp") == "none"
     assert resolve("flip+shift", "mnist", "mlp") == "flip+shift:2"  # anything explicit is kept
     assert set(AUTO) == {(d, m) for d in ("mnist", "fashion-mnist") for m in ("mlp", "cnn")}

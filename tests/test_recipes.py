@@ -26,7 +26,7 @@ def test_unknown_recipe_or_model_is_a_clear_error(bad):
 
 
 def test_auto_augmentation_shifts_digits_and_flips_clothes_for_the_cnn():
-    assert augmentation_for("auto", "fashion-mnist", "cnn") == "flip"
+    assert augmentation_for("auto", "fashion-mnist", "cnn") == "flip+shift:1"
     assert augmentation_for("auto", "fashion-mnist", "mlp") == "none"
     assert augmentation_for("auto", "mnist", "cnn") == augmentation_for("auto", "mnist", "mlp") == "shift:2"
     assert augmentation_for("none", "fashion-mnist", "cnn") == "none"

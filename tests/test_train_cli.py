@@ -453,7 +453,7 @@ def test_augment_option_is_recorded(tiny_data, tmp_path, given, recorded, said):
 
 
 @pytest.mark.parametrize("dataset, model, recorded", [("mnist", "mlp", "shift:2"), ("mnist", "cnn", "shift:2"),
-                                                      ("fashion-mnist", "cnn", "flip"),
+                                                      ("fashion-mnist", "cnn", "flip+shift:1"),
                                                       ("fashion-mnist", "mlp", "none")])
 def test_the_default_recipe_augments_as_auto_says(tiny_data, tmp_path, dataset, model, recorded):
     path = tmp_path / "m.json"
