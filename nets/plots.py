@@ -82,8 +82,8 @@ def _curves_title(metrics: dict, epochs: list) -> str:
     """"cnn (nets) on Fashion-MNIST: test accuracy 92.51% after 20 epochs", as much of it as the metrics say."""
     from nets.datasets import TITLES
 
-    model = " ".join([str(metrics["model"])] * bool(metrics.get("model")) +
-                     [f"({metrics['impl']})"] * bool(metrics.get("impl")))
+    model = " ".join(([str(metrics["model"])] if metrics.get("model") else []) +
+                     ([f"({metrics['impl']})"] if metrics.get("impl") else []))
     dataset = TITLES.get(metrics.get("dataset"), metrics.get("dataset"))
     title = " on ".join(part for part in (model, dataset) if part)
     accuracy = metrics.get("test_accuracy", epochs[-1].get("test_accuracy"))

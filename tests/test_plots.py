@@ -104,6 +104,8 @@ def test_training_curves_say_the_dataset_and_final_accuracy_with_whole_epochs_an
     two = plots.training_curves_figure(METRICS)  # 2 epochs: matplotlib alone would tick 1.2, 1.4, ...
     assert all(float(tick).is_integer() for axes in two.axes for tick in axes.get_xticks())
     assert two.get_suptitle() == "cnn (nets): test accuracy 90.00% after 2 epochs"
+    bare = plots.training_curves_figure({"model": "mlp", "epochs": METRICS["epochs"]})  # as a hand-made JSON
+    assert bare.get_suptitle() == "mlp: test accuracy 90.00% after 2 epochs"
 
 
 @pytest.mark.parametrize("shape", [(16, 1, 3, 3), (128, 784)])
