@@ -66,7 +66,8 @@ class NetsEngine:
         xp, maps = self.xp, self._augment_maps
         pixels = self.step.images_of(x)
         n, count = pixels.shape[0], maps.shape[1]
-        pixels = pixels.reshape(n, count)  # a view: the CNN's home is contiguous, the MLP's slot is already (n, P)
+        if pixels.shape != (n, count):  # the CNN's (n, 1, H, W) home is contiguous: (n, P) is a view of it
+            pixels = pixels.reshape(n, count)
         homes = self._augment_homes.get(n)
         if homes is None:
             work = xp.zeros((n, count + 1), dtype=pixels.dtype)

@@ -472,13 +472,14 @@ def test_an_unknown_augmentation_is_a_usage_error(value):
 
 @pytest.mark.parametrize("impl", ["nets", "torch"])
 def test_shifted_and_flipped_runs_resume_exactly(tiny_data, tmp_path, impl):
-    """Interrupted mid-epoch, then resumed: the same weights as one uninterrupted run, moves and all."""
+    """Interrupted mid-epoch, then resumed: the same weights as one uninterrupted run, moves and all (batches of
+    48 from 256 images: each epoch ends with a batch of 16)."""
     if impl == "torch":
         pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
-    common = ("--impl", impl, "--model", "cnn", "--data-dir", tiny_data, "--batch-size", 32, "--epochs", 2,
+    common = ("--impl", impl, "--model", "cnn", "--data-dir", tiny_data, "--batch-size", 48, "--epochs", 2,
               "--augment", "flip+shift:2")
     assert run(*common, "--save", tmp_path / "once.npz", "--quiet").exit_code == 0
-    result = run(*common, "--save", tmp_path / "cut.npz", "--stop-after-steps", 11)
+    result = run(*common, "--save", tmp_path / "cut.npz", "--stop-after-steps", 8)
     assert result.exit_code == 130, result.output
     assert run("--resume", tmp_path / "cut.npz", "--save", tmp_path / "cut.npz", "--quiet").exit_code == 0
     with numpy.load(tmp_path / "once.npz") as once, numpy.load(tmp_path / "cut.npz") as cut:
