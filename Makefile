@@ -6,9 +6,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# torch comes first, pinned: its CPU build lies on this workplace's disk, and an unpinned torch
-# asked for by an extra would pull a CUDA build of several GB.
+# torch comes first, pinned, so that the test extra's `torch>=2.0` is already met. The pin alone does not
+# choose the CPU build: from the public package index, torch 2.13.0 for Linux is the CUDA build (several GB).
+# On a machine without an NVIDIA GPU, take PyTorch's CPU build from its own index:
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
 EXTRAS ?= test,plot,standin
 TRAIN_ARGS ?=
 
@@ -21,7 +24,7 @@ $(VENV)/bin/python:
 # One stamp per set of extras, so `make test EXTRAS=test,plot,gpu` installs what it adds. The default test
 # extras include `standin` (cupy importable, no CUDA libraries) so the GPU-path tests run without a GPU.
 $(VENV)/.installed-%: setup.cfg pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)")
 	$(PY) -m pip install --quiet -e ".[$*]"
 	touch $@
 

@@ -10,6 +10,8 @@ Layout of a nets checkpoint (every entry a numpy array; strings are numpy unicod
     meta/metrics     JSON (optional)           meta/rng_state, meta/epoch_rng_state  JSON of numpy
                                                bit_generator.state (optional)
     meta/input_mean, meta/input_std   float64, only when inputs are normalised beyond /255 (optional)
+    meta/dataset     "mnist" or "fashion-mnist"        meta/class_names  JSON list, the classes in output order
+                     (both optional; version 2 on; a version-1 file names its dataset in meta/config only)
     optim/name       "sgd" or "adam"           optim/step     int64
     optim/hyperparameters  JSON                optim/<state name>/<parameter name>  arrays (exp_avg, ...)
 
@@ -40,7 +42,8 @@ import numpy
 
 from backend import to_numpy
 
-from .checkpoint_checks import check_input_statistics, check_optimizer_state, check_rng_state, check_whole
+from .checkpoint_checks import (check_dataset, check_input_statistics, check_optimizer_state, check_rng_state,
+                                check_whole)
 from .checkpoint_core import (
     Checkpoint,
     CheckpointError,
@@ -49,10 +52,12 @@ from .checkpoint_core import (
     _common_dtype,
     _first_line,
     _require_file,
+    a_model,
     check_finite_parameters,
     check_parameter_shapes,
     infer_model_config,
 )
+from .datasets import CLASS_NAMES
 from .models import build_model
 from .npz_members import NpzMembers
 from .torch_checkpoint import (  # re-exported: callers import them from here
@@ -66,6 +71,7 @@ from .torch_checkpoint import (  # re-exported: callers import them from here
 
 __all__ = [
     "Checkpoint",
+    "a_model",
     "CheckpointError",
     "FORMAT",
     "VERSION",
@@ -85,7 +91,7 @@ __all__ = [
 ]
 
 FORMAT = "nets-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: meta/dataset and meta/class_names; version-1 files still load
 META = "meta/"
 OPTIM = "optim/"
 
@@ -137,8 +143,13 @@ def _model_parts(model, model_config) -> tuple[dict, dict, str]:
     return params, dict(model_config), dtype
 
 
+def _classes(model_config: dict) -> int:
+    """How many outputs (classes) the model of a checked config has."""
+    return int(model_config["sizes"][-1] if model_config["name"] == "mlp" else model_config.get("classes", 10))
+
+
 def _checkpoint_arrays(model, *, model_config, optimizer, epoch, step_in_epoch, rng, epoch_rng_state, config,
-                       metrics, input_mean, input_std) -> dict:
+                       metrics, input_mean, input_std, dataset) -> dict:
     """Everything a checkpoint holds, as the ordered dict of arrays np.savez writes."""
     params, model_config, dtype = _model_parts(model, model_config)
     arrays = dict(params)
@@ -150,6 +161,15 @@ def _checkpoint_arrays(model, *, model_config, optimizer, epoch, step_in_epoch, 
     arrays[META + "epoch"] = numpy.array(int(epoch), dtype=numpy.int64)
     arrays[META + "step_in_epoch"] = numpy.array(int(step_in_epoch), dtype=numpy.int64)
     arrays[META + "config"] = _to_json(config or {}, "config")
+    if dataset is not None:
+        if dataset not in CLASS_NAMES:
+            raise CheckpointError(f"dataset {dataset!r} is not one of {', '.join(CLASS_NAMES)}; name the dataset the "
+                                  "model was trained on.")
+        if len(CLASS_NAMES[dataset]) != _classes(model_config):
+            raise CheckpointError(f"{dataset} has {len(CLASS_NAMES[dataset])} classes, but the model has "
+                                  f"{_classes(model_config)} outputs.")
+        arrays[META + "dataset"] = numpy.array(dataset)
+        arrays[META + "class_names"] = _to_json(list(CLASS_NAMES[dataset]), "class names")
     if metrics is not None:
         arrays[META + "metrics"] = _to_json(metrics, "metrics")
     for key, value in (("rng_state", _rng_state(rng)), ("epoch_rng_state", _rng_state(epoch_rng_state))):
@@ -179,7 +199,7 @@ def _checkpoint_arrays(model, *, model_config, optimizer, epoch, step_in_epoch, 
 def save_checkpoint(path, model, *, model_config: dict | None = None, optimizer=None, optimizer_state=None,
                     epoch: int = 0, step_in_epoch: int = 0, rng=None, rng_state=None, epoch_rng_state=None,
                     config: dict | None = None, metrics=None, input_mean: float | None = None,
-                    input_std: float | None = None) -> str:
+                    input_std: float | None = None, dataset: str | None = None) -> str:
     """Write a checkpoint to `path` atomically (a temporary file beside it, fsync, rename); returns `path`.
 
     model: a nets model, or a mapping name -> array (the torch engine's parameters) with `model_config`.
@@ -189,6 +209,7 @@ def save_checkpoint(path, model, *, model_config: dict | None = None, optimizer=
     epoch_rng_state: the RNG state when the epoch under way began (to redraw its order on resume).
     config, metrics: anything JSON-able (training hyperparameters, dataset; per-epoch history).
     input_mean / input_std: only when inputs are normalised beyond /255 (both or neither).
+    dataset: the dataset the model was trained on; stored with its class names (meta/dataset, meta/class_names).
     No suffix is added to `path`.
     """
     if optimizer is not None and optimizer_state is not None:
@@ -198,7 +219,8 @@ def save_checkpoint(path, model, *, model_config: dict | None = None, optimizer=
     arrays = _checkpoint_arrays(
         model, model_config=model_config, optimizer=optimizer if optimizer is not None else optimizer_state,
         epoch=epoch, step_in_epoch=step_in_epoch, rng=rng if rng is not None else rng_state,
-        epoch_rng_state=epoch_rng_state, config=config, metrics=metrics, input_mean=input_mean, input_std=input_std)
+        epoch_rng_state=epoch_rng_state, config=config, metrics=metrics, input_mean=input_mean, input_std=input_std,
+        dataset=dataset)
     atomic_write(path, lambda file: numpy.savez(file, **arrays))
     return os.fspath(path)
 
@@ -206,11 +228,11 @@ def save_checkpoint(path, model, *, model_config: dict | None = None, optimizer=
 # ---------------------------------------------------------------------------------------------- reading
 
 
-# The entries a version-1 checkpoint may hold besides parameters and optimizer buffers, with their kind:
+# The entries a checkpoint may hold besides parameters and optimizer buffers, with their kind:
 # "U" a JSON or text string, "i" an integer, "f" a number. All are 0-d and small.
 META_ENTRIES = {"format": "U", "version": "i", "model": "U", "model_config": "U", "dtype": "U", "epoch": "i",
                 "step_in_epoch": "i", "config": "U", "metrics": "U", "rng_state": "U", "epoch_rng_state": "U",
-                "input_mean": "f", "input_std": "f"}
+                "input_mean": "f", "input_std": "f", "dataset": "U", "class_names": "U"}
 OPTIM_ENTRIES = {"name": "U", "step": "i", "hyperparameters": "U"}
 MAX_META_BYTES = 16 * 2**20  # a metrics history of thousands of epochs is well under this
 
@@ -357,6 +379,9 @@ def _checkpoint_from_headers(archive: NpzMembers, headers: dict, scalars: dict, 
     input_mean = float(scalars[META + "input_mean"]) if META + "input_mean" in scalars else None
     input_std = float(scalars[META + "input_std"]) if META + "input_std" in scalars else None
     check_input_statistics(input_mean, input_std, path)
+    class_names = _json(scalars, META + "class_names", path)
+    dataset, class_names = check_dataset(_text(scalars, META + "dataset", path) if META + "dataset" in scalars else None,
+                                         class_names, _classes(model_config), config, path)
     return Checkpoint(
         params={},
         model_name=model_name,
@@ -371,6 +396,8 @@ def _checkpoint_from_headers(archive: NpzMembers, headers: dict, scalars: dict, 
         metrics=_json(scalars, META + "metrics", path),
         input_mean=input_mean,
         input_std=input_std,
+        dataset=dataset,
+        class_names=class_names,
         source="npz",
         path=os.fspath(path),
     )
@@ -393,7 +420,8 @@ def parameter_arrays(path) -> dict:
 
 
 def _other_model_message(held: str, asked: str) -> str:
-    return f"the checkpoint holds a {held}, but a {asked} was asked for; load it as a {held}, or use a {asked} checkpoint."
+    return (f"the checkpoint holds {a_model(held)}, but {a_model(asked)} was asked for; load it as {a_model(held)}, "
+            f"or use {a_model(asked)} checkpoint.")
 
 
 def load_parameters(model, params: Mapping) -> None:

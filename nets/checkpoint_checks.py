@@ -4,6 +4,7 @@ value is refused in one line naming the field, not met later as a TypeError deep
     check_rng_state(state, "meta/rng_state", path)              # a numpy bit_generator.state that can be set
     check_optimizer_state(state, param_shapes, dtype, path)     # name, step, hyperparameters, buffers
     check_whole(value, "meta/epoch", path)                      # ints >= 0
+    check_dataset(dataset, class_names, classes, config, path)  # meta/dataset and meta/class_names agree
 
 Each raises CheckpointError (one line) and returns the value checked.
 """
@@ -15,9 +16,10 @@ import math
 import numpy
 
 from .checkpoint_core import CheckpointError, _first_line
+from .datasets import CLASS_NAMES, DATASET_NAMES
 
-__all__ = ["OPTIMIZER_STATE_NAMES", "check_input_statistics", "check_optimizer_state", "check_rng_state",
-           "check_whole"]
+__all__ = ["OPTIMIZER_STATE_NAMES", "check_dataset", "check_input_statistics", "check_optimizer_state",
+           "check_rng_state", "check_whole"]
 
 # The bit generators numpy ships; a saved state names one of them.
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
@@ -55,6 +57,34 @@ def check_rng_state(state, field: str, path):
     except Exception as error:  # TypeError, ValueError, KeyError, OverflowError from numpy's own checks
         raise CheckpointError(f"{path} has an unusable {field} ({_first_line(error)}); {RESAVE}.") from None
     return state
+
+
+def check_dataset(dataset, class_names, classes: int, config: dict, path) -> tuple[str | None, list | None]:
+    """meta/dataset (a known dataset), meta/class_names (that dataset's names, one per output of the model) and
+    the dataset meta/config names, all agreeing -> (dataset, class names); both None when the file does not say.
+
+    A checkpoint from before these entries names its dataset in meta/config only; it is read from there."""
+    if dataset is None and class_names is not None:
+        raise CheckpointError(f"{path} has meta/class_names but no meta/dataset; {RESAVE}.")
+    said = config.get("dataset") if isinstance(config, dict) else None
+    if dataset is None:
+        if said not in DATASET_NAMES:  # an older checkpoint: meta/config's dataset, when it is one
+            return None, None
+        dataset = said
+    elif dataset not in DATASET_NAMES:
+        raise CheckpointError(f"{path} has meta/dataset = {dataset!r}; it must be one of {', '.join(DATASET_NAMES)}, "
+                              f"so {RESAVE}.")
+    elif said is not None and said != dataset:
+        raise CheckpointError(f"{path} has meta/dataset = {dataset!r} but meta/config says {said!r}; the file is "
+                              "inconsistent, so save it again.")
+    names = list(CLASS_NAMES[dataset])
+    if class_names is not None and class_names != names:
+        raise CheckpointError(f"{path} has meta/class_names that are not {dataset}'s classes ({', '.join(names)}) "
+                              f"in order; {RESAVE}.")
+    if len(names) != classes:
+        raise CheckpointError(f"{path} has meta/dataset {dataset!r}, whose {len(names)} classes do not fit a model "
+                              f"with {classes} outputs; {RESAVE}.")
+    return dataset, names
 
 
 def check_input_statistics(mean, std, path) -> None:

@@ -32,6 +32,8 @@ class Checkpoint:
     epoch: completed epochs; step_in_epoch: completed steps of the epoch under way.
     rng_state: numpy bit_generator.state, or None; epoch_rng_state: its state when that epoch began, or None.
     config, metrics: whatever JSON the trainer saved ({} and None when absent). source: "npz" or "torch".
+    dataset: the dataset the model was trained on ("mnist", "fashion-mnist"), None when the file does not say
+    (a .pt file, or an older checkpoint without it); class_names: its classes in output order, or None.
     """
 
     params: dict
@@ -47,8 +49,15 @@ class Checkpoint:
     metrics: dict | list | None = None
     input_mean: float | None = None
     input_std: float | None = None
+    dataset: str | None = None
+    class_names: list | None = None
     source: str = "npz"
     path: str | None = None
+
+
+def a_model(name) -> str:
+    """The model's name with its article, as a sentence says it: "an MLP", "a CNN"."""
+    return {"mlp": "an MLP", "cnn": "a CNN"}.get(name, f"a {name}")
 
 
 def _first_line(error: BaseException) -> str:
@@ -183,8 +192,8 @@ def check_parameter_shapes(shapes: Mapping, config, where: str, path) -> None:
         except CheckpointError:
             held = config["name"]
         if held != config["name"]:
-            raise CheckpointError(f"{path}: {where} describes a {config['name']}, but the parameters are those of a "
-                                  f"{held}; the file is inconsistent, so save it again.")
+            raise CheckpointError(f"{path}: {where} describes {a_model(config['name'])}, but the parameters are those "
+                                  f"of {a_model(held)}; the file is inconsistent, so save it again.")
     if missing:
         raise CheckpointError(f"{path} lacks parameters the {config['name']} model needs: {', '.join(missing)}.")
     if unexpected:

@@ -19,7 +19,6 @@ When all of these fail, DataNotFoundError says, in one line, the ways to get the
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy
 
 from . import download as download_module
+from .checksums import remembered_md5
 from .idx import DataError, check_counts, check_labels, parse_idx, read_idx_bytes
 
 __all__ = [
@@ -259,10 +259,9 @@ def _read_directory(name: str, directory: Path, source: str) -> Dataset:
     if missing:
         raise DataNotFoundError(f"{directory} lacks {_missing_text(missing)}; put the missing files there.")
     blobs = {file_name: read_idx_bytes(path, ndim=3 if "images" in file_name else 1) for file_name, path in found.items()}
-    verified = all(
-        hashlib.md5(blobs[file_name], usedforsecurity=False).hexdigest() == CONTENT_MD5[name][file_name]
-        for file_name in FILE_NAMES
-    )
+    # hashed once per file and remembered by its size and modification time (nets/checksums.py)
+    verified = all(remembered_md5(found[file_name], blobs[file_name]) == CONTENT_MD5[name][file_name]
+                   for file_name in FILE_NAMES)
     arrays = {}
     for split in ("train", "t10k"):
         images_name, labels_name = f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"

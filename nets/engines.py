@@ -3,7 +3,7 @@
 An engine hides which library computes (nets here, PyTorch in nets/torch_engine.py) behind a few calls:
     to_device(host_array) / index_vector(order)   once per run / once per epoch
     gather(images, labels, index) -> (x, labels)  a batch, gathered on the device
-    mirror(x, which, width)                       flip the images where `which` is set, in place
+    load_augmentation(maps) / augment(x, moves, index)   pixel maps to the device once; move x's images in place
     plan(learning_rates)                          the lr of each coming step (to the device once)
     train_step(x, labels)                         nothing is read back; loss and hits add up on the device
     totals() -> (loss_sum, hits)                  the only device -> host read of training, every few steps
@@ -13,6 +13,8 @@ An engine hides which library computes (nets here, PyTorch in nets/torch_engine.
 """
 
 from __future__ import annotations
+
+import numpy
 
 from backend import Backend
 
@@ -49,13 +51,35 @@ class NetsEngine:
         """The batch `index` of the dataset's images and labels, in the training step's homes (2 launches)."""
         return self.step.gather(images, labels, index)
 
-    def mirror(self, x, which, width):
-        """Flip left-right, in place, the images of x (as `gather` returned it) where `which` (N,) is set.
+    def load_augmentation(self, maps) -> None:
+        """The pixel maps of nets.augment (T, P) int64, to the device once per run."""
+        self._augment_maps = self.backend.asarray(maps)
+        self._augment_homes = {}
 
-        Three launches (the flipped copy, the choice, the write back), only on runs that flip."""
-        images = self.step.images_of(x)
-        pictures = images.reshape(images.shape[0], -1, width)
-        pictures[...] = self.xp.where(which[:, None, None], pictures[:, :, ::-1], pictures)
+    def augment(self, x, moves, index):
+        """Move each image of x (as `gather` returned it for the batch `index`) by its pixel map, in place.
+
+        moves: (N,) the epoch's map of every training image (nets.augment's draw, on the device).
+        Five launches, into homes kept per batch size: the batch's maps, their offsets into a workspace,
+        the pixels into that workspace (whose extra column stays 0, the background shifted in), one gather
+        back into x's home."""
+        xp, maps = self.xp, self._augment_maps
+        pixels = self.step.images_of(x)
+        n, count = pixels.shape[0], maps.shape[1]
+        if pixels.shape != (n, count):  # the CNN's (n, 1, H, W) home is contiguous: (n, P) is a view of it
+            pixels = pixels.reshape(n, count)
+        homes = self._augment_homes.get(n)
+        if homes is None:
+            work = xp.zeros((n, count + 1), dtype=pixels.dtype)
+            rows = xp.arange(n, dtype=numpy.int64)[:, None] * (count + 1)
+            homes = self._augment_homes[n] = (work, rows, xp.empty(n, dtype=numpy.int64),
+                                              xp.empty((n, count), dtype=numpy.int64))
+        work, rows, chosen, source = homes
+        xp.take(moves, index, axis=0, out=chosen)
+        xp.take(maps, chosen, axis=0, out=source)
+        xp.add(source, rows, out=source)
+        work[:, :count] = pixels
+        xp.take(work.reshape(-1), source, out=pixels)
         return x
 
     def plan(self, learning_rates) -> None:

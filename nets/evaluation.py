@@ -18,20 +18,24 @@ import numpy
 
 from backend.errors import NetsError
 
-from .datasets import CLASS_NAMES  # the one list of class names, re-exported here
+from .checkpoint_core import a_model
+from .datasets import CLASS_NAMES, TITLES  # the one list of class names, re-exported here
 
 __all__ = [
     "CLASS_NAMES",
     "Evaluation",
     "EvaluationError",
+    "ClassNamesError",
     "class_names_for",
     "confusion_matrix",
     "dataset_name_of",
+    "digit_preprocessing_warning",
     "evaluate",
     "format_confusion_matrix",
     "format_per_class_accuracy",
     "format_report",
     "input_statistics",
+    "model_classes",
     "model_dtype",
     "per_class_accuracy",
     "predict_classes",
@@ -245,9 +249,51 @@ def top_classes(probabilities, k: int) -> list[list[tuple[int, float]]]:
 
 
 def dataset_name_of(checkpoint, default: str = "mnist") -> str:
-    """The dataset a checkpoint was trained on (its config's "dataset", as train.py saves it), else `default`."""
-    name = (getattr(checkpoint, "config", None) or {}).get("dataset")
-    return name if isinstance(name, str) and name else default
+    """The dataset a checkpoint was trained on (meta/dataset, or an older file's config), else `default`."""
+    name = getattr(checkpoint, "dataset", None) or (getattr(checkpoint, "config", None) or {}).get("dataset")
+    return name if isinstance(name, str) and name in CLASS_NAMES else default
+
+
+class ClassNamesError(EvaluationError):
+    """--dataset would rename the classes a checkpoint's model was trained on."""
+
+    exit_code = 2
+
+
+def model_classes(checkpoint, path, asked: str | None = None) -> tuple[list[str], str]:
+    """The names of a checkpoint's outputs, and a line saying which dataset the model knows.
+
+    asked: a --dataset the user gave. It names the classes of a checkpoint that does not say its dataset; for
+    one that does, another dataset is refused (ClassNamesError): the outputs are that dataset's classes, and
+    naming them after another dataset's would relabel them silently."""
+    known = getattr(checkpoint, "dataset", None) or (dataset_name_of(checkpoint, "") or None)
+    article = a_model(getattr(checkpoint, "model_name", "model"))
+    if known is not None:
+        if asked is not None and asked != known:
+            raise ClassNamesError(
+                f"{path} holds {article} trained on {TITLES[known]}; its outputs are {TITLES[known]}'s classes, so "
+                f"--dataset {asked} would give them {TITLES[asked]}'s names. Leave out --dataset.")
+        names = list(getattr(checkpoint, "class_names", None) or CLASS_NAMES[known])
+        return names, f"model: {article} trained on {TITLES[known]} (classes: {_listing(known, names)})"
+    if asked is not None:
+        names = class_names_for(asked)
+        return names, (f"model: {article}; {path} does not say which dataset it was trained on, so its classes are "
+                       f"named as --dataset {asked} says: {_listing(asked, names)}")
+    return class_names_for("mnist"), (f"model: {article}; {path} does not say which dataset it was trained on, so its "
+                                      "classes are shown by number, 0-9 (--dataset NAME names them)")
+
+
+def _listing(dataset: str, names) -> str:
+    return "the digits 0-9" if dataset == "mnist" else ", ".join(names)
+
+
+def digit_preprocessing_warning(dataset: str | None) -> str | None:
+    """The warning predict gives when it prepares pictures as MNIST digits for a model that is not a digit model."""
+    if dataset in (None, "mnist"):
+        return None
+    return (f"warning: this model was trained on {TITLES[dataset]}, not on digits, yet your pictures are prepared as "
+            "MNIST digits are (light on black, cropped to the ink, centred by mass); read its answers as the "
+            f"{TITLES[dataset]} class each picture looks most like.")
 
 
 def input_statistics(checkpoint) -> tuple[float, float] | None:

@@ -25,7 +25,9 @@ from .engines import NetsEngine
 from .layers.base import INITS
 from .models import MODEL_NAMES, build_model
 from .optim import OPTIMIZERS, build_optimizer
-from .recipes import AUGMENTATIONS, RECIPE_NAMES, Hyperparameters, augmentation_for, resolve_hyperparameters
+from .augment import Augmentation
+from .recipes import (RECIPE_NAMES, Hyperparameters, augmentation_for, check_augment, recipe_name,
+                      resolve_hyperparameters)
 from .schedules import SCHEDULES, learning_rate
 from .training import DivergedError, TrainingInterrupted, TrainingState, fit, predict_classes
 
@@ -63,7 +65,8 @@ class RunOptions:
     augment: str | None = None
     seed: int | None = None
     dtype: str | None = None
-    save: str | None = None
+    save: str | None = None  # None: the default path (DEFAULT_RUNS_DIR), or back into --resume's checkpoint
+    no_save: bool = False  # --no-save: no checkpoint after each epoch (Ctrl-C still writes one)
     resume: str | None = None
     metrics_json: str | None = None
     plot: str | None = None
@@ -99,6 +102,7 @@ class RunSettings:
         if not isinstance(values.get("hyper"), dict):
             raise ValueError(f"hyper is {values.get('hyper')!r}, not a set of hyperparameters")
         values["hyper"] = Hyperparameters(**values["hyper"])
+        values["recipe"] = recipe_name(values.get("recipe"))  # "seed", the notebook recipe's first name
         settings = cls(**values)
         settings.check()
         return settings
@@ -107,11 +111,15 @@ class RunSettings:
         """ValueError naming the first setting a run cannot use (a checkpoint's config may have been edited)."""
         choices = {"model": MODEL_NAMES, "impl": IMPLS, "dataset": datasets.DATASET_NAMES, "recipe": RECIPE_NAMES,
                    "dtype": DTYPES, "device": backend_lib.DEVICES, "hyper.optimizer": OPTIMIZERS,
-                   "hyper.schedule": SCHEDULES, "hyper.init": INITS, "hyper.augment": AUGMENTATIONS}
+                   "hyper.schedule": SCHEDULES, "hyper.init": INITS}
         for name, allowed in choices.items():
             value = getattr(self.hyper, name[len("hyper."):]) if name.startswith("hyper.") else getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"{name} is {value!r}; it must be one of {', '.join(allowed)}")
+        try:
+            check_augment(self.hyper.augment)
+        except ValueError as error:
+            raise ValueError(f"hyper.augment: {error}") from None
         _check_whole("seed", self.seed, 0)
         _check_whole("hyper.epochs", self.hyper.epochs, 1)
         _check_whole("hyper.batch_size", self.hyper.batch_size, 1)
@@ -138,7 +146,9 @@ class RunResult:
 
     metrics: dict
     checkpoint_path: str | None = None
+    metrics_path: str | None = None
     plot_paths: list = field(default_factory=list)
+    resumed_from: str | None = None  # the checkpoint this run resumed from (written back when it is checkpoint_path)
 
 
 def resolve_settings(options: RunOptions, resumed: dict | None) -> RunSettings:
@@ -146,8 +156,9 @@ def resolve_settings(options: RunOptions, resumed: dict | None) -> RunSettings:
     previous = RunSettings.from_dict(resumed) if resumed else None
     model = options.model or (previous.model if previous else "cnn")
     if previous and options.model and options.model != previous.model:
-        raise RunError(f"the checkpoint {options.resume} holds a {previous.model}, but --model {options.model} was asked for.")
-    recipe = options.recipe or (previous.recipe if previous else "default")
+        raise RunError(f"the checkpoint {options.resume} holds {checkpoints.a_model(previous.model)}, but "
+                       f"--model {options.model} was asked for.")
+    recipe = recipe_name(options.recipe) or (previous.recipe if previous else "default")
     # RunOptions names every hyperparameter as Hyperparameters does; None means "not given"
     overrides = {name: getattr(options, name) for name in Hyperparameters.__dataclass_fields__}
     if previous and recipe == previous.recipe:
@@ -239,31 +250,100 @@ def library_versions(backend) -> dict:
     return versions
 
 
-def interrupt_checkpoint_path(options: RunOptions, settings: RunSettings) -> str:
-    """Where Ctrl-C saves: the --save path, else checkpoints/<model>-<impl>-interrupted.npz (created when needed)."""
-    return options.save or str(Path("checkpoints") / f"{settings.model}-{settings.impl}-interrupted.npz")
+DEFAULT_RUNS_DIR = Path("runs")
+INTERRUPT_DIR = Path("checkpoints")
 
 
-def check_outputs(options: RunOptions, interrupt_path: str) -> None:
-    """Before anything is loaded: every output path can be written (creating nothing yet); OutputError if not."""
+@dataclass
+class OutputPaths:
+    """Where a run writes. checkpoint: after every epoch (None with --no-save); metrics: the metrics JSON, beside
+    the checkpoint unless --metrics-json says otherwise (None when neither); interrupt: where Ctrl-C saves.
+    labels name each path's origin in messages ("--save", "--resume", "the checkpoint", ...)."""
+
+    checkpoint: str | None
+    checkpoint_label: str | None
+    metrics: str | None
+    metrics_label: str | None
+    interrupt: str
+    default: bool  # the checkpoint path is the default one, named after the dataset (which may fall back)
+
+
+def default_checkpoint_path(settings: RunSettings) -> str:
+    """runs/<dataset>-<model>-<impl>.npz, relative to the current directory."""
+    return str(DEFAULT_RUNS_DIR / f"{settings.dataset}-{settings.model}-{settings.impl}.npz")
+
+
+def metrics_path_beside(checkpoint: str) -> str:
+    """The metrics JSON that goes with a checkpoint: runs/cnn.npz -> runs/cnn.json."""
+    path = Path(checkpoint)
+    beside = path.with_suffix(".json") if path.suffix != ".json" else path.with_name(path.stem + ".metrics.json")
+    return str(beside)
+
+
+def output_paths(options: RunOptions, settings: RunSettings) -> OutputPaths:
+    """--save, else back into --resume's checkpoint, else the default path; none with --no-save."""
+    default = False
     if options.save:
-        outputs.check_file_creatable(options.save, "--save")
+        checkpoint, label = options.save, "--save"
+    elif options.no_save:
+        checkpoint, label = None, None
+    elif options.resume:
+        checkpoint, label = options.resume, "--resume"
     else:
-        outputs.check_file_creatable(interrupt_path, "the Ctrl-C checkpoint", "pass --save PATH to put it elsewhere")
+        checkpoint, label, default = default_checkpoint_path(settings), "the checkpoint", True
     if options.metrics_json:
-        outputs.check_file_creatable(options.metrics_json, "--metrics-json")
+        metrics, metrics_label = options.metrics_json, "--metrics-json"
+    elif checkpoint:
+        metrics, metrics_label = metrics_path_beside(checkpoint), "the metrics"
+    else:
+        metrics, metrics_label = None, None
+    if checkpoint and metrics and os.path.abspath(checkpoint) == os.path.abspath(metrics):
+        raise RunError(f"--metrics-json {metrics} is the checkpoint's own path; give the metrics another file.")
+    interrupt = checkpoint or str(INTERRUPT_DIR / f"{settings.model}-{settings.impl}-interrupted.npz")
+    return OutputPaths(checkpoint, label, metrics, metrics_label, interrupt, default)
+
+
+def _advice(label: str | None) -> str:
+    if label == "--resume":
+        return "pass --save PATH to write the resumed run elsewhere"
+    if label in ("the checkpoint", "the metrics"):
+        return "pass --save PATH (and --metrics-json PATH) to put them elsewhere, or --no-save"
+    if label is None:
+        return "pass --save PATH to put it elsewhere"
+    return "choose another path"
+
+
+def check_outputs(options: RunOptions, paths: OutputPaths) -> None:
+    """Before anything is loaded: every output path can be written (creating nothing yet); OutputError if not."""
+    if paths.checkpoint:
+        outputs.check_file_creatable(paths.checkpoint, paths.checkpoint_label, _advice(paths.checkpoint_label))
+    else:
+        outputs.check_file_creatable(paths.interrupt, "the Ctrl-C checkpoint", _advice(None))
+    if paths.metrics:
+        outputs.check_file_creatable(paths.metrics, paths.metrics_label, _advice(paths.metrics_label))
     if options.plot:
         outputs.check_folder_creatable(options.plot, "--plot")
 
 
-def prepare_outputs(options: RunOptions) -> None:
-    """Right before training: create the folders the user asked for (the Ctrl-C folder only when it is needed)."""
-    if options.save:
-        outputs.prepare_file(options.save, "--save")
-    if options.metrics_json:
-        outputs.prepare_file(options.metrics_json, "--metrics-json")
+def prepare_outputs(options: RunOptions, paths: OutputPaths) -> None:
+    """Right before training: create the folders of the outputs (the Ctrl-C folder only when it is needed)."""
+    if paths.checkpoint:
+        outputs.prepare_file(paths.checkpoint, paths.checkpoint_label)
+    if paths.metrics:
+        outputs.prepare_file(paths.metrics, paths.metrics_label)
     if options.plot:
         outputs.prepare_folder(options.plot, "--plot")
+
+
+def saving_plan(paths: OutputPaths, resumed: bool) -> str:
+    """The line that says, before training, where the run will write."""
+    if paths.checkpoint is None:
+        metrics = f"; metrics to {paths.metrics}" if paths.metrics else ""
+        return (f"Saving no checkpoint (--no-save){metrics}; Ctrl-C still saves one to {paths.interrupt}.")
+    where = ("back to the checkpoint it resumed from, " if paths.checkpoint_label == "--resume" and resumed else "")
+    replacing = " (replacing the one there)" if paths.default and os.path.exists(paths.checkpoint) else ""
+    return (f"Saving a checkpoint after every epoch {where}to {paths.checkpoint}{replacing}, "
+            f"metrics to {paths.metrics}.")
 
 
 def load_resumed(path) -> checkpoints.Checkpoint:
@@ -271,7 +351,7 @@ def load_resumed(path) -> checkpoints.Checkpoint:
     try:
         if os.path.isfile(path) and checkpoints.is_torch_file(path):
             try:
-                held = f"the weights of a {checkpoints.load_torch_checkpoint(path).model_name}"
+                held = f"the weights of {checkpoints.a_model(checkpoints.load_torch_checkpoint(path).model_name)}"
             except checkpoints.CheckpointError:
                 held = "weights"
             raise RunError(f"{path} is a PyTorch state_dict: it holds {held} but no optimizer state, epoch or RNG "
@@ -335,6 +415,15 @@ def _epochs(count: int) -> str:
     return f"{count} epoch" if count == 1 else f"{count} epochs"
 
 
+def interrupted_where(state: TrainingState) -> str:
+    """"after 10 full epochs and 73 steps of epoch 11", for the Ctrl-C message."""
+    full = f"{_epochs(state.epoch).replace('epoch', 'full epoch')}"
+    if not state.step_in_epoch:
+        return f"after {full}"
+    steps = f"{state.step_in_epoch} step{'s' if state.step_in_epoch != 1 else ''} of epoch {state.epoch + 1}"
+    return f"after {full} and {steps}" if state.epoch else f"after {steps}"
+
+
 def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
     """Run the training the options describe. Raises RunError (and other NetsErrors) for user mistakes, all
     before the first training step where they can be known then; see the module doc."""
@@ -344,8 +433,8 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
     except (ValueError, TypeError) as error:  # TypeError: a resumed config with unknown or missing settings
         raise RunError(f"cannot use these settings{f' from {options.resume} (meta/config)' if resumed else ''}: "
                        f"{error}") from None
-    interrupt_path = interrupt_checkpoint_path(options, settings)
-    check_outputs(options, interrupt_path)
+    paths = output_paths(options, settings)
+    check_outputs(options, paths)
     try:
         backend, device = select_backend(settings)
     except backend_lib.BackendError as error:
@@ -358,12 +447,17 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
         except PlotError as error:
             raise RunError(f"--plot needs matplotlib: {error}") from None
 
+    planned_dataset = settings.dataset
     data = choose_dataset(options, settings, say)
+    if paths.default and planned_dataset != data.name:  # the fallback dataset names the default path
+        paths = output_paths(options, settings)
+        check_outputs(options, paths)
     if data.image_shape != MODEL_IMAGE_SHAPE:
         raise RunError(f"{data.source} holds {data.image_shape[0]}x{data.image_shape[1]} images; the models take "
                        f"{MODEL_IMAGE_SHAPE[0]}x{MODEL_IMAGE_SHAPE[1]} (MNIST's format).")
     datasets.require_examples(data, ("train", "test"), "training")
-    settings.hyper = replace(settings.hyper, augment=augmentation_for(settings.hyper.augment, data.name))
+    settings.hyper = replace(settings.hyper, augment=augmentation_for(settings.hyper.augment, data.name,
+                                                                               settings.model))
     if resumed:
         check_resume_position(resumed, settings, len(data.train_labels), options, say)
     engine = build_engine(settings, backend, device)
@@ -381,16 +475,18 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
             raise RunError(f"cannot resume from {options.resume}: {error}") from None
 
     hyper = settings.hyper
-    flips = ", left-right flips" if hyper.augment == "flip" else ""
+    moves = Augmentation.parse(hyper.augment).describe()
+    moves = f", {moves}" if moves else ""
     resuming = ""
     if resumed:
         resuming = f"; resuming at epoch {state.epoch + 1}" + (f", step {state.step_in_epoch + 1}" if state.step_in_epoch else "")
     say(f"Training {settings.model} ({settings.impl}) on {device}, {settings.dtype}: "
-        f"{hyper.optimizer} lr {hyper.lr:g} ({hyper.schedule}), batch {hyper.batch_size}, {hyper.epochs} epochs{flips}, "
+        f"{hyper.optimizer} lr {hyper.lr:g} ({hyper.schedule}), batch {hyper.batch_size}, {_epochs(hyper.epochs)}{moves}, "
         f"recipe {settings.recipe}; {data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test images"
         f"{resuming}")
 
-    prepare_outputs(options)
+    say(saving_plan(paths, resumed is not None))
+    prepare_outputs(options, paths)
     versions = library_versions(backend)
     started = time.perf_counter()
 
@@ -411,13 +507,14 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
         checkpoints.save_checkpoint(
             path, engine.parameters_numpy(), model_config=engine.model_config, optimizer_state=engine.optimizer_state(),
             epoch=current.epoch, step_in_epoch=current.step_in_epoch, rng=backend.rng,
-            epoch_rng_state=current.epoch_rng_state, config=settings.as_dict(), metrics=current.history)
+            epoch_rng_state=current.epoch_rng_state, config=settings.as_dict(), metrics=current.history,
+            dataset=data.name)
 
     def on_epoch_end(current: TrainingState) -> None:
-        if options.save:
-            save(options.save, current)
-        if options.metrics_json:
-            outputs.write_json(options.metrics_json, metrics_now(current), "--metrics-json")
+        if paths.checkpoint:
+            save(paths.checkpoint, current)
+        if paths.metrics:
+            outputs.write_json(paths.metrics, metrics_now(current), paths.metrics_label)
 
     try:
         # Overflow shows up as a NaN/inf loss, which fit() reports in one line; numpy's warnings would only add noise.
@@ -426,23 +523,25 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
                         progress=None if options.quiet else progress, log=None if options.quiet else say,
                         stop_after_steps=options.stop_after_steps)
     except TrainingInterrupted as stop:
-        where = f"after epoch {stop.state.epoch} step {stop.state.step_in_epoch}"
+        where = interrupted_where(stop.state)
         try:
-            outputs.prepare_file(interrupt_path, None if options.save else "the Ctrl-C checkpoint")
-            save(interrupt_path, stop.state)
+            outputs.prepare_file(paths.interrupt, paths.checkpoint_label if paths.checkpoint else "the Ctrl-C checkpoint")
+            save(paths.interrupt, stop.state)
         except NetsError as error:
             raise RunError(f"interrupted {where}, but no checkpoint could be written: {error}") from None
         raise Interrupted(
-            f"interrupted {where}: checkpoint written to {interrupt_path}; continue with --resume {interrupt_path}"
+            f"interrupted {where}: checkpoint written to {paths.interrupt}; continue with --resume {paths.interrupt}"
         ) from None
     except DivergedError as error:
-        kept = f" The last good checkpoint is {options.save}." if options.save and Path(options.save).exists() else ""
+        kept = (f" The last good checkpoint is {paths.checkpoint}."
+                if paths.checkpoint and Path(paths.checkpoint).exists() else "")
         raise Diverged(f"{error}{kept}") from None
 
     metrics = metrics_now(state)
-    if options.metrics_json:
-        outputs.write_json(options.metrics_json, metrics, "--metrics-json")
-    result = RunResult(metrics=metrics, checkpoint_path=options.save)
+    if paths.metrics:
+        outputs.write_json(paths.metrics, metrics, paths.metrics_label)
+    result = RunResult(metrics=metrics, checkpoint_path=paths.checkpoint, metrics_path=paths.metrics,
+                       resumed_from=options.resume)
     if options.plot:
         result.plot_paths = write_plots(options.plot, metrics, engine, settings, device_data, data)
     return result

@@ -57,10 +57,17 @@ class TorchEngine:
         """The batch `index` of the dataset's images and labels (as NetsEngine.gather)."""
         return self.take(images, index), self.take(labels, index)
 
-    def mirror(self, x, which, width):
-        """As NetsEngine.mirror: flip left-right the images where `which` is set."""
-        images = x.reshape(x.shape[0], -1, width)
-        return self.torch.where(which[:, None, None], images.flip(-1), images).reshape(x.shape)
+    def load_augmentation(self, tables) -> None:
+        """As NetsEngine.load_augmentation: the pixel maps (T, P) to the device once."""
+        self._augment_maps = self.torch.from_numpy(numpy.ascontiguousarray(tables, dtype=numpy.int64)).to(self.device)
+
+    def augment(self, x, moves, index):
+        """As NetsEngine.augment: each image of the batch `index` moved by its pixel map (moves: (N,) the
+        epoch's); pixels from outside the image are 0."""
+        flat = x.reshape(x.shape[0], -1)
+        padded = self.torch.cat([flat, flat.new_zeros(flat.shape[0], 1)], dim=1)
+        chosen = self._augment_maps.index_select(0, moves.index_select(0, index))
+        return padded.gather(1, chosen).reshape(x.shape)
 
     def plan(self, learning_rates) -> None:
         """The lr of each coming step; torch.optim reads it from the param group, set before each step."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy
 
+from .augment import Augmentation
 from .batches import Batches
 from .recipes import Hyperparameters
 from .schedules import learning_rate
@@ -106,19 +107,23 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
     total_steps = steps_per_epoch * hyper.epochs
     refresh_every = max(1, min(50, steps_per_epoch // 20))
     steps_this_call = 0
+    augmentation = Augmentation.parse(hyper.augment)  # "auto" is resolved per dataset before fit (nets.run)
+    if augmentation.active:
+        pixels = math.prod(data.train_images.shape[1:])
+        engine.load_augmentation(augmentation.tables((pixels // data.image_width, data.image_width)))
 
     def stop_requested():
         return interrupt.requested or (stop_after_steps is not None and steps_this_call >= stop_after_steps)
 
     with InterruptFlag() as interrupt:
         while state.epoch < hyper.epochs:
-            if state.step_in_epoch > 0:  # resuming mid-epoch: redraw that epoch's order and flips
+            if state.step_in_epoch > 0:  # resuming mid-epoch: redraw that epoch's order and moves
                 rng.bit_generator.state = state.epoch_rng_state
             else:
                 state.epoch_rng_state = rng.bit_generator.state
             epoch_batches = batches.epoch(start_batch=state.step_in_epoch)  # draws the epoch's order now
             # Augmentation draws come from the same host RNG, once per epoch, and cross to the device in one copy.
-            flips = engine.index_vector(rng.random(train_count) < 0.5) if hyper.augment == "flip" else None
+            moves = engine.index_vector(augmentation.draw(rng, train_count)) if augmentation.active else None
 
             bar = progress(steps_per_epoch, f"epoch {state.epoch + 1}/{hyper.epochs}") if progress else None
             if bar is not None and state.step_in_epoch:
@@ -131,8 +136,8 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
             seen = 0
             started = time.perf_counter()
             for step, (batch, x, y) in enumerate(epoch_batches, start=state.step_in_epoch):
-                if flips is not None:
-                    x = engine.mirror(x, engine.take(flips, batch), data.image_width)
+                if moves is not None:
+                    x = engine.augment(x, moves, batch)
                 engine.train_step(x, y)
                 seen += len(y)
                 state.step_in_epoch = step + 1

@@ -105,7 +105,13 @@ def comma_ints(context, parameter, value):
 @one_line_errors
 def main(device, models, batch_sizes, json_path, repeats, warmup, sample_seconds, threads, gemm_size, plot_path,
          seed_loop_samples, channels_last, count_launches, tf32, cudnn_benchmark):
-    """Time training and inference of the nets beside PyTorch eager; print markdown tables."""
+    """Time training and inference of the nets beside PyTorch eager; print markdown tables.
+
+    \b
+    python scripts/bench.py --models cnn --batch-sizes 128 --repeats 2     # a quick look (seconds)
+    python scripts/bench.py --device cpu --models mlp,cnn --json runs/bench.json
+    python scripts/bench.py --count-launches --models mlp,cnn --batch-sizes 128 --repeats 1
+    """
     for path, option in ((json_path, "--json"), (plot_path, "--plot")):  # before minutes of timing, not after
         if path is not None:
             check_file_creatable(path, option)

@@ -17,6 +17,7 @@ from _cli import one_line_errors  # also puts the project on sys.path
 from backend import DEVICES, get_backend
 from nets.checkpoint import load_any_checkpoint, restore_model
 from nets.datasets import DATASET_NAMES, load_dataset, require_examples
+from nets.datasets import TITLES
 from nets.evaluation import class_names_for, dataset_name_of, evaluate, format_report, input_statistics
 from nets.outputs import check_file_creatable, write_json
 from nets.run import IMPLS
@@ -48,13 +49,18 @@ def main(checkpoint, dataset, data_dir, device, batch_size, json_path, no_downlo
     else:
         backend = get_backend(device)
         model = restore_model(saved, backend)
-    data = load_dataset(dataset or dataset_name_of(saved), data_dir, download=not no_download)
+    known = dataset_name_of(saved, "") or None
+    data = load_dataset(dataset or known or "mnist", data_dir, download=not no_download)
     require_examples(data, ("test",), "evaluation")
     result = evaluate(model, data.test_images, data.test_labels, backend, batch_size, input_statistics(saved))
     names = class_names_for(data.name)
 
-    click.echo(f"{model.name} from {checkpoint} on the {data.name} test set ({data.source}), scored by {impl} "
-               f"on {'cuda' if impl == 'torch' and device == 'gpu' else backend.name}")
+    trained = f"trained on {TITLES[known]}" if known else "its dataset unknown"
+    click.echo(f"{model.name} from {checkpoint} ({trained}) on the {data.name} test set ({data.source}), scored by "
+               f"{impl} on {'cuda' if impl == 'torch' and device == 'gpu' else backend.name}")
+    if known and known != data.name:
+        click.echo(f"warning: {checkpoint} was trained on {TITLES[known]}, so scoring it on {data.title} compares "
+                   f"its {TITLES[known]} classes with {data.title}'s labels.", err=True)
     click.echo(format_report(result, names))
     if json_path:
         report = {"checkpoint": str(checkpoint), "model": model.name, "dataset": data.name,

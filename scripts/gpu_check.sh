@@ -166,7 +166,7 @@ for model in cnn mlp; do
     t0=$(date +%s)
     echo "---- $model $impl: scripts/train.py --device gpu --model $model --impl $impl --epochs 2" >>"$OUT/train.log"
     timeout -k 10 "$TRAIN_LIMIT" "$PY" scripts/train.py --device gpu --model "$model" --impl "$impl" --epochs 2 \
-      --dataset fashion-mnist --data-dir "$DATA" --no-download \
+      --dataset fashion-mnist --data-dir "$DATA" --no-download --no-save \
       --metrics-json "$SCRATCH/train_${model}_${impl}.json" >>"$OUT/train.log" 2>&1
     rc=$?
     accuracy="$(grep -h "test accuracy" "$OUT/train.log" | tail -n 1)"

@@ -6,6 +6,11 @@
 Each IMAGE (PNG or JPEG, any size, colour or grey) is turned into an MNIST-style 28x28 input first
 (see nets/digits.py). A file that cannot be read, or shows nothing, is reported in one line; the others
 are still classified, and the exit status is 1 when any image failed.
+
+The first line says which dataset the model was trained on (the checkpoint says so) and names its classes;
+a model of clothes gets a warning that digit preprocessing is applied to its pictures. --dataset only names
+the classes of a checkpoint that does not say (a PyTorch .pt file, an older checkpoint); it never renames
+the classes of one that does.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from backend import DEVICES, get_backend
 from nets.checkpoint import load_any_checkpoint, restore_model
 from nets.datasets import DATASET_NAMES
 from nets.digits import DigitImageError, load_digit
-from nets.evaluation import class_names_for, dataset_name_of, input_statistics, predict_probabilities, top_classes
+from nets.evaluation import (digit_preprocessing_warning, input_statistics, model_classes, predict_probabilities,
+                             top_classes)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,14 +35,19 @@ from nets.evaluation import class_names_for, dataset_name_of, input_statistics, 
               help="How many classes to show per image.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--dataset", type=click.Choice(DATASET_NAMES), default=None,
-              help="Names the classes (default: the checkpoint's dataset, else mnist).")
+              help="Names the classes of a checkpoint that does not say its dataset (it never renames those of one "
+                   "that does).")
 @one_line_errors
 def main(checkpoint, images, top_k, device, dataset):
     """Print the TOP most probable classes of each IMAGE under the model in CHECKPOINT."""
     backend = get_backend(device)
     saved = load_any_checkpoint(checkpoint)
+    names, knows = model_classes(saved, checkpoint, dataset)
     model = restore_model(saved, backend)
-    names = class_names_for(dataset or dataset_name_of(saved))
+    click.echo(knows)
+    warning = digit_preprocessing_warning(saved.dataset or dataset)
+    if warning:
+        click.echo(warning, err=True)
 
     digits, readable, failed = [], [], 0
     for path in images:

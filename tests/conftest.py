@@ -5,6 +5,10 @@
               code path runs here, and anything CuPy would refuse fails the test. Skips only where cupy
               cannot be imported (it is the reference for CuPy's names).
     gpu       CuPy on a real device; skips with the reason `backend.gpu_problem()` gives where there is none.
+
+On a machine without a GPU those skips are many (one per gpu case); `pytest_runtest_makereport` below files
+them all under one place, so pytest's summary (`-ra`, setup.cfg) folds them into one line with their count
+and reason, and every other skip keeps its own line.
 """
 
 import numpy
@@ -14,6 +18,7 @@ import backend as backend_module
 from backend.standin import standin_backend, strict_cupy
 
 BACKEND_NAMES = ["cpu", "standin", "gpu"]
+NO_GPU = "no GPU backend here"
 NO_CUPY = "cupy is not importable here; install the gpu extra (pip install -e .[gpu]) to run the stand-in cases"
 
 
@@ -23,7 +28,7 @@ def backend(request):
     if request.param == "gpu":
         problem = backend_module.gpu_problem()
         if problem is not None:
-            pytest.skip(f"no GPU backend here: {problem}")
+            pytest.skip(f"{NO_GPU}: {problem}")
         return backend_module.get_backend("gpu", seed=0)
     if request.param == "standin":
         gpu = standin_backend(seed=0)
@@ -59,3 +64,30 @@ def standin_gpu():
 def torch_or_skip():
     """Import torch, or skip the test with a reason (torch comes with the test extra)."""
     return pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """File every "no GPU backend here" skip under this file, so the summary folds them into one line."""
+    outcome = yield
+    fold_gpu_skip(outcome.get_result())
+
+
+def fold_gpu_skip(report) -> None:
+    """A skip report whose reason is the missing GPU gets one location for all (pytest folds skips that share
+    location and reason): `SKIPPED [95] tests/conftest.py: the gpu cases (cpu and standin ran): no GPU backend
+    here: ...`."""
+    longrepr = report.longrepr
+    if report.skipped and isinstance(longrepr, tuple) and len(longrepr) == 3:
+        reason = str(longrepr[2])
+        if reason.removeprefix("Skipped: ").startswith(NO_GPU):
+            report.longrepr = (__file__, None, f"the gpu cases (cpu and standin ran): {reason.removeprefix('Skipped: ')}")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def checksum_cache(tmp_path_factory):
+    """Dataset checksums are remembered (nets/checksums.py) in a cache folder of the test session's own,
+    never in the user's ~/.cache; subprocesses inherit it through the environment."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NETS_CACHE_DIR", str(tmp_path_factory.mktemp("nets-cache")))
+        yield

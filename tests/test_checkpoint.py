@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy
 import pytest
 
+import backend as backend_module
 import nets.checkpoint as checkpoint_module
 from nets.checkpoint import (
     CheckpointError,
@@ -363,20 +364,20 @@ def test_a_checkpoint_of_the_other_model(tmp_path, backend):
     path = save_checkpoint(tmp_path / "cnn.npz", small_model("cnn", backend))
     with pytest.raises(CheckpointError) as info:
         restore_model(load_checkpoint(path), backend, model_name="mlp")
-    assert message_of(info) == ("the checkpoint holds a cnn, but a mlp was asked for; load it as a cnn, "
-                                "or use a mlp checkpoint.")
+    assert message_of(info) == ("the checkpoint holds a CNN, but an MLP was asked for; load it as a CNN, "
+                                "or use an MLP checkpoint.")
     with pytest.raises(CheckpointError) as info:
         load_parameters(small_model("mlp", backend), load_checkpoint(path).params)
-    assert message_of(info).startswith("the checkpoint holds a cnn, but a mlp was asked for")
+    assert message_of(info).startswith("the checkpoint holds a CNN, but an MLP was asked for")
     assert "--model" not in message_of(info)  # evaluate.py and predict.py have no --model option
 
 
 def test_a_newer_format_version(saved_mlp):
     path, _ = saved_mlp
-    _rewrite(path, lambda arrays: arrays.update({"meta/version": numpy.array(2)}))
+    _rewrite(path, lambda arrays: arrays.update({"meta/version": numpy.array(3)}))
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
-    assert message_of(info) == f"{path} is checkpoint format version 2; this code reads up to 1, so update nets."
+    assert message_of(info) == f"{path} is checkpoint format version 3; this code reads up to 2, so update nets."
 
 
 def test_optimizer_state_problems(tmp_path, saved_mlp, backend):
@@ -689,3 +690,69 @@ def test_a_member_whose_header_disagrees_with_its_size_is_refused(saved_mlp):
         load_checkpoint(path)
     assert message_of(info) == (f"{path}: entry fc1.weight declares 768 bytes of data, but its member holds 752 bytes; "
                                 "the file is corrupt, so save it again.")
+
+
+# ---------------------------------------------------------------------------------------------- dataset and classes
+
+
+FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+@pytest.fixture
+def saved_fashion(tmp_path):
+    model = build_model("mlp", backend=backend_module.get_backend("cpu"), rng=numpy.random.default_rng(0))
+    path = tmp_path / "fashion.npz"
+    save_checkpoint(path, model, config={"dataset": "fashion-mnist"}, dataset="fashion-mnist")
+    return path
+
+
+def test_a_checkpoint_carries_its_dataset_and_class_names(saved_fashion):
+    with numpy.load(saved_fashion, allow_pickle=False) as arrays:
+        assert str(arrays["meta/dataset"]) == "fashion-mnist" and int(arrays["meta/version"]) == 2
+        assert json.loads(str(arrays["meta/class_names"])) == FASHION
+    loaded = load_checkpoint(saved_fashion)
+    assert (loaded.dataset, loaded.class_names) == ("fashion-mnist", FASHION)
+
+
+@pytest.mark.parametrize("config, dataset", [({"dataset": "fashion-mnist"}, "fashion-mnist"),
+                                             ({"dataset": "synthetic"}, None), ({}, None)])
+def test_an_older_checkpoint_still_loads_and_names_its_dataset_from_its_config(saved_fashion, config, dataset):
+    """Version 1 (before meta/dataset): the dataset, when there is one, is the one meta/config names."""
+    def as_version_one(arrays):
+        del arrays["meta/dataset"], arrays["meta/class_names"]
+        arrays["meta/version"] = numpy.array(1)
+        arrays["meta/config"] = numpy.array(json.dumps(config))
+
+    _rewrite(saved_fashion, as_version_one)
+    loaded = load_checkpoint(saved_fashion)
+    assert loaded.dataset == dataset
+    assert loaded.class_names == (FASHION if dataset else None)
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda a: _set(a, "meta/dataset", "cifar10"), "meta/dataset = 'cifar10'; it must be one of mnist, fashion-mnist"),
+    (lambda a: _set(a, "meta/dataset", "mnist"), "meta/dataset = 'mnist' but meta/config says 'fashion-mnist'"),
+    (lambda a: _set(a, "meta/class_names", json.dumps([str(k) for k in range(10)])),
+     "meta/class_names that are not fashion-mnist's classes (T-shirt/top, Trouser,"),
+    (lambda a: _set(a, "meta/class_names", json.dumps(FASHION[::-1])), "meta/class_names that are not"),
+    (lambda a: _set(a, "meta/class_names", "[T-shirt"), "unreadable meta/class_names entry"),
+    (lambda a: a.pop("meta/dataset"), "meta/class_names but no meta/dataset"),
+    (lambda a: _set(a, "meta/dataset", 3), "meta/dataset of shape () and dtype int64"),
+])
+def test_the_dataset_and_class_names_are_checked_on_load(saved_fashion, mutate, field):
+    _rewrite(saved_fashion, mutate)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(saved_fashion)
+    assert field in message_of(info) and str(saved_fashion) in message_of(info)
+
+
+def test_class_names_must_fit_the_models_outputs(tmp_path):
+    model = build_model({"name": "mlp", "sizes": [784, 8, 5]}, backend=backend_module.get_backend("cpu"))
+    with pytest.raises(CheckpointError, match="mnist has 10 classes, but the model has 5 outputs"):
+        save_checkpoint(tmp_path / "five.npz", model, dataset="mnist")
+    with pytest.raises(CheckpointError, match="dataset 'cifar10' is not one of mnist, fashion-mnist"):
+        save_checkpoint(tmp_path / "c.npz", model, dataset="cifar10")
+    save_checkpoint(tmp_path / "five.npz", model)
+    _rewrite(tmp_path / "five.npz", lambda a: _set(a, "meta/dataset", "mnist"))
+    with pytest.raises(CheckpointError, match="has meta/dataset 'mnist', whose 10 classes do not fit a model with 5 "):
+        load_checkpoint(tmp_path / "five.npz")

@@ -86,3 +86,33 @@ def test_missing_matplotlib_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(plots.PlotError) as caught:
         plots.plot_training_curves(METRICS, tmp_path / "curves.png")
     assert str(caught.value) == "matplotlib is not installed; pip install -e .[plot]"
+
+
+def test_training_curves_say_the_dataset_and_final_accuracy_with_whole_epochs_and_percent():
+    metrics = {**METRICS, "dataset": "fashion-mnist", "test_accuracy": 0.9251,
+               "epochs": [{"epoch": k, "train_loss": 1.0 / k, "train_accuracy": 0.5 + k / 100,
+                           "test_accuracy": 0.6 + k / 100} for k in range(1, 21)]}
+    figure = plots.training_curves_figure(metrics)
+    assert figure.get_suptitle() == "cnn (nets) on Fashion-MNIST: test accuracy 92.51% after 20 epochs"
+    loss_axes, accuracy_axes = figure.axes
+    assert accuracy_axes.get_ylabel() == "accuracy (%)"
+    test_line = [line for line in accuracy_axes.get_lines() if line.get_label() == "test"][0]
+    numpy.testing.assert_allclose(test_line.get_ydata(), [60 + k for k in range(1, 21)])
+    for axes in (loss_axes, accuracy_axes):
+        ticks = axes.get_xticks()
+        assert len(ticks) >= 2 and all(float(tick).is_integer() for tick in ticks), ticks
+    two = plots.training_curves_figure(METRICS)  # 2 epochs: matplotlib alone would tick 1.2, 1.4, ...
+    assert all(float(tick).is_integer() for axes in two.axes for tick in axes.get_xticks())
+    assert two.get_suptitle() == "cnn (nets): test accuracy 90.00% after 2 epochs"
+    bare = plots.training_curves_figure({"model": "mlp", "epochs": METRICS["epochs"]})  # as a hand-made JSON
+    assert bare.get_suptitle() == "mlp: test accuracy 90.00% after 2 epochs"
+
+
+@pytest.mark.parametrize("shape", [(16, 1, 3, 3), (128, 784)])
+def test_first_layer_filters_share_one_colour_scale_with_a_colour_bar(shape):
+    weights = numpy.random.default_rng(0).normal(scale=0.1, size=shape)
+    weights.flat[5] = 3.5  # the largest weight shown sets the scale
+    figure = plots.first_layer_filters_figure(weights)
+    image_axes, bar_axes = figure.axes
+    assert bar_axes.get_ylabel() == "weight"
+    assert image_axes.get_images()[0].get_clim() == (-3.5, 3.5)

@@ -6,8 +6,9 @@ from nets.recipes import RECIPES, augmentation_for, resolve_hyperparameters
 from nets.schedules import learning_rate, one_cycle_lr
 
 
-def test_seed_recipe_is_the_notebook():
-    mlp, cnn = RECIPES["seed"]["mlp"], RECIPES["seed"]["cnn"]
+def test_notebook_recipe_is_the_notebook_and_seed_its_old_name():
+    mlp, cnn = RECIPES["notebook"]["mlp"], RECIPES["notebook"]["cnn"]
+    assert resolve_hyperparameters("seed", "mlp") == resolve_hyperparameters("notebook", "mlp") == mlp
     assert (mlp.optimizer, mlp.lr, mlp.batch_size, mlp.epochs, mlp.init) == ("sgd", 0.01, 1, 5, "he")
     assert (cnn.optimizer, cnn.lr, cnn.batch_size, cnn.epochs, cnn.init) == ("adam", 0.01, 32, 5, "he")
 
@@ -24,11 +25,13 @@ def test_unknown_recipe_or_model_is_a_clear_error(bad):
         resolve_hyperparameters(args["recipe"], args["model"])
 
 
-def test_auto_augmentation_flips_clothes_not_digits():
-    assert augmentation_for("auto", "fashion-mnist") == "flip"
-    assert augmentation_for("auto", "mnist") == "none"
-    assert augmentation_for("none", "fashion-mnist") == "none"
-    assert augmentation_for("flip", "mnist") == "flip"
+def test_auto_augmentation_shifts_digits_and_flips_clothes_for_the_cnn():
+    assert augmentation_for("auto", "fashion-mnist", "cnn") == "flip+shift:1"
+    assert augmentation_for("auto", "fashion-mnist", "mlp") == "none"
+    assert augmentation_for("auto", "mnist", "cnn") == augmentation_for("auto", "mnist", "mlp") == "shift:2"
+    assert augmentation_for("none", "fashion-mnist", "cnn") == "none"
+    assert augmentation_for("flip", "mnist", "mlp") == "flip"
+    assert RECIPES["default"]["mlp"].augment == RECIPES["default"]["cnn"].augment == "auto"
 
 
 def test_one_cycle_matches_torch_one_cycle_lr():

@@ -38,6 +38,7 @@ def load_script(name):
 
 evaluate_script = load_script("evaluate")
 predict_script = load_script("predict")
+FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 plot_script = load_script("plot")
 
 
@@ -109,8 +110,16 @@ def test_evaluate_uses_the_checkpoints_dataset(mlp_checkpoint, tmp_path):
     fashion_dir = write_dataset(tmp_path / "fashion-mnist", n_train=10, n_test=20, seed=1)
     result = invoke(evaluate_script, mlp_checkpoint, "--data-dir", fashion_dir, "--device", "cpu", "--no-download")
     assert result.exit_code == 0, result.output
-    assert "fashion-mnist test set" in result.stdout
+    assert "(trained on Fashion-MNIST) on the fashion-mnist test set" in result.stdout
     assert "Ankle boot" in result.stdout and "T-shirt/top" in result.stdout
+    assert result.stderr == ""
+
+
+def test_evaluate_on_another_dataset_than_the_checkpoints_warns(mlp_checkpoint, data_dir):
+    result = invoke(evaluate_script, mlp_checkpoint, "--data-dir", data_dir, "--dataset", "mnist", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (f"warning: {mlp_checkpoint} was trained on Fashion-MNIST, so scoring it on MNIST "
+                             "compares its Fashion-MNIST classes with MNIST's labels.\n")
 
 
 def test_evaluate_a_pytorch_state_dict(data_dir, tmp_path):
@@ -233,7 +242,7 @@ def test_a_checkpoint_whose_meta_names_the_other_model_does_not_suggest_options_
         result = invoke(evaluate_script, path, "--data-dir", data_dir, "--device", "cpu")
     else:
         result = invoke(predict_script, path, digit_image(tmp_path / "seven.png"), "--device", "cpu")
-    assert_one_line_error(result, f"{path}: meta/model_config describes a cnn, but the parameters are those of a mlp; "
+    assert_one_line_error(result, f"{path}: meta/model_config describes a CNN, but the parameters are those of an MLP; "
                                   "the file is inconsistent, so save it again.")
     assert "--model" not in result.stderr
 
@@ -253,7 +262,9 @@ def test_predict_top_k(cnn_checkpoint, tmp_path):
     inverted = digit_image(tmp_path / "inverted.jpg", background="black", ink="white")
     result = invoke(predict_script, cnn_checkpoint, seven, inverted, "--top", 3, "--device", "cpu")
     assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
+    assert result.stderr == ""  # a digit model: no warning
+    knows, *lines = result.stdout.splitlines()
+    assert knows == "model: a CNN trained on MNIST (classes: the digits 0-9)"
     assert len(lines) == 2 and lines[0].startswith(f"{seven}: ") and lines[1].startswith(f"{inverted}: ")
     guesses = lines[0].split(": ", 1)[1].split(", ")
     assert len(guesses) == 3
@@ -275,7 +286,65 @@ def test_predict_reports_bad_images_and_goes_on(cnn_checkpoint, tmp_path):
     assert len(errors) == 2
     assert errors[0].startswith("error: ") and "notes.png" in errors[0]
     assert "blank.png" in errors[1] and "blank" in errors[1]
-    assert result.stdout.strip().startswith(f"{good}: ") and len(result.stdout.strip().splitlines()) == 1
+    assert result.stdout.strip().splitlines()[1:] == [line for line in result.stdout.strip().splitlines()
+                                                      if line.startswith(f"{good}: ")]
+    assert len(result.stdout.strip().splitlines()) == 2
+
+
+def test_predict_says_the_model_knows_clothes_and_warns_about_digit_preprocessing(mlp_checkpoint, tmp_path):
+    seven = digit_image(tmp_path / "seven.png")
+    result = invoke(predict_script, mlp_checkpoint, seven, "--top", 2, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    knows, guesses = result.stdout.splitlines()
+    assert knows == ("model: an MLP trained on Fashion-MNIST (classes: T-shirt/top, Trouser, Pullover, Dress, Coat, "
+                     "Sandal, Shirt, Sneaker, Bag, Ankle boot)")
+    assert all(guess.rsplit(" ", 1)[0] in FASHION for guess in guesses.split(": ", 1)[1].split(", "))
+    assert result.stderr.startswith("warning: this model was trained on Fashion-MNIST, not on digits, yet your "
+                                    "pictures are prepared as MNIST digits are")
+    same = invoke(predict_script, mlp_checkpoint, seven, "--top", 2, "--device", "cpu", "--dataset", "fashion-mnist")
+    assert same.exit_code == 0 and same.stdout == result.stdout
+
+
+def test_predict_never_relabels_the_classes_of_a_checkpoint_that_names_them(mlp_checkpoint, tmp_path):
+    result = invoke(predict_script, mlp_checkpoint, digit_image(tmp_path / "seven.png"), "--dataset", "mnist",
+                    "--device", "cpu")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == (f"error: {mlp_checkpoint} holds an MLP trained on Fashion-MNIST; its outputs are "
+                             "Fashion-MNIST's classes, so --dataset mnist would give them MNIST's names. Leave out "
+                             "--dataset.\n")
+
+
+def test_predict_with_a_checkpoint_that_does_not_say_its_dataset(tmp_path):
+    torch_or_skip()
+    model = build_model("cnn", backend=backend_module.get_backend("cpu"), rng=numpy.random.default_rng(0))
+    path = save_torch_state_dict(tmp_path / "cnn.pt", model)
+    seven = digit_image(tmp_path / "seven.png")
+    result = invoke(predict_script, path, seven, "--device", "cpu", "--top", 1)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == (f"model: a CNN; {path} does not say which dataset it was trained on, so "
+                                             "its classes are shown by number, 0-9 (--dataset NAME names them)")
+    named = invoke(predict_script, path, seven, "--device", "cpu", "--top", 10, "--dataset", "fashion-mnist")
+    assert named.exit_code == 0, named.output
+    assert "named as --dataset fashion-mnist says: T-shirt/top, Trouser," in named.stdout.splitlines()[0]
+    assert sorted(guess.rsplit(" ", 1)[0] for guess in named.stdout.splitlines()[1].split(": ", 1)[1].split(", ")) == (
+        sorted(FASHION))
+    assert named.stderr.startswith("warning: this model was trained on Fashion-MNIST")
+
+
+def test_predict_reads_what_train_py_leaves_by_default(tmp_path, monkeypatch):
+    """A fresh clone's make train leaves runs/<dataset>-<model>-<impl>.npz; evaluate and predict read it as it is."""
+    fashion = write_dataset(tmp_path / "fashion-mnist", n_train=64, n_test=16, seed=2)
+    monkeypatch.chdir(tmp_path)
+    trained = CliRunner().invoke(load_script("train").main, ["--model", "mlp", "--dataset", "fashion-mnist",
+                                                              "--data-dir", str(fashion), "--epochs", "1", "--quiet"])
+    assert trained.exit_code == 0, trained.output
+    checkpoint = Path("runs/fashion-mnist-mlp-nets.npz")
+    scored = invoke(evaluate_script, checkpoint, "--data-dir", fashion, "--device", "cpu")
+    assert scored.exit_code == 0, scored.output
+    assert scored.stdout.startswith(f"mlp from {checkpoint} (trained on Fashion-MNIST) on the fashion-mnist test set")
+    predicted = invoke(predict_script, checkpoint, digit_image(tmp_path / "seven.png"), "--device", "cpu")
+    assert predicted.exit_code == 0, predicted.output
+    assert predicted.stdout.startswith("model: an MLP trained on Fashion-MNIST")
 
 
 def test_predict_with_a_corrupt_checkpoint(tmp_path):
@@ -347,7 +416,7 @@ def test_real_process_predicts(cnn_checkpoint, tmp_path):
     good = digit_image(tmp_path / "seven.png")
     finished = run_script("predict", cnn_checkpoint, good, not_an_image, "--device", "cpu", "--top", 2)
     assert finished.returncode == 1
-    assert finished.stdout.startswith(f"{good}: ")
+    assert finished.stdout.splitlines()[1].startswith(f"{good}: ")
     assert finished.stderr.strip().count("\n") == 0 and "picture.jpg" in finished.stderr
     assert "Traceback" not in finished.stderr
 

@@ -37,6 +37,13 @@ def tiny_data(tmp_path_factory):
     return write_dataset(tmp_path_factory.mktemp("tiny"), n_train=256, n_test=64, gzip=True, seed=1)
 
 
+@pytest.fixture(autouse=True)
+def in_a_fresh_directory(tmp_path_factory, monkeypatch):
+    """Every run here starts in an empty directory of its own: runs write their default checkpoints (runs/...)
+    into the current directory, which must not be the checkout."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
+
+
 @pytest.fixture
 def offline(tmp_path, monkeypatch):
     """No dataset anywhere (no $NETS_DATA, empty cwd, no Debian Fashion-MNIST) and downloads fail fast."""
@@ -126,19 +133,21 @@ def test_nets_and_torch_start_from_the_same_weights_and_stay_close(tiny_data, tm
     numpy.testing.assert_allclose(losses["nets"], losses["torch"], rtol=1e-6)
 
 
-def test_seed_recipe_and_explicit_overrides(tiny_data, tmp_path):
+@pytest.mark.parametrize("name", ["notebook", "seed"])  # "seed" is the notebook recipe's old name
+def test_notebook_recipe_and_explicit_overrides(tiny_data, tmp_path, name):
     path = tmp_path / "m.json"
-    result = run("--model", "mlp", "--recipe", "seed", "--data-dir", tiny_data, "--epochs", 1, "--metrics-json", path,
+    result = run("--model", "mlp", "--recipe", name, "--data-dir", tiny_data, "--epochs", 1, "--metrics-json", path,
                  "--quiet")
     assert result.exit_code == 0, result.output
     metrics = json.loads(path.read_text())
     assert (metrics["optimizer"], metrics["lr"], metrics["batch_size"], metrics["epochs"][0]["epoch"]) == ("sgd", 0.01, 1, 1)
-    result = run("--model", "cnn", "--recipe", "seed", "--data-dir", tiny_data, "--epochs", 1, "--batch-size", 64,
+    assert metrics["recipe"] == "notebook"
+    result = run("--model", "cnn", "--recipe", name, "--data-dir", tiny_data, "--epochs", 1, "--batch-size", 64,
                  "--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9", "--weight-decay", "1e-4", "--seed", 3,
                  "--dtype", "float64", "--metrics-json", path, "--quiet")
     assert result.exit_code == 0, result.output
     metrics = json.loads(path.read_text())
-    assert (metrics["recipe"], metrics["optimizer"], metrics["lr"], metrics["batch_size"]) == ("seed", "sgd", 0.05, 64)
+    assert (metrics["recipe"], metrics["optimizer"], metrics["lr"], metrics["batch_size"]) == ("notebook", "sgd", 0.05, 64)
     assert (metrics["momentum"], metrics["weight_decay"], metrics["seed"], metrics["dtype"]) == (0.9, 1e-4, 3, "float64")
 
 
@@ -165,6 +174,7 @@ def test_interrupted_mid_epoch_then_resumed_equals_uninterrupted(tiny_data, tmp_
     result = run(*common, "--save", tmp_path / "cut.npz", "--stop-after-steps", 13)
     assert result.exit_code == 130, result.output
     assert "--resume" in result.output and "Traceback" not in result.output
+    assert "interrupted after 1 full epoch and 5 steps of epoch 2: checkpoint written to" in result.output
     with numpy.load(tmp_path / "cut.npz") as cut:
         assert int(cut["meta/epoch"]) == 1  # 8 steps per epoch: stopped in epoch 2, step 5
     assert run("--resume", tmp_path / "cut.npz", "--save", tmp_path / "cut.npz", "--quiet").exit_code == 0
@@ -178,7 +188,7 @@ def test_real_ctrl_c_in_a_fresh_empty_directory_writes_a_checkpoint_and_exits_13
     """A real SIGINT, in a fresh clone's situation: an empty working directory, no checkpoints/ folder."""
     fresh = tmp_path / "fresh-clone"
     fresh.mkdir()
-    checkpoint = fresh / "runs" / "ctrlc.npz" if save else fresh / "checkpoints" / "mlp-nets-interrupted.npz"
+    checkpoint = fresh / "runs" / ("ctrlc.npz" if save else "mnist-mlp-nets.npz")
     process = subprocess.Popen(
         [sys.executable, str(TRAIN_SCRIPT), "--model", "mlp", "--data-dir", str(tiny_data), "--epochs", "100000",
          "--batch-size", "16", *(["--save", "runs/ctrlc.npz"] if save else [])],
@@ -186,7 +196,7 @@ def test_real_ctrl_c_in_a_fresh_empty_directory_writes_a_checkpoint_and_exits_13
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         first_epoch = ""
-        while "epoch" not in first_epoch or "Training" in first_epoch:
+        while not first_epoch.startswith("epoch "):
             first_epoch = process.stdout.readline()
             assert first_epoch, process.stderr.read()
         time.sleep(0.3)
@@ -200,33 +210,97 @@ def test_real_ctrl_c_in_a_fresh_empty_directory_writes_a_checkpoint_and_exits_13
         assert int(arrays["meta/epoch"]) >= 1
 
 
-def test_ctrl_c_without_save_in_a_fresh_directory_creates_checkpoints_and_resumes(tiny_data, tmp_path, monkeypatch):
+def test_ctrl_c_with_no_save_in_a_fresh_directory_creates_checkpoints_and_resumes(tiny_data, tmp_path, monkeypatch):
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     monkeypatch.chdir(fresh)
     common = ("--model", "mlp", "--data-dir", tiny_data, "--batch-size", 32, "--epochs", 2)
-    result = run(*common, "--stop-after-steps", 3)
+    result = run(*common, "--no-save", "--stop-after-steps", 3)
     assert result.exit_code == 130, result.output
     written = Path("checkpoints") / "mlp-nets-interrupted.npz"
-    assert f"checkpoint written to {written}" in result.output and ".tmp" not in result.output
+    assert "Saving no checkpoint (--no-save); Ctrl-C still saves one to checkpoints/mlp-nets-interrupted.npz" in (
+        result.output)
+    assert f"interrupted after 3 steps of epoch 1: checkpoint written to {written}" in result.output
+    assert ".tmp" not in result.output
     assert run("--resume", written, "--quiet").exit_code == 0
-    assert os.listdir(fresh / "checkpoints") == ["mlp-nets-interrupted.npz"]
+    assert sorted(os.listdir(fresh / "checkpoints")) == ["mlp-nets-interrupted.json", "mlp-nets-interrupted.npz"]
 
 
-def test_a_run_without_ctrl_c_creates_no_checkpoints_folder(tiny_data, tmp_path, monkeypatch):
+def test_a_run_with_no_save_writes_nothing_and_says_so(tiny_data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--quiet").exit_code == 0
-    assert os.listdir(tmp_path) == []
-
-
-def test_outputs_into_missing_folders_are_created(tiny_data, tmp_path, monkeypatch):
-    """The README's own example, --save runs/cnn.npz, in a directory without runs/."""
-    monkeypatch.chdir(tmp_path)
-    result = run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--save", "runs/cnn.npz",
-                 "--metrics-json", "runs/json/cnn.json", "--quiet")
+    result = run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--no-save")
     assert result.exit_code == 0, result.output
-    assert int(numpy.load("runs/cnn.npz")["meta/epoch"]) == 1
-    assert json.loads(Path("runs/json/cnn.json").read_text())["epochs"][0]["epoch"] == 1
+    assert os.listdir(tmp_path) == []
+    assert result.output.splitlines()[-2:] == ["checkpoint: none written (--no-save)",
+                                               "metrics: none written (pass --metrics-json PATH)"]
+    assert run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--no-save", "--save", "x.npz").exit_code == 2
+
+
+def test_a_run_keeps_a_checkpoint_by_default_and_says_where(tiny_data, tmp_path, monkeypatch):
+    """make train in a fresh clone: runs/<dataset>-<model>-<impl>.npz and its metrics beside it, said at the end."""
+    monkeypatch.chdir(tmp_path)
+    result = run("--model", "cnn", "--data-dir", tiny_data, *FAST)
+    assert result.exit_code == 0, result.output
+    checkpoint, metrics = Path("runs/mnist-cnn-nets.npz"), Path("runs/mnist-cnn-nets.json")
+    assert sorted(os.listdir("runs")) == [metrics.name, checkpoint.name]
+    assert f"Saving a checkpoint after every epoch to {checkpoint}, metrics to {metrics}." in result.output
+    assert ", batch 32, 1 epoch, shifts of up to 2 pixels," in result.output.splitlines()[0]  # not "1 epochs"
+    assert result.output.splitlines()[-2:] == [
+        f"checkpoint: {checkpoint}; score it with: python scripts/evaluate.py {checkpoint}", f"metrics: {metrics}"]
+    with numpy.load(checkpoint) as arrays:
+        assert int(arrays["meta/epoch"]) == 1
+    assert json.loads(metrics.read_text())["epochs"][0]["epoch"] == 1
+    again = run("--model", "cnn", "--data-dir", tiny_data, *FAST)  # a second run says it replaces the first
+    assert f"to {checkpoint} (replacing the one there)" in again.output
+    # the fallback dataset names the path: no --dataset, MNIST absent, Fashion-MNIST found
+    monkeypatch.delenv("NETS_DATA", raising=False)
+    monkeypatch.setenv("NETS_MIRROR", "http://127.0.0.1:9/")
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST_DIR", tiny_data)
+    fallback = run("--model", "mlp", "--impl", "nets", *FAST, "--quiet")
+    assert fallback.exit_code == 0, fallback.output
+    assert Path("runs/fashion-mnist-mlp-nets.npz").is_file() and not Path("runs/mnist-mlp-nets.npz").exists()
+
+
+def test_a_resumed_run_writes_back_to_its_checkpoint_and_says_so(tiny_data, tmp_path):
+    checkpoint = tmp_path / "c.npz"
+    common = ("--model", "mlp", "--data-dir", tiny_data, "--batch-size", 32, "--schedule", "constant")
+    assert run(*common, "--epochs", 1, "--save", checkpoint, "--quiet").exit_code == 0
+    result = run("--resume", checkpoint, "--epochs", 3)
+    assert result.exit_code == 0, result.output
+    assert f"Saving a checkpoint after every epoch back to the checkpoint it resumed from, to {checkpoint}" in (
+        result.output)
+    assert (f"checkpoint: {checkpoint} (written back to the checkpoint it resumed from); score it with: "
+            f"python scripts/evaluate.py {checkpoint}") in result.output
+    with numpy.load(checkpoint) as arrays:
+        assert int(arrays["meta/epoch"]) == 3
+    assert [e["epoch"] for e in json.loads((tmp_path / "c.json").read_text())["epochs"]] == [1, 2, 3]
+    elsewhere = tmp_path / "more.npz"  # --save sends it elsewhere, and the resumed checkpoint stays as it was
+    before = checkpoint.read_bytes()
+    assert run("--resume", checkpoint, "--epochs", 4, "--save", elsewhere, "--quiet").exit_code == 0
+    assert checkpoint.read_bytes() == before and int(numpy.load(elsewhere)["meta/epoch"]) == 4
+
+
+def test_a_resume_that_cannot_write_back_is_refused_before_training(tiny_data, tmp_path, monkeypatch):
+    from nets import outputs
+
+    folder = tmp_path / "read-only"
+    checkpoint = folder / "c.npz"
+    assert run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--save", checkpoint, "--quiet").exit_code == 0
+    real_mkstemp = outputs.tempfile.mkstemp
+
+    def read_only(*args, dir=None, **kwargs):  # as a read-only folder answers, even to root
+        if dir is not None and Path(dir) == folder:
+            raise PermissionError(13, "Permission denied")
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(outputs.tempfile, "mkstemp", read_only)
+    result = run("--resume", checkpoint, "--epochs", 2)
+    line = one_line_error(result)
+    assert line == (f"error: --resume {checkpoint}: cannot write in {folder} (Permission denied); pass --save PATH "
+                    "to write the resumed run elsewhere.")
+    assert "Training" not in result.output
+    elsewhere = run("--resume", checkpoint, "--epochs", 2, "--schedule", "constant", "--save", tmp_path / "e.npz")
+    assert elsewhere.exit_code == 0, elsewhere.output
 
 
 @pytest.mark.parametrize("option", ["--save", "--metrics-json", "--plot", "ctrl-c"])
@@ -235,9 +309,9 @@ def test_an_unwritable_output_is_refused_before_training_naming_the_users_path(t
     monkeypatch.chdir(tmp_path)
     blocker = Path("blocker")
     blocker.write_text("a file where a folder should be")
-    if option == "ctrl-c":  # no --save: Ctrl-C would write into checkpoints/, where a file is in the way
+    if option == "ctrl-c":  # --no-save: Ctrl-C would write into checkpoints/, where a file is in the way
         Path("checkpoints").write_text("a file where a folder should be")
-        args, named = (), "checkpoints"
+        args, named = ("--no-save",), "checkpoints"
     else:
         target = blocker / ("plots" if option == "--plot" else "out.npz")
         args, named = (option, target), str(target)
@@ -293,7 +367,7 @@ def test_checkpoint_of_the_other_model_is_refused(tiny_data, tmp_path):
     checkpoint = tmp_path / "mlp.npz"
     assert run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--save", checkpoint, "--quiet").exit_code == 0
     line = one_line_error(run("--model", "cnn", "--resume", checkpoint, "--epochs", 2))
-    assert "holds a mlp" in line and "--model cnn" in line
+    assert "holds an MLP" in line and "--model cnn" in line
 
 
 def test_resume_of_a_corrupt_checkpoint_is_one_line(tmp_path):
@@ -367,43 +441,54 @@ def test_plot_dir_gets_pngs(tiny_data, tmp_path):
     assert names == ["confusion_matrix.png", "first_layer_filters.png", "misclassified.png", "training_curves.png"]
 
 
-@pytest.mark.parametrize("model_name", ["cnn", "mlp"])
-def test_flip_augmentation_mirrors_exactly_the_chosen_images(model_name):
-    import backend
-    from nets.engines import NetsEngine
-    from nets.models import build_model
-    from nets.optim import Adam
-
-    cpu = backend.get_backend("cpu")
-    model = build_model(model_name, backend=cpu, rng=numpy.random.default_rng(0))
-    engine = NetsEngine(model, Adam(model.parameters()), cpu, workers=1)
-    images = numpy.arange(3 * 784, dtype=numpy.float32).reshape(3, *model.input_shape)
-    which = numpy.array([True, False, True])
-    x, _ = engine.gather(images, numpy.arange(3), numpy.arange(3))
-    mirrored = engine.mirror(x, which, 28)
-    assert mirrored is x  # in place, in the training step's home
-    pictures = engine.step.images_of(mirrored).reshape(3, 28, 28)
-    originals = images.reshape(3, 28, 28)
-    numpy.testing.assert_array_equal(pictures[0], originals[0, :, ::-1])
-    numpy.testing.assert_array_equal(pictures[1], originals[1])
-    numpy.testing.assert_array_equal(pictures[2], originals[2, :, ::-1])
-    if model_name == "mlp":  # the input slot's column of ones (the bias) is untouched
-        numpy.testing.assert_array_equal(mirrored[:, -1], 1)
-    torch = pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
-    from nets.torch_engine import TorchEngine
-
-    torch_engine = TorchEngine.__new__(TorchEngine)
-    torch_engine.torch = torch
-    numpy.testing.assert_array_equal(
-        torch_engine.mirror(torch.from_numpy(images), torch.from_numpy(which), 28).numpy().reshape(3, 28, 28),
-        pictures)
-
-
-def test_augment_option_is_recorded(tiny_data, tmp_path):
+@pytest.mark.parametrize("given, recorded, said", [("flip", "flip", "left-right flips"),
+                                                   ("shift+flip", "flip+shift:2", "flips and shifts of up to 2 pixels"),
+                                                   ("shift:1", "shift:1", "shifts of up to 1 pixel,")])
+def test_augment_option_is_recorded(tiny_data, tmp_path, given, recorded, said):
     path = tmp_path / "m.json"
-    result = run("--model", "cnn", "--data-dir", tiny_data, *FAST, "--augment", "flip", "--metrics-json", path, "--quiet")
+    result = run("--model", "cnn", "--data-dir", tiny_data, *FAST, "--augment", given, "--metrics-json", path)
     assert result.exit_code == 0, result.output
-    assert json.loads(path.read_text())["augment"] == "flip"
+    assert said in result.output.splitlines()[0]
+    assert json.loads(path.read_text())["augment"] == recorded
+
+
+@pytest.mark.parametrize("dataset, model, recorded", [("mnist", "mlp", "shift:2"), ("mnist", "cnn", "shift:2"),
+                                                      ("fashion-mnist", "cnn", "flip+shift:1"),
+                                                      ("fashion-mnist", "mlp", "none")])
+def test_the_default_recipe_augments_as_auto_says(tiny_data, tmp_path, dataset, model, recorded):
+    path = tmp_path / "m.json"
+    result = run("--model", model, "--dataset", dataset, "--data-dir", tiny_data, *FAST, "--metrics-json", path,
+                 "--quiet")
+    assert result.exit_code == 0, result.output
+    assert json.loads(path.read_text())["augment"] == recorded
+
+
+@pytest.mark.parametrize("value", ["shift:0", "shift:12", "rotate", "flip+flip"])
+def test_an_unknown_augmentation_is_a_usage_error(value):
+    result = run("--augment", value)
+    assert result.exit_code == 2 and "Invalid value for '--augment'" in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("impl", ["nets", "torch"])
+def test_shifted_and_flipped_runs_resume_exactly(tiny_data, tmp_path, impl):
+    """Interrupted mid-epoch, then resumed: the same weights as one uninterrupted run, moves and all (batches of
+    48 from 256 images: each epoch ends with a batch of 16)."""
+    if impl == "torch":
+        pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
+    common = ("--impl", impl, "--model", "cnn", "--data-dir", tiny_data, "--batch-size", 48, "--epochs", 2,
+              "--augment", "flip+shift:2")
+    assert run(*common, "--save", tmp_path / "once.npz", "--quiet").exit_code == 0
+    result = run(*common, "--save", tmp_path / "cut.npz", "--stop-after-steps", 8)
+    assert result.exit_code == 130, result.output
+    assert run("--resume", tmp_path / "cut.npz", "--save", tmp_path / "cut.npz", "--quiet").exit_code == 0
+    with numpy.load(tmp_path / "once.npz") as once, numpy.load(tmp_path / "cut.npz") as cut:
+        for name in ("conv1.weight", "fc2.bias", "optim/exp_avg/conv2.weight"):
+            numpy.testing.assert_array_equal(once[name], cut[name], err_msg=name)
+    # and the moves matter: the same run without them ends elsewhere
+    assert run(*common[:-2], "--augment", "none", "--save", tmp_path / "plain.npz", "--quiet").exit_code == 0
+    with numpy.load(tmp_path / "once.npz") as once, numpy.load(tmp_path / "plain.npz") as plain:
+        assert not numpy.array_equal(once["conv1.weight"], plain["conv1.weight"])
 
 
 def test_images_of_another_size_are_refused_before_training(tmp_path):
@@ -553,7 +638,7 @@ def test_resuming_a_pytorch_state_dict_says_what_it_holds(tmp_path):
 
     path = save_torch_state_dict(tmp_path / "mlp.pt", build_model("mlp", backend=backend.get_backend("cpu")))
     line = one_line_error(run("--resume", path))
-    assert line == (f"error: {path} is a PyTorch state_dict: it holds the weights of a mlp but no optimizer state, "
+    assert line == (f"error: {path} is a PyTorch state_dict: it holds the weights of an MLP but no optimizer state, "
                     f"epoch or RNG state, so training cannot resume from it; score it with scripts/evaluate.py {path}.")
 
 
@@ -602,3 +687,31 @@ def test_the_torch_baseline_on_the_gpu_needs_no_cupy(monkeypatch):
     settings.device = "gpu"
     with pytest.raises(backend.BackendError, match="CuPy is not installed"):
         select_backend(settings)
+
+
+def test_a_checkpoint_of_the_seed_recipe_resumes_as_the_notebook_recipe(tiny_data, tmp_path):
+    """Checkpoints written before the rename say recipe "seed" in meta/config."""
+    checkpoint = tmp_path / "old.npz"
+    assert run("--model", "mlp", "--recipe", "notebook", "--data-dir", tiny_data, "--epochs", 1, "--batch-size", 32,
+               "--save", checkpoint, "--quiet").exit_code == 0
+    _rewrite(checkpoint, _json_entry("meta/config", lambda c: {**c, "recipe": "seed"}))
+    result = run("--resume", checkpoint, "--epochs", 2, "--metrics-json", tmp_path / "m.json")
+    assert result.exit_code == 0, result.output
+    assert "recipe notebook" in result.output.splitlines()[0]
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert (metrics["recipe"], metrics["optimizer"], metrics["batch_size"]) == ("notebook", "sgd", 32)
+
+
+def test_help_says_what_each_recipe_sets_and_gives_examples():
+    result = run("--help")
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())  # as one line, whatever the terminal's width
+    for option, defaults in [("--epochs", "[default recipe: 20; notebook: 5]"),
+                             ("--batch-size", "[default recipe: 128; notebook: mlp 1, cnn 32]"),
+                             ("--optimizer", "[default recipe: adam; notebook: mlp sgd, cnn adam]"),
+                             ("--lr", "[default recipe: 0.003; notebook: 0.01]"),
+                             ("--schedule", "[default recipe: onecycle; notebook: constant]"),
+                             ("--augment", "[default recipe: auto; notebook: none]")]:
+        assert option in text and defaults in text.split(option, 1)[1].split(" --", 1)[0], option
+    assert "Examples:" in result.output and "python scripts/train.py --resume" in result.output
+    assert "--recipe [default|notebook]" in result.output
