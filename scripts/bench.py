@@ -32,17 +32,10 @@ if str(REPO_ROOT) not in sys.path:  # run as a plain script from a checkout that
 import backend as backend_module  # noqa: E402
 from _cli import FiniteFloat, one_line_errors  # noqa: E402
 from nets.bench import import_torch, log  # noqa: E402
-from nets.bench.report import (  # noqa: E402
-    finish_report,
-    new_report,
-    numpy_blas_info,
-    print_tables,
-    save_plot,
-    write_json,
-)
-from nets.bench.run import Options, bench_device, count_standin_launches  # noqa: E402
+from nets.bench.report import finish_report, new_report, numpy_blas_info, print_tables, save_plot, write_json
+from nets.bench.device import Options, bench_device, count_standin_launches  # noqa: E402
 from nets.bench.seed_loop import seed_loop_epoch_seconds  # noqa: E402
-from nets.models import MODEL_NAMES  # noqa: E402
+from nets.nn.models import MODEL_NAMES  # noqa: E402
 from nets.outputs import check_file_creatable  # noqa: E402
 
 

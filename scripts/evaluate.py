@@ -16,11 +16,11 @@ from _cli import one_line_errors  # also puts the project on sys.path
 
 from backend import DEVICES, get_backend
 from nets.checkpoint import load_any_checkpoint, restore_model
-from nets.datasets import DATASET_NAMES, load_dataset, require_examples
-from nets.datasets import TITLES
-from nets.evaluation import class_names_for, dataset_name_of, evaluate, format_report, input_statistics
+from nets.data.datasets import DATASET_NAMES, load_dataset, require_examples
+from nets.data.datasets import TITLES
+from nets.report.evaluation import class_names_for, dataset_name_of, evaluate, format_report, input_statistics
 from nets.outputs import check_file_creatable, write_json
-from nets.run import IMPLS
+from nets.train.run import IMPLS
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,7 +42,7 @@ def main(checkpoint, dataset, data_dir, device, batch_size, json_path, no_downlo
         check_file_creatable(json_path, "--json")
     saved = load_any_checkpoint(checkpoint)
     if impl == "torch":
-        from nets.torch_baseline import TorchPredictor
+        from nets.baseline.models import TorchPredictor
 
         model = TorchPredictor(saved, device="gpu" if device == "gpu" else "cpu")
         backend = get_backend("cpu")  # batches and logits cross as NumPy arrays

@@ -4,7 +4,7 @@
     python scripts/predict.py runs/cnn.npz my_seven.png photo_of_a_three.jpg --top 3
 
 Each IMAGE (PNG or JPEG, any size, colour or grey) is turned into an MNIST-style 28x28 input first
-(see nets/digits.py). A file that cannot be read, or shows nothing, is reported in one line; the others
+(see nets/data/digits.py). A file that cannot be read, or shows nothing, is reported in one line; the others
 are still classified, and the exit status is 1 when any image failed.
 
 The first line says which dataset the model was trained on (the checkpoint says so) and names its classes;
@@ -22,10 +22,9 @@ from _cli import one_line_errors  # also puts the project on sys.path
 
 from backend import DEVICES, get_backend
 from nets.checkpoint import load_any_checkpoint, restore_model
-from nets.datasets import DATASET_NAMES
-from nets.digits import DigitImageError, load_digit
-from nets.evaluation import (digit_preprocessing_warning, input_statistics, model_classes, predict_probabilities,
-                             top_classes)
+from nets.data.datasets import DATASET_NAMES
+from nets.data.digits import DigitImageError, load_digit
+from nets.report.evaluation import digit_preprocessing_warning, input_statistics, model_classes, predict_probabilities, top_classes
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

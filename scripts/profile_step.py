@@ -32,8 +32,8 @@ from _cli import one_line_errors  # noqa: E402  (also puts the project on sys.pa
 
 import backend as backend_module  # noqa: E402
 from nets.bench.parts import attributed  # noqa: E402
-from nets.engines import NetsEngine  # noqa: E402
-from nets.models import MODEL_NAMES, build_model  # noqa: E402
+from nets.train.engine import NetsEngine  # noqa: E402
+from nets.nn.models import MODEL_NAMES, build_model  # noqa: E402
 from nets.optim import Adam  # noqa: E402
 
 
@@ -108,13 +108,13 @@ def compare_steps(engine, x, labels, torch_step, repeats, clock, block=10):
 
 def make_torch_step(model, images, labels, device, threads):
     """A closure timing one torch eager training step (Adam) of the same model and batch; None without torch."""
-    from nets.torch_baseline import load_nets_params_into, torch_available
+    from nets.baseline.models import load_nets_params_into, torch_available
 
     if not torch_available():
         return None
     import torch
 
-    from nets.torch_baseline import build_torch_model
+    from nets.baseline.models import build_torch_model
 
     if threads:
         torch.set_num_threads(threads)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train the MLP or the CNN, hand-written (nets) or the PyTorch baseline (torch), on CPU or GPU.
 
-A thin command line over nets.run (the examples are in EXAMPLES, which --help prints): user mistakes end in
+A thin command line over nets.train.run (the examples are in EXAMPLES, which --help prints): user mistakes end in
 one line on stderr and a non-zero exit.
 """
 
@@ -14,14 +14,14 @@ import click
 from _cli import FiniteFloat, one_line_errors  # also puts the project on sys.path
 
 from backend import DEVICES
-from nets.datasets import DATASET_NAMES
-from nets.layers.base import INITS
-from nets.models import MODEL_NAMES
+from nets.data.datasets import DATASET_NAMES
+from nets.nn.layers.base import INITS
+from nets.nn.models import MODEL_NAMES
 from nets.optim import OPTIMIZERS
-from nets.augment import AugmentError, Augmentation
-from nets.recipes import RECIPE_NAMES, recipe_defaults, recipe_name
-from nets.run import DTYPES, EXIT_INTERRUPTED, IMPLS, Interrupted, RunOptions, train_run
-from nets.schedules import SCHEDULES
+from nets.data.augment import AugmentError, Augmentation
+from nets.train.recipes import RECIPE_NAMES, recipe_defaults, recipe_name
+from nets.train.run import DTYPES, EXIT_INTERRUPTED, IMPLS, Interrupted, RunOptions, train_run
+from nets.optim.schedules import SCHEDULES
 
 
 EXAMPLES = """Examples:
@@ -52,7 +52,7 @@ def progress_bar_factory(enabled: bool):
 
 
 class AugmentChoice(click.ParamType):
-    """none, flip, shift, shift:N, flip+shift[:N] or auto, given in nets.augment's canonical spelling."""
+    """none, flip, shift, shift:N, flip+shift[:N] or auto, given in nets.data.augment's canonical spelling."""
 
     name = "augment"
 

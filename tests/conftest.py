@@ -86,7 +86,7 @@ def fold_gpu_skip(report) -> None:
 
 @pytest.fixture(autouse=True, scope="session")
 def checksum_cache(tmp_path_factory):
-    """Dataset checksums are remembered (nets/checksums.py) in a cache folder of the test session's own,
+    """Dataset checksums are remembered (nets/data/checksums.py) in a cache folder of the test session's own,
     never in the user's ~/.cache; subprocesses inherit it through the environment."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("NETS_CACHE_DIR", str(tmp_path_factory.mktemp("nets-cache")))

@@ -1,11 +1,11 @@
-"""Augmentation (nets/augment.py, the engines' augment): names, pixel maps, borders, draws, launches, resume."""
+"""Augmentation (nets/data/augment.py, the engines' augment): names, pixel maps, borders, draws, launches, resume."""
 
 import numpy
 import pytest
 
-from nets.augment import AUTO, Augmentation, AugmentError, resolve
-from nets.engines import NetsEngine
-from nets.models import build_model
+from nets.data.augment import AUTO, Augmentation, AugmentError, resolve
+from nets.train.engine import NetsEngine
+from nets.nn.models import build_model
 from nets.optim import Adam
 
 
@@ -110,9 +110,9 @@ def test_the_engine_moves_each_image_in_place_in_the_steps_home(backend, model_n
 def test_torch_engine_moves_images_as_the_nets_do():
     torch = pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
     import backend as backend_module
-    from nets.recipes import Hyperparameters
-    from nets.torch_baseline import build_torch_model
-    from nets.torch_engine import TorchEngine
+    from nets.train.recipes import Hyperparameters
+    from nets.baseline.models import build_torch_model
+    from nets.baseline.engine import TorchEngine
 
     cpu = backend_module.get_backend("cpu")
     nets = engine_on(cpu, "cnn")

@@ -5,7 +5,7 @@ import pytest
 
 import backend as backend_module
 from backend import array_module
-from nets.batches import Batches
+from nets.data.batches import Batches
 
 
 def device_data(backend, count=10, features=3):

@@ -12,23 +12,9 @@ import pytest
 
 import backend as backend_module
 import nets.checkpoint as checkpoint_module
-from nets.checkpoint import (
-    CheckpointError,
-    export_torch_state_dict,
-    infer_model_config,
-    load_any_checkpoint,
-    load_checkpoint,
-    load_parameters,
-    load_torch_state_dict,
-    parameter_arrays,
-    restore_model,
-    restore_optimizer,
-    restore_rng,
-    save_checkpoint,
-    save_torch_state_dict,
-)
-from nets.checkpoint_core import expected_parameter_shapes
-from nets.models import build_model
+from nets.checkpoint import CheckpointError, export_torch_state_dict, infer_model_config, load_any_checkpoint, load_checkpoint, load_parameters, load_torch_state_dict, parameter_arrays, restore_model, restore_optimizer, restore_rng, save_checkpoint, save_torch_state_dict
+from nets.checkpoint.core import expected_parameter_shapes
+from nets.nn.models import build_model
 from nets.optim import SGD, Adam
 from tests.conftest import torch_or_skip
 from tests.crafted_files import members_of, npy_header, stored, write_zip, zeros_deflate
@@ -260,7 +246,7 @@ def test_a_missing_path_or_a_directory(tmp_path):
 
 
 def test_an_unreadable_file_is_named_as_such(saved_mlp, monkeypatch):
-    import nets.checkpoint_core as core
+    import nets.checkpoint.core as core
 
     path, _ = saved_mlp
 

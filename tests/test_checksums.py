@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from nets import checksums, datasets
+from nets.data import checksums, datasets
 from tests.idx_files import write_dataset
 
 BLOB = b"the decompressed bytes of an IDX file"

@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 from conftest import torch_or_skip
 from layer_checks import check_layer_gradients, mnist_like_images, parity_tolerance, relative_error, tie_free
-from nets.layers import Conv2d, col2im, im2col
-from nets.layers.conv import STRATEGIES
+from nets.nn.layers import Conv2d, col2im, im2col
+from nets.nn.layers.conv import STRATEGIES
 
 CONV_CASES = [  # (in_channels, out_channels, kernel, stride, padding, height, width)
     (1, 4, 3, 1, 0, 7, 7),
@@ -112,7 +112,7 @@ def test_conv_gradients_match_finite_differences(backend, case, product_mode, st
 @pytest.fixture(params=["one product", "column blocks"])
 def product_mode(request, monkeypatch):
     """Run Conv2d's matrix products both as one call and in (tiny) column blocks."""
-    from nets.layers import conv
+    from nets.nn.layers import conv
 
     if request.param == "one product":
         monkeypatch.setattr(conv, "THIN_MATRIX_ENTRIES", 0)
@@ -216,7 +216,7 @@ def test_conv2d_refuses_impossible_geometry_in_one_sentence(changes, message):
     (3, 1, -2, "the padding must be a whole number >= 0, got -2."),
 ])
 def test_im2col_and_conv_output_size_refuse_impossible_geometry(kernel, stride, padding, message):
-    from nets.layers import conv_output_size
+    from nets.nn.layers import conv_output_size
 
     with pytest.raises(ValueError) as info:
         conv_output_size(7, kernel, stride, padding)

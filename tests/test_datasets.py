@@ -12,17 +12,9 @@ import socket
 import numpy
 import pytest
 
-from nets import datasets, download
-from nets.datasets import (
-    CONTENT_MD5,
-    FILE_NAMES,
-    DataNotFoundError,
-    find_dataset_dir,
-    load_dataset,
-    to_float,
-    to_labels,
-)
-from nets.idx import DataError
+from nets.data import datasets, download
+from nets.data.datasets import CONTENT_MD5, FILE_NAMES, DataNotFoundError, find_dataset_dir, load_dataset, to_float, to_labels
+from nets.data.idx import DataError
 from tests.idx_files import make_dataset, serve_directory, write_dataset, write_idx
 
 REAL_DEBIAN_DIR = datasets.DEBIAN_FASHION_MNIST_DIR  # before any test points it elsewhere

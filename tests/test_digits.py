@@ -1,11 +1,11 @@
-"""nets.digits: a user's picture -> MNIST-style 28x28 input (inverted, cropped, 20 px, centred by mass)."""
+"""nets.data.digits: a user's picture -> MNIST-style 28x28 input (inverted, cropped, 20 px, centred by mass)."""
 
 import io
 
 import numpy
 import pytest
 
-from nets.digits import DigitImageError, load_digit, mnist_style
+from nets.data.digits import DigitImageError, load_digit, mnist_style
 
 Image = pytest.importorskip("PIL.Image", reason="Pillow is not installed; pip install -e .[plot]")
 ImageDraw = pytest.importorskip("PIL.ImageDraw")

@@ -10,8 +10,8 @@ import urllib.request
 
 import pytest
 
-from nets import download
-from nets.download import DownloadError, download_dataset, download_file, file_md5, mirrors_for
+from nets.data import download
+from nets.data.download import DownloadError, download_dataset, download_file, file_md5, mirrors_for
 from tests.idx_files import serve_directory
 
 PAYLOAD = b"\x1f\x8b pretend this is a gzip IDX file " * 100

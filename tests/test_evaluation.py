@@ -1,22 +1,10 @@
-"""nets.evaluation: confusion matrix, per-class accuracy, batched prediction on the device, text tables."""
+"""nets.report.evaluation: confusion matrix, per-class accuracy, batched prediction on the device, text tables."""
 
 import numpy
 import pytest
 
-from nets.evaluation import (
-    class_names_for,
-    confusion_matrix,
-    dataset_name_of,
-    evaluate,
-    format_confusion_matrix,
-    format_report,
-    per_class_accuracy,
-    predict_classes,
-    predict_probabilities,
-    to_model_input,
-    top_classes,
-)
-from nets.models import build_model
+from nets.report.evaluation import class_names_for, confusion_matrix, dataset_name_of, evaluate, format_confusion_matrix, format_report, per_class_accuracy, predict_classes, predict_probabilities, to_model_input, top_classes
+from nets.nn.models import build_model
 
 
 def test_confusion_matrix_by_hand():

@@ -11,12 +11,12 @@ prints where the launches go, layer by layer.
 import numpy
 import pytest
 
-from nets.run import DeviceData
-from nets.engines import NetsEngine
-from nets.models import build_model
+from nets.train.run import DeviceData
+from nets.train.engine import NetsEngine
+from nets.nn.models import build_model
 from nets.optim import SGD, Adam
-from nets.recipes import Hyperparameters
-from nets.training import fit
+from nets.train.recipes import Hyperparameters
+from nets.train.loop import fit
 
 BUDGET = {"mlp": 40, "cnn": 70}  # kernel launches per training step
 PREDICT_BUDGET = {"mlp": 10, "cnn": 18}  # eval forward and argmax

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import torch_or_skip
 from layer_checks import check_layer_gradients, parity_tolerance, relative_error, tie_free
-from nets.layers import Flatten, Linear, ReLU, he_or_torch_init
+from nets.nn.layers import Flatten, Linear, ReLU, he_or_torch_init
 
 
 def test_linear_gradients_match_finite_differences(backend):
@@ -103,7 +103,7 @@ def test_backward_before_forward_is_a_clear_error(backend):
 
 
 def test_wrong_input_shapes_are_clear_errors(backend):
-    from nets.layers import Conv2d, MaxPool2d
+    from nets.nn.layers import Conv2d, MaxPool2d
 
     rng = numpy.random.default_rng(0)
     with pytest.raises(ValueError, match=r"takes \(N, 3\) inputs, got shape \(2, 4\)"):
@@ -129,7 +129,7 @@ def test_a_new_layer_computes_on_the_host_before_any_to():
     rng = numpy.random.default_rng(0)
     linear = Linear(3, 2, rng=rng)
     assert linear.forward(numpy.ones((4, 3), dtype=numpy.float32)).shape == (4, 2)
-    from nets.layers import Conv2d
+    from nets.nn.layers import Conv2d
 
     conv = Conv2d(1, 2, 3, rng=rng)
     assert conv.forward(numpy.ones((1, 1, 5, 5), dtype=numpy.float32)).shape == (1, 2, 3, 3)

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import torch_or_skip
 from layer_checks import numerical_gradient, parity_tolerance, relative_error
-from nets.losses import SoftmaxCrossEntropy, softmax_cross_entropy
+from nets.nn.losses import SoftmaxCrossEntropy, softmax_cross_entropy
 
 
 def test_gradient_matches_finite_differences(backend):

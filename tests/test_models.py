@@ -9,8 +9,8 @@ import pytest
 
 from conftest import torch_or_skip
 from layer_checks import mnist_like_images, parity_tolerance, relative_error
-from nets.models import CNN, MLP, build_model
-from nets.torch_baseline import build_torch_model, load_nets_params_into, torch_available
+from nets.nn.models import CNN, MLP, build_model
+from nets.baseline.models import build_torch_model, load_nets_params_into, torch_available
 
 CNN_SHAPES = {
     "conv1.weight": (16, 1, 3, 3),
@@ -39,7 +39,7 @@ def torch_parity_errors(model, images, labels):
     x_host = images.reshape((len(images), *model.input_shape)).astype(model.dtype)
     loss, logits = model.loss_and_gradients(backend.asarray(x_host), backend.asarray(labels))
     gradients = {name: backend.to_numpy(grad).copy() for name, grad in model.gradients().items()}
-    from nets.losses import softmax_cross_entropy
+    from nets.nn.losses import softmax_cross_entropy
 
     _, dlogits = softmax_cross_entropy(logits, backend.asarray(labels))
     model.forward(backend.asarray(x_host))
@@ -199,7 +199,7 @@ def test_loss_and_gradients_equals_separate_calls(backend):
     assert loss.shape == () and logits.shape == (4, 10)
     first = {name: backend.to_numpy(g).copy() for name, g in model.gradients().items()}
     numpy.testing.assert_array_equal(backend.to_numpy(model.forward(x, train=False)), backend.to_numpy(logits))
-    from nets.losses import softmax_cross_entropy
+    from nets.nn.losses import softmax_cross_entropy
 
     _, dlogits = softmax_cross_entropy(model.forward(x), labels)
     dx = model.backward(dlogits)
@@ -209,7 +209,7 @@ def test_loss_and_gradients_equals_separate_calls(backend):
 
 
 def test_torch_baseline_imports_without_torch():
-    code = "import sys; sys.modules['torch'] = None; import nets.torch_baseline as t; assert not t.torch_available()"
+    code = "import sys; sys.modules['torch'] = None; import nets.baseline.models as t; assert not t.torch_available()"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

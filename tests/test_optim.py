@@ -249,7 +249,7 @@ def test_build_optimizer():
 
 def model_parameters(backend, dtype, seed=0):
     """A small model's ParameterBuffer and gradients filled with a fixed sequence, plus the same as a dict."""
-    from nets.models import MLP
+    from nets.nn.models import MLP
 
     model = MLP((6, 5, 3), backend=backend, dtype=dtype, rng=numpy.random.default_rng(seed))
     return model
@@ -303,7 +303,7 @@ def test_a_planned_learning_rate_equals_setting_it_before_each_step(backend, cap
     ("sgd, momentum", lambda p: SGD(p, lr=0.1, momentum=0.9), 4),
 ])
 def test_a_planned_step_is_a_dozen_whole_buffer_launches_and_no_transfer(standin_gpu, name, make, per_step):
-    from nets.models import CNN
+    from nets.nn.models import CNN
 
     model = CNN(backend=standin_gpu, rng=numpy.random.default_rng(0))
     optimizer = make(model.parameters())

@@ -6,8 +6,7 @@ import os
 import pytest
 
 from nets import outputs
-from nets.outputs import (OutputError, atomic_write, check_file_creatable, check_folder_creatable, prepare_file,
-                          prepare_folder, write_json)
+from nets.outputs import OutputError, atomic_write, check_file_creatable, check_folder_creatable, prepare_file, prepare_folder, write_json
 
 
 def test_check_creates_nothing_and_prepare_creates_the_folders(tmp_path):

@@ -4,10 +4,10 @@ import numpy
 import pytest
 
 import backend as backend_module
-from nets.engines import NetsEngine
-from nets.models import build_model
+from nets.train.engine import NetsEngine
+from nets.nn.models import build_model
 from nets.optim import Adam
-from nets.parallel import DataParallel
+from nets.train.parallel import DataParallel
 from tests.layer_checks import mnist_like_images
 
 

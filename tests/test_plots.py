@@ -1,13 +1,13 @@
-"""nets.plots: every plot writes a non-empty PNG; without matplotlib, one line says how to install it."""
+"""nets.report.plots: every plot writes a non-empty PNG; without matplotlib, one line says how to install it."""
 
 import sys
 
 import numpy
 import pytest
 
-from nets import plots
-from nets.evaluation import class_names_for
-from nets.models import build_model
+from nets.report import plots
+from nets.report.evaluation import class_names_for
+from nets.nn.models import build_model
 
 pytest.importorskip("matplotlib", reason="matplotlib is not installed; pip install -e .[plot]")
 

@@ -5,8 +5,8 @@ import pytest
 
 from conftest import torch_or_skip
 from layer_checks import check_layer_gradients, mnist_like_images, tie_free
-from nets.layers import MaxPool2d
-from nets.layers.pooling import STRATEGIES
+from nets.nn.layers import MaxPool2d
+from nets.nn.layers.pooling import STRATEGIES
 
 POOL_CASES = [  # (kernel, stride)
     (2, 2), (2, 1), (3, 2), (3, 1), (2, 3), (3, 3), (1, 1), (1, 2), ((2, 3), 2), ((1, 2), 2), ((2, 1), 1)
@@ -109,7 +109,7 @@ def test_pool_accepts_other_memory_layouts(backend, layout):
 
 
 def test_pairing_tree_keeps_earlier_offsets_on_the_left():
-    from nets.layers.pooling import pairing_tree
+    from nets.nn.layers.pooling import pairing_tree
 
     assert pairing_tree(1) == 0
     assert pairing_tree(4) == ((0, 1), (2, 3))

@@ -2,8 +2,8 @@
 
 import pytest
 
-from nets.recipes import RECIPES, augmentation_for, resolve_hyperparameters
-from nets.schedules import learning_rate, one_cycle_lr
+from nets.train.recipes import RECIPES, augmentation_for, resolve_hyperparameters
+from nets.optim.schedules import learning_rate, one_cycle_lr
 
 
 def test_notebook_recipe_is_the_notebook_and_seed_its_old_name():

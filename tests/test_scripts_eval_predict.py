@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 import backend as backend_module
 from nets.checkpoint import save_checkpoint, save_torch_state_dict
-from nets.models import build_model
+from nets.nn.models import build_model
 from tests.conftest import torch_or_skip
 from tests.idx_files import write_dataset
 
@@ -429,7 +429,7 @@ def test_one_line_errors_only_for_the_projects_errors(monkeypatch):
 
     from _cli import one_line_errors
     from backend.errors import NetsError
-    from nets.idx import DataError
+    from nets.data.idx import DataError
 
     class StoppedError(NetsError):
         exit_code = 4
@@ -459,14 +459,14 @@ def test_every_user_facing_error_derives_from_the_one_base():
     import backend
     from backend.errors import NetsError
     from nets.checkpoint import CheckpointError
-    from nets.datasets import DataNotFoundError
-    from nets.digits import DigitImageError
-    from nets.download import DownloadError
-    from nets.evaluation import EvaluationError
-    from nets.idx import DataError
+    from nets.data.datasets import DataNotFoundError
+    from nets.data.digits import DigitImageError
+    from nets.data.download import DownloadError
+    from nets.report.evaluation import EvaluationError
+    from nets.data.idx import DataError
     from nets.outputs import OutputError
-    from nets.plots import PlotError
-    from nets.run import Diverged, Interrupted, RunError
+    from nets.report.plots import PlotError
+    from nets.train.run import Diverged, Interrupted, RunError
 
     for error_type in (backend.BackendError, CheckpointError, DataError, DataNotFoundError, DownloadError,
                        DigitImageError, EvaluationError, OutputError, PlotError, RunError, Diverged, Interrupted):

@@ -13,7 +13,7 @@ import numpy
 import pytest
 from click.testing import CliRunner
 
-from nets import datasets
+from nets.data import datasets
 from tests.idx_files import write_dataset, write_idx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -634,7 +634,7 @@ def test_resuming_a_pytorch_state_dict_says_what_it_holds(tmp_path):
     pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
     import backend
     from nets.checkpoint import save_torch_state_dict
-    from nets.models import build_model
+    from nets.nn.models import build_model
 
     path = save_torch_state_dict(tmp_path / "mlp.pt", build_model("mlp", backend=backend.get_backend("cpu")))
     line = one_line_error(run("--resume", path))
@@ -668,8 +668,8 @@ def test_torch_interrupted_mid_epoch_then_resumed_equals_uninterrupted(tiny_data
 def test_the_torch_baseline_on_the_gpu_needs_no_cupy(monkeypatch):
     torch = pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
     import backend
-    from nets.recipes import resolve_hyperparameters
-    from nets.run import RunError, RunSettings, select_backend
+    from nets.train.recipes import resolve_hyperparameters
+    from nets.train.run import RunError, RunSettings, select_backend
 
     monkeypatch.setattr(backend, "_import_cupy", lambda: None)  # no CuPy at all
     settings = RunSettings(model="mlp", impl="torch", dataset="mnist", recipe="default", seed=0, dtype="float32",

@@ -4,18 +4,10 @@ and 50 training steps from the same weights on the same batches follow PyTorch's
 import numpy
 import pytest
 
-from nets.checkpoint import (
-    export_torch_state_dict,
-    load_any_checkpoint,
-    load_parameters,
-    load_torch_state_dict,
-    restore_model,
-    save_checkpoint,
-    save_torch_state_dict,
-)
-from nets.models import build_model
+from nets.checkpoint import export_torch_state_dict, load_any_checkpoint, load_parameters, load_torch_state_dict, restore_model, save_checkpoint, save_torch_state_dict
+from nets.nn.models import build_model
 from nets.optim import SGD, Adam
-from nets.torch_baseline import build_torch_model
+from nets.baseline.models import build_torch_model
 from tests.conftest import torch_or_skip
 
 # The real MLP; the CNN's exact layer sequence at a smaller image size so 50 CPU steps take about a second.

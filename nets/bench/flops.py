@@ -7,7 +7,7 @@ import time
 
 import numpy
 
-from . import import_torch
+from nets.bench import import_torch
 
 
 def layer_gemms(model_name: str, input_shape) -> list[dict]:
@@ -20,7 +20,7 @@ def layer_gemms(model_name: str, input_shape) -> list[dict]:
     torch = import_torch()
     if torch is None:
         return []
-    from nets.torch_baseline import build_torch_model
+    from nets.baseline.models import build_torch_model
 
     model = build_torch_model(model_name)
     gemms = []

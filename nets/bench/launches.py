@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy
 
-from .parts import attributed
+from nets.bench.parts import attributed
 
 WARMUP_STEPS = 3  # buffers, index tables and workspaces are made in the first step of a batch size
 
@@ -26,8 +26,8 @@ def standin_launches(model_name: str, batch_size: int) -> dict | None:
     "backward"}, ...]} with a row per layer, then "loss" and "optimizer"; None when cupy is not importable.
     """
     from backend.standin import standin_backend
-    from nets.engines import NetsEngine
-    from nets.models import build_model
+    from nets.train.engine import NetsEngine
+    from nets.nn.models import build_model
     from nets.optim import Adam
 
     gpu = standin_backend()

@@ -1,5 +1,5 @@
 """Attribute what one real training step costs to its parts: each layer's forward and backward, the loss
-head and the optimizer, by wrapping those calls on a live engine (nets/engines.py) while steps run.
+head and the optimizer, by wrapping those calls on a live engine (nets/train/engine.py) while steps run.
 
     with attributed(engine, wrap) as parts:   # wrap(function, key) -> a function with the same behaviour
         engine.train_step(x, labels)

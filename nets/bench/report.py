@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy
 
-from . import EPOCH_IMAGES, SCHEMA
+from nets.bench import EPOCH_IMAGES, SCHEMA
 
 
 def numpy_blas_info() -> dict | None:
@@ -118,7 +118,7 @@ def print_tables(report: dict, file=None) -> None:
         print("\n## Arithmetic floor (conv/linear GEMM FLOPs of a training step; backward = 2x forward)\n", file=file)
         print(floor_table(report["floor"], report["gemm"]), file=file)
     if report.get("launches_standin"):
-        from .launches import launch_table
+        from nets.bench.launches import launch_table
 
         print("\n## Kernel launches per step on a GPU (counted by the strict CuPy stand-in: nets, Adam, float32)\n",
               file=file)

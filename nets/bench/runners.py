@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy
 
-from . import NUM_CLASSES
+from nets.bench import NUM_CLASSES
 
 PLANNED_STEPS = 10_000  # learning rates put on the device at a time
 
@@ -23,8 +23,8 @@ class NetsRunner:
     impl = "nets"
 
     def __init__(self, model_name: str, backend, x_host: numpy.ndarray, labels_host: numpy.ndarray):
-        from nets.engines import NetsEngine
-        from nets.models import build_model
+        from nets.train.engine import NetsEngine
+        from nets.nn.models import build_model
         from nets.optim import Adam
 
         self.backend = backend
@@ -60,7 +60,7 @@ class TorchRunner:
     impl = "torch"
 
     def __init__(self, model_name, torch, device, x_host, labels_host, channels_last=False):
-        from nets.torch_baseline import build_torch_model
+        from nets.baseline.models import build_torch_model
 
         self.torch = torch
         self.device = device

@@ -6,7 +6,7 @@ import time
 
 import numpy
 
-from . import EPOCH_IMAGES, NUM_CLASSES
+from nets.bench import EPOCH_IMAGES, NUM_CLASSES
 
 SEED_LOOP_SIZES = (784, 128, 64, 10)
 

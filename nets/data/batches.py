@@ -1,0 +1,97 @@
+"""Shuffled minibatches of arrays that already live on the device.
+
+    x, y = backend.asarray(to_float(images)), backend.asarray(to_labels(labels))   # once per run
+    batches = Batches(x, y, batch_size=128, rng=backend.rng)
+    for epoch in range(epochs):
+        for x_batch, y_batch in batches:       # one permutation drawn here, per epoch
+            ...
+
+The data never leaves the device: each epoch draws one permutation on the host with the seeded
+numpy Generator, copies that index vector to the device once, and gathers each batch there with
+`xp.take(..., axis=0)`. The order depends only on the generator's state when iteration starts, so a
+run resumed from a checkpoint taken at an epoch boundary (generator state included) sees the same
+batches as the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from backend import array_module
+
+__all__ = ["Batches"]
+
+
+class Batches:
+    """An iterable over (x, y) minibatches, reshuffled every epoch; the last, partial batch is kept.
+
+    images: (N, ...) array on the device (or host); labels: (N,) array on the same device.
+    batch_size: examples per batch; the last batch holds the remaining N % batch_size when nonzero.
+    rng: a host numpy.random.Generator (e.g. Backend.rng); may be None when shuffle=False.
+    shuffle: False yields the examples in order (as slices, without gathering).
+    take(array, index), to_device(host_vector): how to gather and how to move the index vector; by default
+        `xp.take(..., axis=0)` and `xp.asarray` of the inputs' array module (the torch engine passes its own).
+    gather(images, labels, index) -> (x, y): gathers a whole batch instead of two `take`s (an engine
+        gathers into its training step's stable homes, see nets/train/step.py).
+    Yields x: (B, ...) and y: (B,) on the same device as the inputs, B <= batch_size.
+    """
+
+    def __init__(self, images, labels, batch_size: int, *, rng: numpy.random.Generator | None, shuffle=True,
+                 take=None, to_device=None, gather=None):
+        if len(images) != len(labels):
+            raise ValueError(
+                f"images and labels differ in length ({len(images)} vs {len(labels)}); pass matching arrays."
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, numpy.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        if shuffle and not isinstance(rng, numpy.random.Generator):
+            raise TypeError(
+                "rng must be a numpy.random.Generator (such as Backend.rng) when shuffle=True, "
+                f"got {type(rng).__name__}."
+            )
+        if take is None or to_device is None:
+            xp = array_module(images, labels)  # also refuses host and device arrays mixed
+            take = take or (lambda array, index: xp.take(array, index, axis=0))
+            to_device = to_device or xp.asarray
+        self.images = images
+        self.labels = labels
+        self.batch_size = int(batch_size)
+        self.rng = rng
+        self.shuffle = shuffle
+        self._take = take
+        self._to_device = to_device
+        self._gather = gather or (lambda images, labels, index: (take(images, index), take(labels, index)))
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.images)
+
+    def __len__(self) -> int:
+        """The number of batches per epoch, counting the partial last one."""
+        return -(-self.num_examples // self.batch_size)
+
+    def __iter__(self):
+        """Start an epoch: draw its permutation now (not at the first batch), then yield its (x, y) batches."""
+        return ((x, y) for _, x, y in self.epoch())
+
+    def epoch(self, start_batch: int = 0):
+        """Start an epoch now (drawing its permutation) and return an iterator of (index, x, y) batches.
+
+        index: the positions of the batch's examples (a device vector; a slice when shuffle=False), for
+        gathering per-example data drawn alongside (e.g. augmentation flags).
+        start_batch: skip the epoch's first batches without gathering them (a run resumed mid-epoch).
+        """
+        if not self.shuffle:
+            return self._in_order(start_batch)
+        order = self.rng.permutation(self.num_examples)  # on the host: the generator state stays plain data
+        return self._gathered(self._to_device(order), start_batch)  # one small host-to-device copy per epoch
+
+    def _in_order(self, start_batch):
+        for start in range(start_batch * self.batch_size, self.num_examples, self.batch_size):
+            index = slice(start, start + self.batch_size)
+            yield index, self.images[index], self.labels[index]
+
+    def _gathered(self, order, start_batch):
+        for start in range(start_batch * self.batch_size, self.num_examples, self.batch_size):
+            index = order[start : start + self.batch_size]
+            yield (index, *self._gather(self.images, self.labels, index))

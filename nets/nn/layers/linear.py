@@ -1,0 +1,99 @@
+"""Linear (fully connected) layer: y = x @ weight.T + bias, weight (out, in) like PyTorch's.
+
+The parameter block is B = [weight.T; bias], (in + 1, out), so that for an input with a last column of
+ones, x1 = [x, 1] (N, in + 1), the whole layer is one matrix product and so is its parameter gradient:
+
+    forward   y  = x1 @ B                  (N, out)
+    backward  dB = x1.T @ dy               (in + 1, out): [dweight.T; dbias] in one GEMM
+              dx = dy @ B[:in].T           (N, in)
+
+A plain (N, in) input works too (a product, then the bias added; the bias gradient a column sum). The
+layer before can hand over the (N, in + 1) form for free by writing its result into
+`input_slot(N)[:, :in]`, a buffer this layer keeps whose last column holds ones; forward takes the
+slot itself (and only it: any other (N, in + 1) array is refused) as that form.
+"""
+
+from __future__ import annotations
+
+from backend import array_module
+
+from nets.nn.layers.base import Layer, he_or_torch_init
+from nets.nn.layers.conv import check_whole
+
+__all__ = ["Linear"]
+
+
+def _ones_in_last_column(array):
+    array[:, -1] = 1
+
+
+class Linear(Layer):
+    """x: (N, in_features), or this layer's (N, in_features + 1) input slot -> y: (N, out_features).
+
+    params: weight (out_features, in_features), bias (out_features,), views of the block (in + 1, out).
+    Parameters start on the host (drawn from the numpy Generator `rng`, see `he_or_torch_init`);
+    a model (or `layer.to(backend)`) moves them into its parameter buffer.
+    """
+
+    def __init__(self, in_features, out_features, *, rng, init="he", dtype="float32"):
+        super().__init__()
+        self.in_features = check_whole(in_features, "Linear in_features")
+        self.out_features = check_whole(out_features, "Linear out_features")
+        self.block_shape = (self.in_features + 1, self.out_features)
+        weight, bias = he_or_torch_init(rng, (self.out_features, self.in_features), self.in_features, init, dtype)
+        self.params = {"weight": weight, "bias": bias}
+        self.grads = {"weight": weight * 0, "bias": bias * 0}
+        self._x, self._x_is_slot = None, False
+        self._start_on_the_host()
+
+    def block_views(self, block) -> dict:
+        return {"weight": block[:-1].T, "bias": block[-1]}
+
+    def input_slot(self, n, xp, dtype):
+        """An (n, in + 1) array this layer keeps, last column ones: write the input into [:, :in], then
+        pass the slot itself to forward."""
+        return self._buffer("input_slot", xp, (n, self.in_features + 1), dtype, fill=_ones_in_last_column)
+
+    def _slot(self, n, dtype):
+        cached = self._buffers.get(("input_slot", (n, self.in_features + 1), dtype))
+        return None if cached is None else cached[1]
+
+    def forward(self, x, train=True, out=None):
+        """x: (N, in), or the layer's input slot (N, in + 1) -> (N, out); caches x when train."""
+        block = self._block
+        slot = x.ndim == 2 and x is self._slot(x.shape[0], x.dtype)
+        if not slot and (x.ndim != 2 or x.shape[1] != self.in_features):
+            raise ValueError(
+                f"Linear({self.in_features}, {self.out_features}) takes (N, {self.in_features}) inputs, "
+                f"got shape {tuple(x.shape)}; flatten the input first."
+            )
+        xp = array_module(x, block)
+        if out is None and train:
+            out = self._buffer("y", xp, (x.shape[0], self.out_features), x.dtype)
+        if slot:  # ones last: the bias rides in the product
+            y = xp.matmul(x, block, out=out)
+        else:
+            y = xp.matmul(x, block[:-1], out=out)
+            y += block[-1]
+        if train:
+            self._x, self._x_is_slot = x, slot
+        return y
+
+    def backward(self, dy, need_input_grad=True):
+        """dy: (N, out) -> dx: (N, in); fills grads["weight"] and grads["bias"].
+
+        need_input_grad=False skips dx (returns None): the first layer of a net never needs it.
+        """
+        if self._x is None:
+            raise RuntimeError("Linear.backward needs a forward(x, train=True) first.")
+        x, block, grad_block = self._x, self._block, self._grad_block
+        xp = array_module(dy, x)
+        if self._x_is_slot:
+            xp.matmul(x.T, dy, out=grad_block)
+        else:
+            xp.matmul(x.T, dy, out=grad_block[:-1])
+            xp.sum(dy, axis=0, out=grad_block[-1])
+        if not need_input_grad:
+            return None
+        dx = self._buffer("dx", xp, (dy.shape[0], self.in_features), dy.dtype)
+        return xp.matmul(dy, block[:-1].T, out=dx)

@@ -1,0 +1,158 @@
+"""Softmax cross-entropy on integer labels: the reference function, and the training step's lean head.
+
+    loss, dlogits = softmax_cross_entropy(logits, labels)     # plain and clear; Model.loss_and_gradients
+    head = SoftmaxCrossEntropy(classes=10)                    # what a training step runs (nets/train/step.py)
+    dlogits = head(logits, labels)                            # and the batch's loss and hits are totalled
+    loss_sum, hits = head.totals()                            # on the device, read here in one sync
+
+Both compute the mean loss over the batch and dlogits = (softmax(logits) - onehot(labels)) / N with
+log-sum-exp around the row maximum, so large logits neither overflow nor lose precision.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from backend import array_module, is_device_array
+
+__all__ = ["SoftmaxCrossEntropy", "softmax_cross_entropy"]
+
+# workspaces (batch sizes) whose totals one head keeps; a run uses two (its batch size and the last batch)
+MAX_WORKSPACES = 16
+
+
+def _check(logits, labels):
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be (N, classes); got shape {tuple(logits.shape)}.")
+    if labels.shape != (logits.shape[0],):
+        raise ValueError(
+            f"labels must be one integer per row of logits, shape ({logits.shape[0]},); got {tuple(labels.shape)}."
+        )
+    if labels.dtype.kind not in "iu":
+        raise ValueError(f"labels must be integers (class indices), not {labels.dtype}.")
+    classes = logits.shape[1]
+    if not is_device_array(labels) and labels.size:  # on the host the check is free; on a device it would sync
+        bad = numpy.flatnonzero((labels < 0) | (labels >= classes))
+        if bad.size:
+            raise ValueError(f"label {int(labels[bad[0]])} at index {int(bad[0])} is outside 0..{classes - 1}; "
+                             f"labels must be class indices of the {classes} classes.")
+
+
+def softmax_cross_entropy(logits, labels):
+    """Mean softmax cross-entropy over the batch and its gradient with respect to the logits.
+
+    logits: (N, K) float; labels: (N,) integers in [0, K) on the same device (checked when on the host).
+    Returns (loss, dlogits): loss is a 0-d array of logits' dtype (not a Python float, so no
+    host-device sync); dlogits (N, K) = (softmax(logits) - onehot(labels)) / N, logits' dtype.
+    """
+    xp = array_module(logits, labels)
+    _check(logits, labels)
+    n, classes = logits.shape
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = xp.exp(shifted)
+    sum_exp = exp.sum(axis=1, keepdims=True)
+    onehot = labels.reshape(n, 1) == xp.arange(classes)
+    # loss_i = log(sum_j exp(z_ij)) - z_i,label   with z = logits - row max
+    per_sample = xp.log(sum_exp[:, 0]) - (shifted * onehot).sum(axis=1)
+    loss = xp.asarray(per_sample.mean(), dtype=logits.dtype)
+    dlogits = exp
+    dlogits /= sum_exp
+    dlogits -= onehot
+    dlogits /= n
+    return loss, dlogits
+
+
+class SoftmaxCrossEntropy:
+    """The loss head of a training step: dlogits into a buffer it keeps, and running totals on the device.
+
+    For a batch of N rows and K classes, in 12 kernel launches and no host sync (nothing but matrix
+    products, gathers and elementwise passes, so it runs the same on NumPy):
+
+        shifted = logits - rowmax;  e = exp(shifted);  S = e @ W               W (K, 2): every row [N, 1]
+                                                                                S[:, 0] = N * sum_e, S[:, 1] = sum_e
+        dlogits = e / (N * sum_e) + take(-eye / N, labels)                      (softmax - onehot) / N
+        M = [[shifted, log(sum_e)], [take(N * eye, argmax), 0]]                 (2, N*K + N)
+        u = [take(-eye / N, labels), 1 / N]                                     (N*K + N,)
+        totals += M @ u = [mean loss, -hits]
+
+    The products do the reductions: M @ u weighs each sample's picked logit and log-sum-exp by 1 / N and
+    counts the rows whose argmax is their label, in one GEMM. Each batch size has its workspace (stable
+    homes for every array, as a captured CUDA graph needs) and its row of the totals.
+    Labels must lie in 0..classes-1; the training data is checked when it is loaded.
+    """
+
+    def __init__(self, classes: int):
+        self.classes = int(classes)
+        self._workspaces: dict = {}
+        self._totals = None  # (MAX_WORKSPACES, 2) on the device: [sum of batch means, -hits] per batch size
+        self._rows: list[int] = []  # the batch size of each totals row
+
+    def _workspace(self, n, dtype, xp):
+        key = (n, numpy.dtype(dtype), id(xp))
+        space = self._workspaces.get(key)
+        if space is not None:
+            return space
+        k = self.classes
+        if self._totals is None or array_module(self._totals) is not xp:
+            self._totals, self._rows = xp.zeros((MAX_WORKSPACES, 2), dtype=dtype), []
+            self._workspaces.clear()
+        if len(self._rows) == MAX_WORKSPACES:
+            raise RuntimeError(f"a loss head keeps totals for at most {MAX_WORKSPACES} batch sizes.")
+        eye = numpy.eye(k)
+        host_u = numpy.zeros(n * k + n)
+        host_u[n * k:] = 1.0 / n
+        host_m = numpy.zeros((2, n * k + n))
+        matrix, u = xp.asarray(host_m, dtype=dtype), xp.asarray(host_u, dtype=dtype)
+        space = {
+            "matrix": matrix, "u": u,
+            "shifted": matrix[0, :n * k].reshape(n, k), "log_sum": matrix[0, n * k:],
+            "hits": matrix[1, :n * k].reshape(n, k), "onehot": u[:n * k].reshape(n, k),
+            "exp": xp.empty((n, k), dtype=dtype), "sums": xp.empty((n, 2), dtype=dtype),
+            "weights": xp.asarray(numpy.tile([[float(n), 1.0]], (k, 1)), dtype=dtype),
+            "minus_eye_over_n": xp.asarray(-eye / n, dtype=dtype), "eye_times_n": xp.asarray(eye * n, dtype=dtype),
+            "stats": xp.empty(2, dtype=dtype), "totals": self._totals[len(self._rows)],
+            "winners": xp.empty(n, dtype=numpy.int64), "rowmax": xp.empty((n, 1), dtype=dtype),
+        }
+        self._rows.append(n)
+        self._workspaces[key] = space
+        return space
+
+    def __call__(self, logits, labels):
+        """logits (N, K), labels (N,) int on the device -> dlogits (N, K), a buffer kept for this batch size."""
+        xp = array_module(logits, labels)
+        n = logits.shape[0]
+        if logits.ndim != 2 or logits.shape[1] != self.classes or labels.shape != (n,):
+            _check(logits, labels)
+            raise ValueError(f"this head takes (N, {self.classes}) logits, got {tuple(logits.shape)}.")
+        space = self._workspace(n, logits.dtype, xp)
+        shifted, exp, sums, onehot = space["shifted"], space["exp"], space["sums"], space["onehot"]
+        # The row maxima via the rows reversed: a layout CUB does not take, so CuPy runs its own reduction
+        # kernel, straight into the workspace (CUB would hand out a fresh array, or copy into out=).
+        rowmax = xp.max(logits[::-1], axis=1, keepdims=True, out=space["rowmax"][::-1])[::-1]
+        xp.subtract(logits, rowmax, out=shifted)
+        xp.exp(shifted, out=exp)
+        xp.matmul(exp, space["weights"], out=sums)  # [N * sum_e, sum_e] per row
+        xp.log(sums[:, 1], out=space["log_sum"])
+        xp.take(space["minus_eye_over_n"], labels, axis=0, out=onehot)
+        xp.divide(exp, sums[:, :1], out=exp)
+        exp += onehot
+        winners = logits.argmax(axis=1, out=space["winners"])  # CuPy's own kernel: straight into the buffer
+        xp.take(space["eye_times_n"], winners, axis=0, out=space["hits"])
+        xp.matmul(space["matrix"], space["u"], out=space["stats"])
+        space["totals"] += space["stats"]
+        return exp
+
+    def totals(self) -> tuple[float, int]:
+        """(sum of per-sample losses, correct predictions) since the last reset, read in one host sync."""
+        if self._totals is None:
+            return 0.0, 0
+        from backend import to_numpy
+
+        rows = to_numpy(self._totals).astype(numpy.float64)[:len(self._rows)]
+        sizes = numpy.asarray(self._rows, dtype=numpy.float64)
+        return float((rows[:, 0] * sizes).sum()), int(round(-float(rows[:, 1].sum())))
+
+    def reset(self) -> None:
+        """Start new totals (one memset)."""
+        if self._totals is not None:
+            self._totals.fill(0)

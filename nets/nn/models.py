@@ -1,0 +1,272 @@
+"""The two networks (MLP and CNN), their PyTorch-style parameter names, and build_model.
+
+A model is an ordered list of named layers. Parameter names and order follow PyTorch's
+state_dict ("conv1.weight", "conv1.bias", ...), so weights move between the two unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy
+
+from backend import array_module, to_numpy
+
+from nets.nn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, conv_output_size
+from nets.nn.losses import softmax_cross_entropy
+from nets.nn.parameters import ParameterBuffer
+
+__all__ = ["CNN", "MLP", "Model", "build_model", "MODEL_NAMES"]
+
+MODEL_NAMES = ("mlp", "cnn")
+FLOAT_DTYPES = ("float16", "float32", "float64")
+
+
+class Model:
+    """Shared behaviour; subclasses set name, input_shape, classes, dtype, backend and self.layers, then
+    call `_bind_parameters()`.
+
+    self.layers: list of (name, layer) in forward order; layers with parameters are named
+    like the PyTorch modules ("fc1", "conv1"), parameter-free ones ("relu_pool1", "flatten") are not
+    part of any parameter name. All parameters live in one ParameterBuffer (nets/nn/parameters.py).
+
+    Inside a training step the layers hand each other the arrays they keep (see layers/base.py): a ReLU
+    writes straight into the next Linear's input slot, whose column of ones carries the bias into the
+    matrix product, and the first Linear's slot is where the batch is gathered (`input_slot`).
+    """
+
+    name = "model"
+    # Fewest examples per CPU worker thread worth splitting a batch for (nets/train/parallel.py); None: never split.
+    min_per_worker = None
+
+    def _bind_parameters(self, shared_values=None):
+        """Put every layer's parameters into one buffer on the backend (shared_values: a replica's weights)."""
+        self._parameters = ParameterBuffer(self.layers, self.backend.xp, self.dtype, shared_values=shared_values)
+
+    def _input(self, x):
+        x = self.backend.asarray(x, dtype=self.dtype)
+        if tuple(x.shape[1:]) != tuple(self.input_shape):
+            raise ValueError(
+                f"this {self.name} takes inputs of shape (N, {', '.join(map(str, self.input_shape))}), "
+                f"got {tuple(x.shape)}; reshape the batch to the model's input_shape."
+            )
+        return x
+
+    def forward(self, x, train=True):
+        """x: (N, *input_shape) -> logits (N, classes), a fresh array; x is cast to the model's dtype."""
+        logits = self.forward_step(self._input(x), train=train)
+        return logits.copy() if train else logits
+
+    def forward_step(self, x, train=True):
+        """The forward a training step runs: x is on the device in the model's dtype, either (N, *input_shape)
+        or, for a model whose first layer is Linear, its input slot (`input_slot`). In training the
+        logits are the last layer's buffer, overwritten by the next step."""
+        layers = self.layers
+        for index, (_, layer) in enumerate(layers):
+            slot = None
+            if train and layer.writes_into_slots and index + 1 < len(layers) and isinstance(layers[index + 1][1], Linear):
+                slot = layers[index + 1][1].input_slot(x.shape[0], array_module(x), x.dtype)
+            y = layer.forward(x, train=train, out=None if slot is None else slot[:, :-1])
+            x = y if slot is None else slot
+        return x
+
+    def input_slot(self, n):
+        """Where a training step gathers a batch of n: the first Linear's (n, in + 1) slot (write the images
+        into slot[:, :-1]), or None when the first layer takes a plain array."""
+        first = self.layers[0][1]
+        if isinstance(first, Linear):
+            return first.input_slot(n, self.backend.xp, self.dtype)
+        return None
+
+    def backward(self, dlogits, need_input_grad=True):
+        """dlogits: (N, classes) -> dx: (N, *input_shape), a fresh array; every layer's grads are filled.
+
+        need_input_grad=False skips the input gradient (returns None), as training does.
+        """
+        dx = self.backward_step(dlogits, need_input_grad)
+        return None if dx is None else dx.copy()
+
+    def backward_step(self, dlogits, need_input_grad=False):
+        """The backward a training step runs: fills the gradient buffer; dx (if asked) is a layer's buffer."""
+        dy = dlogits
+        last = len(self.layers) - 1
+        for position, (_, layer) in enumerate(reversed(self.layers)):
+            dy = layer.backward(dy, need_input_grad=need_input_grad or position < last)
+        return dy
+
+    def loss_and_gradients(self, x, labels):
+        """Forward, softmax cross-entropy and backward in one call -> (loss, logits).
+
+        x: (N, *input_shape), labels: (N,) integers; loss is a 0-d array (no host sync);
+        the gradients land in the gradient buffer (see `gradients()`). The reference path: a training
+        step runs nets/train/step.py instead.
+        """
+        logits = self.forward_step(self._input(x), train=True)
+        loss, dlogits = softmax_cross_entropy(logits, labels)
+        self.backward_step(dlogits, need_input_grad=False)
+        return loss, logits.copy()
+
+    def parameters(self) -> ParameterBuffer:
+        """{"conv1.weight": array, ...} in PyTorch state_dict order: the views the layers compute with.
+
+        A ParameterBuffer: `.flat` is the one array they are all views of (what optimizers update).
+        Optimisers update these arrays in place; replacing a dict entry does not reach the layer.
+        """
+        return self._parameters
+
+    def gradients(self):
+        """Same keys as parameters(); views of the gradient buffer (`.flat`), overwritten by each backward."""
+        return self._parameters.grads
+
+    def state_dict(self) -> dict:
+        """{name: numpy.ndarray} host copies of the parameters, in PyTorch state_dict order."""
+        return {name: numpy.array(to_numpy(value), copy=True) for name, value in self.parameters().items()}
+
+    def load_state_dict(self, mapping) -> None:
+        """Copy `mapping`'s values into the existing parameter arrays, in place.
+
+        The names must match parameters() exactly and every shape must match. Values of another
+        floating dtype (float16/32/64) are cast to the model's dtype; other dtypes are refused.
+        Everything is checked before anything is copied. Raises ValueError, one line, on mismatch.
+        """
+        parameters = self.parameters()
+        missing = [name for name in parameters if name not in mapping]
+        unexpected = [name for name in mapping if name not in parameters]
+        if missing or unexpected:
+            parts = []
+            if missing:
+                parts.append(f"missing {', '.join(missing)}")
+            if unexpected:
+                parts.append(f"unexpected {', '.join(map(str, unexpected))}")
+            raise ValueError(f"state dict does not fit this {self.name}: {'; '.join(parts)}.")
+        host_values = {}
+        for name, parameter in parameters.items():
+            value = numpy.asarray(to_numpy(mapping[name]))
+            if value.shape != tuple(parameter.shape):
+                raise ValueError(
+                    f"shape mismatch for {name}: state dict has {tuple(value.shape)}, "
+                    f"this {self.name} has {tuple(parameter.shape)}."
+                )
+            if value.dtype.name not in FLOAT_DTYPES:
+                raise ValueError(
+                    f"dtype of {name} is {value.dtype}; expected a floating dtype ({', '.join(FLOAT_DTYPES)})."
+                )
+            host_values[name] = value
+        for name, parameter in parameters.items():
+            parameter[...] = self.backend.asarray(host_values[name], dtype=parameter.dtype)
+
+    def config(self) -> dict:
+        raise NotImplementedError
+
+
+class MLP(Model):
+    """Fully connected net: x (N, sizes[0]) -> fc1, relu, fc2, relu, ..., fcK -> logits (N, sizes[-1])."""
+
+    name = "mlp"
+    # a 0.8 ms step: thread hand-offs cost more than they save (batch 128 on 2 cores: 1.6x slower split)
+    min_per_worker = None
+
+    def __init__(self, sizes=(784, 128, 64, 10), *, backend, dtype="float32", init="he", rng=None, shared_values=None):
+        sizes = tuple(int(size) for size in sizes)
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(f"MLP sizes must be at least (inputs, classes), all positive; got {sizes}.")
+        rng = backend.rng if rng is None else rng
+        self.backend, self.dtype, self.init, self.sizes = backend, numpy.dtype(dtype), init, sizes
+        self.input_shape = (sizes[0],)
+        self.classes = sizes[-1]
+        self.layers = []
+        for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+            if index > 1:
+                self.layers.append((f"relu{index - 1}", ReLU()))
+            self.layers.append((f"fc{index}", Linear(fan_in, fan_out, rng=rng, init=init, dtype=self.dtype)))
+        self._bind_parameters(shared_values)
+
+    def config(self) -> dict:
+        return {"name": self.name, "sizes": list(self.sizes), "init": self.init}
+
+
+class CNN(Model):
+    """x (N, C, S, S) -> conv1 3x3, relu, maxpool 2/2, conv2 3x3, relu, maxpool 2/1, flatten,
+    fc1, relu, fc2 -> logits (N, classes) (each relu + maxpool pair runs as one fused layer).
+
+    With the defaults: 28 -conv-> 26 -pool 2/2-> 13 -conv-> 11 -pool 2/1-> 10, so fc1 sees 32*10*10 = 3200.
+    """
+
+    name = "cnn"
+    # 2 cores, batch 128: 18.0 -> 12.1 ms per step split in two; batch 32 (16 each) gained nothing
+    min_per_worker = 32
+
+    def __init__(
+        self,
+        in_channels=1,
+        channels=(16, 32),
+        hidden=48,
+        classes=10,
+        image_size=28,
+        *,
+        backend,
+        dtype="float32",
+        init="he",
+        rng=None,
+        shared_values=None,
+    ):
+        channels = tuple(int(c) for c in channels)
+        if len(channels) != 2:
+            raise ValueError(f"CNN channels must be two numbers (conv1, conv2); got {channels}.")
+        rng = backend.rng if rng is None else rng
+        self.backend, self.dtype, self.init = backend, numpy.dtype(dtype), init
+        self.in_channels, self.channels, self.hidden, self.classes = int(in_channels), channels, int(hidden), int(classes)
+        self.image_size = int(image_size)
+        self.input_shape = (self.in_channels, self.image_size, self.image_size)
+        size = conv_output_size(self.image_size, 3, 1, 0)
+        size = conv_output_size(size, 2, 2, 0)
+        size = conv_output_size(size, 3, 1, 0)
+        size = conv_output_size(size, 2, 1, 0)
+        self.features = channels[1] * size * size
+        kwargs = dict(rng=rng, init=init, dtype=self.dtype)
+        # Each ReLU + max-pool pair is one MaxPool2d(relu=True): the max commutes with ReLU, so the
+        # rectification rides on the pass that writes the 4x smaller pooled output (same gradients,
+        # ties included; see MaxPool2d).
+        self.layers = [
+            ("conv1", Conv2d(self.in_channels, channels[0], 3, **kwargs)),
+            ("relu_pool1", MaxPool2d(2, 2, relu=True)),
+            ("conv2", Conv2d(channels[0], channels[1], 3, **kwargs)),
+            ("relu_pool2", MaxPool2d(2, 1, relu=True)),
+            ("flatten", Flatten()),
+            ("fc1", Linear(self.features, self.hidden, **kwargs)),
+            ("relu", ReLU()),
+            ("fc2", Linear(self.hidden, self.classes, **kwargs)),
+        ]
+        self._bind_parameters(shared_values)
+
+    def config(self) -> dict:
+        return {
+            "name": self.name,
+            "in_channels": self.in_channels,
+            "channels": list(self.channels),
+            "hidden": self.hidden,
+            "classes": self.classes,
+            "image_size": self.image_size,
+            "init": self.init,
+        }
+
+
+def build_model(config_or_name, *, backend, dtype="float32", init="he", rng=None, shared_values=None):
+    """A fresh model from a name ("mlp", "cnn") or from a model's config() dict.
+
+    `init` applies when the name is given or the config has no "init"; a config's own init wins.
+    shared_values: another model's `parameters().flat` to compute with (a replica sharing its weights).
+    Raises ValueError for an unknown name or config key.
+    """
+    classes = {"mlp": MLP, "cnn": CNN}
+    architecture_keys = {"mlp": ("sizes",), "cnn": ("in_channels", "channels", "hidden", "classes", "image_size")}
+    config = {"name": config_or_name} if isinstance(config_or_name, str) else dict(config_or_name)
+    name = config.pop("name", None)
+    if name not in classes:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}.")
+    init = config.pop("init", init)
+    unknown = sorted(set(config) - set(architecture_keys[name]))
+    if unknown:
+        raise ValueError(
+            f"config for {name} has unknown keys {', '.join(map(str, unknown))}; "
+            f"allowed: name, init, {', '.join(architecture_keys[name])}."
+        )
+    return classes[name](**config, backend=backend, dtype=dtype, init=init, rng=rng, shared_values=shared_values)

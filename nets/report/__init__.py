@@ -1,0 +1,1 @@
+"""Results out: accuracy, per-class accuracy and confusion matrices, and the plots."""

@@ -1,0 +1,302 @@
+"""Test accuracy, per-class accuracy and the confusion matrix of a trained model, and their text rendering.
+
+    result = evaluate(model, dataset.test_images, dataset.test_labels, backend)
+    result.accuracy                      # float in [0, 1]
+    result.per_class_accuracy            # (10,) float; nan for a class with no test images
+    result.confusion_matrix              # (10, 10) int64, rows true class, columns predicted
+    print(format_report(result, class_names_for("fashion-mnist")))
+
+The forward passes run in batches on the model's device (`backend.xp`); the predicted classes stay there
+and are moved to the host once, at the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy
+
+from backend.errors import NetsError
+
+from nets.checkpoint.core import a_model
+from nets.data.datasets import CLASS_NAMES, TITLES  # the one list of class names, re-exported here
+
+__all__ = [
+    "CLASS_NAMES",
+    "Evaluation",
+    "EvaluationError",
+    "ClassNamesError",
+    "class_names_for",
+    "confusion_matrix",
+    "dataset_name_of",
+    "digit_preprocessing_warning",
+    "evaluate",
+    "format_confusion_matrix",
+    "format_per_class_accuracy",
+    "format_report",
+    "input_statistics",
+    "model_classes",
+    "model_dtype",
+    "per_class_accuracy",
+    "predict_classes",
+    "predict_probabilities",
+    "to_model_input",
+    "top_classes",
+]
+
+NUM_CLASSES = 10
+
+
+class EvaluationError(NetsError, ValueError):
+    """The images or labels do not fit the model (shape, classes, none at all); the message says what to do."""
+
+
+def class_names_for(dataset_name: str | None) -> list[str]:
+    """The ten class names of a dataset ("mnist", "fashion-mnist"); the digits 0-9 for anything else."""
+    return list(CLASS_NAMES.get(dataset_name or "mnist", CLASS_NAMES["mnist"]))
+
+
+@dataclass
+class Evaluation:
+    """What `evaluate` measured.
+
+    predictions: (N,) int64 predicted classes, on the host.
+    confusion_matrix: (K, K) int64, [true, predicted].
+    per_class_accuracy: (K,) float64, recall of each class (nan where a class has no images).
+    """
+
+    accuracy: float
+    per_class_accuracy: numpy.ndarray
+    confusion_matrix: numpy.ndarray
+    predictions: numpy.ndarray
+
+    def to_dict(self, class_names: list[str] | None = None) -> dict:
+        """Plain JSON-ready data: accuracy, per-class accuracy by name, the matrix as nested lists."""
+        names = class_names or [str(k) for k in range(len(self.per_class_accuracy))]
+        return {
+            "accuracy": self.accuracy,
+            "per_class_accuracy": {
+                name: (None if numpy.isnan(value) else float(value))
+                for name, value in zip(names, self.per_class_accuracy)
+            },
+            "confusion_matrix": self.confusion_matrix.tolist(),
+            "class_names": list(names),
+            "num_images": int(self.confusion_matrix.sum()),
+        }
+
+
+def model_dtype(model):
+    """The floating dtype of a model's parameters (inputs are cast to it)."""
+    dtype = getattr(model, "dtype", None)
+    if dtype is not None:
+        return numpy.dtype(dtype)
+    return numpy.dtype(next(iter(model.parameters().values())).dtype)
+
+
+def to_model_input(images, input_shape, xp, dtype, input_stats=None):
+    """Images of any MNIST-like layout -> the model's input on the device.
+
+    images: (N, 28, 28), (N, 784) or (N, 1, 28, 28); uint8 (0..255, scaled to [0, 1]) or float in [0, 1].
+    input_stats: (mean, std) when the model was trained on (x - mean) / std, else None.
+    Returns (N, *input_shape) of `dtype`, an array of `xp`.
+    """
+    batch = xp.asarray(images)
+    count = batch.shape[0]
+    expected = int(numpy.prod(input_shape))
+    if batch.size != count * expected:
+        raise EvaluationError(
+            f"images of shape {tuple(batch.shape)} do not fit a model input of shape {tuple(input_shape)}; "
+            "use 28x28 images."
+        )
+    scale = batch.dtype == numpy.uint8
+    batch = batch.reshape((count, *input_shape)).astype(dtype, copy=False)
+    if scale:
+        batch = batch / dtype.type(255)
+    if input_stats is not None:
+        mean, std = input_stats
+        batch = (batch - dtype.type(mean)) / dtype.type(std)
+    return batch
+
+
+def _forward_batches(model, images, backend, batch_size, step, input_stats):
+    """Run `step(logits, xp)` on each batch's logits; return the per-batch results, still on the device."""
+    if batch_size < 1:
+        raise ValueError(f"the batch size must be at least 1, got {batch_size}.")
+    xp = backend.xp
+    dtype = model_dtype(model)
+    results = []
+    for start in range(0, len(images), batch_size):
+        x = to_model_input(images[start:start + batch_size], model.input_shape, xp, dtype, input_stats)
+        results.append(step(model.forward(x, train=False), xp))
+    return results, xp
+
+
+def predict_classes(model, images, backend, batch_size: int = 1000, input_stats=None) -> numpy.ndarray:
+    """Predicted class of each image: images (N, ...) -> (N,) int64 on the host (one transfer at the end)."""
+    results, xp = _forward_batches(
+        model, images, backend, batch_size, lambda logits, xp: xp.argmax(logits, axis=1), input_stats)
+    if not results:
+        return numpy.zeros(0, dtype=numpy.int64)
+    return backend.to_numpy(xp.concatenate(results)).astype(numpy.int64, copy=False)
+
+
+def _softmax(logits, xp):
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exponentials = xp.exp(shifted)
+    return exponentials / exponentials.sum(axis=1, keepdims=True)
+
+
+def predict_probabilities(model, images, backend, batch_size: int = 1000, input_stats=None) -> numpy.ndarray:
+    """Softmax class probabilities: images (N, ...) -> (N, K) float64 on the host."""
+    results, xp = _forward_batches(model, images, backend, batch_size, _softmax, input_stats)
+    if not results:
+        return numpy.zeros((0, NUM_CLASSES), dtype=numpy.float64)
+    return backend.to_numpy(xp.concatenate(results)).astype(numpy.float64)
+
+
+def confusion_matrix(true_labels, predicted_labels, num_classes: int = NUM_CLASSES) -> numpy.ndarray:
+    """Counts of (true, predicted) pairs: two (N,) integer arrays -> (K, K) int64, rows true class."""
+    true_labels = numpy.asarray(true_labels).astype(numpy.int64).ravel()
+    predicted_labels = numpy.asarray(predicted_labels).astype(numpy.int64).ravel()
+    if true_labels.shape != predicted_labels.shape:
+        raise ValueError(
+            f"{true_labels.size} labels but {predicted_labels.size} predictions; they must be the same length."
+        )
+    for labels in (true_labels, predicted_labels):
+        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+            raise EvaluationError(f"class labels must lie in 0..{num_classes - 1}, got {labels.min()}..{labels.max()}; "
+                                  f"the model and the data must have {num_classes} classes.")
+    flat = true_labels * num_classes + predicted_labels
+    return numpy.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def per_class_accuracy(matrix) -> numpy.ndarray:
+    """Fraction of each true class predicted correctly: (K, K) -> (K,) float64, nan for an empty class."""
+    matrix = numpy.asarray(matrix)
+    totals = matrix.sum(axis=1)
+    with numpy.errstate(invalid="ignore", divide="ignore"):
+        return numpy.where(totals > 0, numpy.diag(matrix) / numpy.maximum(totals, 1), numpy.nan)
+
+
+def evaluate(model, images, labels, backend, batch_size: int = 1000, input_stats=None) -> Evaluation:
+    """Accuracy, per-class accuracy and confusion matrix of `model` on (images, labels).
+
+    images: (N, 28, 28) uint8 as in the dataset (or any layout `to_model_input` takes); labels: (N,).
+    """
+    labels = numpy.asarray(labels)
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels; they must match.")
+    if len(labels) == 0:
+        raise EvaluationError("there are no images to evaluate on (the test set is empty); use a complete test set.")
+    predictions = predict_classes(model, images, backend, batch_size, input_stats)
+    matrix = confusion_matrix(labels, predictions)
+    accuracy = float(numpy.trace(matrix) / matrix.sum()) if matrix.sum() else float("nan")
+    return Evaluation(accuracy, per_class_accuracy(matrix), matrix, predictions)
+
+
+def format_confusion_matrix(matrix, class_names: list[str] | None = None) -> str:
+    """The confusion matrix as a text table: one row per true class, one column per predicted class.
+
+    Columns are headed by class index so the table stays narrow; rows also give the name ("9 Ankle boot")
+    when a class is not simply named by its index.
+    """
+    matrix = numpy.asarray(matrix)
+    count = matrix.shape[0]
+    names = list(class_names) if class_names else [str(k) for k in range(count)]
+    labels = [name if name == str(k) else f"{k} {name}" for k, name in enumerate(names)]
+    corner = "true \\ predicted"
+    label_width = max(len(corner), *(len(label) for label in labels))
+    cell_width = max(len(str(count - 1)), len(str(int(matrix.max()))) if matrix.size else 1)
+    rows = [corner.ljust(label_width) + "".join(f" {k:>{cell_width}}" for k in range(count))]
+    for label, row in zip(labels, matrix):
+        rows.append(label.ljust(label_width) + "".join(f" {int(value):>{cell_width}}" for value in row))
+    return "\n".join(rows)
+
+
+def format_per_class_accuracy(accuracies, class_names: list[str] | None = None, matrix=None) -> str:
+    """One line per class: name, accuracy in percent, and (given the matrix) correct/total."""
+    names = list(class_names) if class_names else [str(k) for k in range(len(accuracies))]
+    width = max(len(name) for name in names)
+    lines = []
+    for k, (name, value) in enumerate(zip(names, accuracies)):
+        text = "   n/a " if numpy.isnan(value) else f"{100 * value:6.2f}%"
+        if matrix is not None:
+            text += f"  ({int(matrix[k, k])}/{int(matrix[k].sum())})"
+        lines.append(f"{name.ljust(width)}  {text}")
+    return "\n".join(lines)
+
+
+def format_report(result: Evaluation, class_names: list[str] | None = None) -> str:
+    """Test accuracy, per-class accuracy and the confusion matrix, ready to print."""
+    total = int(result.confusion_matrix.sum())
+    correct = int(numpy.trace(result.confusion_matrix))
+    return "\n".join([
+        f"test accuracy: {100 * result.accuracy:.2f}% ({correct}/{total})",
+        "",
+        "per-class accuracy:",
+        format_per_class_accuracy(result.per_class_accuracy, class_names, result.confusion_matrix),
+        "",
+        "confusion matrix (rows: true class, columns: predicted):",
+        format_confusion_matrix(result.confusion_matrix, class_names),
+    ])
+
+
+def top_classes(probabilities, k: int) -> list[list[tuple[int, float]]]:
+    """The k most probable classes of each row: (N, K) probabilities -> N lists of (class, probability)."""
+    probabilities = numpy.asarray(probabilities)
+    order = numpy.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    return [[(int(c), float(row[c])) for c in classes] for row, classes in zip(probabilities, order)]
+
+
+def dataset_name_of(checkpoint, default: str = "mnist") -> str:
+    """The dataset a checkpoint was trained on (meta/dataset, or an older file's config), else `default`."""
+    name = getattr(checkpoint, "dataset", None) or (getattr(checkpoint, "config", None) or {}).get("dataset")
+    return name if isinstance(name, str) and name in CLASS_NAMES else default
+
+
+class ClassNamesError(EvaluationError):
+    """--dataset would rename the classes a checkpoint's model was trained on."""
+
+    exit_code = 2
+
+
+def model_classes(checkpoint, path, asked: str | None = None) -> tuple[list[str], str]:
+    """The names of a checkpoint's outputs, and a line saying which dataset the model knows.
+
+    asked: a --dataset the user gave. It names the classes of a checkpoint that does not say its dataset; for
+    one that does, another dataset is refused (ClassNamesError): the outputs are that dataset's classes, and
+    naming them after another dataset's would relabel them silently."""
+    known = getattr(checkpoint, "dataset", None) or (dataset_name_of(checkpoint, "") or None)
+    article = a_model(getattr(checkpoint, "model_name", "model"))
+    if known is not None:
+        if asked is not None and asked != known:
+            raise ClassNamesError(
+                f"{path} holds {article} trained on {TITLES[known]}; its outputs are {TITLES[known]}'s classes, so "
+                f"--dataset {asked} would give them {TITLES[asked]}'s names. Leave out --dataset.")
+        names = list(getattr(checkpoint, "class_names", None) or CLASS_NAMES[known])
+        return names, f"model: {article} trained on {TITLES[known]} (classes: {_listing(known, names)})"
+    if asked is not None:
+        names = class_names_for(asked)
+        return names, (f"model: {article}; {path} does not say which dataset it was trained on, so its classes are "
+                       f"named as --dataset {asked} says: {_listing(asked, names)}")
+    return class_names_for("mnist"), (f"model: {article}; {path} does not say which dataset it was trained on, so its "
+                                      "classes are shown by number, 0-9 (--dataset NAME names them)")
+
+
+def _listing(dataset: str, names) -> str:
+    return "the digits 0-9" if dataset == "mnist" else ", ".join(names)
+
+
+def digit_preprocessing_warning(dataset: str | None) -> str | None:
+    """The warning predict gives when it prepares pictures as MNIST digits for a model that is not a digit model."""
+    if dataset in (None, "mnist"):
+        return None
+    return (f"warning: this model was trained on {TITLES[dataset]}, not on digits, yet your pictures are prepared as "
+            "MNIST digits are (light on black, cropped to the ink, centred by mass); read its answers as the "
+            f"{TITLES[dataset]} class each picture looks most like.")
+
+
+def input_statistics(checkpoint) -> tuple[float, float] | None:
+    """(mean, std) when the checkpoint's model was trained on inputs normalised beyond /255, else None."""
+    mean, std = getattr(checkpoint, "input_mean", None), getattr(checkpoint, "input_std", None)
+    return None if mean is None or std is None else (float(mean), float(std))

@@ -1,0 +1,204 @@
+"""The training loop: epochs of shuffled minibatches, per-epoch evaluation, checkpoints, Ctrl-C and NaN handling.
+
+The loop drives an *engine* (nets/train/engine.py for the hand-written nets, nets/baseline/engine.py for the PyTorch
+baseline), so both implementations share the same data order, schedule, metrics and checkpoints.
+Data lives on the device for the whole run; inside a step nothing crosses between host and device.
+The running loss and accuracy are read back only every few steps (for the progress bar and the NaN check).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+
+import numpy
+
+from nets.data.augment import Augmentation
+from nets.data.batches import Batches
+from nets.train.recipes import Hyperparameters
+from nets.optim.schedules import learning_rate
+
+
+class DivergedError(RuntimeError):
+    """The loss became NaN or infinite; the message says when and what to try."""
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C stopped training after a completed step; `state` says where."""
+
+    def __init__(self, state: "TrainingState"):
+        super().__init__("training interrupted")
+        self.state = state
+
+
+@dataclass
+class TrainingState:
+    """Where a run stands: enough, with the engine's weights and optimizer state, to resume exactly.
+
+    epoch: completed epochs. step_in_epoch: completed steps of the epoch under way (0 at a boundary).
+    epoch_rng_state: the shuffling RNG's state when the epoch under way began (it redraws that epoch's order).
+    history: one metrics dict per completed epoch.
+    """
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    epoch_rng_state: dict | None = None
+    history: list = field(default_factory=list)
+
+
+class InterruptFlag:
+    """Turns the first Ctrl-C into a flag the loop checks between steps; a second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        self.requested = False
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not in the main thread: leave Ctrl-C as it is
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+def count_correct(engine, images, labels, batch_size: int = 1000) -> int:
+    """How many of `images` (on the device) the engine classifies as `labels`; one host read at the end."""
+    total = None
+    for start in range(0, len(labels), batch_size):
+        stop = start + batch_size
+        hits = engine.count_hits(images[start:stop], labels[start:stop])
+        total = hits if total is None else total + hits
+    return 0 if total is None else int(engine.to_host(total))
+
+
+def predict_classes(engine, images, batch_size: int = 1000) -> numpy.ndarray:
+    """The engine's predicted class of each of `images` (on the device) -> (N,) on the host, one copy per batch."""
+    return numpy.concatenate([engine.to_numpy(engine.predict(images[start:start + batch_size]))
+                              for start in range(0, len(images), batch_size)])
+
+
+def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, state: TrainingState | None = None,
+        on_epoch_end=None, progress=None, log=print, stop_after_steps: int | None = None) -> TrainingState:
+    """Train `engine` on `data` (a DeviceData) for hyper.epochs epochs, starting from `state`.
+
+    on_epoch_end(state): called after each epoch's metrics are in state.history (checkpoints go there).
+    progress(total, description): returns a progress bar (tqdm-like) or None for no bar.
+    stop_after_steps: act as if Ctrl-C came after this many steps of this call (for tests of resume).
+    Raises TrainingInterrupted (Ctrl-C, after a completed step) and DivergedError (NaN/inf loss).
+    """
+    state = state or TrainingState()
+    train_count = len(data.train_labels)
+    batches = Batches(data.train_images, data.train_labels, hyper.batch_size, rng=rng, take=engine.take,
+                      to_device=engine.index_vector, gather=engine.gather)
+    steps_per_epoch = len(batches)
+    total_steps = steps_per_epoch * hyper.epochs
+    refresh_every = max(1, min(50, steps_per_epoch // 20))
+    steps_this_call = 0
+    augmentation = Augmentation.parse(hyper.augment)  # "auto" is resolved per dataset before fit (nets.train.run)
+    if augmentation.active:
+        pixels = math.prod(data.train_images.shape[1:])
+        engine.load_augmentation(augmentation.tables((pixels // data.image_width, data.image_width)))
+
+    def stop_requested():
+        return interrupt.requested or (stop_after_steps is not None and steps_this_call >= stop_after_steps)
+
+    with InterruptFlag() as interrupt:
+        while state.epoch < hyper.epochs:
+            if state.step_in_epoch > 0:  # resuming mid-epoch: redraw that epoch's order and moves
+                rng.bit_generator.state = state.epoch_rng_state
+            else:
+                state.epoch_rng_state = rng.bit_generator.state
+            epoch_batches = batches.epoch(start_batch=state.step_in_epoch)  # draws the epoch's order now
+            # Augmentation draws come from the same host RNG, once per epoch, and cross to the device in one copy.
+            moves = engine.index_vector(augmentation.draw(rng, train_count)) if augmentation.active else None
+
+            bar = progress(steps_per_epoch, f"epoch {state.epoch + 1}/{hyper.epochs}") if progress else None
+            if bar is not None and state.step_in_epoch:
+                bar.update(state.step_in_epoch)
+            # the learning rate of each of the epoch's steps goes to the device in one copy
+            first = state.epoch * steps_per_epoch
+            engine.plan([learning_rate(hyper.schedule, hyper.lr, first + step, total_steps)
+                         for step in range(state.step_in_epoch, steps_per_epoch)])
+            engine.reset_totals()
+            seen = 0
+            started = time.perf_counter()
+            for step, (batch, x, y) in enumerate(epoch_batches, start=state.step_in_epoch):
+                if moves is not None:
+                    x = engine.augment(x, moves, batch)
+                engine.train_step(x, y)
+                seen += len(y)
+                state.step_in_epoch = step + 1
+                steps_this_call += 1
+
+                last_step = step + 1 == steps_per_epoch
+                stopping = stop_requested() and not last_step  # at an epoch's end, finish the epoch first
+                if last_step or stopping or (step + 1) % refresh_every == 0:
+                    loss_sum, hits = engine.totals()  # the only read-back: every few steps
+                    mean_loss = loss_sum / seen
+                    _check_finite(mean_loss, state)
+                    if bar is not None:
+                        elapsed = time.perf_counter() - started
+                        bar.set_postfix_str(f"loss {mean_loss:.4f} acc {hits / seen:.2%} "
+                                            f"{seen / max(elapsed, 1e-9):,.0f} img/s", refresh=False)
+                        bar.update(step + 1 - bar.n)
+                if stopping:
+                    if bar is not None:
+                        bar.close()
+                    raise TrainingInterrupted(state)
+            engine.synchronize()
+            train_seconds = time.perf_counter() - started
+            if bar is not None:
+                bar.close()
+
+            test_correct = count_correct(engine, data.test_images, data.test_labels)
+            record = {
+                "epoch": state.epoch + 1,
+                "train_loss": mean_loss,
+                "train_accuracy": hits / seen,
+                "test_accuracy": test_correct / len(data.test_labels),
+                "seconds": train_seconds,
+                "images_per_second": seen / max(train_seconds, 1e-9),
+                "lr_end": learning_rate(hyper.schedule, hyper.lr, (state.epoch + 1) * steps_per_epoch - 1, total_steps),
+            }
+            if seen != train_count:  # resumed mid-epoch: the loss and accuracy cover the steps run here
+                record["partial_epoch_images"] = seen
+            state.history.append(record)
+            state.epoch += 1
+            state.step_in_epoch = 0
+            state.epoch_rng_state = rng.bit_generator.state
+            if on_epoch_end is not None:
+                on_epoch_end(state)
+            if log is not None:
+                log(format_epoch(record, hyper.epochs))
+            if stop_requested() and state.epoch < hyper.epochs:
+                raise TrainingInterrupted(state)
+    return state
+
+
+def _check_finite(mean_loss: float, state: TrainingState) -> None:
+    if not math.isfinite(mean_loss):
+        raise DivergedError(
+            f"the loss became {mean_loss} in epoch {state.epoch + 1} (by step {state.step_in_epoch}); "
+            "training stopped. Try a smaller --lr."
+        )
+
+
+def format_epoch(record: dict, epochs: int) -> str:
+    """One line per epoch: loss, train and test accuracy, seconds and images per second."""
+    width = len(str(epochs))
+    return (f"epoch {record['epoch']:>{width}}/{epochs}  loss {record['train_loss']:.4f}  "
+            f"train {record['train_accuracy']:.2%}  test {record['test_accuracy']:.2%}  "
+            f"{record['seconds']:.1f} s  {record['images_per_second']:,.0f} img/s")
