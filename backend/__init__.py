@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy
 
-from .errors import NetsError  # noqa: F401  re-exported: the base of every user-facing error
+from .errors import NetsError, first_line  # noqa: F401  re-exported: the base of every user-facing error
 
 __all__ = [
     "Backend",
@@ -63,8 +63,7 @@ def gpu_problem() -> str | None:
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as error:  # CUDARuntimeError without a driver
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        return f"CuPy is installed but no working CUDA device was found ({first_line}); check the NVIDIA driver."
+        return f"CuPy is installed but no working CUDA device was found ({first_line(error)}); check the NVIDIA driver."
     if count < 1:
         return "CuPy is installed but no CUDA device was found; check the NVIDIA driver."
     try:
@@ -72,15 +71,13 @@ def gpu_problem() -> str | None:
         # CUB's precompiled reduction, so neither would find a missing NVRTC
         (cupy.arange(4, dtype=cupy.float32) * 2).sum().item()
     except Exception as error:
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        return (f"CuPy is installed but could not compile and run a kernel on the GPU ({first_line}); install the "
+        return (f"CuPy is installed but could not compile and run a kernel on the GPU ({first_line(error)}); install the "
                 f"CUDA libraries (pip install 'cupy-cuda12x[ctk]', or {CUDA13_HINT}).")
     try:
         matrix = cupy.asarray(numpy.ones((2, 2), dtype=numpy.float32))  # a copy, no kernel: this probes cuBLAS alone
         float((matrix @ matrix).sum())  # cuBLAS, which every layer's matrix products need
     except Exception as error:
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        return (f"CuPy is installed but cuBLAS failed on the GPU ({first_line}); install the CUDA libraries "
+        return (f"CuPy is installed but cuBLAS failed on the GPU ({first_line(error)}); install the CUDA libraries "
                 f"(pip install 'cupy-cuda12x[ctk]', or {CUDA13_HINT}).")
     return None
 

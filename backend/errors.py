@@ -10,10 +10,16 @@ lowest layer, so that backend's own errors can derive from it too.
 
 from __future__ import annotations
 
-__all__ = ["NetsError"]
+__all__ = ["NetsError", "first_line"]
 
 
 class NetsError(Exception):
     """An error the user can cause, with a one-line message saying what to do; scripts exit with exit_code."""
 
     exit_code = 1
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): what one-line errors quote."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -29,7 +29,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from backend.errors import NetsError  # noqa: E402  (needs the path above)
+from backend.errors import NetsError, first_line  # noqa: E402  (needs the path above)
 
 
 class FiniteFloat(click.FloatRange):
@@ -42,12 +42,6 @@ class FiniteFloat(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return number
-
-
-def error_line(error: BaseException) -> str:
-    """The first line of `error`'s message (its type name when it has none)."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def fail(message: str, code: int = 1):
@@ -69,6 +63,6 @@ def one_line_errors(function):
         except NetsError as error:
             if os.environ.get("NETS_TRACEBACK"):
                 raise
-            fail(error_line(error), getattr(error, "exit_code", 1))
+            fail(first_line(error), getattr(error, "exit_code", 1))
 
     return wrapper

@@ -15,7 +15,8 @@ import click
 from _cli import one_line_errors  # also puts the project on sys.path
 
 from backend import DEVICES, get_backend
-from nets.checkpoint import load_any_checkpoint, restore_model
+from nets.baseline.checkpoint import load_any_checkpoint
+from nets.checkpoint import restore_model
 from nets.data.datasets import DATASET_NAMES, load_dataset, require_examples
 from nets.data.datasets import TITLES
 from nets.report.evaluation import class_names_for, dataset_name_of, evaluate, format_report, input_statistics

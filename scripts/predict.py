@@ -21,7 +21,8 @@ import numpy
 from _cli import one_line_errors  # also puts the project on sys.path
 
 from backend import DEVICES, get_backend
-from nets.checkpoint import load_any_checkpoint, restore_model
+from nets.baseline.checkpoint import load_any_checkpoint
+from nets.checkpoint import restore_model
 from nets.data.datasets import DATASET_NAMES
 from nets.data.digits import DigitImageError, load_digit
 from nets.report.evaluation import digit_preprocessing_warning, input_statistics, model_classes, predict_probabilities, top_classes

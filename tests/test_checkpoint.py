@@ -11,13 +11,15 @@ import numpy
 import pytest
 
 import backend as backend_module
-import nets.checkpoint as checkpoint_module
-from nets.checkpoint import CheckpointError, export_torch_state_dict, infer_model_config, load_any_checkpoint, load_checkpoint, load_parameters, load_torch_state_dict, parameter_arrays, restore_model, restore_optimizer, restore_rng, save_checkpoint, save_torch_state_dict
-from nets.checkpoint.core import expected_parameter_shapes
+import nets.checkpoint.format as format_module
+import nets.checkpoint.record as record_module
+from conftest import torch_or_skip
+from crafted_files import members_of, npy_header, stored, write_zip, zeros_deflate
+from nets.baseline.checkpoint import export_torch_state_dict, load_any_checkpoint, load_torch_state_dict, save_torch_state_dict
+from nets.checkpoint import CheckpointError, load_checkpoint, restore_model, restore_rng, save_checkpoint
+from nets.nn.architecture import config_from_shapes
 from nets.nn.models import build_model
 from nets.optim import SGD, Adam
-from tests.conftest import torch_or_skip
-from tests.crafted_files import members_of, npy_header, stored, write_zip, zeros_deflate
 
 # Small versions of the two models, so every test runs in milliseconds.
 SMALL = {
@@ -48,6 +50,19 @@ def message_of(error_info) -> str:
     return text
 
 
+def says(error_info, *parts) -> bool:
+    """The error is one line holding every part (the file, the field, the advice): what matters, not the wording."""
+    text = message_of(error_info)
+    return all(str(part) in text for part in parts)
+
+
+def save(path, model, optimizer=None, rng=None, **meta):
+    """A nets model (and its optimizer and shuffling generator) saved as train.py saves them."""
+    return save_checkpoint(path, model.state_dict(), model.config(),
+                           optimizer_state=None if optimizer is None else optimizer.state_dict(),
+                           rng_state=None if rng is None else rng.bit_generator.state, **meta)
+
+
 @pytest.fixture
 def saved_mlp(tmp_path, backend):
     """An mlp checkpoint after 2 Adam steps, with epoch, RNG, config and metrics."""
@@ -55,7 +70,7 @@ def saved_mlp(tmp_path, backend):
     optimizer = Adam(model.parameters(), lr=0.01)
     train(model, optimizer, batches("mlp", "float64", 2))
     path = tmp_path / "mlp.npz"
-    save_checkpoint(path, model, optimizer=optimizer, epoch=2, rng=numpy.random.default_rng(7),
+    save(path, model, optimizer, numpy.random.default_rng(7), epoch=2,
                     config={"lr": 0.01, "dataset": "synthetic"}, metrics=[{"epoch": 1, "loss": 1.5}])
     return path, model
 
@@ -74,15 +89,14 @@ def test_round_trip_keeps_everything(tmp_path, backend, dtype, name):
     rng.random(5)
     config = {"optimizer": "adam", "lr": 0.01, "batch_size": 5, "dataset": {"name": "synthetic", "size": 10}}
     metrics = [{"epoch": 1, "test_accuracy": 0.5}]
-    path = save_checkpoint(tmp_path / "run.npz", model, optimizer=optimizer, epoch=4, step_in_epoch=3, rng=rng,
-                           epoch_rng_state=epoch_rng_state, config=config, metrics=metrics)
+    path = save(tmp_path / "run.npz", model, optimizer, rng, epoch=4, step_in_epoch=3,
+                epoch_rng_state=epoch_rng_state, config=config, metrics=metrics)
     assert path == str(tmp_path / "run.npz") and os.listdir(tmp_path) == ["run.npz"]
 
     loaded = load_checkpoint(path)
     assert (loaded.model_name, loaded.dtype, loaded.epoch, loaded.step_in_epoch) == (name, dtype.name, 4, 3)
     assert loaded.model_config == model.config()
     assert loaded.config == config and loaded.metrics == metrics
-    assert loaded.input_mean is None and loaded.input_std is None
     assert list(loaded.params) == list(model.parameters())
     for key, array in model.state_dict().items():
         assert loaded.params[key].dtype == dtype
@@ -113,13 +127,13 @@ def test_resuming_from_a_checkpoint_continues_bit_exactly(tmp_path, backend, dty
     straight = small_model("mlp", backend, dtype)
     optimizer = make(straight.parameters())
     train(straight, optimizer, steps[:3])
-    save_checkpoint(tmp_path / "half.npz", straight, optimizer=optimizer, epoch=1)
+    save(tmp_path / "half.npz", straight, optimizer, epoch=1)
     train(straight, optimizer, steps[3:])
 
     checkpoint = load_checkpoint(tmp_path / "half.npz")
     resumed = restore_model(checkpoint, backend)
     resumed_optimizer = make(resumed.parameters())
-    restore_optimizer(checkpoint, resumed_optimizer)
+    resumed_optimizer.load_state_dict(checkpoint.optimizer_state)
     assert resumed_optimizer.step_count == 3
     train(resumed, resumed_optimizer, steps[3:])
     for key, array in straight.state_dict().items():
@@ -140,18 +154,15 @@ def test_restoring_a_model_leaves_the_backend_rng_alone(saved_mlp, backend):
     assert backend.rng.bit_generator.state == before
 
 
-def test_saves_a_parameter_mapping_with_its_model_config(tmp_path, backend):
-    """What the torch engine saves: plain numpy parameters, the config, an optimizer state already taken."""
+def test_a_model_config_that_does_not_fit_the_parameters_is_not_saved(tmp_path, backend):
     model = small_model("cnn", backend)
-    optimizer = SGD(model.parameters(), lr=0.1, momentum=0.9)
-    train(model, optimizer, batches("cnn", "float64", 1))
-    path = save_checkpoint(tmp_path / "c.npz", model.state_dict(), model_config=model.config(),
-                           optimizer_state=optimizer.state_dict(), rng_state=backend.rng.bit_generator.state)
-    loaded = load_checkpoint(path)
-    assert loaded.model_config == model.config() and loaded.optimizer_state["name"] == "sgd"
-    assert loaded.rng_state == backend.rng.bit_generator.state
-    inferred = load_checkpoint(save_checkpoint(tmp_path / "d.npz", model.state_dict()))
-    assert inferred.model_config == {key: value for key, value in model.config().items() if key != "init"}
+    with pytest.raises(CheckpointError) as info:
+        save_checkpoint(tmp_path / "c.npz", model.state_dict(), {**model.config(), "hidden": 6})
+    assert says(info, "fc1.weight", "(5, 16)", "(6, 16)")
+    with pytest.raises(CheckpointError) as info:
+        save_checkpoint(tmp_path / "c.npz", small_model("mlp", backend).state_dict(), model.config())
+    assert says(info, "an MLP", "not a CNN")
+    assert not os.listdir(tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------- the file
@@ -167,22 +178,24 @@ def test_the_file_is_plain_npz_without_pickles_and_parameters_use_torch_names(sa
                                                           "fc3.weight", "fc3.bias"]
     others = sorted(key for key in arrays if "/" in key)
     assert all(key.startswith(("meta/", "optim/")) for key in others)
-    assert {"meta/format", "meta/version", "meta/model", "meta/model_config", "meta/dtype", "meta/epoch",
+    assert {"meta/format", "meta/version", "meta/model_config", "meta/epoch",
             "meta/config", "meta/metrics", "meta/rng_state", "optim/name", "optim/step",
             "optim/hyperparameters", "optim/exp_avg/fc1.weight", "optim/exp_avg_sq/fc3.bias"} <= set(others)
-    assert str(arrays["meta/format"]) == "nets-checkpoint" and str(arrays["meta/model"]) == "mlp"
-    assert "meta/input_mean" not in arrays and "meta/input_std" not in arrays
-    assert list(parameter_arrays(path)) == parameter_keys
+    assert str(arrays["meta/format"]) == "nets-checkpoint" and int(arrays["meta/version"]) == 3
+    assert "meta/model" not in arrays and "meta/dtype" not in arrays  # the config and the parameters say both
+    assert list(load_any_checkpoint(path).params) == parameter_keys
 
 
-def test_input_normalisation_is_stored_only_when_given(tmp_path, backend):
-    model = small_model("mlp", backend)
-    path = save_checkpoint(tmp_path / "n.npz", model, input_mean=0.1307, input_std=0.3081)
+def test_a_version_2_file_with_its_model_and_dtype_entries_still_loads(saved_mlp):
+    path, model = saved_mlp
+
+    def as_version_two(arrays):
+        arrays.update({"meta/version": numpy.array(2), "meta/model": numpy.array("mlp"),
+                       "meta/dtype": numpy.array("float64")})
+
+    _rewrite(path, as_version_two)
     loaded = load_checkpoint(path)
-    assert (loaded.input_mean, loaded.input_std) == (0.1307, 0.3081)
-    with pytest.raises(CheckpointError) as info:
-        save_checkpoint(tmp_path / "m.npz", model, input_mean=0.5)
-    assert message_of(info) == "give both input_mean and input_std, or neither."
+    assert (loaded.model_name, loaded.dtype, loaded.model_config) == ("mlp", "float64", model.config())
 
 
 # ---------------------------------------------------------------------------------------------- atomic writes
@@ -198,14 +211,14 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(saved_mlp, backend,
     path, model = saved_mlp
     before = path.read_bytes()
     if breakage == "savez":
-        monkeypatch.setattr(checkpoint_module.numpy, "savez", _fail_partway)
+        monkeypatch.setattr(format_module.numpy, "savez", _fail_partway)
     elif breakage == "fsync":
-        monkeypatch.setattr(checkpoint_module.os, "fsync", lambda descriptor: (_ for _ in ()).throw(OSError("io error")))
+        monkeypatch.setattr(os, "fsync", lambda descriptor: (_ for _ in ()).throw(OSError("io error")))
     else:
-        monkeypatch.setattr(checkpoint_module.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("rename failed")))
+        monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError("rename failed")))
     changed = small_model("mlp", backend, seed=99)
     with pytest.raises(OSError):
-        save_checkpoint(path, changed, epoch=9)
+        save(path, changed, epoch=9)
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert os.listdir(path.parent) == [path.name]  # no temporary file left behind
@@ -214,7 +227,7 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(saved_mlp, backend,
 
 def test_a_save_replaces_the_previous_checkpoint(saved_mlp, backend):
     path, _ = saved_mlp
-    save_checkpoint(path, small_model("mlp", backend, seed=5), epoch=3)
+    save(path, small_model("mlp", backend, seed=5), epoch=3)
     assert load_checkpoint(path).epoch == 3 and load_checkpoint(path).optimizer_state is None
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~_umask()
 
@@ -239,24 +252,22 @@ def _rewrite(path, mutate):
 def test_a_missing_path_or_a_directory(tmp_path):
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(tmp_path / "nowhere.npz")
-    assert message_of(info).startswith(f"no checkpoint at {tmp_path / 'nowhere.npz'}; check the path")
+    assert says(info, f"no checkpoint at {tmp_path / 'nowhere.npz'}", "check the path")
     with pytest.raises(CheckpointError) as info:
         load_any_checkpoint(tmp_path)
-    assert message_of(info) == f"{tmp_path} is not a file; give the path of a .npz (or PyTorch .pt) checkpoint."
+    assert says(info, tmp_path, "is not a file", "give the path of a .npz (or PyTorch .pt) checkpoint")
 
 
 def test_an_unreadable_file_is_named_as_such(saved_mlp, monkeypatch):
-    import nets.checkpoint.core as core
-
     path, _ = saved_mlp
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(core, "open", refuse, raising=False)  # as for a file without read permission (not root)
+    monkeypatch.setattr(record_module, "open", refuse, raising=False)  # as for a file without read permission (not root)
     with pytest.raises(CheckpointError) as info:
         load_any_checkpoint(path)
-    assert message_of(info) == f"{path} cannot be read (Permission denied); check its permissions."
+    assert says(info, path, "cannot be read (Permission denied)", "check its permissions")
 
 
 def test_not_an_npz(tmp_path):
@@ -264,8 +275,7 @@ def test_not_an_npz(tmp_path):
         (tmp_path / name).write_bytes(content)
         with pytest.raises(CheckpointError) as info:
             load_any_checkpoint(tmp_path / name)
-        assert message_of(info) == (f"{tmp_path / name} is not an .npz checkpoint "
-                                    "(not a zip archive: truncated, or another kind of file).")
+        assert says(info, tmp_path / name, "is not an .npz checkpoint", "not a zip archive")
     numpy.save(tmp_path / "array.npy", numpy.zeros(3))
     with pytest.raises(CheckpointError, match="is not an .npz checkpoint"):
         load_checkpoint(tmp_path / "array.npy")
@@ -277,7 +287,7 @@ def test_a_truncated_checkpoint(saved_mlp):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError) as info:
         load_any_checkpoint(path)
-    assert "is not an .npz checkpoint (not a zip archive: truncated" in message_of(info)
+    assert says(info, path, "is not an .npz checkpoint", "truncated")
 
 
 def test_a_corrupt_member(saved_mlp):
@@ -290,8 +300,7 @@ def test_a_corrupt_member(saved_mlp):
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
-    assert message_of(info).startswith(f"{path} is a corrupt .npz checkpoint (")
-    assert "CRC" in message_of(info)
+    assert says(info, path, "is a corrupt .npz checkpoint", "CRC", "save it again")
 
 
 def test_pickled_objects_are_refused(tmp_path):
@@ -299,7 +308,7 @@ def test_pickled_objects_are_refused(tmp_path):
     numpy.savez(path, **{"fc1.weight": numpy.array([{"evil": 1}], dtype=object)})
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
-    assert message_of(info) == f"{path} holds pickled Python objects, which are not loaded; save it again with nets."
+    assert says(info, path, "pickled Python objects", "not loaded")
 
 
 def test_missing_and_unexpected_parameters(saved_mlp, backend):
@@ -307,74 +316,52 @@ def test_missing_and_unexpected_parameters(saved_mlp, backend):
     _rewrite(path, lambda arrays: arrays.pop("fc2.bias"))
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
-    assert message_of(info) == f"{path} lacks parameters the mlp model needs: fc2.bias."
+    assert says(info, path, "meta/model_config", "lack", "fc2.bias", "save it again")
 
-    model = small_model("mlp", backend)
-    extra = {**model.state_dict(), "fc9.weight": numpy.zeros((2, 2))}
+    _rewrite(path, lambda arrays: arrays.update({"fc2.bias": numpy.zeros(6), "fc9.weight": numpy.zeros((2, 2))}))
     with pytest.raises(CheckpointError) as info:
-        load_parameters(model, extra)
-    assert message_of(info) == "the checkpoint has parameters the mlp model does not: fc9.weight."
+        load_checkpoint(path)
+    assert says(info, path, "fc9.weight", "save it again")
 
 
-def test_wrong_shape_names_both(backend):
-    model = small_model("mlp", backend)
-    params = model.state_dict()
-    params["fc2.weight"] = numpy.zeros((7, 8))
+def test_wrong_shape_names_both(saved_mlp):
+    path, _ = saved_mlp
+    _rewrite(path, lambda arrays: arrays.update({"fc2.weight": numpy.zeros((7, 8))}))
     with pytest.raises(CheckpointError) as info:
-        load_parameters(model, params)
-    assert message_of(info) == ("parameter fc2.weight has shape (7, 8) in the checkpoint but (6, 8) in the mlp "
-                                "model; it was saved from a model of another size.")
-
-
-def test_wrong_dtype(backend):
-    model = small_model("mlp", backend, dtype="float32")
-    params = small_model("mlp", backend, dtype="float64").state_dict()
-    with pytest.raises(CheckpointError) as info:
-        load_parameters(model, params)
-    assert message_of(info) == ("parameter fc1.weight is float64 in the checkpoint but the model is float32; "
-                                "build the model with dtype=float64.")
+        load_checkpoint(path)
+    assert says(info, path, "fc2.weight", "(7, 8)", "(6, 8)", "save it again")
 
 
 def test_inconsistent_dtypes_in_the_file(saved_mlp):
     path, _ = saved_mlp
-    _rewrite(path, lambda arrays: arrays.update({"meta/dtype": numpy.array("float32")}))
-    with pytest.raises(CheckpointError) as info:
-        load_checkpoint(path)
-    assert message_of(info) == f"{path} says its dtype is float32, but its parameters are float64; the file is inconsistent."
     _rewrite(path, lambda arrays: arrays.update({"fc1.bias": arrays["fc1.bias"].astype("float32")}))
     with pytest.raises(CheckpointError, match="mixes parameter dtypes"):
         load_checkpoint(path)
 
 
 def test_a_checkpoint_of_the_other_model(tmp_path, backend):
-    path = save_checkpoint(tmp_path / "cnn.npz", small_model("cnn", backend))
+    path = save(tmp_path / "cnn.npz", small_model("cnn", backend))
     with pytest.raises(CheckpointError) as info:
         restore_model(load_checkpoint(path), backend, model_name="mlp")
-    assert message_of(info) == ("the checkpoint holds a CNN, but an MLP was asked for; load it as a CNN, "
-                                "or use an MLP checkpoint.")
-    with pytest.raises(CheckpointError) as info:
-        load_parameters(small_model("mlp", backend), load_checkpoint(path).params)
-    assert message_of(info).startswith("the checkpoint holds a CNN, but an MLP was asked for")
+    assert says(info, "holds a CNN", "an MLP was asked for", "use an MLP checkpoint")
     assert "--model" not in message_of(info)  # evaluate.py and predict.py have no --model option
+    with pytest.raises(ValueError) as info:
+        small_model("mlp", backend).load_state_dict(load_checkpoint(path).params)
+    assert says(info, "those of a CNN, not an MLP")
 
 
 def test_a_newer_format_version(saved_mlp):
     path, _ = saved_mlp
-    _rewrite(path, lambda arrays: arrays.update({"meta/version": numpy.array(3)}))
+    _rewrite(path, lambda arrays: arrays.update({"meta/version": numpy.array(4)}))
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
-    assert message_of(info) == f"{path} is checkpoint format version 3; this code reads up to 2, so update nets."
+    assert says(info, path, "version 4", "reads up to 3", "update nets")
 
 
-def test_optimizer_state_problems(tmp_path, saved_mlp, backend):
+def test_rng_state_problems(tmp_path, saved_mlp, backend):
     path, model = saved_mlp
-    with pytest.raises(CheckpointError) as info:
-        restore_optimizer(load_checkpoint(path), SGD(model.parameters(), lr=0.1))
-    assert message_of(info) == ("the checkpoint's optimizer state does not fit: "
-                                "the optimizer state is for 'adam', but this optimizer is 'sgd'.")
-    bare = save_checkpoint(tmp_path / "bare.npz", model)
-    with pytest.raises(CheckpointError, match="holds no optimizer state"):
-        restore_optimizer(load_checkpoint(bare), Adam(model.parameters()))
+    bare = save(tmp_path / "bare.npz", model)
+    assert load_checkpoint(bare).optimizer_state is None
     with pytest.raises(CheckpointError, match="holds no RNG state"):
         restore_rng(load_checkpoint(bare), numpy.random.default_rng())
     with pytest.raises(CheckpointError, match="RNG state is for PCG64, but the generator is MT19937"):
@@ -383,8 +370,8 @@ def test_optimizer_state_problems(tmp_path, saved_mlp, backend):
 
 def test_unstorable_config_is_refused(tmp_path, backend):
     with pytest.raises(CheckpointError) as info:
-        save_checkpoint(tmp_path / "x.npz", small_model("mlp", backend), config={"callback": print})
-    assert message_of(info).startswith("the checkpoint's config cannot be stored as JSON (")
+        save(tmp_path / "x.npz", small_model("mlp", backend), config={"callback": print})
+    assert says(info, "config cannot be stored as JSON")
     assert not os.listdir(tmp_path)
 
 
@@ -392,19 +379,21 @@ def test_parameters_of_no_known_model(tmp_path):
     numpy.savez(tmp_path / "odd.npz", **{"encoder.weight": numpy.zeros((2, 2))})
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(tmp_path / "odd.npz")
-    assert message_of(info) == ("cannot tell which model the parameters (encoder.weight) belong to; "
-                                "expected fc1.weight, ... (mlp) or conv1.weight, ... (cnn).")
+    assert says(info, tmp_path / "odd.npz", "cannot tell which model", "encoder.weight", "fc1.weight, ... (mlp)")
 
 
 # ---------------------------------------------------------------------------------------------- PyTorch interop
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
-def test_infer_model_config_from_shapes(backend, name):
+def test_a_bare_npz_of_parameters_loads_with_its_model_read_off_the_shapes(tmp_path, backend, name):
     for config in (SMALL[name], name):
         model = build_model(config, backend=backend)
+        numpy.savez(tmp_path / "bare.npz", **model.state_dict())
+        loaded = load_checkpoint(tmp_path / "bare.npz")
         expected = {key: value for key, value in model.config().items() if key != "init"}
-        assert infer_model_config(model.state_dict()) == expected
+        assert loaded.model_config == config_from_shapes({k: v.shape for k, v in model.state_dict().items()}) == expected
+        assert loaded.optimizer_state is None and loaded.dataset is None
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
@@ -446,15 +435,15 @@ def test_bad_torch_files(tmp_path):
     torch.save(torch.zeros(3), tmp_path / "tensor.pt")
     with pytest.raises(CheckpointError) as info:
         load_any_checkpoint(tmp_path / "tensor.pt")
-    assert message_of(info) == f"{tmp_path / 'tensor.pt'} holds a Tensor, not a state_dict (a dict of parameter tensors)."
+    assert says(info, tmp_path / "tensor.pt", "holds a Tensor", "not a state_dict")
     torch.save({"fc1.weight": torch.zeros(2, 2), "note": "hi"}, tmp_path / "note.pt")
     with pytest.raises(CheckpointError) as info:
         load_any_checkpoint(tmp_path / "note.pt")
-    assert message_of(info) == f"{tmp_path / 'note.pt'}: entry note is a str, not a tensor."
+    assert says(info, tmp_path / "note.pt", "entry note is a str", "not a tensor")
     (tmp_path / "broken.pt").write_bytes(b"\x80\x02 not really a pickle")
     with pytest.raises(CheckpointError) as info:
         load_any_checkpoint(tmp_path / "broken.pt")
-    assert message_of(info).startswith(f"{tmp_path / 'broken.pt'} is not a readable PyTorch state_dict (")
+    assert says(info, tmp_path / "broken.pt", "is not a readable PyTorch state_dict")
 
 
 def test_load_any_checkpoint_reads_nets_checkpoints_too(saved_mlp):
@@ -495,9 +484,10 @@ def _set_json(arrays, key, mutate):
     (lambda a: a.update({"optim/exp_avg/fc9.weight": numpy.zeros((2, 2))}), "no parameter fc9.weight"),
     (lambda a: a.update({"optim/exp_avg/fc1.weight": numpy.zeros((2, 2))}), "optim/exp_avg/fc1.weight of shape (2, 2)"),
     (lambda a: a.update({"optim/momentum_buffer/fc1.weight": a["fc1.weight"]}), "optim/momentum_buffer/..."),
-    (lambda a: a.update({"meta/input_mean": numpy.array(0.1), "meta/input_std": numpy.array(0.0)}),
-     "meta/input_std = 0.0"),
+    (lambda a: a.update({"meta/input_mean": numpy.array(0.1)}), "an entry meta/input_mean"),
     (lambda a: _set_json(a, "meta/model_config", lambda c: {**c, "init": "xavier"}), "init 'xavier'"),
+    (lambda a: _set_json(a, "meta/model_config", lambda c: {**c, "name": "cnn"}), "meta/model_config: the cnn config has unknown keys sizes"),
+    (lambda a: _set(a, "meta/model_config", json.dumps({"name": "cnn"})), "the parameters are those of an MLP"),
     (lambda a: _set(a, "meta/version", "one"), "meta/version of shape () and dtype <U3"),
     (lambda a: _set(a, "meta/config", "[1]"), "meta/config = [1]"),
     (lambda a: a.update({"meta/notes": numpy.array("hi")}), "an entry meta/notes"),
@@ -516,8 +506,7 @@ def test_a_member_that_is_not_an_array_is_refused(saved_mlp):
         archive.writestr("notes.txt", b"trained on a Tuesday")
     with pytest.raises(CheckpointError) as info:
         load_any_checkpoint(path)
-    assert message_of(info) == (f"{path} holds a member 'notes.txt' that is not a numpy array (.npy); "
-                                "a checkpoint holds only arrays, so save it again with nets.")
+    assert says(info, path, "'notes.txt'", "not a numpy array", "save it again")
 
 
 @pytest.mark.parametrize("where", ["fc2.weight", "optim/exp_avg/fc1.weight"])
@@ -534,8 +523,7 @@ def test_nan_or_infinite_weights_are_refused(saved_mlp, where):
         return
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
-    assert message_of(info) == (f"{path}: parameter fc2.weight holds 2 NaN or infinite values; the model diverged "
-                                "before it was saved, so use an earlier checkpoint.")
+    assert says(info, path, "parameter fc2.weight holds 2 NaN or infinite values", "use an earlier checkpoint")
 
 
 def test_nan_weights_in_a_torch_state_dict_are_refused(tmp_path, backend):
@@ -552,34 +540,7 @@ def test_a_torch_file_given_as_npz_checkpoint_says_what_it_is(tmp_path, backend)
     path = save_torch_state_dict(tmp_path / "m.pt", small_model("mlp", backend))
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
-    assert message_of(info).startswith(f"{path} is a PyTorch file (torch.save), not an .npz checkpoint")
-
-
-@pytest.mark.parametrize("name", ["mlp", "cnn"])
-def test_expected_parameter_shapes_agree_with_the_models(name):
-    import backend as backend_module
-
-    configs = {"mlp": [SMALL["mlp"], {"name": "mlp", "sizes": [784, 128, 64, 10]}, {"name": "mlp", "sizes": [5, 3]}],
-               "cnn": [SMALL["cnn"], {**SMALL["cnn"], "image_size": 13}, {**SMALL["cnn"], "in_channels": 3},
-                       build_model("cnn", backend=backend_module.get_backend("cpu")).config()]}[name]
-    for config in configs:
-        model = build_model(config, backend=backend_module.get_backend("cpu"))
-        shapes = {key: tuple(array.shape) for key, array in model.parameters().items()}
-        assert expected_parameter_shapes(config) == shapes
-        assert list(expected_parameter_shapes(config)) == list(shapes)  # state_dict order too
-
-
-@pytest.mark.parametrize("config, message", [
-    ({"name": "cnn"}, "has no in_channels, channels, hidden, classes, image_size"),
-    ({"name": "mlp", "sizes": [4, 0, 2]}, "has a size 0"),
-    ({"name": "mlp", "sizes": [4, True]}, "has a size True"),
-    ({**SMALL["cnn"], "image_size": 7}, "image_size 7, too small"),
-    ({**SMALL["cnn"], "depth": 3}, "unknown keys depth"),
-    ({"name": "resnet"}, "names the model 'resnet'"),
-])
-def test_bad_model_configs_are_refused_without_building_anything(config, message):
-    with pytest.raises(CheckpointError, match=message):
-        expected_parameter_shapes(config)
+    assert says(info, path, "is a PyTorch file", "not an .npz checkpoint")
 
 
 # ---------------------------------------------------------------------------------------------- small files, big claims
@@ -603,8 +564,7 @@ def _cpu_mlp_checkpoint(path):
     import backend as backend_module
 
     model = small_model("mlp", backend_module.get_backend("cpu"))
-    return save_checkpoint(path, model, optimizer=Adam(model.parameters(), lr=0.01), rng=numpy.random.default_rng(0),
-                           config={"dataset": "mnist"})
+    return save(path, model, Adam(model.parameters(), lr=0.01), numpy.random.default_rng(0), config={"dataset": "mnist"})
 
 
 @pytest.mark.parametrize("declared", [2**30, 60 * 2**20], ids=["1GiB", "60MiB"])
@@ -618,15 +578,14 @@ def test_a_small_member_declaring_much_data_is_refused_before_its_data_is_read(t
     members["fc1.weight.npy"] = (stream, crc, len(header) + declared)
     write_zip(path, members)
     assert path.stat().st_size < 2 * 2**20
-    expected = {2**30: f"{path}: entry fc1.weight declares 1.0 GiB of data in 1.0 MiB of compressed bytes, far more "
-                       "than any trained model compresses to; it was not loaded.",
-                60 * 2**20: f"{path}: meta/model_config implies fc1.weight of shape (8, 12), but the file stores "
-                            "(15728640,); the file is inconsistent, so save it again."}[declared]
+    expected = {2**30: (path, "entry fc1.weight declares 1.0 GiB of data in 1.0 MiB", "it was not loaded"),
+                60 * 2**20: (path, "meta/model_config", "fc1.weight has shape (15728640,)", "(8, 12)",
+                             "save it again")}[declared]
 
     def load():
         with pytest.raises(CheckpointError) as info:
             load_any_checkpoint(path)
-        assert message_of(info) == expected
+        assert says(info, *expected)
 
     assert _peak_of(load) < MEMORY_BOUND
 
@@ -644,8 +603,7 @@ def test_a_consistent_gibibyte_model_in_a_tiny_file_is_refused_as_a_bomb(tmp_pat
     def load():
         with pytest.raises(CheckpointError) as info:
             load_any_checkpoint(path)
-        assert message_of(info).startswith(f"{path}: entry fc1.weight declares 1.0 GiB of data in ")
-        assert "far more than any trained model compresses to; it was not loaded." in message_of(info)
+        assert says(info, path, "entry fc1.weight declares 1.0 GiB of data", "it was not loaded")
 
     assert _peak_of(load) < MEMORY_BOUND
 
@@ -654,14 +612,14 @@ def test_a_consistent_gibibyte_model_in_a_tiny_file_is_refused_as_a_bomb(tmp_pat
 def test_a_model_config_that_disagrees_with_the_stored_shapes_is_refused_before_building(tmp_path, hidden):
     import backend as backend_module
 
-    path = save_checkpoint(tmp_path / "cnn.npz", build_model("cnn", backend=backend_module.get_backend("cpu")))
+    path = save(tmp_path / "cnn.npz", build_model("cnn", backend=backend_module.get_backend("cpu")))
     _rewrite(path, lambda arrays: _set_json(arrays, "meta/model_config", lambda c: {**c, "hidden": hidden}))
 
     def load():
         with pytest.raises(CheckpointError) as info:
             restore_model(load_any_checkpoint(path), backend_module.get_backend("cpu"))
-        assert message_of(info) == (f"{path}: meta/model_config implies fc1.weight of shape ({hidden}, 3200), but "
-                                    "the file stores (48, 3200); the file is inconsistent, so save it again.")
+        assert says(info, path, "meta/model_config", "fc1.weight has shape (48, 3200)", f"({hidden}, 3200)",
+                    "save it again")
 
     assert _peak_of(load) < MEMORY_BOUND
 
@@ -674,8 +632,7 @@ def test_a_member_whose_header_disagrees_with_its_size_is_refused(saved_mlp):
     write_zip(path, members)
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
-    assert message_of(info) == (f"{path}: entry fc1.weight declares 768 bytes of data, but its member holds 752 bytes; "
-                                "the file is corrupt, so save it again.")
+    assert says(info, path, "entry fc1.weight declares 768 bytes", "holds 752 bytes", "save it again")
 
 
 # ---------------------------------------------------------------------------------------------- dataset and classes
@@ -688,13 +645,13 @@ FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shi
 def saved_fashion(tmp_path):
     model = build_model("mlp", backend=backend_module.get_backend("cpu"), rng=numpy.random.default_rng(0))
     path = tmp_path / "fashion.npz"
-    save_checkpoint(path, model, config={"dataset": "fashion-mnist"}, dataset="fashion-mnist")
+    save(path, model, config={"dataset": "fashion-mnist"}, dataset="fashion-mnist")
     return path
 
 
 def test_a_checkpoint_carries_its_dataset_and_class_names(saved_fashion):
     with numpy.load(saved_fashion, allow_pickle=False) as arrays:
-        assert str(arrays["meta/dataset"]) == "fashion-mnist" and int(arrays["meta/version"]) == 2
+        assert str(arrays["meta/dataset"]) == "fashion-mnist" and int(arrays["meta/version"]) == 3
         assert json.loads(str(arrays["meta/class_names"])) == FASHION
     loaded = load_checkpoint(saved_fashion)
     assert (loaded.dataset, loaded.class_names) == ("fashion-mnist", FASHION)
@@ -735,10 +692,10 @@ def test_the_dataset_and_class_names_are_checked_on_load(saved_fashion, mutate, 
 def test_class_names_must_fit_the_models_outputs(tmp_path):
     model = build_model({"name": "mlp", "sizes": [784, 8, 5]}, backend=backend_module.get_backend("cpu"))
     with pytest.raises(CheckpointError, match="mnist has 10 classes, but the model has 5 outputs"):
-        save_checkpoint(tmp_path / "five.npz", model, dataset="mnist")
+        save(tmp_path / "five.npz", model, dataset="mnist")
     with pytest.raises(CheckpointError, match="dataset 'cifar10' is not one of mnist, fashion-mnist"):
-        save_checkpoint(tmp_path / "c.npz", model, dataset="cifar10")
-    save_checkpoint(tmp_path / "five.npz", model)
+        save(tmp_path / "c.npz", model, dataset="cifar10")
+    save(tmp_path / "five.npz", model)
     _rewrite(tmp_path / "five.npz", lambda a: _set(a, "meta/dataset", "mnist"))
     with pytest.raises(CheckpointError, match="has meta/dataset 'mnist', whose 10 classes do not fit a model with 5 "):
         load_checkpoint(tmp_path / "five.npz")

@@ -174,9 +174,9 @@ def test_load_state_dict_casts_floats_only(backend):
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda s: s.pop("fc1.bias"), "missing fc1.bias"),
-        (lambda s: s.update(extra=numpy.zeros(1)), "unexpected extra"),
-        (lambda s: s.update({"fc2.weight": numpy.zeros((2, 5))}), r"fc2.weight: state dict has \(2, 5\), this mlp has \(2, 4\)"),
+        (lambda s: s.pop("fc1.bias"), "lack .*fc1.bias"),
+        (lambda s: s.update(extra=numpy.zeros(1)), "have .*extra"),
+        (lambda s: s.update({"fc2.weight": numpy.zeros((2, 5))}), r"fc2.weight has shape \(2, 5\), but .* has \(2, 4\)"),
     ],
 )
 def test_load_state_dict_errors_are_one_line_and_change_nothing(backend, change, message):

@@ -525,16 +525,16 @@ def test_resume_of_a_checkpoint_with_broken_training_state_is_one_line(tiny_data
     good = tmp_path / "good.npz"
     assert run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--save", good, "--quiet").exit_code == 0
     saved = checkpoints.load_checkpoint(good)
-    common = dict(model_config=saved.model_config, optimizer_state=saved.optimizer_state, epoch=saved.epoch)
+    common = dict(optimizer_state=saved.optimizer_state, epoch=saved.epoch)
 
     no_rng = tmp_path / "no-rng.npz"
-    checkpoints.save_checkpoint(no_rng, saved.params, config=saved.config, metrics=saved.metrics, **common)
+    checkpoints.save_checkpoint(no_rng, saved.params, saved.model_config, config=saved.config, metrics=saved.metrics, **common)
     line = one_line_error(run("--resume", no_rng, "--epochs", 2))
     assert "no RNG state" in line and str(no_rng) in line
 
     odd_config = tmp_path / "odd-config.npz"
     config = {**saved.config, "hyper": {**saved.config["hyper"], "warp_factor": 9}}
-    checkpoints.save_checkpoint(odd_config, saved.params, config=config, rng_state=saved.rng_state, **common)
+    checkpoints.save_checkpoint(odd_config, saved.params, saved.model_config, config=config, rng_state=saved.rng_state, **common)
     line = one_line_error(run("--resume", odd_config, "--epochs", 2))
     assert "warp_factor" in line and str(odd_config) in line
 
@@ -630,16 +630,16 @@ def test_resuming_a_checkpoint_with_bad_metadata_is_one_line_naming_the_field(mi
     assert "Training" not in result.output
 
 
-def test_resuming_a_pytorch_state_dict_says_what_it_holds(tmp_path):
+def test_resuming_a_pytorch_state_dict_says_why_it_cannot(tmp_path):
     pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
     import backend
-    from nets.checkpoint import save_torch_state_dict
+    from nets.baseline.checkpoint import save_torch_state_dict
     from nets.nn.models import build_model
 
     path = save_torch_state_dict(tmp_path / "mlp.pt", build_model("mlp", backend=backend.get_backend("cpu")))
     line = one_line_error(run("--resume", path))
-    assert line == (f"error: {path} is a PyTorch state_dict: it holds the weights of an MLP but no optimizer state, "
-                    f"epoch or RNG state, so training cannot resume from it; score it with scripts/evaluate.py {path}.")
+    assert all(part in line for part in (f"{path} is a PyTorch state_dict", "no optimizer state, epoch or RNG state",
+                                         "cannot resume", f"scripts/evaluate.py {path}"))
 
 
 @pytest.mark.parametrize("model, optimizer", [("mlp", ("--optimizer", "adam")), ("cnn", ("--optimizer", "adam")),

@@ -4,7 +4,8 @@ and 50 training steps from the same weights on the same batches follow PyTorch's
 import numpy
 import pytest
 
-from nets.checkpoint import export_torch_state_dict, load_any_checkpoint, load_parameters, load_torch_state_dict, restore_model, save_checkpoint, save_torch_state_dict
+from nets.baseline.checkpoint import export_torch_state_dict, load_any_checkpoint, load_torch_state_dict, save_torch_state_dict
+from nets.checkpoint import restore_model, save_checkpoint
 from nets.nn.models import build_model
 from nets.optim import SGD, Adam
 from nets.baseline.models import build_torch_model
@@ -64,7 +65,7 @@ def torch_logits(torch_model, x):
 def test_a_nets_checkpoint_loads_into_the_torch_baseline_by_plain_names(tmp_path, backend, dtype, name):
     torch = torch_or_skip()
     model = nets_model(name, backend, dtype)
-    path = save_checkpoint(tmp_path / f"{name}.npz", model, epoch=1)
+    path = save_checkpoint(tmp_path / f"{name}.npz", model.state_dict(), model.config(), epoch=1)
 
     torch_model = build_torch_model(model.config(), dtype=dtype.name)
     with numpy.load(path, allow_pickle=False) as arrays:
@@ -102,7 +103,7 @@ def test_torch_weights_round_trip_through_nets(tmp_path, backend, name):
     save_torch_state_dict(tmp_path / "again.pt", model)
     again = load_torch_state_dict(tmp_path / "again.pt")
     fresh = nets_model(name, backend, "float32", seed=5)
-    load_parameters(fresh, again)
+    fresh.load_state_dict(again)
     for key, tensor in torch_model.state_dict().items():
         numpy.testing.assert_array_equal(fresh.state_dict()[key], tensor.numpy())
 

@@ -1,1 +1,36 @@
-"""The PyTorch twin: the same models in torch, its engine, PyTorch state_dict interop (the only wing, with bench/, that imports torch)."""
+"""The PyTorch twin: the same models in torch, one engine over them, PyTorch state_dict interop. Besides bench/,
+the only wing that imports torch, and only when a function needs it (pip install -e .[baseline]).
+
+    models.py      build_torch_model(config): the MLP and CNN of nets.nn with the same parameter names
+    engine.py      TorchEngine: the engine interface of nets.train.engine over a torch model and torch.optim
+    checkpoint.py  .pt files in and out; load_any_checkpoint reads a .pt or a nets .npz
+
+Here: the one way to import torch.
+"""
+
+from __future__ import annotations
+
+from backend import BackendError
+
+__all__ = ["require_torch", "torch_or_none"]
+
+
+def torch_or_none():
+    """torch, or None when it cannot be imported here."""
+    try:
+        import torch
+    except Exception:  # ImportError, or a broken install
+        return None
+    return torch
+
+
+def require_torch(device: str = "cpu"):
+    """torch, ready for `device` ("cpu" or "gpu"); BackendError, one line, when it cannot be."""
+    torch = torch_or_none()
+    if torch is None:
+        raise BackendError("this needs PyTorch; install it with `pip install torch==2.13.0` (the CPU build) "
+                           "or `pip install -e .[baseline]`.")
+    if device == "gpu" and not torch.cuda.is_available():
+        raise BackendError("PyTorch here cannot use a GPU (a CPU build, or no working CUDA device); "
+                           "--impl torch on --device gpu needs a CUDA build of torch.")
+    return torch

@@ -1,50 +1,37 @@
-"""PyTorch state_dicts in and out: export and torch.save a model's parameters, read a .pt back as a Checkpoint.
+"""PyTorch state_dicts in and out: export and torch.save a model's parameters, read a .pt back as a Checkpoint,
+and load_any_checkpoint, which reads either a .pt or a nets .npz (told apart by content).
 
-torch is imported only when a function needs it (pip install -e .[baseline]). nets.checkpoint re-exports
-these names, and its load_any_checkpoint uses is_torch_file to tell a .pt from an .npz.
+torch is imported only when a function needs it (pip install -e .[baseline]).
 """
 
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Mapping
 
 import numpy
 
 from backend import to_numpy
+from backend.errors import first_line
 
-from nets.checkpoint.core import Checkpoint, CheckpointError, atomic_write, _checkpoint_from_parameters, _first_line, _require_file
+from nets.baseline import require_torch
+from nets.checkpoint import (Checkpoint, CheckpointError, checkpoint_from_parameters, is_torch_file, load_checkpoint,
+                             require_file)
+from nets.outputs import atomic_write
 
-__all__ = [
-    "TORCH_SUFFIXES",
-    "export_torch_state_dict",
-    "is_torch_file",
-    "load_torch_checkpoint",
-    "load_torch_state_dict",
-    "save_torch_state_dict",
-]
-
-TORCH_SUFFIXES = (".pt", ".pth")
-
-
-def _import_torch():
-    try:
-        import torch
-    except ImportError:
-        raise CheckpointError("reading or writing PyTorch state dicts needs torch; pip install -e .[baseline]") from None
-    return torch
+__all__ = ["export_torch_state_dict", "load_any_checkpoint", "load_torch_checkpoint", "load_torch_state_dict",
+           "save_torch_state_dict"]
 
 
 def export_torch_state_dict(model) -> dict:
     """The model's parameters as an ordered dict of CPU torch tensors (copies), ready for torch load_state_dict."""
-    torch = _import_torch()
+    torch = require_torch()
     return {name: torch.from_numpy(numpy.array(to_numpy(array), copy=True)) for name, array in model.parameters().items()}
 
 
 def save_torch_state_dict(path, model) -> str:
     """Write the model's parameters as a PyTorch state_dict (.pt, torch.save), atomically; returns the path."""
-    torch = _import_torch()
+    torch = require_torch()
     state_dict = export_torch_state_dict(model)
     atomic_write(path, lambda file: torch.save(state_dict, file))
     return os.fspath(path)
@@ -59,12 +46,12 @@ def load_torch_state_dict(path_or_mapping) -> dict:
     if isinstance(path_or_mapping, Mapping):
         state, where = path_or_mapping, "the state_dict"
     else:
-        where = _require_file(path_or_mapping)
-        torch = _import_torch()
+        where = require_file(path_or_mapping)
+        torch = require_torch()
         try:
             state = torch.load(where, map_location="cpu", weights_only=True)
         except Exception as error:  # UnpicklingError, RuntimeError for a damaged zip, EOFError
-            raise CheckpointError(f"{where} is not a readable PyTorch state_dict ({_first_line(error)}).") from None
+            raise CheckpointError(f"{where} is not a readable PyTorch state_dict ({first_line(error)}).") from None
     for wrapper in ("state_dict", "model_state_dict"):
         if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
             state = state[wrapper]
@@ -78,7 +65,7 @@ def load_torch_state_dict(path_or_mapping) -> dict:
             try:
                 value = value.detach().cpu().numpy()
             except TypeError as error:  # bfloat16 and other dtypes numpy lacks
-                raise CheckpointError(f"{where}: parameter {name} cannot become a numpy array ({_first_line(error)}); convert it to float32 first.") from None
+                raise CheckpointError(f"{where}: parameter {name} cannot become a numpy array ({first_line(error)}); convert it to float32 first.") from None
         if not isinstance(value, numpy.ndarray):
             raise CheckpointError(f"{where}: entry {name} is a {type(value).__name__}, not a tensor.")
         params[str(name)] = numpy.array(value, copy=True)
@@ -91,18 +78,12 @@ def load_torch_checkpoint(path_or_mapping) -> Checkpoint:
     """A PyTorch state_dict (.pt path or mapping) as a Checkpoint; the model is inferred from the shapes."""
     params = load_torch_state_dict(path_or_mapping)
     path = None if isinstance(path_or_mapping, Mapping) else path_or_mapping
-    return _checkpoint_from_parameters(params, source="torch", path=path)
+    return checkpoint_from_parameters(params, source="torch", path=path)
 
 
-def is_torch_file(path) -> bool:
-    """Whether `path` holds a torch.save file, told by content: a zip archive with a data.pkl member, or (torch's
-    legacy pre-1.6 format, not a zip) a file named .pt or .pth. An .npz is a zip archive without data.pkl."""
-    path = os.fspath(path)
-    if zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as archive:
-                members = archive.namelist()
-        except (zipfile.BadZipFile, OSError) as error:
-            raise CheckpointError(f"{path} is a corrupt checkpoint ({_first_line(error)}); save it again.") from None
-        return any(member.endswith("data.pkl") for member in members)  # torch.save's zip format
-    return path.endswith(TORCH_SUFFIXES)
+def load_any_checkpoint(path) -> Checkpoint:
+    """A nets .npz checkpoint or a PyTorch .pt state_dict, told apart by content, as a Checkpoint."""
+    path = require_file(path)
+    if is_torch_file(path):
+        return load_torch_checkpoint(path)
+    return load_checkpoint(path)  # raises the "not an .npz checkpoint" error for anything else

@@ -1,6 +1,10 @@
-"""The checks a checkpoint's metadata passes on load: every field a resume or a restore reads, so that a bad
-value is refused in one line naming the field, not met later as a TypeError deep inside training.
+"""The checks a checkpoint passes on load: its parameters (names, shapes and dtype against its model config,
+finite values) and every metadata field a resume or a restore reads, so that a bad file is refused in one
+line naming the field, not met later as a TypeError deep inside training.
 
+    check_parameters(shapes, model_config, "meta/model_config", path) -> the full config (shapes from headers)
+    parameters_dtype(dtypes, path)                              # one floating dtype for all
+    check_finite(params, path)                                  # no NaN or infinity (a diverged model)
     check_rng_state(state, "meta/rng_state", path)              # a numpy bit_generator.state that can be set
     check_optimizer_state(state, param_shapes, dtype, path)     # name, step, hyperparameters, buffers
     check_whole(value, "meta/epoch", path)                      # ints >= 0
@@ -15,17 +19,64 @@ import math
 
 import numpy
 
-from nets.checkpoint.core import CheckpointError, _first_line
-from nets.data.datasets import CLASS_NAMES, DATASET_NAMES
+from backend.errors import first_line
 
-__all__ = ["OPTIMIZER_STATE_NAMES", "check_dataset", "check_input_statistics", "check_optimizer_state",
-           "check_rng_state", "check_whole"]
+from nets.checkpoint.record import CheckpointError
+from nets.data.datasets import CLASS_NAMES, DATASET_NAMES
+from nets.nn.architecture import a_model, check_shapes, complete_config, config_from_shapes, parameter_shapes
+from nets.optim import STATE_NAMES as OPTIMIZER_STATE_NAMES
+
+__all__ = ["OPTIMIZER_STATE_NAMES", "check_dataset", "check_finite", "check_optimizer_state", "check_parameters",
+           "check_rng_state", "check_whole", "parameters_dtype"]
 
 # The bit generators numpy ships; a saved state names one of them.
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
-# Per-parameter buffers of each optimizer (nets.optim and torch.optim alike).
-OPTIMIZER_STATE_NAMES = {"adam": ("exp_avg", "exp_avg_sq"), "sgd": ("momentum_buffer",)}
 RESAVE = "save it again, or resume from another checkpoint"
+FLOAT_DTYPES = ("float32", "float64")
+
+
+def check_parameters(shapes: dict, model_config, where: str, path) -> dict:
+    """Stored parameter shapes ({name: shape}, from .npy headers) against what `model_config` implies (None: the
+    architecture the shapes themselves describe) -> the complete config; CheckpointError naming the difference.
+    `where` names the config in messages ("meta/model_config")."""
+    try:
+        if model_config is None or (isinstance(model_config, dict) and set(model_config) <= {"name", "init"}):
+            # no sizes given (a bare file, or a version-1 file naming only its model): read them off the shapes
+            found = config_from_shapes(shapes)
+            if model_config is None or found["name"] == model_config.get("name"):
+                model_config = {**found, **(model_config or {})}
+        model_config = complete_config(model_config)
+        expected = parameter_shapes(model_config)
+    except ValueError as error:
+        raise CheckpointError(f"{path}: {where}: {first_line(error)}") from None
+    try:
+        check_shapes(shapes, expected, model_config["name"])
+    except ValueError as error:
+        raise CheckpointError(f"{path}: {where} describes {a_model(model_config['name'])} that does not fit the "
+                              f"stored parameters ({first_line(error).rstrip('.')}); the file is inconsistent, so save it "
+                              "again.") from None
+    return model_config
+
+
+def parameters_dtype(dtypes: dict, path) -> str:
+    """The one dtype of all the parameters ({name: dtype}), float32 or float64; CheckpointError otherwise."""
+    names = {numpy.dtype(dtype).name for dtype in dtypes.values()}
+    if len(names) != 1:
+        listing = ", ".join(f"{name} {numpy.dtype(dtype).name}" for name, dtype in dtypes.items())
+        raise CheckpointError(f"{path} mixes parameter dtypes ({listing}); all must be float32 or all float64.")
+    dtype = names.pop()
+    if dtype not in FLOAT_DTYPES:
+        raise CheckpointError(f"{path} holds {dtype} parameters; only float32 and float64 are supported.")
+    return dtype
+
+
+def check_finite(params: dict, path) -> None:
+    """CheckpointError naming the first parameter with NaN or infinite values (a model saved after diverging)."""
+    for name, array in params.items():
+        bad = int(array.size - numpy.count_nonzero(numpy.isfinite(array)))
+        if bad:
+            raise CheckpointError(f"{path}: parameter {name} holds {bad} NaN or infinite value{'s' if bad > 1 else ''}; "
+                                  "the model diverged before it was saved, so use an earlier checkpoint.")
 
 
 def check_whole(value, field: str, path, least: int = 0) -> int:
@@ -55,7 +106,7 @@ def check_rng_state(state, field: str, path):
     try:
         getattr(numpy.random, name)().state = state
     except Exception as error:  # TypeError, ValueError, KeyError, OverflowError from numpy's own checks
-        raise CheckpointError(f"{path} has an unusable {field} ({_first_line(error)}); {RESAVE}.") from None
+        raise CheckpointError(f"{path} has an unusable {field} ({first_line(error)}); {RESAVE}.") from None
     return state
 
 
@@ -85,15 +136,6 @@ def check_dataset(dataset, class_names, classes: int, config: dict, path) -> tup
         raise CheckpointError(f"{path} has meta/dataset {dataset!r}, whose {len(names)} classes do not fit a model "
                               f"with {classes} outputs; {RESAVE}.")
     return dataset, names
-
-
-def check_input_statistics(mean, std, path) -> None:
-    """meta/input_mean finite, meta/input_std finite and > 0 (inputs are divided by it); both or neither."""
-    if (mean is None) != (std is None):
-        raise CheckpointError(f"{path} has only one of meta/input_mean and meta/input_std; {RESAVE}.")
-    if mean is not None:
-        _real(mean, "meta/input_mean", path, "a finite number", lambda value: True)
-        _real(std, "meta/input_std", path, "a finite number > 0", lambda value: value > 0)
 
 
 def _check_hyperparameters(name: str, values, path) -> None:

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 import numpy
 from numpy.lib import format as npy_format
 
-from nets.checkpoint.core import CheckpointError, _first_line
+from backend.errors import first_line
+
+from nets.checkpoint.record import CheckpointError
 
 __all__ = ["BOMB_RATIO", "BOMB_THRESHOLD", "Member", "NpzMembers"]
 
@@ -56,7 +58,7 @@ class NpzMembers:
         try:
             self._archive = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
-            raise CheckpointError(f"{path} is a corrupt .npz checkpoint ({_first_line(error)}); save it again.") from None
+            raise CheckpointError(f"{path} is a corrupt .npz checkpoint ({first_line(error)}); save it again.") from None
         try:
             self.members = self._read_headers()
         except BaseException:
@@ -74,7 +76,7 @@ class NpzMembers:
         self._archive.close()
 
     def _corrupt(self, error) -> CheckpointError:
-        return CheckpointError(f"{self.path} is a corrupt .npz checkpoint ({_first_line(error)}); save it again.")
+        return CheckpointError(f"{self.path} is a corrupt .npz checkpoint ({first_line(error)}); save it again.")
 
     def _read_headers(self) -> dict:
         members = {}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy
 
-from backend.errors import NetsError
+from backend.errors import NetsError, first_line
 
 __all__ = ["DigitImageError", "FIELD_SIZE", "DIGIT_SIZE", "load_digit", "mnist_style", "to_grey"]
 
@@ -133,5 +133,5 @@ def load_digit(path) -> numpy.ndarray:
     except FileNotFoundError:
         raise DigitImageError(f"{path}: no such file.") from None
     except (OSError, SyntaxError, ValueError) as error:  # PIL.UnidentifiedImageError is an OSError
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = first_line(error)
         raise DigitImageError(f"{path}: cannot read it as an image ({reason}); use a PNG or JPEG file.") from None

@@ -10,13 +10,13 @@ import numpy
 
 from backend import array_module, to_numpy
 
-from nets.nn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, conv_output_size
+from nets.nn.architecture import MODEL_NAMES, check_shapes, cnn_side, complete_config
+from nets.nn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU
 from nets.nn.losses import softmax_cross_entropy
 from nets.nn.parameters import ParameterBuffer
 
 __all__ = ["CNN", "MLP", "Model", "build_model", "MODEL_NAMES"]
 
-MODEL_NAMES = ("mlp", "cnn")
 FLOAT_DTYPES = ("float16", "float32", "float64")
 
 
@@ -123,33 +123,22 @@ class Model:
     def load_state_dict(self, mapping) -> None:
         """Copy `mapping`'s values into the existing parameter arrays, in place.
 
-        The names must match parameters() exactly and every shape must match. Values of another
-        floating dtype (float16/32/64) are cast to the model's dtype; other dtypes are refused.
+        The names must match parameters() exactly and every shape must match (nets.nn.architecture.check_shapes).
+        Values of another floating dtype (float16/32/64) are cast to the model's dtype; other dtypes are refused.
         Everything is checked before anything is copied. Raises ValueError, one line, on mismatch.
         """
         parameters = self.parameters()
-        missing = [name for name in parameters if name not in mapping]
-        unexpected = [name for name in mapping if name not in parameters]
-        if missing or unexpected:
-            parts = []
-            if missing:
-                parts.append(f"missing {', '.join(missing)}")
-            if unexpected:
-                parts.append(f"unexpected {', '.join(map(str, unexpected))}")
-            raise ValueError(f"state dict does not fit this {self.name}: {'; '.join(parts)}.")
-        host_values = {}
-        for name, parameter in parameters.items():
-            value = numpy.asarray(to_numpy(mapping[name]))
-            if value.shape != tuple(parameter.shape):
-                raise ValueError(
-                    f"shape mismatch for {name}: state dict has {tuple(value.shape)}, "
-                    f"this {self.name} has {tuple(parameter.shape)}."
-                )
+        host_values = {name: numpy.asarray(to_numpy(value)) for name, value in mapping.items()}
+        try:
+            check_shapes({name: value.shape for name, value in host_values.items()},
+                         {name: tuple(parameter.shape) for name, parameter in parameters.items()}, self.name)
+        except ValueError as error:
+            raise ValueError(f"the state dict does not fit this {self.name}: {error}") from None
+        for name, value in host_values.items():
             if value.dtype.name not in FLOAT_DTYPES:
                 raise ValueError(
                     f"dtype of {name} is {value.dtype}; expected a floating dtype ({', '.join(FLOAT_DTYPES)})."
                 )
-            host_values[name] = value
         for name, parameter in parameters.items():
             parameter[...] = self.backend.asarray(host_values[name], dtype=parameter.dtype)
 
@@ -216,11 +205,7 @@ class CNN(Model):
         self.in_channels, self.channels, self.hidden, self.classes = int(in_channels), channels, int(hidden), int(classes)
         self.image_size = int(image_size)
         self.input_shape = (self.in_channels, self.image_size, self.image_size)
-        size = conv_output_size(self.image_size, 3, 1, 0)
-        size = conv_output_size(size, 2, 2, 0)
-        size = conv_output_size(size, 3, 1, 0)
-        size = conv_output_size(size, 2, 1, 0)
-        self.features = channels[1] * size * size
+        self.features = channels[1] * cnn_side(self.image_size) ** 2
         kwargs = dict(rng=rng, init=init, dtype=self.dtype)
         # Each ReLU + max-pool pair is one MaxPool2d(relu=True): the max commutes with ReLU, so the
         # rectification rides on the pass that writes the 4x smaller pooled output (same gradients,
@@ -256,17 +241,8 @@ def build_model(config_or_name, *, backend, dtype="float32", init="he", rng=None
     shared_values: another model's `parameters().flat` to compute with (a replica sharing its weights).
     Raises ValueError for an unknown name or config key.
     """
-    classes = {"mlp": MLP, "cnn": CNN}
-    architecture_keys = {"mlp": ("sizes",), "cnn": ("in_channels", "channels", "hidden", "classes", "image_size")}
-    config = {"name": config_or_name} if isinstance(config_or_name, str) else dict(config_or_name)
-    name = config.pop("name", None)
-    if name not in classes:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}.")
+    config = complete_config(config_or_name)
+    name = config.pop("name")
     init = config.pop("init", init)
-    unknown = sorted(set(config) - set(architecture_keys[name]))
-    if unknown:
-        raise ValueError(
-            f"config for {name} has unknown keys {', '.join(map(str, unknown))}; "
-            f"allowed: name, init, {', '.join(architecture_keys[name])}."
-        )
-    return classes[name](**config, backend=backend, dtype=dtype, init=init, rng=rng, shared_values=shared_values)
+    return {"mlp": MLP, "cnn": CNN}[name](**config, backend=backend, dtype=dtype, init=init, rng=rng,
+                                         shared_values=shared_values)

@@ -18,7 +18,7 @@ import numpy
 
 from backend.errors import NetsError
 
-from nets.checkpoint.core import a_model
+from nets.nn.architecture import a_model
 from nets.data.datasets import CLASS_NAMES, TITLES  # the one list of class names, re-exported here
 
 __all__ = [

@@ -24,6 +24,7 @@ from nets.data import datasets
 from nets import outputs
 from nets.train.engine import NetsEngine
 from nets.nn.layers.base import INITS
+from nets.nn.architecture import a_model
 from nets.nn.models import MODEL_NAMES, build_model
 from nets.optim import OPTIMIZERS, build_optimizer
 from nets.data.augment import Augmentation
@@ -156,7 +157,7 @@ def resolve_settings(options: RunOptions, resumed: dict | None) -> RunSettings:
     previous = RunSettings.from_dict(resumed) if resumed else None
     model = options.model or (previous.model if previous else "cnn")
     if previous and options.model and options.model != previous.model:
-        raise RunError(f"the checkpoint {options.resume} holds {checkpoints.a_model(previous.model)}, but "
+        raise RunError(f"the checkpoint {options.resume} holds {a_model(previous.model)}, but "
                        f"--model {options.model} was asked for.")
     recipe = recipe_name(options.recipe) or (previous.recipe if previous else "default")
     # RunOptions names every hyperparameter as Hyperparameters does; None means "not given"
@@ -350,11 +351,7 @@ def load_resumed(path) -> checkpoints.Checkpoint:
     """The checkpoint --resume names, with the training state a resume needs; RunError, one line, otherwise."""
     try:
         if os.path.isfile(path) and checkpoints.is_torch_file(path):
-            try:
-                held = f"the weights of {checkpoints.a_model(checkpoints.load_torch_checkpoint(path).model_name)}"
-            except checkpoints.CheckpointError:
-                held = "weights"
-            raise RunError(f"{path} is a PyTorch state_dict: it holds {held} but no optimizer state, epoch or RNG "
+            raise RunError(f"{path} is a PyTorch state_dict: it holds weights but no optimizer state, epoch or RNG "
                            f"state, so training cannot resume from it; score it with scripts/evaluate.py {path}.")
         resumed = checkpoints.load_checkpoint(path)
     except checkpoints.CheckpointError as error:
@@ -505,8 +502,8 @@ def train_run(options: RunOptions, say=print, progress=None) -> RunResult:
 
     def save(path: str, current: TrainingState) -> None:
         checkpoints.save_checkpoint(
-            path, engine.parameters_numpy(), model_config=engine.model_config, optimizer_state=engine.optimizer_state(),
-            epoch=current.epoch, step_in_epoch=current.step_in_epoch, rng=backend.rng,
+            path, engine.parameters_numpy(), engine.model_config, optimizer_state=engine.optimizer_state(),
+            epoch=current.epoch, step_in_epoch=current.step_in_epoch, rng_state=backend.rng.bit_generator.state,
             epoch_rng_state=current.epoch_rng_state, config=settings.as_dict(), metrics=current.history,
             dataset=data.name)
 
