@@ -86,6 +86,9 @@ def gpu_problem() -> str | None:
 class Backend:
     """An array module and the few operations that cross the host/device line.
 
+    Its calls (name, asarray, to_numpy, synchronize, take, zeros) are an engine's array I/O
+    (nets/train/engine.py): the PyTorch engine offers the same calls over torch tensors.
+
     name: "cpu" or "gpu".
     xp: numpy or cupy.
     seed: seeds `rng`, a host `numpy.random.Generator` used for initialisation and shuffling
@@ -111,6 +114,14 @@ class Backend:
     def to_numpy(self, array) -> numpy.ndarray:
         """Array of any backend -> numpy array on the host."""
         return to_numpy(array)
+
+    def take(self, array, index, axis=None, out=None):
+        """xp.take: array's entries at `index` (a device vector) along `axis` (None: of the flattened array)."""
+        return self.xp.take(array, index, axis=axis, out=out)
+
+    def zeros(self, shape, dtype):
+        """A new array of zeros on this backend's device; dtype a numpy dtype or its name."""
+        return self.xp.zeros(shape, dtype=dtype)
 
     def synchronize(self) -> None:
         """Block until queued device work is done (a no-op on the CPU); call before reading a clock."""

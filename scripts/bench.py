@@ -31,7 +31,8 @@ if str(REPO_ROOT) not in sys.path:  # run as a plain script from a checkout that
 
 import backend as backend_module  # noqa: E402
 from _cli import FiniteFloat, one_line_errors  # noqa: E402
-from nets.bench import import_torch, log  # noqa: E402
+from nets.baseline import torch_or_none  # noqa: E402
+from nets.bench import log  # noqa: E402
 from nets.bench.report import finish_report, new_report, numpy_blas_info, print_tables, save_plot, write_json
 from nets.bench.device import Options, bench_device, count_standin_launches  # noqa: E402
 from nets.bench.seed_loop import seed_loop_epoch_seconds  # noqa: E402
@@ -132,7 +133,7 @@ def main(device, models, batch_sizes, json_path, repeats, warmup, sample_seconds
         limiter = threadpool_limits(limits=threads, user_api="blas")  # before torch: NumPy's BLAS only
     blas = numpy_blas_info()
     thread_count = threads or (blas or {}).get("num_threads") or os.cpu_count()
-    torch = import_torch()
+    torch = torch_or_none()  # None: the torch rows are skipped
     if torch is not None:
         torch.set_num_threads(thread_count)
 

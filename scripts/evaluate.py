@@ -19,9 +19,10 @@ from nets.baseline.checkpoint import load_any_checkpoint
 from nets.checkpoint import restore_model
 from nets.data.datasets import DATASET_NAMES, load_dataset, require_examples
 from nets.data.datasets import TITLES
-from nets.report.evaluation import class_names_for, dataset_name_of, evaluate, format_report, input_statistics
+from nets.report.evaluation import class_names_for, dataset_name_of, evaluate, format_report
 from nets.outputs import check_file_creatable, write_json
-from nets.train.run import IMPLS
+from nets.train.engine import EngineState
+from nets.train.settings import IMPLS
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,29 +44,28 @@ def main(checkpoint, dataset, data_dir, device, batch_size, json_path, no_downlo
         check_file_creatable(json_path, "--json")
     saved = load_any_checkpoint(checkpoint)
     if impl == "torch":
-        from nets.baseline.models import TorchPredictor
+        from nets.baseline.engine import TorchEngine
 
-        model = TorchPredictor(saved, device="gpu" if device == "gpu" else "cpu")
-        backend = get_backend("cpu")  # batches and logits cross as NumPy arrays
+        predictor = TorchEngine(saved.model_config, device="gpu" if device == "gpu" else "cpu", dtype=saved.dtype)
+        predictor.load_state(EngineState(saved.params))
     else:
-        backend = get_backend(device)
-        model = restore_model(saved, backend)
+        predictor = restore_model(saved, get_backend(device))
     known = dataset_name_of(saved, "") or None
     data = load_dataset(dataset or known or "mnist", data_dir, download=not no_download)
     require_examples(data, ("test",), "evaluation")
-    result = evaluate(model, data.test_images, data.test_labels, backend, batch_size, input_statistics(saved))
+    result = evaluate(predictor, data.test_images, data.test_labels, batch_size)
     names = class_names_for(data.name)
 
     trained = f"trained on {TITLES[known]}" if known else "its dataset unknown"
-    click.echo(f"{model.name} from {checkpoint} ({trained}) on the {data.name} test set ({data.source}), scored by "
-               f"{impl} on {'cuda' if impl == 'torch' and device == 'gpu' else backend.name}")
+    click.echo(f"{saved.model_name} from {checkpoint} ({trained}) on the {data.name} test set ({data.source}), scored "
+               f"by {impl} on {predictor.io.name}")
     if known and known != data.name:
         click.echo(f"warning: {checkpoint} was trained on {TITLES[known]}, so scoring it on {data.title} compares "
                    f"its {TITLES[known]} classes with {data.title}'s labels.", err=True)
     click.echo(format_report(result, names))
     if json_path:
-        report = {"checkpoint": str(checkpoint), "model": model.name, "dataset": data.name,
-                  "device": backend.name, **result.to_dict(names)}
+        report = {"checkpoint": str(checkpoint), "model": saved.model_name, "dataset": data.name,
+                  "device": predictor.io.name, **result.to_dict(names)}
         write_json(json_path, report, "--json")
 
 

@@ -20,7 +20,8 @@ from backend import DEVICES, get_backend
 from nets.baseline.checkpoint import load_any_checkpoint
 from nets.checkpoint import restore_model
 from nets.data.datasets import DATASET_NAMES, load_dataset, require_examples
-from nets.report.evaluation import class_names_for, dataset_name_of, input_statistics, predict_classes
+from nets.nn.inference import predict_classes
+from nets.report.evaluation import class_names_for, dataset_name_of
 from nets.outputs import prepare_folder
 from nets.report.plots import PlotError, require_matplotlib, write_all_plots
 
@@ -69,7 +70,7 @@ def main(checkpoint, metrics_path, out_dir, dataset, data_dir, device, batch_siz
     model = restore_model(saved, backend)
     data = load_dataset(dataset or dataset_name_of(saved), data_dir, download=not no_download)
     require_examples(data, ("test",), "plotting")
-    predictions = predict_classes(model, data.test_images, backend, batch_size, input_statistics(saved))
+    predictions = predict_classes(model, data.test_images, batch_size)
     paths = write_all_plots(out_dir, metrics, model, data.test_images, data.test_labels, predictions,
                             class_names_for(data.name))
     for path in paths:

@@ -25,7 +25,8 @@ from nets.baseline.checkpoint import load_any_checkpoint
 from nets.checkpoint import restore_model
 from nets.data.datasets import DATASET_NAMES
 from nets.data.digits import DigitImageError, load_digit
-from nets.report.evaluation import digit_preprocessing_warning, input_statistics, model_classes, predict_probabilities, top_classes
+from nets.nn.inference import predict_probabilities
+from nets.report.evaluation import digit_preprocessing_warning, model_classes, top_classes
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -58,7 +59,7 @@ def main(checkpoint, images, top_k, device, dataset):
             click.echo(f"error: {error}", err=True)
             failed += 1
     if digits:
-        probabilities = predict_probabilities(model, numpy.stack(digits), backend, input_stats=input_statistics(saved))
+        probabilities = predict_probabilities(model, numpy.stack(digits))
         for path, best in zip(readable, top_classes(probabilities, top_k)):
             guesses = ", ".join(f"{names[k]} {100 * p:.1f}%" for k, p in best)
             click.echo(f"{path}: {guesses}")

@@ -32,7 +32,8 @@ from _cli import one_line_errors  # noqa: E402  (also puts the project on sys.pa
 
 import backend as backend_module  # noqa: E402
 from nets.bench.parts import attributed  # noqa: E402
-from nets.train.engine import NetsEngine  # noqa: E402
+from nets.baseline import torch_or_none  # noqa: E402
+from nets.train.engine import EngineState, NetsEngine  # noqa: E402
 from nets.nn.models import MODEL_NAMES, build_model  # noqa: E402
 from nets.optim import Adam  # noqa: E402
 
@@ -107,33 +108,25 @@ def compare_steps(engine, x, labels, torch_step, repeats, clock, block=10):
 
 
 def make_torch_step(model, images, labels, device, threads):
-    """A closure timing one torch eager training step (Adam) of the same model and batch; None without torch."""
-    from nets.baseline.models import load_nets_params_into, torch_available
-
-    if not torch_available():
+    """A closure timing one training step (Adam) of the torch engine on the same model and batch; None without
+    torch."""
+    torch = torch_or_none()
+    if torch is None:
         return None
-    import torch
-
-    from nets.baseline.models import build_torch_model
+    from nets.baseline.engine import TorchEngine
 
     if threads:
         torch.set_num_threads(threads)
-    torch_device = torch.device("cuda" if device == "gpu" else "cpu")
-    reference = build_torch_model(model.config(), dtype=str(model.dtype))
-    load_nets_params_into(reference, model.state_dict())
-    reference = reference.to(torch_device)
-    optimizer = torch.optim.Adam(reference.parameters(), lr=1e-3)
-    x = torch.from_numpy(images.astype(model.dtype)).to(torch_device)
-    y = torch.from_numpy(labels).to(torch_device)
-    synchronize = torch.cuda.synchronize if device == "gpu" else (lambda: None)
+    engine = TorchEngine(model.config(), device=device, dtype=model.dtype.name, optimizer="adam", lr=1e-3)
+    engine.load_state(EngineState(model.state_dict()))
+    io = engine.io
+    x, y = engine.batch(io.asarray(images, dtype=model.dtype), io.asarray(labels), io.asarray(numpy.arange(len(labels))))
 
     def step():
-        synchronize()
+        io.synchronize()
         start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(reference(x), y).backward()
-        optimizer.step()
-        synchronize()
+        engine.train_step(x, y)
+        io.synchronize()
         return time.perf_counter() - start
 
     for _ in range(5):
@@ -185,7 +178,8 @@ def main(models, batch_size, dtype, device, repeats, threads, workers, no_torch)
         engines = []
         for count in (1, workers):  # the parts of one worker's step; whole steps as asked
             engine = NetsEngine(model, Adam(model.parameters(), lr=1e-3), backend, workers=count)
-            x, labels = engine.step.load(backend.asarray(images, dtype=dtype), backend.asarray(labels_host))
+            x, labels = engine.batch(backend.asarray(images, dtype=dtype), backend.asarray(labels_host),
+                                     backend.asarray(numpy.arange(batch_size)))
             engine.plan([1e-3] * (5 + 2 * repeats + (repeats // 10 + 1) * 12))
             for _ in range(5):  # warm-up: buffers and tables made, caches and BLAS threads awake
                 engine.train_step(x, labels)

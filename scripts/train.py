@@ -8,20 +8,21 @@ one line on stderr and a non-zero exit.
 from __future__ import annotations
 
 import sys
+from dataclasses import fields
 
 import click
 
 from _cli import FiniteFloat, one_line_errors  # also puts the project on sys.path
 
-from backend import DEVICES
-from nets.data.datasets import DATASET_NAMES
-from nets.nn.layers.base import INITS
-from nets.nn.models import MODEL_NAMES
-from nets.optim import OPTIMIZERS
+from nets.baseline.engine import engine_for_run as torch_engine
 from nets.data.augment import AugmentError, Augmentation
-from nets.train.recipes import RECIPE_NAMES, recipe_defaults, recipe_name
-from nets.train.run import DTYPES, EXIT_INTERRUPTED, IMPLS, Interrupted, RunOptions, train_run
-from nets.optim.schedules import SCHEDULES
+from nets.train.engine import engine_for_run as nets_engine
+from nets.train.loop import EXIT_INTERRUPTED, Interrupted
+from nets.train.recipes import recipe_name
+from nets.train.run import train_run
+from nets.train.settings import RunOptions
+
+ENGINES = {"nets": nets_engine, "torch": torch_engine}  # the baseline's is built only for --impl torch
 
 
 EXAMPLES = """Examples:
@@ -75,71 +76,49 @@ class RecipeChoice(click.Choice):
         return super().convert(recipe_name(value), param, ctx)
 
 
-def positive(kind):
-    return click.IntRange(min=1) if kind is int else FiniteFloat(min=0.0, min_open=True)
+KINDS = {
+    "int>=1": lambda: click.IntRange(min=1),
+    "int>=0": lambda: click.IntRange(min=0),
+    "float>0": lambda: FiniteFloat(min=0.0, min_open=True),
+    "float>=0": lambda: FiniteFloat(min=0.0),
+    "float[0,1)": lambda: FiniteFloat(0.0, 1.0, max_open=True),
+    "file": lambda: click.Path(dir_okay=False),
+    "folder": lambda: click.Path(file_okay=False),
+    "augment": AugmentChoice,
+}
+
+
+def run_options(function):
+    """One click option per RunOptions field, in field order, from the field's metadata (nets/train/settings.py)."""
+    for spec in reversed(fields(RunOptions)):
+        meta = spec.metadata
+        kind, choices = meta["kind"], meta["choices"]
+        settings = dict(default=spec.default, help=meta["help"] or None, hidden=meta["hidden"],
+                        show_default=meta["show_default"])
+        if kind == "flag":
+            settings["is_flag"] = True
+        elif kind == "recipe":
+            settings["type"] = RecipeChoice(choices)
+        elif choices is not None:
+            settings["type"] = click.Choice(choices)
+        else:
+            settings["type"] = KINDS[kind]()
+        function = click.option("--" + spec.name.replace("_", "-"), **settings)(function)
+    return function
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EXAMPLES)
-@click.option("--model", type=click.Choice(MODEL_NAMES), default=None, help="Architecture (default cnn).")
-@click.option("--impl", type=click.Choice(IMPLS), default=None,
-              help="Hand-written nets (default) or the PyTorch baseline, through the same loop.")
-@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
-              help="auto picks the GPU when CuPy and CUDA work.")
-@click.option("--dataset", type=click.Choice(DATASET_NAMES), default=None,
-              help="Default mnist; falls back to fashion-mnist when MNIST is absent.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder holding the four IDX files.")
-@click.option("--epochs", type=positive(int), default=None,
-              help=f"Passes over the training set. [{recipe_defaults('epochs')}]")
-@click.option("--batch-size", type=positive(int), default=None,
-              help=f"Images per training step. [{recipe_defaults('batch_size')}]")
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=None,
-              help=f"[{recipe_defaults('optimizer')}]")
-@click.option("--lr", type=positive(float), default=None,
-              help=f"Learning rate (the peak, under a one-cycle schedule). [{recipe_defaults('lr')}]")
-@click.option("--momentum", type=FiniteFloat(0.0, 1.0, max_open=True), default=None,
-              help=f"SGD momentum. [{recipe_defaults('momentum')}]")
-@click.option("--weight-decay", type=FiniteFloat(min=0.0), default=None,
-              help=f"L2 weight decay. [{recipe_defaults('weight_decay')}]")
-@click.option("--schedule", type=click.Choice(SCHEDULES), default=None,
-              help=f"Learning-rate schedule: constant, or torch's OneCycleLR shape. [{recipe_defaults('schedule')}]")
-@click.option("--init", type=click.Choice(INITS), default=None,
-              help=f"Weight initialisation. [{recipe_defaults('init')}]")
-@click.option("--augment", type=AugmentChoice(), default=None,
-              help="Each epoch, flip: mirror a random half of the training images left-right; shift:N: move each "
-                   "image by up to N pixels (default 2) in x and y; flip+shift:N: both. auto (the default "
-                   "recipe's): shift:2 on mnist; flip+shift:1 for the cnn on fashion-mnist, none for the mlp there. "
-                   f"[{recipe_defaults('augment')}]")
-@click.option("--seed", type=click.IntRange(min=0), default=None, help="Seeds initialisation and shuffling (default 0).")
-@click.option("--dtype", type=click.Choice(DTYPES), default=None, help="Default float32.")
-@click.option("--recipe", type=RecipeChoice(RECIPE_NAMES), default=None,
-              help="default: this project's; notebook: the course notebook's (also accepted as seed, its old "
-                   "name). Explicit options override it.  [default: default]")
-@click.option("--save", type=click.Path(dir_okay=False), default=None,
-              help="Checkpoint (.npz) written atomically after every epoch [default: runs/DATASET-MODEL-IMPL.npz; "
-                   "with --resume, back into that checkpoint].")
-@click.option("--no-save", is_flag=True, help="Write no checkpoint after each epoch (Ctrl-C still saves one).")
-@click.option("--resume", type=click.Path(dir_okay=False), default=None, help="Continue exactly from a checkpoint.")
-@click.option("--metrics-json", type=click.Path(dir_okay=False), default=None,
-              help="Per-epoch metrics as JSON [default: beside the checkpoint, same name, .json].")
-@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None, help="Write PNG plots here.")
-@click.option("--quiet", is_flag=True, help="Only the final accuracy.")
-@click.option("--no-download", is_flag=True, help="Never download datasets.")
-@click.option("--stop-after-steps", type=positive(int), default=None, hidden=True)
+@run_options
 @one_line_errors
-def main(model, impl, device, dataset, data_dir, epochs, batch_size, optimizer, lr, momentum, weight_decay,
-         schedule, init, augment, seed, dtype, recipe, save, no_save, resume, metrics_json, plot_dir, quiet,
-         no_download, stop_after_steps):
+def main(**given):
     """Train the MLP or the CNN on MNIST-format data and report test accuracy."""
-    if save and no_save:
+    options = RunOptions(**given)
+    if options.save and options.no_save:
         raise click.UsageError("--save and --no-save contradict each other; give one of them.")
-    options = RunOptions(
-        model=model, impl=impl, device=device, dataset=dataset, data_dir=data_dir, recipe=recipe, epochs=epochs,
-        batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-        schedule=schedule, init=init, augment=augment, seed=seed, dtype=dtype, save=save, no_save=no_save,
-        resume=resume, metrics_json=metrics_json, plot=plot_dir, quiet=quiet, download=not no_download, stop_after_steps=stop_after_steps)
+    quiet = options.quiet
     say = (lambda line: None) if quiet else (lambda line: click.echo(line))
     try:
-        result = train_run(options, say=say, progress=progress_bar_factory(not quiet and sys.stdout.isatty()))
+        result = train_run(options, ENGINES, say=say, progress=progress_bar_factory(not quiet and sys.stdout.isatty()))
     except Interrupted as stop:  # not an error: the checkpoint is written (other user errors: see _cli)
         click.echo(str(stop), err=True)
         sys.exit(EXIT_INTERRUPTED)

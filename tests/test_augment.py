@@ -1,9 +1,10 @@
-"""Augmentation (nets/data/augment.py, the engines' augment): names, pixel maps, borders, draws, launches, resume."""
+"""Augmentation (nets/data/augment.py and its PixelMover in the engines' batches): names, pixel maps, borders,
+draws, launches, resume."""
 
 import numpy
 import pytest
 
-from nets.data.augment import AUTO, Augmentation, AugmentError, resolve
+from nets.data.augment import AUTO, Augmentation, AugmentError, PixelMover, resolve
 from nets.train.engine import NetsEngine
 from nets.nn.models import build_model
 from nets.optim import Adam
@@ -88,19 +89,17 @@ def engine_on(backend, model_name, workers=1):
 def test_the_engine_moves_each_image_in_place_in_the_steps_home(backend, model_name):
     augmentation = Augmentation.parse("flip+shift:2")
     engine = engine_on(backend, model_name)
-    engine.load_augmentation(augmentation.tables((28, 28)))
+    mover = PixelMover(engine.io, augmentation.tables((28, 28)), "float32")
     rng = numpy.random.default_rng(3)
     host = (rng.random((6, 28, 28)) + 0.5).astype(numpy.float32)  # no zero pixel of its own
     images = backend.asarray(host.reshape(6, *engine.model.input_shape))
     moves = [(0, 0, 0), (1, 0, 0), (0, 2, -1), (1, -2, 2), (0, -1, 0), (1, 1, 1)]  # of dataset images 0..5
-    ids = backend.asarray(numpy.array([map_id(augmentation, *move) for move in moves], dtype=numpy.int64))
+    mover.epoch(numpy.array([map_id(augmentation, *move) for move in moves]))
     order = numpy.array([3, 0, 5, 1, 4, 2])  # the batch: each image keeps its own move
     for _ in range(2):  # the second time through the homes made the first time
         index = backend.asarray(order)
-        x, _ = engine.gather(images, backend.asarray(numpy.arange(6)), index)
-        moved = engine.augment(x, ids, index)
-        assert moved is x
-        pictures = backend.to_numpy(engine.step.images_of(moved)).reshape(6, 28, 28)
+        moved, _ = engine.batch(images, backend.asarray(numpy.arange(6)), index, mover)
+        pictures = backend.to_numpy(moved).reshape(6, -1)[:, :784].reshape(6, 28, 28)
         for k, image in enumerate(order):
             numpy.testing.assert_array_equal(pictures[k], reference(host[image], *moves[image]), err_msg=str(k))
     if model_name == "mlp":  # the input slot's column of ones (the bias) is untouched
@@ -110,24 +109,24 @@ def test_the_engine_moves_each_image_in_place_in_the_steps_home(backend, model_n
 def test_torch_engine_moves_images_as_the_nets_do():
     torch = pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
     import backend as backend_module
-    from nets.train.recipes import Hyperparameters
-    from nets.baseline.models import build_torch_model
     from nets.baseline.engine import TorchEngine
 
     cpu = backend_module.get_backend("cpu")
     nets = engine_on(cpu, "cnn")
-    hyper = Hyperparameters(optimizer="adam", lr=1e-3, batch_size=4, epochs=1)
-    engine = TorchEngine(build_torch_model(nets.model.config()), hyper, "cpu", "float32", nets.model.config())
+    engine = TorchEngine(nets.model_config, optimizer="adam")
     augmentation = Augmentation.parse("flip+shift:3")
-    for each in (nets, engine):
-        each.load_augmentation(augmentation.tables((28, 28)))
     host = numpy.random.default_rng(4).random((5, 1, 28, 28)).astype(numpy.float32)
     ids = augmentation.draw(numpy.random.default_rng(0), 5)
     order = numpy.array([3, 0, 4, 1, 2])
-    x, _ = nets.gather(host, numpy.arange(5), order)
-    expected = nets.augment(x, ids, order)
-    got = engine.augment(torch.from_numpy(host[order]), torch.from_numpy(ids), torch.from_numpy(order))
-    numpy.testing.assert_array_equal(got.numpy(), expected)
+    batches = []
+    for each in (nets, engine):
+        mover = PixelMover(each.io, augmentation.tables((28, 28)), "float32")
+        mover.epoch(ids)
+        io = each.io
+        x, _ = each.batch(io.asarray(host), io.asarray(numpy.arange(5)), io.asarray(order), mover)
+        batches.append(io.to_numpy(x))
+    assert isinstance(x, torch.Tensor)
+    numpy.testing.assert_array_equal(batches[1], batches[0])
 
 
 @pytest.mark.parametrize("model_name", ["mlp", "cnn"])
@@ -135,18 +134,17 @@ def test_augmenting_a_batch_is_five_launches_with_no_sync_or_copy(standin_gpu, m
     """The batch's maps, their offsets, the pixels into the workspace, the gather back; nothing allocated."""
     augmentation = Augmentation.parse("flip+shift:2")
     engine = engine_on(standin_gpu, model_name)
-    engine.load_augmentation(augmentation.tables((28, 28)))
+    mover = PixelMover(engine.io, augmentation.tables((28, 28)), "float32")
     rng = numpy.random.default_rng(0)
     images = standin_gpu.asarray(rng.random((256, *engine.model.input_shape), dtype=numpy.float32))
     labels = standin_gpu.asarray(rng.integers(0, 10, 256))
-    moves = engine.index_vector(augmentation.draw(rng, 256))
+    mover.epoch(augmentation.draw(rng, 256))
     index = standin_gpu.asarray(numpy.arange(128))
     for _ in range(2):  # the first batch makes the homes
-        x, _ = engine.gather(images, labels, index)
         counter = standin_gpu.xp.counter
         mark = counter.mark()
-        engine.augment(x, moves, index)
+        engine.batch(images, labels, index, mover)
         tally = counter.since(mark)
-    assert tally.launches == 5, tally.by_site()
+    assert tally.launches == 2 + 5, tally.by_site()  # the batch's two gathers, then the moves
     assert tally.syncs == 0 and tally.transfers == 0 and tally.memsets == 0
     assert not tally.where("alloc"), [event.name for event in tally.where("alloc")]

@@ -160,10 +160,10 @@ def test_profile_step_times_every_part_of_the_real_step():
 
 @pytest.mark.parametrize("model_name", ["mlp", "cnn"])
 def test_the_bench_runner_runs_through_the_standin(standin_gpu, model_name):
-    from nets.bench.runners import NetsRunner, make_batch
+    from nets.bench.runners import make_batch, nets_runner
 
     shape = (784,) if model_name == "mlp" else (1, 28, 28)
-    runner = NetsRunner(model_name, standin_gpu, *make_batch(shape, 16))
+    runner = nets_runner(model_name, standin_gpu, *make_batch(shape, 16))
     for _ in range(3):
         runner.train_step()
     counter = standin_gpu.xp.counter
@@ -175,3 +175,18 @@ def test_the_bench_runner_runs_through_the_standin(standin_gpu, model_name):
     mark = counter.mark()
     runner.synchronize()
     assert counter.since(mark).syncs == 1
+
+
+def test_the_torch_runner_times_the_torch_engine_train_py_uses():
+    torch = pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
+    from nets.baseline.engine import TorchEngine
+    from nets.bench.runners import make_batch, torch_runner
+
+    for channels_last, impl in ((False, "torch"), (True, "torch_channels_last")):
+        runner = torch_runner("cnn", "cpu", *make_batch((1, 28, 28), 8), channels_last=channels_last)
+        assert isinstance(runner.engine, TorchEngine) and runner.impl == impl
+        runner.train_step()
+        runner.infer_step()
+        loss_sum, hits = runner.engine.totals()
+        assert loss_sum > 0 and 0 <= hits <= 8
+        assert runner.engine.model.conv2.weight.is_contiguous(memory_format=torch.channels_last) == channels_last

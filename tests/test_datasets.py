@@ -13,7 +13,7 @@ import numpy
 import pytest
 
 from nets.data import datasets, download
-from nets.data.datasets import CONTENT_MD5, FILE_NAMES, DataNotFoundError, find_dataset_dir, load_dataset, to_float, to_labels
+from nets.data.datasets import CONTENT_MD5, FILE_NAMES, DataNotFoundError, find_dataset_dir, load_dataset, to_labels, to_model_input
 from nets.data.idx import DataError
 from tests.idx_files import make_dataset, serve_directory, write_dataset, write_idx
 
@@ -341,34 +341,34 @@ def uint8_images():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", numpy.float32])
-def test_to_float_flat(uint8_images, dtype):
-    x = to_float(uint8_images, dtype=dtype)
+def test_model_input_of_the_mlp(uint8_images, dtype):
+    x = to_model_input(uint8_images, (784,), dtype=dtype)
     assert x.shape == (6, 784) and x.dtype == numpy.dtype(dtype)
     assert x.min() == 0.0 and x.max() == 1.0
     numpy.testing.assert_allclose(x.reshape(6, 28, 28) * 255, uint8_images, atol=1e-4)
 
 
-def test_to_float_nchw(uint8_images):
-    x = to_float(uint8_images, "float64", layout="nchw")
+def test_model_input_of_the_cnn(uint8_images):
+    x = to_model_input(uint8_images, (1, 28, 28), "float64")
     assert x.shape == (6, 1, 28, 28) and x.dtype == numpy.float64 and x.flags.c_contiguous
     numpy.testing.assert_array_equal(x[:, 0], uint8_images / 255.0)
 
 
-def test_to_float_defaults_to_float32_flat(uint8_images):
-    x = to_float(uint8_images)
-    assert x.dtype == numpy.float32 and x.shape == (6, 784)
-    assert numpy.all((0 <= x) & (x <= 1))
+def test_model_input_takes_any_layout_and_floats_already_scaled(uint8_images):
+    expected = to_model_input(uint8_images, (1, 28, 28))
+    for images in (uint8_images.reshape(6, 784), uint8_images.reshape(6, 1, 28, 28), uint8_images / numpy.float32(255)):
+        numpy.testing.assert_array_equal(to_model_input(images, (1, 28, 28)), expected)
+    prepared = to_model_input(uint8_images, (784,))
+    assert numpy.shares_memory(to_model_input(prepared, (784,)), prepared)  # already an input: no copy
 
 
-def test_to_float_refuses_what_is_not_uint8_images(uint8_images):
-    with pytest.raises(TypeError, match="uint8"):
-        to_float(uint8_images / 255.0)
-    with pytest.raises(ValueError, match="shape"):
-        to_float(uint8_images.reshape(6, 784))
+def test_model_input_refuses_what_does_not_fit(uint8_images):
+    with pytest.raises(DataError, match="do not fit a model input of shape \\(784,\\); use 28x28 images"):
+        to_model_input(numpy.zeros((2, 10, 10), dtype=numpy.uint8), (784,))
+    with pytest.raises(DataError, match="give uint8 pixels"):
+        to_model_input(uint8_images.astype(numpy.int32), (784,))
     with pytest.raises(ValueError, match="floating dtype"):
-        to_float(uint8_images, dtype="int32")
-    with pytest.raises(ValueError, match="unknown layout 'nhwc'"):
-        to_float(uint8_images, layout="nhwc")
+        to_model_input(uint8_images, (784,), dtype="int32")
 
 
 def test_to_labels_gives_int64():

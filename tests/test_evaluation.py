@@ -1,10 +1,13 @@
-"""nets.report.evaluation: confusion matrix, per-class accuracy, batched prediction on the device, text tables."""
+"""nets.report.evaluation and nets.nn.inference: confusion matrix, per-class accuracy, batched prediction on the
+device, text tables."""
 
 import numpy
 import pytest
 
-from nets.report.evaluation import class_names_for, confusion_matrix, dataset_name_of, evaluate, format_confusion_matrix, format_report, per_class_accuracy, predict_classes, predict_probabilities, to_model_input, top_classes
+from nets.data.datasets import to_model_input
+from nets.nn.inference import count_correct, predict_classes, predict_probabilities
 from nets.nn.models import build_model
+from nets.report.evaluation import class_names_for, confusion_matrix, dataset_name_of, evaluate, format_confusion_matrix, format_report, per_class_accuracy, top_classes
 
 
 def test_confusion_matrix_by_hand():
@@ -60,14 +63,13 @@ class FixedModel:
     dtype = numpy.dtype("float32")
 
     def __init__(self, backend):
-        self.backend = backend
+        self.io = backend
         self.batches = []
 
-    def forward(self, x, train=False):
-        assert not train
+    def predict(self, x):
         assert x.shape[1:] == self.input_shape and x.dtype == self.dtype
         self.batches.append(x.shape[0])
-        xp = self.backend.xp
+        xp = self.io.xp
         logits = xp.zeros((x.shape[0], 10), dtype=self.dtype)
         logits[xp.arange(x.shape[0]), xp.argmax(x, axis=1) % 10] = 5.0
         return logits
@@ -83,7 +85,7 @@ def test_evaluate_in_batches(backend):
     labels = numpy.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 3], dtype=numpy.uint8)
     predicted = numpy.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 4])
     model = FixedModel(backend)
-    result = evaluate(model, images_for_classes(predicted), labels, backend, batch_size=4)
+    result = evaluate(model, images_for_classes(predicted), labels, batch_size=4)
     assert model.batches == [4, 4, 3]
     assert isinstance(result.predictions, numpy.ndarray)
     numpy.testing.assert_array_equal(result.predictions, predicted)
@@ -97,7 +99,7 @@ def test_evaluate_in_batches(backend):
 
 
 def test_probabilities_and_top_classes(backend):
-    probabilities = predict_probabilities(FixedModel(backend), images_for_classes([7, 2]), backend)
+    probabilities = predict_probabilities(FixedModel(backend), images_for_classes([7, 2]))
     assert probabilities.shape == (2, 10)
     numpy.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
     best = top_classes(probabilities, 2)
@@ -105,27 +107,20 @@ def test_probabilities_and_top_classes(backend):
     assert best[0][0][1] == pytest.approx(numpy.exp(5) / (numpy.exp(5) + 9), rel=1e-5)
 
 
-def test_model_input_layouts(backend):
-    xp = backend.xp
-    raw = numpy.full((2, 28, 28), 255, dtype=numpy.uint8)
-    flat = to_model_input(raw, (784,), xp, numpy.dtype("float64"))
-    assert flat.shape == (2, 784) and float(flat.max()) == 1.0
-    nchw = to_model_input(raw.astype(numpy.float32) / 255, (1, 28, 28), xp, numpy.dtype("float32"))
-    assert nchw.shape == (2, 1, 28, 28) and nchw.dtype == numpy.float32
-    normalised = to_model_input(raw, (784,), xp, numpy.dtype("float32"), input_stats=(0.5, 0.25))
-    assert float(normalised.max()) == pytest.approx(2.0)
-    with pytest.raises(ValueError, match="28x28"):
-        to_model_input(numpy.zeros((2, 10, 10)), (784,), xp, numpy.dtype("float32"))
-
-
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
 def test_real_models_on_the_device(backend, name):
     model = build_model(name, backend=backend, dtype="float32", rng=numpy.random.default_rng(0))
     images = numpy.random.default_rng(1).integers(0, 256, size=(7, 28, 28), dtype=numpy.uint8)
-    predictions = predict_classes(model, images, backend, batch_size=3)
+    predictions = predict_classes(model, images, batch_size=3)
     assert predictions.shape == (7,) and predictions.dtype == numpy.int64
-    logits = backend.to_numpy(model.forward(to_model_input(images, model.input_shape, backend.xp, model.dtype)))
+    logits = backend.to_numpy(model.forward(to_model_input(images, model.input_shape, model.dtype)))
     numpy.testing.assert_array_equal(predictions, logits.argmax(axis=1))
+    # a test set already on the device, as a training run keeps it: the same answers, counted there
+    prepared = backend.asarray(to_model_input(images, model.input_shape, model.dtype))
+    numpy.testing.assert_array_equal(predict_classes(model, prepared, batch_size=4), predictions)
+    labels = predictions.copy()
+    labels[:3] = (labels[:3] + 1) % 10
+    assert count_correct(model, prepared, backend.asarray(labels), batch_size=4) == 4
 
 
 def test_dataset_name_of_checkpoint():

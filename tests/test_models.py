@@ -10,7 +10,8 @@ import pytest
 from conftest import torch_or_skip
 from layer_checks import mnist_like_images, parity_tolerance, relative_error
 from nets.nn.models import CNN, MLP, build_model
-from nets.baseline.models import build_torch_model, load_nets_params_into, torch_available
+from nets.baseline import torch_or_none
+from nets.baseline.models import build_torch_model, load_nets_params_into
 
 CNN_SHAPES = {
     "conv1.weight": (16, 1, 3, 3),
@@ -111,7 +112,7 @@ def test_parameters_are_named_and_ordered_like_torch(backend, dtype, model_class
     for name, parameter in parameters.items():
         layer_name, key = name.split(".")
         assert parameter is layers[layer_name].params[key]
-    if torch_available():
+    if torch_or_none() is not None:
         assert list(build_torch_model(model.config()).state_dict()) == list(shapes)
 
 
@@ -209,7 +210,8 @@ def test_loss_and_gradients_equals_separate_calls(backend):
 
 
 def test_torch_baseline_imports_without_torch():
-    code = "import sys; sys.modules['torch'] = None; import nets.baseline.models as t; assert not t.torch_available()"
+    code = ("import sys; sys.modules['torch'] = None; import nets.baseline, nets.baseline.models, nets.baseline.engine, "
+            "nets.baseline.checkpoint; assert nets.baseline.torch_or_none() is None")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from nets.data import datasets
+from nets.train.engine import engine_for_run as nets_engine
 from tests.idx_files import write_dataset, write_idx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -667,26 +668,39 @@ def test_torch_interrupted_mid_epoch_then_resumed_equals_uninterrupted(tiny_data
 
 def test_the_torch_baseline_on_the_gpu_needs_no_cupy(monkeypatch):
     torch = pytest.importorskip("torch", reason="torch is not installed; pip install -e .[test]")
-    import backend
-    from nets.train.recipes import resolve_hyperparameters
-    from nets.train.run import RunError, RunSettings, select_backend
+    from dataclasses import replace
 
+    import backend
+    import nets.baseline.engine as baseline_engine
+    from nets.train.recipes import resolve_hyperparameters
+    from nets.train.run import build_engine
+    from nets.train.settings import RunError, RunSettings
+
+    engines = {"nets": nets_engine, "torch": baseline_engine.engine_for_run}
     monkeypatch.setattr(backend, "_import_cupy", lambda: None)  # no CuPy at all
     settings = RunSettings(model="mlp", impl="torch", dataset="mnist", recipe="default", seed=0, dtype="float32",
                            hyper=resolve_hyperparameters("default", "mlp"), device="gpu")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    host, device = select_backend(settings)
-    assert (host.name, device) == ("cpu", "gpu")  # initialised on the host, computed by torch on CUDA
+    asked = []
+
+    class OnCuda:  # a torch engine that records its device instead of moving to a CUDA device this machine lacks
+        def __init__(self, config, **settings):
+            asked.append(settings["device"])
+
+        def load_state(self, state):
+            pass
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.cuda, "is_available", lambda: True)
+        patch.setattr(baseline_engine, "TorchEngine", OnCuda)
+        _, host = build_engine(settings, engines)
+    assert (host.name, asked) == ("cpu", ["gpu"])  # initialised on the host, computed by torch on CUDA
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(RunError, match="--impl torch: .*CUDA build of torch") as error:
-        select_backend(settings)
+        build_engine(settings, engines)
     assert "CuPy" not in str(error.value)
-    settings.device = "auto"
-    assert select_backend(settings)[1] == "cpu"
-    settings.impl = "nets"
-    settings.device = "gpu"
-    with pytest.raises(backend.BackendError, match="CuPy is not installed"):
-        select_backend(settings)
+    assert build_engine(replace(settings, device="auto"), engines)[0].io.name == "cpu"
+    with pytest.raises(RunError, match="CuPy is not installed"):
+        build_engine(replace(settings, impl="nets"), engines)
 
 
 def test_a_checkpoint_of_the_seed_recipe_resumes_as_the_notebook_recipe(tiny_data, tmp_path):

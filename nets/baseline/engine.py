@@ -1,73 +1,104 @@
-"""The PyTorch engine: trains the baseline model through the same loop, data order and checkpoints as the nets.
+"""The PyTorch engine: the baseline model behind the Engine interface of nets/train/engine.py, so that training,
+evaluation (evaluate.py --impl torch), the bench and the profiler all run PyTorch through this one class.
 
-torch is imported when an engine is built, so importing this module never needs torch.
-On --device gpu the model and the data live on CUDA.
+    engine = TorchEngine(model_config, device="cpu", dtype="float32", optimizer="adam", lr=1e-3)
+    engine.load_state(EngineState(nets_model.state_dict()))   # the nets' initial weights, or a checkpoint's
+
+torch is imported when an engine is built, so importing this module never needs torch. On --device gpu the
+model and the data live on CUDA.
 """
 
 from __future__ import annotations
 
 import numpy
 
-# nets optimizer state names <-> torch.optim per-parameter state names
-_STATE_NAMES = {"adam": ("exp_avg", "exp_avg_sq"), "sgd": ("momentum_buffer",)}
+from nets.baseline import require_torch
+from nets.baseline.models import build_torch_model, load_nets_params_into
+from nets.nn.architecture import input_shape
+from nets.optim import STATE_NAMES
+from nets.train.engine import EngineState
+
+__all__ = ["TorchEngine", "TorchIO", "engine_for_run"]
+
+
+class TorchIO:
+    """backend.Backend's array calls over torch tensors on one device (the engine's `io`)."""
+
+    def __init__(self, torch, device: str, channels_last: bool = False):
+        self.torch = torch
+        self.name = device
+        self.device = torch.device("cuda" if device == "gpu" else "cpu")
+        self.channels_last = channels_last
+
+    def asarray(self, host, dtype=None):
+        """A host array -> a tensor on the device (4-D inputs laid out channels-last when asked)."""
+        tensor = self.torch.from_numpy(numpy.ascontiguousarray(host, dtype=dtype))
+        tensor = tensor.to(self.device)
+        if self.channels_last and tensor.ndim == 4:
+            tensor = tensor.contiguous(memory_format=self.torch.channels_last)
+        return tensor
+
+    def to_numpy(self, tensor) -> numpy.ndarray:
+        return tensor.detach().cpu().numpy()
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize()
+
+    def take(self, tensor, index, axis=None, out=None):
+        if axis is None:
+            return self.torch.take(tensor, index, out=out) if out is not None else self.torch.take(tensor, index)
+        if out is not None:
+            return self.torch.index_select(tensor, axis, index, out=out)
+        return self.torch.index_select(tensor, axis, index)
+
+    def zeros(self, shape, dtype):
+        return self.torch.zeros(shape, dtype=getattr(self.torch, numpy.dtype(dtype).name), device=self.device)
 
 
 class TorchEngine:
-    """Trains a torch.nn.Module of the baseline (nets/baseline/models.py) with torch.optim."""
+    """The baseline model (nets/baseline/models.py) with torch.optim, on "cpu" or "gpu" (CUDA).
+
+    optimizer: "adam", "sgd", or None for a model that only predicts (evaluation).
+    channels_last: the CNN and its 4-D inputs in torch's channels-last layout (a bench variant).
+    """
 
     impl = "torch"
 
-    def __init__(self, model, hyper, device: str, dtype: str, model_config: dict):
-        """device: "cpu" or "gpu" (CUDA)."""
-        from nets.baseline.models import require_torch
-
+    def __init__(self, model_config: dict, *, device: str = "cpu", dtype: str = "float32", optimizer: str | None = None,
+                 lr: float = 1e-3, momentum: float = 0.0, weight_decay: float = 0.0, channels_last: bool = False):
         torch = require_torch(device)
-        self.model_config = model_config
         self.torch = torch
-        self.device = torch.device("cuda" if device == "gpu" else "cpu")
-        self.dtype = getattr(torch, str(dtype))
-        self.model = model.to(device=self.device, dtype=self.dtype)
-        self.optimizer_name = hyper.optimizer
+        self.io = TorchIO(torch, device, channels_last)
+        self.model_config = dict(model_config)
+        self.input_shape, self.dtype = input_shape(model_config), numpy.dtype(dtype)
+        self.model = build_torch_model(model_config, dtype=self.dtype.name).to(self.io.device)
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer_name = optimizer
+        self.optimizer = None
         params = self.model.parameters()
-        if hyper.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(params, lr=hyper.lr, weight_decay=hyper.weight_decay)
-        else:
-            self.optimizer = torch.optim.SGD(params, lr=hyper.lr, momentum=hyper.momentum,
-                                             weight_decay=hyper.weight_decay)
-        self._loss = torch.nn.functional.cross_entropy
+        if optimizer == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        elif optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
         self._planned = iter(())
+        self._training = None
         # running loss sum and hits, in float64 so that hits stay exact integers
-        self._totals = torch.zeros(2, dtype=torch.float64, device=self.device)
+        self._totals = torch.zeros(2, dtype=torch.float64, device=self.io.device)
 
-    def to_device(self, host_array, dtype=None):
-        tensor = self.torch.from_numpy(numpy.ascontiguousarray(host_array))
-        if dtype is not None:
-            tensor = tensor.to(getattr(self.torch, str(numpy.dtype(dtype))))
-        return tensor.to(self.device)
+    def _mode(self, training: bool) -> None:
+        if self._training is not training:
+            self.model.train(training)
+            self._training = training
 
-    def index_vector(self, values):
-        """A host vector (a permutation, or per-image flags) -> a tensor on the device, in one copy."""
-        values = numpy.asarray(values)
-        return self.torch.from_numpy(values if values.dtype == bool else values.astype(numpy.int64)).to(self.device)
-
-    def take(self, array, index):
-        return self.torch.index_select(array, 0, index)
-
-    def gather(self, images, labels, index):
-        """The batch `index` of the dataset's images and labels (as NetsEngine.gather)."""
-        return self.take(images, index), self.take(labels, index)
-
-    def load_augmentation(self, tables) -> None:
-        """As NetsEngine.load_augmentation: the pixel maps (T, P) to the device once."""
-        self._augment_maps = self.torch.from_numpy(numpy.ascontiguousarray(tables, dtype=numpy.int64)).to(self.device)
-
-    def augment(self, x, moves, index):
-        """As NetsEngine.augment: each image of the batch `index` moved by its pixel map (moves: (N,) the
-        epoch's); pixels from outside the image are 0."""
-        flat = x.reshape(x.shape[0], -1)
-        padded = self.torch.cat([flat, flat.new_zeros(flat.shape[0], 1)], dim=1)
-        chosen = self._augment_maps.index_select(0, moves.index_select(0, index))
-        return padded.gather(1, chosen).reshape(x.shape)
+    def batch(self, images, labels, index, mover=None):
+        x, y = self.io.take(images, index, axis=0), self.io.take(labels, index, axis=0)
+        if self.io.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=self.torch.channels_last)
+        if mover is not None:
+            mover(x.view(len(x), -1), index)
+        return x, y
 
     def plan(self, learning_rates) -> None:
         """The lr of each coming step; torch.optim reads it from the param group, set before each step."""
@@ -76,11 +107,12 @@ class TorchEngine:
     def train_step(self, x, labels) -> None:
         lr = next(self._planned, None)
         if lr is not None:
-            self.set_lr(lr)
-        self.model.train()
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+        self._mode(True)
         self.optimizer.zero_grad(set_to_none=True)
         logits = self.model(x)
-        loss = self._loss(logits, labels)
+        loss = self.torch.nn.functional.cross_entropy(logits, labels)
         loss.backward()
         self.optimizer.step()
         with self.torch.no_grad():
@@ -95,36 +127,19 @@ class TorchEngine:
         self._totals.zero_()
 
     def predict(self, x):
-        self.model.eval()
-        with self.torch.no_grad():
-            return self.model(x).argmax(dim=1)
+        self._mode(False)
+        with self.torch.inference_mode():
+            return self.model(x)
 
-    def count_hits(self, x, labels):
-        return (self.predict(x) == labels).sum()
+    def state(self) -> EngineState:
+        params = {name: value.detach().cpu().numpy().copy() for name, value in self.model.state_dict().items()}
+        return EngineState(params, None if self.optimizer is None else self._optimizer_state())
 
-    def to_host(self, scalar) -> float:
-        return float(scalar.item())
-
-    def to_numpy(self, tensor):
-        return tensor.detach().cpu().numpy()
-
-    def set_lr(self, lr: float) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-
-    def synchronize(self) -> None:
-        if self.device.type == "cuda":
-            self.torch.cuda.synchronize()
-
-    def parameters_numpy(self) -> dict:
-        """Host copies of the parameters under their state_dict names (the nets names too)."""
-        return {name: value.detach().cpu().numpy().copy() for name, value in self.model.state_dict().items()}
-
-    def optimizer_state(self) -> dict:
+    def _optimizer_state(self) -> dict:
         """torch.optim's state in the nets optimizer's state_dict layout, so one checkpoint format serves both."""
         names = {id(param): name for name, param in self.model.named_parameters()}
         group = self.optimizer.param_groups[0]
-        state = {state_name: {} for state_name in _STATE_NAMES[self.optimizer_name]}
+        state = {state_name: {} for state_name in STATE_NAMES[self.optimizer_name]}
         step = 0
         for param, param_state in self.optimizer.state.items():
             for state_name in state:
@@ -140,18 +155,33 @@ class TorchEngine:
         return {"name": self.optimizer_name, "step": step, "hyperparameters": hyperparameters,
                 "state": {key: value for key, value in state.items() if value}}
 
-    def load_state(self, params: dict, optimizer_state: dict | None) -> None:
-        torch = self.torch
-        self.model.load_state_dict({name: torch.from_numpy(numpy.asarray(value)) for name, value in params.items()})
-        if not optimizer_state:
+    def load_state(self, state: EngineState) -> None:
+        load_nets_params_into(self.model, state.params)
+        saved = state.optimizer_state
+        if not saved or self.optimizer is None:
             return
-        if optimizer_state.get("name") != self.optimizer_name:
-            raise ValueError(f"the checkpoint's optimizer is {optimizer_state.get('name')!r}, "
-                             f"but this run uses {self.optimizer_name!r}.")
+        if saved.get("name") != self.optimizer_name:
+            raise ValueError(f"the checkpoint's optimizer is {saved.get('name')!r}, but this run uses "
+                             f"{self.optimizer_name!r}.")
+        torch = self.torch
         named = dict(self.model.named_parameters())
-        for state_name, per_param in optimizer_state.get("state", {}).items():
+        for state_name, per_param in saved.get("state", {}).items():
             for name, value in per_param.items():
                 entry = self.optimizer.state[named[name]]
-                entry[state_name] = torch.as_tensor(value, dtype=self.dtype, device=self.device).clone()
+                entry[state_name] = torch.as_tensor(value, dtype=named[name].dtype, device=self.io.device).clone()
                 if self.optimizer_name == "adam":
-                    entry["step"] = torch.tensor(float(optimizer_state.get("step", 0)))
+                    entry["step"] = torch.tensor(float(saved.get("step", 0)))
+
+
+def engine_for_run(settings, model) -> TorchEngine:
+    """The torch engine of a training run (nets/train/run.py, given it by scripts/train.py): the baseline of
+    `model`'s architecture, starting from `model`'s weights (the nets' initialisation, so both impls start alike),
+    on settings.device ("auto": CUDA when torch has it)."""
+    device = settings.device
+    if device == "auto":
+        device = "gpu" if require_torch("cpu").cuda.is_available() else "cpu"
+    hyper = settings.hyper
+    engine = TorchEngine(model.config(), device=device, dtype=settings.dtype, optimizer=hyper.optimizer, lr=hyper.lr,
+                         momentum=hyper.momentum, weight_decay=hyper.weight_decay)
+    engine.load_state(EngineState(model.state_dict()))
+    return engine

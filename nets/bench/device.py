@@ -12,7 +12,7 @@ from nets.bench import EPOCH_IMAGES, log
 from nets.bench.flops import gemm_gflops, layer_gemms, train_flops_per_image, train_step_gemm_shapes
 from nets.bench.launches import count_kernel_launches, standin_launches
 from nets.bench.memory import CpuPeakMemory, CupyPeakMemory, NoPeakMemory, TorchCudaPeakMemory
-from nets.bench.runners import NetsRunner, TorchRunner, make_batch
+from nets.bench.runners import make_batch, nets_runner, torch_runner
 from nets.bench.timing import alternate_rounds
 
 
@@ -65,7 +65,6 @@ class Row:
 def bench_device(device: str, options, torch, report: dict) -> None:
     """All models and batch sizes on one device; appends to report["rows"] and report["floor"]."""
     backend = backend_module.get_backend(device, seed=0)
-    torch_device = "cuda" if device == "gpu" else "cpu"
     torch_problem = None
     if torch is None:
         torch_problem = "torch is not installed (pip install -e .[baseline]); torch rows skipped"
@@ -106,12 +105,11 @@ def bench_device(device: str, options, torch, report: dict) -> None:
     # kernels, starting thread pools) land neither in the first row's peak memory nor in its warm-up.
     for model_name, input_shape in shapes.items():
         x_host, labels_host = make_batch(input_shape, 2)
-        primers = [NetsRunner(model_name, backend, x_host, labels_host)]
+        primers = [nets_runner(model_name, backend, x_host, labels_host)]
         if torch_problem is None:
-            primers.append(TorchRunner(model_name, torch, torch_device, x_host, labels_host))
+            primers.append(torch_runner(model_name, device, x_host, labels_host))
         for runner in primers:
-            for phase, step in (("train", runner.train_step), ("infer", runner.infer_step)):
-                runner.begin(phase)
+            for step in (runner.train_step, runner.infer_step):
                 step()
             runner.synchronize()
         del primers
@@ -120,26 +118,18 @@ def bench_device(device: str, options, torch, report: dict) -> None:
         gemms = layer_gemms(model_name, input_shape) if torch is not None else []
         for batch_size in options.batch_sizes:
             x_host, labels_host = make_batch(input_shape, batch_size)
-            builders = [("nets", lambda: NetsRunner(model_name, backend, x_host, labels_host), nets_probe)]
+            builders = [("nets", lambda: nets_runner(model_name, backend, x_host, labels_host), nets_probe)]
             if torch_problem is None:
-                builders.append(
-                    ("torch", lambda: TorchRunner(model_name, torch, torch_device, x_host, labels_host), torch_probe)
-                )
+                builders.append(("torch", lambda: torch_runner(model_name, device, x_host, labels_host), torch_probe))
                 if options.channels_last and device == "cpu" and len(input_shape) == 3:
-                    builders.append(
-                        (
-                            "torch_channels_last",
-                            lambda: TorchRunner(model_name, torch, torch_device, x_host, labels_host, True),
-                            torch_probe,
-                        )
-                    )
+                    builders.append(("torch_channels_last",
+                                     lambda: torch_runner(model_name, device, x_host, labels_host, True), torch_probe))
             runners, rows = [], {}
             for impl, build, probe in builders:
                 # built and warmed up one at a time, so each peak is its own
                 probe.start()
                 runner = build()
-                for phase, step in (("train", runner.train_step), ("infer", runner.infer_step)):
-                    runner.begin(phase)
+                for step in (runner.train_step, runner.infer_step):
                     for _ in range(options.warmup):
                         step()
                 runner.synchronize()
@@ -155,7 +145,6 @@ def bench_device(device: str, options, torch, report: dict) -> None:
                     if torch is None or not torch.cuda.is_available():
                         break
                     for phase, step in (("train", runner.train_step), ("infer", runner.infer_step)):
-                        runner.begin(phase)
                         try:
                             count = count_kernel_launches(torch, runner, step)
                         except Exception as error:  # the profiler is optional machinery

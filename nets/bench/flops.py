@@ -7,7 +7,7 @@ import time
 
 import numpy
 
-from nets.bench import import_torch
+from nets.baseline import torch_or_none
 
 
 def layer_gemms(model_name: str, input_shape) -> list[dict]:
@@ -17,7 +17,7 @@ def layer_gemms(model_name: str, input_shape) -> list[dict]:
     Shapes come from the PyTorch model of the same architecture (forward hooks on one image), which is the
     only model whose layers say their output sizes in a standard way.
     """
-    torch = import_torch()
+    torch = torch_or_none()
     if torch is None:
         return []
     from nets.baseline.models import build_torch_model

@@ -39,7 +39,7 @@ def standin_launches(model_name: str, batch_size: int) -> dict | None:
     rng = numpy.random.default_rng(1)
     images = gpu.asarray(rng.random((batch_size, *model.input_shape), dtype=numpy.float32))
     labels = gpu.asarray(rng.integers(0, 10, batch_size))
-    x, y = engine.gather(images, labels, gpu.asarray(numpy.arange(batch_size)))
+    x, y = engine.batch(images, labels, gpu.asarray(numpy.arange(batch_size)))
     engine.plan([1e-3] * (WARMUP_STEPS + 1))
     for _ in range(WARMUP_STEPS):
         engine.train_step(x, y)

@@ -32,7 +32,6 @@ def alternate_rounds(runners, phase: str, repeats: int, sample_seconds: float, b
     """Images per second of each runner: `repeats` rounds of one sample each, in the order A B A B ..."""
     steps = {}
     for runner in runners:
-        runner.begin(phase)
         step = runner.train_step if phase == "train" else runner.infer_step
         steps[runner.impl] = (step, steps_per_sample(runner, step, sample_seconds))
     samples = {runner.impl: [] for runner in runners}

@@ -1,6 +1,6 @@
 """Shuffled minibatches of arrays that already live on the device.
 
-    x, y = backend.asarray(to_float(images)), backend.asarray(to_labels(labels))   # once per run
+    x, y = backend.asarray(to_model_input(images, (784,))), backend.asarray(to_labels(labels))   # once per run
     batches = Batches(x, y, batch_size=128, rng=backend.rng)
     for epoch in range(epochs):
         for x_batch, y_batch in batches:       # one permutation drawn here, per epoch

@@ -1,7 +1,7 @@
 """Where the MNIST-style datasets are found or downloaded, and turning their bytes into float arrays.
 
     dataset = load_dataset("mnist")                     # or "fashion-mnist"; data_dir=... for --data-dir
-    x = to_float(dataset.train_images, "float32", "nchw")   # (N, 1, 28, 28) in [0, 1], on the host
+    x = to_model_input(dataset.train_images, (1, 28, 28))   # (N, 1, 28, 28) float32 in [0, 1], on the host
     y = to_labels(dataset.train_labels)                  # (N,) int64
     x, y = backend.asarray(x), backend.asarray(y)        # move to the device once per run
 
@@ -19,6 +19,7 @@ When all of these fail, DataNotFoundError says, in one line, the ways to get the
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,6 @@ __all__ = [
     "DATASET_NAMES",
     "DEBIAN_FASHION_MNIST_DIR",
     "FILE_NAMES",
-    "LAYOUTS",
     "TITLES",
     "DataError",
     "DataNotFoundError",
@@ -46,7 +46,7 @@ __all__ = [
     "load_dataset",
     "require_examples",
     "search_dirs",
-    "to_float",
+    "to_model_input",
     "to_labels",
 ]
 
@@ -62,7 +62,6 @@ DATA_ENV = "NETS_DATA"
 DEFAULT_DATA_DIR = Path("data")  # relative to the current directory when looked up
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
-LAYOUTS = ("flat", "nchw")
 NUM_CLASSES = 10
 
 CLASS_NAMES = {
@@ -327,28 +326,31 @@ def require_examples(dataset: Dataset, splits=("train", "test"), purpose: str = 
                             f"use complete {TITLES[dataset.name]} files.")
 
 
-def to_float(images: numpy.ndarray, dtype="float32", layout: str = "flat") -> numpy.ndarray:
-    """uint8 images -> floats in [0, 1] (pixel / 255), on the host.
+def to_model_input(images, input_shape, dtype="float32") -> numpy.ndarray:
+    """Images -> a model's input, on the host: (N, *input_shape) of `dtype`, pixels in [0, 1].
 
-    images: (N, rows, cols) uint8.
-    layout "flat": -> (N, rows*cols), for the MLP; "nchw": -> (N, 1, rows, cols), for the CNN.
-    dtype: a floating dtype (float32 unless told otherwise). The result is a new contiguous array.
+    The one preparation of inputs: a training run makes the whole dataset so before moving it to the device
+    once, evaluation and prediction each batch (nets/nn/inference.py).
+    images: any layout with prod(input_shape) pixels per image ((N, 28, 28) as read from the IDX files, (N, 784),
+        (N, 1, 28, 28)); uint8 0..255 (divided by 255, in `dtype`) or floats already in [0, 1].
+    input_shape: one example as the model takes it ((784,) for the MLP, (1, 28, 28) for the CNN).
+    DataError, one line, for images that do not fit; ValueError for a dtype that is not floating.
     """
     images = numpy.asarray(images)
-    if images.dtype != numpy.uint8:
-        raise TypeError(f"to_float expects uint8 images as read from the IDX files, got {images.dtype}.")
-    if images.ndim != 3:
-        raise ValueError(f"to_float expects images of shape (N, rows, cols), got shape {images.shape}.")
     dtype = numpy.dtype(dtype)
     if dtype.kind != "f":
-        raise ValueError(f"to_float needs a floating dtype such as float32 or float64, got {dtype}.")
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}.")
-    count, rows, cols = images.shape
-    scaled = numpy.divide(images, dtype.type(255), dtype=dtype)
-    if layout == "flat":
-        return scaled.reshape(count, rows * cols)
-    return scaled.reshape(count, 1, rows, cols)
+        raise ValueError(f"a model input needs a floating dtype such as float32 or float64, got {dtype}.")
+    count = images.shape[0] if images.ndim else 0
+    if images.ndim < 2 or images.size != count * math.prod(input_shape):
+        raise DataError(f"images of shape {images.shape} do not fit a model input of shape {tuple(input_shape)}; "
+                        "use 28x28 images.")
+    if images.dtype == numpy.uint8:
+        pixels = numpy.divide(images, dtype.type(255), dtype=dtype)
+    elif images.dtype.kind == "f":
+        pixels = images.astype(dtype, copy=False)
+    else:
+        raise DataError(f"images of dtype {images.dtype}; give uint8 pixels (0..255) or floats in [0, 1].")
+    return pixels.reshape(count, *input_shape)
 
 
 def to_labels(labels: numpy.ndarray) -> numpy.ndarray:

@@ -7,6 +7,7 @@ geometry, and back again (the config that parameters of given shapes belong to).
     check_shapes(given, expected, "mlp")    -> ValueError naming the first parameter that is missing, extra or
                                                of another shape (or the other model, when the names are its)
     cnn_side(28) -> 10                      the side of the CNN's last feature map: fc1 sees channels * side**2
+    input_shape(config)                     -> (784,) or (1, 28, 28): one example as the model takes it
 
 Whatever needs a model's architecture without building it (a checkpoint checked before it is loaded, the
 PyTorch twin, a model checking a state dict) asks here; nets.nn.models builds what these describe. Every
@@ -20,7 +21,7 @@ from collections.abc import Mapping
 from nets.nn.layers.base import INITS
 
 __all__ = ["ARCHITECTURE_KEYS", "MODEL_NAMES", "a_model", "check_shapes", "cnn_side", "complete_config",
-           "config_from_shapes", "parameter_shapes"]
+           "config_from_shapes", "input_shape", "parameter_shapes"]
 
 MODEL_NAMES = ("mlp", "cnn")
 ARCHITECTURE_KEYS = {"mlp": ("sizes",), "cnn": ("in_channels", "channels", "hidden", "classes", "image_size")}
@@ -85,6 +86,15 @@ def complete_config(config_or_name) -> dict:
         full[key] = _whole(full[key], f"the cnn's {key}")
     cnn_side(full["image_size"])
     return full
+
+
+def input_shape(config) -> tuple:
+    """The shape of one example as the model `config` describes takes it: (inputs,) for the mlp, (channels,
+    image_size, image_size) for the cnn."""
+    config = complete_config(config)
+    if config["name"] == "mlp":
+        return (config["sizes"][0],)
+    return (config["in_channels"], config["image_size"], config["image_size"])
 
 
 def parameter_shapes(config) -> dict:

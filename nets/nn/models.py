@@ -55,6 +55,15 @@ class Model:
         logits = self.forward_step(self._input(x), train=train)
         return logits.copy() if train else logits
 
+    @property
+    def io(self):
+        """The backend: how arrays come onto the model's device and back (nets.nn.inference reads it)."""
+        return self.backend
+
+    def predict(self, x):
+        """Logits (N, classes) in evaluation mode: x (N, *input_shape), host or device, any float dtype."""
+        return self.forward(x, train=False)
+
     def forward_step(self, x, train=True):
         """The forward a training step runs: x is on the device in the model's dtype, either (N, *input_shape)
         or, for a model whose first layer is Linear, its input slot (`input_slot`). In training the

@@ -1,13 +1,13 @@
 """Test accuracy, per-class accuracy and the confusion matrix of a trained model, and their text rendering.
 
-    result = evaluate(model, dataset.test_images, dataset.test_labels, backend)
+    result = evaluate(model, dataset.test_images, dataset.test_labels)   # a nets Model, or any predictor
     result.accuracy                      # float in [0, 1]
     result.per_class_accuracy            # (10,) float; nan for a class with no test images
     result.confusion_matrix              # (10, 10) int64, rows true class, columns predicted
     print(format_report(result, class_names_for("fashion-mnist")))
 
-The forward passes run in batches on the model's device (`backend.xp`); the predicted classes stay there
-and are moved to the host once, at the end.
+The forward passes run in batches on the predictor's device (nets/nn/inference.py: a nets Model, or the
+PyTorch engine for evaluate.py --impl torch).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy
 from backend.errors import NetsError
 
 from nets.nn.architecture import a_model
+from nets.nn.inference import BATCH_SIZE, predict_classes
 from nets.data.datasets import CLASS_NAMES, TITLES  # the one list of class names, re-exported here
 
 __all__ = [
@@ -34,13 +35,8 @@ __all__ = [
     "format_confusion_matrix",
     "format_per_class_accuracy",
     "format_report",
-    "input_statistics",
     "model_classes",
-    "model_dtype",
     "per_class_accuracy",
-    "predict_classes",
-    "predict_probabilities",
-    "to_model_input",
     "top_classes",
 ]
 
@@ -85,75 +81,6 @@ class Evaluation:
         }
 
 
-def model_dtype(model):
-    """The floating dtype of a model's parameters (inputs are cast to it)."""
-    dtype = getattr(model, "dtype", None)
-    if dtype is not None:
-        return numpy.dtype(dtype)
-    return numpy.dtype(next(iter(model.parameters().values())).dtype)
-
-
-def to_model_input(images, input_shape, xp, dtype, input_stats=None):
-    """Images of any MNIST-like layout -> the model's input on the device.
-
-    images: (N, 28, 28), (N, 784) or (N, 1, 28, 28); uint8 (0..255, scaled to [0, 1]) or float in [0, 1].
-    input_stats: (mean, std) when the model was trained on (x - mean) / std, else None.
-    Returns (N, *input_shape) of `dtype`, an array of `xp`.
-    """
-    batch = xp.asarray(images)
-    count = batch.shape[0]
-    expected = int(numpy.prod(input_shape))
-    if batch.size != count * expected:
-        raise EvaluationError(
-            f"images of shape {tuple(batch.shape)} do not fit a model input of shape {tuple(input_shape)}; "
-            "use 28x28 images."
-        )
-    scale = batch.dtype == numpy.uint8
-    batch = batch.reshape((count, *input_shape)).astype(dtype, copy=False)
-    if scale:
-        batch = batch / dtype.type(255)
-    if input_stats is not None:
-        mean, std = input_stats
-        batch = (batch - dtype.type(mean)) / dtype.type(std)
-    return batch
-
-
-def _forward_batches(model, images, backend, batch_size, step, input_stats):
-    """Run `step(logits, xp)` on each batch's logits; return the per-batch results, still on the device."""
-    if batch_size < 1:
-        raise ValueError(f"the batch size must be at least 1, got {batch_size}.")
-    xp = backend.xp
-    dtype = model_dtype(model)
-    results = []
-    for start in range(0, len(images), batch_size):
-        x = to_model_input(images[start:start + batch_size], model.input_shape, xp, dtype, input_stats)
-        results.append(step(model.forward(x, train=False), xp))
-    return results, xp
-
-
-def predict_classes(model, images, backend, batch_size: int = 1000, input_stats=None) -> numpy.ndarray:
-    """Predicted class of each image: images (N, ...) -> (N,) int64 on the host (one transfer at the end)."""
-    results, xp = _forward_batches(
-        model, images, backend, batch_size, lambda logits, xp: xp.argmax(logits, axis=1), input_stats)
-    if not results:
-        return numpy.zeros(0, dtype=numpy.int64)
-    return backend.to_numpy(xp.concatenate(results)).astype(numpy.int64, copy=False)
-
-
-def _softmax(logits, xp):
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exponentials = xp.exp(shifted)
-    return exponentials / exponentials.sum(axis=1, keepdims=True)
-
-
-def predict_probabilities(model, images, backend, batch_size: int = 1000, input_stats=None) -> numpy.ndarray:
-    """Softmax class probabilities: images (N, ...) -> (N, K) float64 on the host."""
-    results, xp = _forward_batches(model, images, backend, batch_size, _softmax, input_stats)
-    if not results:
-        return numpy.zeros((0, NUM_CLASSES), dtype=numpy.float64)
-    return backend.to_numpy(xp.concatenate(results)).astype(numpy.float64)
-
-
 def confusion_matrix(true_labels, predicted_labels, num_classes: int = NUM_CLASSES) -> numpy.ndarray:
     """Counts of (true, predicted) pairs: two (N,) integer arrays -> (K, K) int64, rows true class."""
     true_labels = numpy.asarray(true_labels).astype(numpy.int64).ravel()
@@ -178,17 +105,17 @@ def per_class_accuracy(matrix) -> numpy.ndarray:
         return numpy.where(totals > 0, numpy.diag(matrix) / numpy.maximum(totals, 1), numpy.nan)
 
 
-def evaluate(model, images, labels, backend, batch_size: int = 1000, input_stats=None) -> Evaluation:
-    """Accuracy, per-class accuracy and confusion matrix of `model` on (images, labels).
+def evaluate(predictor, images, labels, batch_size: int = BATCH_SIZE) -> Evaluation:
+    """Accuracy, per-class accuracy and confusion matrix of `predictor` on (images, labels).
 
-    images: (N, 28, 28) uint8 as in the dataset (or any layout `to_model_input` takes); labels: (N,).
+    images: (N, 28, 28) uint8 as in the dataset (or any layout nets.data.datasets.to_model_input takes); labels: (N,).
     """
     labels = numpy.asarray(labels)
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels; they must match.")
     if len(labels) == 0:
         raise EvaluationError("there are no images to evaluate on (the test set is empty); use a complete test set.")
-    predictions = predict_classes(model, images, backend, batch_size, input_stats)
+    predictions = predict_classes(predictor, images, batch_size)
     matrix = confusion_matrix(labels, predictions)
     accuracy = float(numpy.trace(matrix) / matrix.sum()) if matrix.sum() else float("nan")
     return Evaluation(accuracy, per_class_accuracy(matrix), matrix, predictions)
@@ -294,9 +221,3 @@ def digit_preprocessing_warning(dataset: str | None) -> str | None:
     return (f"warning: this model was trained on {TITLES[dataset]}, not on digits, yet your pictures are prepared as "
             "MNIST digits are (light on black, cropped to the ink, centred by mass); read its answers as the "
             f"{TITLES[dataset]} class each picture looks most like.")
-
-
-def input_statistics(checkpoint) -> tuple[float, float] | None:
-    """(mean, std) when the checkpoint's model was trained on inputs normalised beyond /255, else None."""
-    mean, std = getattr(checkpoint, "input_mean", None), getattr(checkpoint, "input_std", None)
-    return None if mean is None or std is None else (float(mean), float(std))

@@ -15,22 +15,36 @@ from dataclasses import dataclass, field
 
 import numpy
 
-from nets.data.augment import Augmentation
+from backend.errors import NetsError
+
+from nets.data.augment import Augmentation, PixelMover
 from nets.data.batches import Batches
-from nets.train.recipes import Hyperparameters
+from nets.data.datasets import to_labels, to_model_input
+from nets.nn.inference import count_correct
 from nets.optim.schedules import learning_rate
+from nets.train.recipes import Hyperparameters
+
+__all__ = ["DeviceData", "Diverged", "Interrupted", "TrainingState", "fit", "format_epoch"]
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130
 
 
-class DivergedError(RuntimeError):
-    """The loss became NaN or infinite; the message says when and what to try."""
+class Interrupted(NetsError):
+    """Ctrl-C stopped training after a completed step; `state` says where. The run writes a checkpoint of that
+    state and raises it again with a message saying where the checkpoint went."""
 
+    exit_code = EXIT_INTERRUPTED
 
-class TrainingInterrupted(Exception):
-    """Ctrl-C stopped training after a completed step; `state` says where."""
-
-    def __init__(self, state: "TrainingState"):
-        super().__init__("training interrupted")
+    def __init__(self, state: "TrainingState", message: str = "training interrupted"):
+        super().__init__(message)
         self.state = state
+
+
+class Diverged(NetsError):
+    """The loss became NaN or infinite; the message says when and what to try. Nothing is saved after the last
+    good epoch."""
+
+    exit_code = EXIT_DIVERGED
 
 
 @dataclass
@@ -46,6 +60,32 @@ class TrainingState:
     step_in_epoch: int = 0
     epoch_rng_state: dict | None = None
     history: list = field(default_factory=list)
+
+
+@dataclass
+class DeviceData:
+    """A dataset as the model's inputs (floats in [0, 1]) and int64 labels, moved to the engine's device once.
+
+    image_width: how wide one image is (the MLP's inputs are flat rows); dtype: the inputs' dtype name."""
+
+    train_images: object
+    train_labels: object
+    test_images: object
+    test_labels: object
+    image_width: int
+    dtype: str = "float32"
+
+    @classmethod
+    def move(cls, io, data, input_shape, dtype: str) -> "DeviceData":
+        """data: a nets.data.datasets.Dataset; io: the engine's array I/O; input_shape: one example of the model."""
+        def images(raw):
+            return io.asarray(to_model_input(raw, input_shape, dtype))
+
+        def labels(raw):
+            return io.asarray(to_labels(raw))
+
+        return cls(images(data.train_images), labels(data.train_labels), images(data.test_images),
+                   labels(data.test_labels), image_width=data.image_shape[1], dtype=numpy.dtype(dtype).name)
 
 
 class InterruptFlag:
@@ -74,43 +114,31 @@ class InterruptFlag:
         return False
 
 
-def count_correct(engine, images, labels, batch_size: int = 1000) -> int:
-    """How many of `images` (on the device) the engine classifies as `labels`; one host read at the end."""
-    total = None
-    for start in range(0, len(labels), batch_size):
-        stop = start + batch_size
-        hits = engine.count_hits(images[start:stop], labels[start:stop])
-        total = hits if total is None else total + hits
-    return 0 if total is None else int(engine.to_host(total))
-
-
-def predict_classes(engine, images, batch_size: int = 1000) -> numpy.ndarray:
-    """The engine's predicted class of each of `images` (on the device) -> (N,) on the host, one copy per batch."""
-    return numpy.concatenate([engine.to_numpy(engine.predict(images[start:start + batch_size]))
-                              for start in range(0, len(images), batch_size)])
-
-
 def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, state: TrainingState | None = None,
         on_epoch_end=None, progress=None, log=print, stop_after_steps: int | None = None) -> TrainingState:
-    """Train `engine` on `data` (a DeviceData) for hyper.epochs epochs, starting from `state`.
+    """Train `engine` (nets/train/engine.py's Engine) on `data` (a DeviceData) for hyper.epochs epochs, starting
+    from `state`.
 
     on_epoch_end(state): called after each epoch's metrics are in state.history (checkpoints go there).
     progress(total, description): returns a progress bar (tqdm-like) or None for no bar.
     stop_after_steps: act as if Ctrl-C came after this many steps of this call (for tests of resume).
-    Raises TrainingInterrupted (Ctrl-C, after a completed step) and DivergedError (NaN/inf loss).
+    Raises Interrupted (Ctrl-C, after a completed step) and Diverged (NaN/inf loss).
     """
     state = state or TrainingState()
     train_count = len(data.train_labels)
-    batches = Batches(data.train_images, data.train_labels, hyper.batch_size, rng=rng, take=engine.take,
-                      to_device=engine.index_vector, gather=engine.gather)
+    io = engine.io
+    augmentation = Augmentation.parse(hyper.augment)  # "auto" is resolved per dataset before fit (nets.train.run)
+    mover = None
+    if augmentation.active:
+        pixels = math.prod(data.train_images.shape[1:])
+        mover = PixelMover(io, augmentation.tables((pixels // data.image_width, data.image_width)), data.dtype)
+    batches = Batches(data.train_images, data.train_labels, hyper.batch_size, rng=rng,
+                      take=lambda array, index: io.take(array, index, axis=0), to_device=io.asarray,
+                      gather=lambda images, labels, index: engine.batch(images, labels, index, mover))
     steps_per_epoch = len(batches)
     total_steps = steps_per_epoch * hyper.epochs
     refresh_every = max(1, min(50, steps_per_epoch // 20))
     steps_this_call = 0
-    augmentation = Augmentation.parse(hyper.augment)  # "auto" is resolved per dataset before fit (nets.train.run)
-    if augmentation.active:
-        pixels = math.prod(data.train_images.shape[1:])
-        engine.load_augmentation(augmentation.tables((pixels // data.image_width, data.image_width)))
 
     def stop_requested():
         return interrupt.requested or (stop_after_steps is not None and steps_this_call >= stop_after_steps)
@@ -122,8 +150,8 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
             else:
                 state.epoch_rng_state = rng.bit_generator.state
             epoch_batches = batches.epoch(start_batch=state.step_in_epoch)  # draws the epoch's order now
-            # Augmentation draws come from the same host RNG, once per epoch, and cross to the device in one copy.
-            moves = engine.index_vector(augmentation.draw(rng, train_count)) if augmentation.active else None
+            if mover is not None:  # each image's move, from the same host RNG, to the device in one copy
+                mover.epoch(augmentation.draw(rng, train_count))
 
             bar = progress(steps_per_epoch, f"epoch {state.epoch + 1}/{hyper.epochs}") if progress else None
             if bar is not None and state.step_in_epoch:
@@ -135,9 +163,7 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
             engine.reset_totals()
             seen = 0
             started = time.perf_counter()
-            for step, (batch, x, y) in enumerate(epoch_batches, start=state.step_in_epoch):
-                if moves is not None:
-                    x = engine.augment(x, moves, batch)
+            for step, (_, x, y) in enumerate(epoch_batches, start=state.step_in_epoch):
                 engine.train_step(x, y)
                 seen += len(y)
                 state.step_in_epoch = step + 1
@@ -157,8 +183,8 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
                 if stopping:
                     if bar is not None:
                         bar.close()
-                    raise TrainingInterrupted(state)
-            engine.synchronize()
+                    raise Interrupted(state)
+            io.synchronize()
             train_seconds = time.perf_counter() - started
             if bar is not None:
                 bar.close()
@@ -184,13 +210,13 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
             if log is not None:
                 log(format_epoch(record, hyper.epochs))
             if stop_requested() and state.epoch < hyper.epochs:
-                raise TrainingInterrupted(state)
+                raise Interrupted(state)
     return state
 
 
 def _check_finite(mean_loss: float, state: TrainingState) -> None:
     if not math.isfinite(mean_loss):
-        raise DivergedError(
+        raise Diverged(
             f"the loss became {mean_loss} in epoch {state.epoch + 1} (by step {state.step_in_epoch}); "
             "training stopped. Try a smaller --lr."
         )

@@ -59,15 +59,8 @@ class TrainStep:
         xp.take(labels, index, axis=0, out=label_home)
         return x, label_home
 
-    def load(self, images, labels):
-        """Copy a batch (device arrays) into the homes, as `gather` would have: for benchmarks and tests."""
-        x, image_home, label_home = self.homes(len(labels))
-        image_home[...] = images
-        label_home[...] = labels
-        return x, label_home
-
     def images_of(self, x):
-        """The pixel part of a model input made by `gather` or `load` (x itself unless it is a slot)."""
+        """The pixel part of a model input made by `gather` (x itself unless it is a slot)."""
         return x[:, :-1] if x.shape[1:] != tuple(self.model.input_shape) else x
 
     def __call__(self, x, labels) -> None:

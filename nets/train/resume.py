@@ -1,0 +1,102 @@
+"""Resuming a run: the checkpoint --resume names, checked for what a resume needs, and put back into the engine.
+
+    resumed = load_resumed(path)                          # RunError, one line, for a file that cannot resume
+    check_resume_position(resumed, settings, train_count, options, say)
+    load_resumed_state(engine, resumed, path, settings)   # weights and optimizer state
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy
+
+from nets import checkpoint as checkpoints
+from nets.nn.architecture import parameter_shapes
+from nets.optim.schedules import learning_rate
+from nets.train.engine import EngineState
+from nets.train.settings import RunError, RunOptions, RunSettings
+
+__all__ = ["check_resume_position", "epochs_text", "load_resumed", "load_resumed_state"]
+
+
+def load_resumed(path) -> checkpoints.Checkpoint:
+    """The checkpoint --resume names, with the training state a resume needs; RunError, one line, otherwise."""
+    try:
+        if os.path.isfile(path) and checkpoints.is_torch_file(path):
+            raise RunError(f"{path} is a PyTorch state_dict: it holds weights but no optimizer state, epoch or RNG "
+                           f"state, so training cannot resume from it; score it with scripts/evaluate.py {path}.")
+        resumed = checkpoints.load_checkpoint(path)
+    except checkpoints.CheckpointError as error:
+        raise RunError(str(error)) from None
+    if not resumed.config or "hyper" not in resumed.config:
+        raise RunError(f"{path} holds weights but no training state; it can be evaluated, not resumed.")
+    try:
+        checkpoints.restore_rng(resumed, numpy.random.default_rng())  # the real one is set once the run is built
+    except checkpoints.CheckpointError as error:
+        raise RunError(f"cannot resume from {path}: {error}") from None
+    history = resumed.metrics if resumed.metrics is not None else []
+    if not isinstance(history, list) or not all(
+            isinstance(record, dict) and all(_is_number(record.get(key)) for key in ("seconds", "test_accuracy"))
+            for record in history):
+        raise RunError(f"{path} has a meta/metrics entry that is not the per-epoch list train.py writes; "
+                       "it cannot be resumed.")
+    return resumed
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_resume_position(resumed, settings: RunSettings, train_count: int, options: RunOptions, say) -> None:
+    """The resumed epoch and step fit this run, and extending a one-cycle schedule is never silent (see README)."""
+    path, hyper = options.resume, settings.hyper
+    steps_per_epoch = math.ceil(train_count / hyper.batch_size)
+    if resumed.step_in_epoch >= steps_per_epoch:
+        raise RunError(f"{path} has meta/step_in_epoch {resumed.step_in_epoch}, but an epoch here has only "
+                       f"{steps_per_epoch} steps (batch {hyper.batch_size}); resume with the data and --batch-size "
+                       "it was trained with.")
+    if resumed.epoch >= hyper.epochs:
+        raise RunError(f"{path} already finished {resumed.epoch} epochs; pass --epochs above {resumed.epoch} to train on.")
+    planned = RunSettings.from_dict(resumed.config).hyper
+    if planned.schedule != "onecycle" or hyper.schedule != "onecycle":
+        return
+    if (planned.epochs, planned.batch_size) == (hyper.epochs, hyper.batch_size):
+        return  # the same plan of steps: the cycle continues exactly (a new --lr is an explicit change)
+    # What the first run did at its last step, and what the re-planned cycle does at the next one.
+    planned_steps = math.ceil(train_count / planned.batch_size)
+    done = resumed.epoch * planned_steps + resumed.step_in_epoch
+    then = learning_rate("onecycle", planned.lr, min(max(done - 1, 0), planned_steps * planned.epochs - 1),
+                         planned_steps * planned.epochs)
+    now = learning_rate("onecycle", hyper.lr, resumed.epoch * steps_per_epoch + resumed.step_in_epoch,
+                        steps_per_epoch * hyper.epochs)
+    change = (f"{path} was trained under a one-cycle schedule planned for {epochs_text(planned.epochs)} (batch "
+              f"{planned.batch_size}, peak lr {planned.lr:g}); this run re-plans it for {epochs_text(hyper.epochs)} (batch "
+              f"{hyper.batch_size}, peak lr {hyper.lr:g}), so the learning rate goes from {then:.3g} at its last step "
+              f"to {now:.3g}")
+    if options.schedule is None:
+        raise RunError(f"{change}, which is not what {hyper.epochs} epochs in one go would do. Train afresh with "
+                       f"--epochs {hyper.epochs} for that; add --schedule constant --lr F to train on at a fixed rate; "
+                       "or add --schedule onecycle to re-plan the cycle anyway.")
+    say(f"note: {change} (--schedule onecycle); only a resume with the planned --epochs continues exactly.")
+
+
+def epochs_text(count: int) -> str:
+    """"1 epoch", "3 epochs"."""
+    return f"{count} epoch" if count == 1 else f"{count} epochs"
+
+
+def load_resumed_state(engine, resumed, path, settings: RunSettings) -> None:
+    """Put the checkpoint's weights and optimizer state into the engine; RunError when they do not fit it."""
+    expected = {name: tuple(shape) for name, shape in parameter_shapes(engine.model_config).items()}
+    given = {name: tuple(array.shape) for name, array in resumed.params.items()}
+    if given != expected:
+        differ = next((f"{name} is {given.get(name)} there but {shape} here" for name, shape in expected.items()
+                       if given.get(name) != shape), "its parameter names differ")
+        raise RunError(f"cannot resume from {path}: its {resumed.model_name} is not the {settings.model} train.py "
+                       f"builds ({differ}); train.py resumes only its own models.")
+    try:
+        engine.load_state(EngineState(resumed.params, resumed.optimizer_state))
+    except ValueError as error:
+        raise RunError(f"cannot resume from {path}: {error}") from None

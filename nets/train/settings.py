@@ -1,0 +1,214 @@
+"""A training run's options, written once: RunOptions declares each command-line option (scripts/train.py makes
+its click options from these fields), and resolve_settings turns them into the frozen RunSettings of a run.
+
+    options = RunOptions(model="mlp", epochs=3)          # None: not given (the recipe or --resume decides)
+    settings = resolve_settings(options, resumed_config)  # explicit > the resumed checkpoint's > the recipe's
+
+Each field's metadata says how the command line offers it: help, choices or a kind ("int>=1", "float>0", ...),
+and whether it is a hyperparameter (`hyper`: its value overrides the recipe's Hyperparameters field of that
+name; a test holds the two lists equal).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+
+import backend as backend_lib
+from backend.errors import NetsError
+
+from nets.data import datasets
+from nets.nn.architecture import MODEL_NAMES, a_model
+from nets.nn.layers.base import INITS
+from nets.optim import OPTIMIZERS
+from nets.optim.schedules import SCHEDULES
+from nets.train.recipes import RECIPE_NAMES, Hyperparameters, check_augment, recipe_defaults, recipe_name, resolve_hyperparameters
+
+__all__ = ["DEFAULT_DATASET", "DTYPES", "FALLBACK_DATASET", "IMPLS", "RunError", "RunOptions", "RunSettings",
+           "hyper_overrides", "resolve_settings"]
+
+DEFAULT_DATASET = "mnist"
+FALLBACK_DATASET = "fashion-mnist"
+IMPLS = ("nets", "torch")
+DTYPES = ("float32", "float64")
+
+
+class RunError(NetsError, RuntimeError):
+    """A problem with the user's options or files, said in one line."""
+
+
+def option(help: str, *, choices=None, kind: str | None = None, hyper: bool = False, show_default: bool = False,
+           hidden: bool = False) -> dict:
+    """A field's command-line option. kind: "int>=1", "int>=0", "float>0", "float>=0", "float[0,1)", "file",
+    "folder", "flag", "augment" or "recipe" (scripts/train.py maps each to a click type)."""
+    return {"help": help, "choices": choices, "kind": kind, "hyper": hyper, "show_default": show_default,
+            "hidden": hidden}
+
+
+def _recipe(name: str) -> str:
+    return f" [{recipe_defaults(name)}]"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The command line as given; None means "not given" (the recipe or the resumed checkpoint decides)."""
+
+    model: str | None = field(default=None, metadata=option("Architecture (default cnn).", choices=MODEL_NAMES))
+    impl: str | None = field(default=None, metadata=option(
+        "Hand-written nets (default) or the PyTorch baseline, through the same loop.", choices=IMPLS))
+    device: str = field(default="cpu", metadata=option("auto picks the GPU when CuPy and CUDA work.",
+                                                       choices=backend_lib.DEVICES, show_default=True))
+    dataset: str | None = field(default=None, metadata=option(
+        "Default mnist; falls back to fashion-mnist when MNIST is absent.", choices=datasets.DATASET_NAMES))
+    data_dir: str | None = field(default=None, metadata=option("Folder holding the four IDX files.", kind="folder"))
+    epochs: int | None = field(default=None, metadata=option(
+        "Passes over the training set." + _recipe("epochs"), kind="int>=1", hyper=True))
+    batch_size: int | None = field(default=None, metadata=option(
+        "Images per training step." + _recipe("batch_size"), kind="int>=1", hyper=True))
+    optimizer: str | None = field(default=None, metadata=option(
+        _recipe("optimizer").strip(), choices=OPTIMIZERS, hyper=True))
+    lr: float | None = field(default=None, metadata=option(
+        "Learning rate (the peak, under a one-cycle schedule)." + _recipe("lr"), kind="float>0", hyper=True))
+    momentum: float | None = field(default=None, metadata=option(
+        "SGD momentum." + _recipe("momentum"), kind="float[0,1)", hyper=True))
+    weight_decay: float | None = field(default=None, metadata=option(
+        "L2 weight decay." + _recipe("weight_decay"), kind="float>=0", hyper=True))
+    schedule: str | None = field(default=None, metadata=option(
+        "Learning-rate schedule: constant, or torch's OneCycleLR shape." + _recipe("schedule"), choices=SCHEDULES,
+        hyper=True))
+    init: str | None = field(default=None, metadata=option(
+        "Weight initialisation." + _recipe("init"), choices=INITS, hyper=True))
+    augment: str | None = field(default=None, metadata=option(
+        "Each epoch, flip: mirror a random half of the training images left-right; shift:N: move each image by up "
+        "to N pixels (default 2) in x and y; flip+shift:N: both. auto (the default recipe's): shift:2 on mnist; "
+        "flip+shift:1 for the cnn on fashion-mnist, none for the mlp there." + _recipe("augment"), kind="augment",
+        hyper=True))
+    seed: int | None = field(default=None, metadata=option(
+        "Seeds initialisation and shuffling (default 0).", kind="int>=0"))
+    dtype: str | None = field(default=None, metadata=option("Default float32.", choices=DTYPES))
+    recipe: str | None = field(default=None, metadata=option(
+        "default: this project's; notebook: the course notebook's (also accepted as seed, its old name). Explicit "
+        "options override it.  [default: default]", choices=RECIPE_NAMES, kind="recipe"))
+    save: str | None = field(default=None, metadata=option(
+        "Checkpoint (.npz) written atomically after every epoch [default: runs/DATASET-MODEL-IMPL.npz; with "
+        "--resume, back into that checkpoint].", kind="file"))
+    no_save: bool = field(default=False, metadata=option(
+        "Write no checkpoint after each epoch (Ctrl-C still saves one).", kind="flag"))
+    resume: str | None = field(default=None, metadata=option("Continue exactly from a checkpoint.", kind="file"))
+    metrics_json: str | None = field(default=None, metadata=option(
+        "Per-epoch metrics as JSON [default: beside the checkpoint, same name, .json].", kind="file"))
+    plot: str | None = field(default=None, metadata=option("Write PNG plots here.", kind="folder"))
+    quiet: bool = field(default=False, metadata=option("Only the final accuracy.", kind="flag"))
+    no_download: bool = field(default=False, metadata=option("Never download datasets.", kind="flag"))
+    # testing hook: behave as if Ctrl-C came after this many steps
+    stop_after_steps: int | None = field(default=None, metadata=option("", kind="int>=1", hidden=True))
+
+
+def hyper_overrides(options: RunOptions) -> dict:
+    """The hyperparameters the options give, by name ({} when none is given)."""
+    return {f.name: getattr(options, f.name) for f in fields(options)
+            if f.metadata["hyper"] and getattr(options, f.name) is not None}
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The resolved settings of a run: what a checkpoint stores under its config, and the metrics echo."""
+
+    model: str
+    impl: str
+    dataset: str
+    recipe: str
+    seed: int
+    dtype: str
+    hyper: Hyperparameters
+    device: str = "cpu"
+    data_dir: str | None = None
+
+    def as_dict(self) -> dict:
+        values = asdict(self)
+        values["hyper"] = self.hyper.as_dict()
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunSettings":
+        """Settings from as_dict() output (a checkpoint's meta/config); ValueError or TypeError naming the first
+        setting that is missing, unknown or outside what a run can use."""
+        values = dict(values)
+        if not isinstance(values.get("hyper"), dict):
+            raise ValueError(f"hyper is {values.get('hyper')!r}, not a set of hyperparameters")
+        values["hyper"] = Hyperparameters(**values["hyper"])
+        values["recipe"] = recipe_name(values.get("recipe"))  # "seed", the notebook recipe's first name
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """ValueError naming the first setting a run cannot use (a checkpoint's config may have been edited)."""
+        choices = {"model": MODEL_NAMES, "impl": IMPLS, "dataset": datasets.DATASET_NAMES, "recipe": RECIPE_NAMES,
+                   "dtype": DTYPES, "device": backend_lib.DEVICES, "hyper.optimizer": OPTIMIZERS,
+                   "hyper.schedule": SCHEDULES, "hyper.init": INITS}
+        for name, allowed in choices.items():
+            value = getattr(self.hyper, name[len("hyper."):]) if name.startswith("hyper.") else getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"{name} is {value!r}; it must be one of {', '.join(allowed)}")
+        try:
+            check_augment(self.hyper.augment)
+        except ValueError as error:
+            raise ValueError(f"hyper.augment: {error}") from None
+        _check_whole("seed", self.seed, 0)
+        _check_whole("hyper.epochs", self.hyper.epochs, 1)
+        _check_whole("hyper.batch_size", self.hyper.batch_size, 1)
+        _check_real("hyper.lr", self.hyper.lr, "a positive finite number", lambda value: value > 0)
+        _check_real("hyper.momentum", self.hyper.momentum, "in [0, 1)", lambda value: 0 <= value < 1)
+        _check_real("hyper.weight_decay", self.hyper.weight_decay, "a finite number >= 0", lambda value: value >= 0)
+        if self.data_dir is not None and not isinstance(self.data_dir, str):
+            raise ValueError(f"data_dir is {self.data_dir!r}, not a folder name")
+
+
+def _check_whole(name, value, least) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{name} is {value!r}; it must be a whole number >= {least}")
+
+
+def _check_real(name, value, what, fits) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not fits(value):
+        raise ValueError(f"{name} is {value!r}; it must be {what}")
+
+
+def resolve_settings(options: RunOptions, resumed: dict | None) -> RunSettings:
+    """Explicit options beat the resumed checkpoint's settings (resumed: its meta/config), which beat the recipe's.
+    RunError, one line, for settings a run cannot use."""
+    try:
+        return _resolve(options, resumed)
+    except (ValueError, TypeError) as error:  # TypeError: a resumed config with unknown or missing settings
+        raise RunError(f"cannot use these settings{f' from {options.resume} (meta/config)' if resumed else ''}: "
+                       f"{error}") from None
+
+
+def _resolve(options: RunOptions, resumed: dict | None) -> RunSettings:
+    previous = RunSettings.from_dict(resumed) if resumed else None
+    model = options.model or (previous.model if previous else "cnn")
+    if previous and options.model and options.model != previous.model:
+        raise RunError(f"the checkpoint {options.resume} holds {a_model(previous.model)}, but "
+                       f"--model {options.model} was asked for.")
+    recipe = recipe_name(options.recipe) or (previous.recipe if previous else "default")
+    overrides = hyper_overrides(options)
+    if previous and recipe == previous.recipe:
+        hyper = replace(previous.hyper, **overrides)
+    else:
+        hyper = resolve_hyperparameters(recipe, model, **overrides)
+    if hyper.optimizer == "adam" and options.momentum is not None:
+        raise RunError("--momentum applies to --optimizer sgd only (Adam's betas are fixed at 0.9, 0.999).")
+    settings = RunSettings(
+        model=model,
+        impl=options.impl or (previous.impl if previous else "nets"),
+        dataset=options.dataset or (previous.dataset if previous else DEFAULT_DATASET),
+        recipe=recipe,
+        seed=options.seed if options.seed is not None else (previous.seed if previous else 0),
+        dtype=options.dtype or (previous.dtype if previous else "float32"),
+        hyper=hyper,
+        device=options.device,
+        data_dir=options.data_dir or (previous.data_dir if previous else None),
+    )
+    settings.check()
+    return settings
