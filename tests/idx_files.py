@@ -1,6 +1,6 @@
 """Test helpers that write small IDX files and datasets, and serve a directory over local HTTP.
 
-    from tests.idx_files import write_dataset, write_idx, serve_directory
+    from idx_files import write_dataset, write_idx, serve_directory
 
     write_dataset(tmp_path / "mnist", n_train=200, n_test=50, gzip=True, seed=0)  # the four standard files
     write_idx(tmp_path / "x-idx3-ubyte", images)                # any uint8 (or other IDX-typed) array

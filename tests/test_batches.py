@@ -3,7 +3,6 @@
 import numpy
 import pytest
 
-import backend as backend_module
 from backend import array_module
 from nets.data.batches import Batches
 

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from nets.data import checksums, datasets
-from tests.idx_files import write_dataset
+from idx_files import write_dataset
 
 BLOB = b"the decompressed bytes of an IDX file"
 DIGEST = hashlib.md5(BLOB).hexdigest()

@@ -15,7 +15,7 @@ import pytest
 from nets.data import datasets, download
 from nets.data.datasets import CONTENT_MD5, FILE_NAMES, DataNotFoundError, find_dataset_dir, load_dataset, to_labels, to_model_input
 from nets.data.idx import DataError
-from tests.idx_files import make_dataset, serve_directory, write_dataset, write_idx
+from idx_files import make_dataset, serve_directory, write_dataset, write_idx
 
 REAL_DEBIAN_DIR = datasets.DEBIAN_FASHION_MNIST_DIR  # before any test points it elsewhere
 

@@ -12,7 +12,7 @@ import pytest
 
 from nets.data import download
 from nets.data.download import DownloadError, download_dataset, download_file, file_md5, mirrors_for
-from tests.idx_files import serve_directory
+from idx_files import serve_directory
 
 PAYLOAD = b"\x1f\x8b pretend this is a gzip IDX file " * 100
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nets.data.idx import DataError, read_idx, read_images, read_labels, read_pair
-from tests.crafted_files import gzip_of
-from tests.idx_files import idx_bytes, write_bytes, write_idx
+from crafted_files import gzip_of
+from idx_files import idx_bytes, write_bytes, write_idx
 
 COMPRESSION = pytest.mark.parametrize("compressed", [False, True], ids=["raw", "gzip"])
 

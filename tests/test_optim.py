@@ -6,7 +6,7 @@ import numpy
 import pytest
 
 from nets.optim import SGD, Adam, build_optimizer
-from tests.conftest import torch_or_skip
+from conftest import torch_or_skip
 
 SHAPES = {"fc1.weight": (6, 5), "fc1.bias": (6,), "fc2.weight": (3, 6), "fc2.bias": (3,)}
 

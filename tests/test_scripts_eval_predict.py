@@ -18,8 +18,8 @@ import backend as backend_module
 from nets.baseline.checkpoint import save_torch_state_dict
 from nets.checkpoint import save_checkpoint
 from nets.nn.models import build_model
-from tests.conftest import torch_or_skip
-from tests.idx_files import write_dataset
+from conftest import torch_or_skip
+from idx_files import write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"

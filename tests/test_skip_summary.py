@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFTEST = f"""
 import sys
 sys.path.insert(0, {str(ROOT)!r})
-from tests.conftest import pytest_runtest_makereport  # noqa: F401  the hook under test
+from tests.conftest import pytest_runtest_makereport  # noqa: F401  the hook under test (a conftest of its own here)
 """
 
 TESTS = """

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from nets.data import datasets
 from nets.train.engine import engine_for_run as nets_engine
-from tests.idx_files import write_dataset, write_idx
+from idx_files import write_dataset, write_idx
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_SCRIPT = ROOT / "scripts" / "train.py"

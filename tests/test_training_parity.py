@@ -9,7 +9,7 @@ from nets.checkpoint import restore_model, save_checkpoint
 from nets.nn.models import build_model
 from nets.optim import SGD, Adam
 from nets.baseline.models import build_torch_model
-from tests.conftest import torch_or_skip
+from conftest import torch_or_skip
 
 # The real MLP; the CNN's exact layer sequence at a smaller image size so 50 CPU steps take about a second.
 CONFIGS = {
