@@ -1,1 +1,2 @@
-"""The networks: layers with hand-written gradients, losses, the MLP and the CNN, their parameter buffer."""
+"""The networks: layers with hand-written gradients, losses, the MLP and the CNN, their parameter buffer, what a
+model config describes (architecture.py), and inference over many images in batches (inference.py)."""
