@@ -33,7 +33,8 @@ import backend as backend_module  # noqa: E402
 from _cli import FiniteFloat, one_line_errors  # noqa: E402
 from nets.baseline import torch_or_none  # noqa: E402
 from nets.bench import log  # noqa: E402
-from nets.bench.report import finish_report, new_report, numpy_blas_info, print_tables, save_plot, write_json
+from nets.bench.report import (finish_report, new_report, numpy_blas_info, print_tables, save_plot,  # noqa: E402
+                               write_json)
 from nets.bench.device import Options, bench_device, count_standin_launches  # noqa: E402
 from nets.bench.seed_loop import seed_loop_epoch_seconds  # noqa: E402
 from nets.nn.models import MODEL_NAMES  # noqa: E402

@@ -117,7 +117,8 @@ def make_torch_step(model, images, labels, device, threads):
 
     if threads:
         torch.set_num_threads(threads)
-    engine = TorchEngine(model.config(), device=device, dtype=model.dtype.name, optimizer="adam", lr=1e-3)
+    engine = TorchEngine(model.config(), device=device, dtype=model.dtype.name, optimizer="adam", lr=1e-3,
+                         count_totals=False)  # a bare eager step, as the bench times it
     engine.load_state(EngineState(model.state_dict()))
     io = engine.io
     x, y = engine.batch(io.asarray(images, dtype=model.dtype), io.asarray(labels), io.asarray(numpy.arange(len(labels))))

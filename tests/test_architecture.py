@@ -28,6 +28,13 @@ def test_a_config_is_read_back_off_its_parameter_shapes(config):
     assert config_from_shapes(parameter_shapes(config)) == complete_config(config)
 
 
+def test_numpy_integers_are_sizes_too():
+    config = complete_config({"name": "mlp", "sizes": list(numpy.array([784, 16, 10]))})
+    assert config["sizes"] == [784, 16, 10] and all(type(size) is int for size in config["sizes"])
+    model = build_model({**SMALL_CNN, "hidden": numpy.int32(5)}, backend=backend_module.get_backend("cpu"))
+    assert model.config()["hidden"] == 5
+
+
 def test_the_cnn_geometry():
     assert cnn_side(28) == 10 and cnn_side(12) == 2 and cnn_side(10) == 1
     with pytest.raises(ValueError, match="image_size 9 is too small"):

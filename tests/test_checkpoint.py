@@ -186,6 +186,23 @@ def test_the_file_is_plain_npz_without_pickles_and_parameters_use_torch_names(sa
     assert list(load_any_checkpoint(path).params) == parameter_keys
 
 
+def test_a_version_1_file_whose_model_config_is_empty_loads_as_the_model_it_names(saved_mlp):
+    path, model = saved_mlp
+    _rewrite(path, lambda arrays: arrays.update({"meta/version": numpy.array(1), "meta/model": numpy.array("mlp"),
+                                                 "meta/model_config": numpy.array("{}")}))
+    loaded = load_checkpoint(path)
+    assert loaded.model_config == {k: v for k, v in model.config().items() if k != "init"}
+
+
+def test_a_file_for_normalised_inputs_says_that_nets_no_longer_normalises(saved_mlp):
+    path, _ = saved_mlp
+    _rewrite(path, lambda arrays: arrays.update({"meta/input_mean": numpy.array(0.13),
+                                                 "meta/input_std": numpy.array(0.31)}))
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert says(info, path, "normalised", "no longer", "train the model again")
+
+
 def test_a_version_2_file_with_its_model_and_dtype_entries_still_loads(saved_mlp):
     path, model = saved_mlp
 
@@ -484,7 +501,6 @@ def _set_json(arrays, key, mutate):
     (lambda a: a.update({"optim/exp_avg/fc9.weight": numpy.zeros((2, 2))}), "no parameter fc9.weight"),
     (lambda a: a.update({"optim/exp_avg/fc1.weight": numpy.zeros((2, 2))}), "optim/exp_avg/fc1.weight of shape (2, 2)"),
     (lambda a: a.update({"optim/momentum_buffer/fc1.weight": a["fc1.weight"]}), "optim/momentum_buffer/..."),
-    (lambda a: a.update({"meta/input_mean": numpy.array(0.1)}), "an entry meta/input_mean"),
     (lambda a: _set_json(a, "meta/model_config", lambda c: {**c, "init": "xavier"}), "init 'xavier'"),
     (lambda a: _set_json(a, "meta/model_config", lambda c: {**c, "name": "cnn"}), "meta/model_config: the cnn config has unknown keys sizes"),
     (lambda a: _set(a, "meta/model_config", json.dumps({"name": "cnn"})), "the parameters are those of an MLP"),

@@ -61,12 +61,15 @@ class TorchEngine:
 
     optimizer: "adam", "sgd", or None for a model that only predicts (evaluation).
     channels_last: the CNN and its 4-D inputs in torch's channels-last layout (a bench variant).
+    count_totals: add each step's loss and hits up on the device for totals() (training); the bench times
+        the bare eager step, as PyTorch users write it, without them.
     """
 
     impl = "torch"
 
     def __init__(self, model_config: dict, *, device: str = "cpu", dtype: str = "float32", optimizer: str | None = None,
-                 lr: float = 1e-3, momentum: float = 0.0, weight_decay: float = 0.0, channels_last: bool = False):
+                 lr: float = 1e-3, momentum: float = 0.0, weight_decay: float = 0.0, channels_last: bool = False,
+                 count_totals: bool = True):
         torch = require_torch(device)
         self.torch = torch
         self.io = TorchIO(torch, device, channels_last)
@@ -84,6 +87,7 @@ class TorchEngine:
             self.optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
         self._planned = iter(())
         self._training = None
+        self.count_totals = count_totals
         # running loss sum and hits, in float64 so that hits stay exact integers
         self._totals = torch.zeros(2, dtype=torch.float64, device=self.io.device)
 
@@ -94,10 +98,10 @@ class TorchEngine:
 
     def batch(self, images, labels, index, mover=None):
         x, y = self.io.take(images, index, axis=0), self.io.take(labels, index, axis=0)
+        if mover is not None:
+            mover(x.view(len(x), -1), index)  # index_select's result is contiguous: the view is x itself
         if self.io.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=self.torch.channels_last)
-        if mover is not None:
-            mover(x.view(len(x), -1), index)
         return x, y
 
     def plan(self, learning_rates) -> None:
@@ -115,6 +119,8 @@ class TorchEngine:
         loss = self.torch.nn.functional.cross_entropy(logits, labels)
         loss.backward()
         self.optimizer.step()
+        if not self.count_totals:
+            return
         with self.torch.no_grad():
             self._totals[0] += loss.detach() * len(labels)
             self._totals[1] += (logits.argmax(dim=1) == labels).sum()

@@ -12,6 +12,7 @@ import numpy
 
 from backend import to_numpy
 
+from nets.baseline import require_torch
 from nets.nn.architecture import check_shapes, cnn_side, complete_config
 
 __all__ = ["build_torch_model", "load_nets_params_into"]
@@ -24,9 +25,8 @@ def build_torch_model(config_or_name, dtype="float32"):
     equal nets' parameter names); MLP modules: fc1, fc2, ..., fcK. Weights get PyTorch's default init.
     The architecture is nets.nn.architecture's (ValueError, one line, for a config it refuses).
     """
-    import torch
-    from torch import nn
-    from torch.nn import functional
+    torch = require_torch()
+    nn, functional = torch.nn, torch.nn.functional
 
     config = complete_config(config_or_name)
 
@@ -71,8 +71,7 @@ def load_nets_params_into(torch_model, params) -> None:
 
     Values are cast to each parameter's dtype. Raises ValueError, one line, when names or shapes differ.
     """
-    import torch
-
+    torch = require_torch()
     state = torch_model.state_dict()
     values = {name: numpy.ascontiguousarray(to_numpy(value)) for name, value in params.items()}
     check_shapes({name: value.shape for name, value in values.items()},

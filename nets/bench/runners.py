@@ -19,8 +19,9 @@ def make_batch(input_shape, batch_size: int, seed: int = 0):
 
 
 class Runner:
-    """An engine and one batch: train_step() is the training step fit() runs (learning rate planned on the device,
-    loss and hits added up), infer_step() a prediction of the batch. impl names the row ("nets", "torch", ...)."""
+    """An engine and one batch: train_step() is the training step fit() runs (learning rate planned on the device;
+    the nets add their loss and hits up in their loss head, the torch engine is built without that, a bare eager
+    step), infer_step() a prediction of the batch. impl names the row ("nets", "torch", ...)."""
 
     def __init__(self, engine, x_host: numpy.ndarray, labels_host: numpy.ndarray, impl: str | None = None):
         self.engine = engine
@@ -60,5 +61,6 @@ def torch_runner(model_name: str, device: str, x_host, labels_host, channels_las
     """The same architecture in PyTorch eager (torch.optim.Adam) on "cpu" or "gpu", through the torch engine."""
     from nets.baseline.engine import TorchEngine
 
-    engine = TorchEngine({"name": model_name}, device=device, optimizer="adam", lr=1e-3, channels_last=channels_last)
+    engine = TorchEngine({"name": model_name}, device=device, optimizer="adam", lr=1e-3, channels_last=channels_last,
+                         count_totals=False)
     return Runner(engine, x_host, labels_host, impl="torch_channels_last" if channels_last else None)

@@ -129,6 +129,9 @@ def _read_scalars(archive: NpzMembers, path) -> dict:
             kind = OPTIM_ENTRIES.get(key[len(OPTIM):], "?")
         else:
             continue  # a parameter or an optimizer buffer
+        if key in (META + "input_mean", META + "input_std"):
+            raise CheckpointError(f"{path} is for inputs normalised by its {key}, which nets no longer does (its "
+                                  "models take pixels in [0, 1]); train the model again.")
         if kind == "?":
             raise CheckpointError(f"{path} has an entry {key} that a nets checkpoint (format version {VERSION}) "
                                   "does not have; save it again with nets.")
@@ -212,7 +215,7 @@ def _checkpoint_from_headers(archive: NpzMembers, headers: dict, scalars: dict, 
     if version > VERSION:
         raise CheckpointError(f"{path} is checkpoint format version {version}; this code reads up to {VERSION}, so update nets.")
     model_config = _json(scalars, META + "model_config", path)
-    if model_config is None and META + "model" in scalars:  # a version-1 file may name only its model
+    if not model_config and META + "model" in scalars:  # a version-1 file may name only its model
         model_config = {"name": str(scalars[META + "model"])}
     if model_config is None:
         raise CheckpointError(f"{path} lacks the entry meta/model_config; it is not a complete nets checkpoint.")

@@ -30,7 +30,7 @@ class Batches:
     rng: a host numpy.random.Generator (e.g. Backend.rng); may be None when shuffle=False.
     shuffle: False yields the examples in order (as slices, without gathering).
     take(array, index), to_device(host_vector): how to gather and how to move the index vector; by default
-        `xp.take(..., axis=0)` and `xp.asarray` of the inputs' array module (the torch engine passes its own).
+        `xp.take(..., axis=0)` and `xp.asarray` of the inputs' array module (fit passes its engine's io calls).
     gather(images, labels, index) -> (x, y): gathers a whole batch instead of two `take`s (an engine
         gathers into its training step's stable homes, see nets/train/step.py).
     Yields x: (B, ...) and y: (B,) on the same device as the inputs, B <= batch_size.

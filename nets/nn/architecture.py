@@ -16,7 +16,10 @@ problem is a ValueError with a one-line message.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
+
+import numpy
 
 from nets.nn.layers.base import INITS
 
@@ -37,9 +40,9 @@ def a_model(name) -> str:
 
 
 def _whole(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, (bool, numpy.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{what} is {value!r}; it must be a whole number >= 1.")
-    return value
+    return int(value)  # numpy integers too, as plain ints (a config is JSON)
 
 
 def cnn_side(image_size: int) -> int:
