@@ -4,6 +4,7 @@
     write_zip(path, {"fc1.weight.npy": (stream, crc, len(prefix) + 2**30)})
     write_zip(path, {**members_of("good.npz"), "notes.txt": stored(b"hello")})
     gzip_path.write_bytes(gzip_of(prefix, zeros=400 * 2**20))
+    assert peak_of(lambda: read(path)) < MEMORY_BOUND         # what reading it cost, by tracemalloc
 
 The deflate stream repeats one compressed block of zeros (each block starts afresh after a full flush, so
 copies of it chain into a valid stream), which takes milliseconds where compressing a gigabyte takes seconds.
@@ -12,6 +13,7 @@ copies of it chain into a valid stream), which takes milliseconds where compress
 from __future__ import annotations
 
 import struct
+import tracemalloc
 import zipfile
 import zlib
 from pathlib import Path
@@ -21,6 +23,21 @@ import numpy
 __all__ = ["gzip_of", "members_of", "npy_header", "stored", "write_zip", "zeros_deflate"]
 
 BLOCK = 2**20
+
+# A crafted file is a few MB at most but claims gigabytes; reading (and refusing) it may cost at most this much.
+# Measured with tracemalloc (numpy reports its array allocations to it), so the bound holds on any machine.
+MEMORY_BOUND = 32 * 2**20
+
+
+def peak_of(function) -> int:
+    """The peak bytes traced while function() runs."""
+    tracemalloc.start()
+    try:
+        function()
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak
 
 
 def npy_header(shape, dtype="<f4") -> bytes:

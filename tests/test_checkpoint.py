@@ -3,7 +3,6 @@ one-line errors for every bad input, no pickles, and PyTorch state_dicts in and 
 
 import json
 import os
-import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import backend as backend_module
 import nets.checkpoint.format as format_module
 import nets.checkpoint.record as record_module
 from conftest import torch_or_skip
-from crafted_files import members_of, npy_header, stored, write_zip, zeros_deflate
+from crafted_files import MEMORY_BOUND, members_of, npy_header, peak_of, stored, write_zip, zeros_deflate
 from nets.baseline.checkpoint import export_torch_state_dict, load_any_checkpoint, load_torch_state_dict, save_torch_state_dict
 from nets.checkpoint import CheckpointError, load_checkpoint, restore_model, restore_rng, save_checkpoint
 from nets.nn.architecture import config_from_shapes
@@ -560,20 +559,7 @@ def test_a_torch_file_given_as_npz_checkpoint_says_what_it_is(tmp_path, backend)
 
 
 # ---------------------------------------------------------------------------------------------- small files, big claims
-# Each crafted file is a few MB at most but claims a model or an entry of a gigabyte or more. The memory bound is
-# measured with tracemalloc (numpy reports its array allocations to it), so it holds on any machine.
-
-MEMORY_BOUND = 32 * 2**20
-
-
-def _peak_of(function):
-    tracemalloc.start()
-    try:
-        function()
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    return peak
+# Each crafted file is a few MB at most but claims a model or an entry of a gigabyte or more (crafted_files.py).
 
 
 def _cpu_mlp_checkpoint(path):
@@ -603,7 +589,7 @@ def test_a_small_member_declaring_much_data_is_refused_before_its_data_is_read(t
             load_any_checkpoint(path)
         assert says(info, *expected)
 
-    assert _peak_of(load) < MEMORY_BOUND
+    assert peak_of(load) < MEMORY_BOUND
 
 
 def test_a_consistent_gibibyte_model_in_a_tiny_file_is_refused_as_a_bomb(tmp_path):
@@ -621,7 +607,7 @@ def test_a_consistent_gibibyte_model_in_a_tiny_file_is_refused_as_a_bomb(tmp_pat
             load_any_checkpoint(path)
         assert says(info, path, "entry fc1.weight declares 1.0 GiB of data", "it was not loaded")
 
-    assert _peak_of(load) < MEMORY_BOUND
+    assert peak_of(load) < MEMORY_BOUND
 
 
 @pytest.mark.parametrize("hidden", [30_000, 10**9])
@@ -637,7 +623,7 @@ def test_a_model_config_that_disagrees_with_the_stored_shapes_is_refused_before_
         assert says(info, path, "meta/model_config", "fc1.weight has shape (48, 3200)", f"({hidden}, 3200)",
                     "save it again")
 
-    assert _peak_of(load) < MEMORY_BOUND
+    assert peak_of(load) < MEMORY_BOUND
 
 
 def test_a_member_whose_header_disagrees_with_its_size_is_refused(saved_mlp):

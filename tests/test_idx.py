@@ -4,7 +4,6 @@ import contextlib
 import gzip
 import os
 import threading
-import tracemalloc
 
 import numpy
 import pytest
@@ -12,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nets.data.idx import DataError, read_idx, read_images, read_labels, read_pair
-from crafted_files import gzip_of
+from crafted_files import MEMORY_BOUND, gzip_of, peak_of
 from idx_files import idx_bytes, write_bytes, write_idx
 
 COMPRESSION = pytest.mark.parametrize("compressed", [False, True], ids=["raw", "gzip"])
@@ -248,16 +247,6 @@ def test_data_error_is_a_value_error():
 # --- small files, big streams ------------------------------------------------------------------
 
 
-def _peak_of(function):
-    tracemalloc.start()
-    try:
-        function()
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    return peak
-
-
 def test_a_small_gzip_inflating_to_400_mib_costs_only_its_header_claim(tmp_path):
     """A header declaring 10 images, followed by 400 MiB of zeros: a file of about 400 KiB."""
     declared = idx_bytes(numpy.zeros((10, 28, 28), dtype=numpy.uint8))
@@ -269,7 +258,7 @@ def test_a_small_gzip_inflating_to_400_mib_costs_only_its_header_claim(tmp_path)
         with expect_error(path, "more than 1048576 unexpected bytes after the 7840 its header declares"):
             read_images(path)
 
-    assert _peak_of(read) < 32 * 2**20
+    assert peak_of(read) < MEMORY_BOUND
 
 
 def test_a_small_gzip_declaring_400_mib_is_refused_unread(tmp_path):
@@ -284,7 +273,7 @@ def test_a_small_gzip_declaring_400_mib_is_refused_unread(tmp_path):
                           "far more than images compress to, so it was not read"):
             read_images(path)
 
-    assert _peak_of(read) < 32 * 2**20
+    assert peak_of(read) < MEMORY_BOUND
 
 
 def test_a_fifo_is_refused_without_blocking(tmp_path):
