@@ -8,7 +8,8 @@ Everything else asks this module for `xp`; no other file imports cupy.
     y = backend.to_numpy(x)                # device -> host
     backend.synchronize()                  # wait for queued GPU work before reading a clock
 
-Layer code takes `xp` from its inputs with `array_module(...)`, so one code path serves both.
+Layer code takes `xp` from its inputs with `array_module(...)`, so one code path serves both; its matrix
+products go through `gemm(a, b, out)` (backend/gemm.py), which a CUDA graph can capture (backend/graphs.py).
 `backend.standin` has a strict CuPy stand-in whose arrays count as device arrays here, so tests run every
 GPU branch on the CPU and count its kernel launches.
 """
@@ -27,6 +28,7 @@ __all__ = [
     "DeviceMismatchError",
     "DEVICES",
     "array_module",
+    "gemm",
     "get_backend",
     "gpu_problem",
     "is_device_array",
@@ -198,3 +200,6 @@ def to_numpy(array) -> numpy.ndarray:
     if is_device_array(array):
         return array.get()
     return numpy.asarray(array)
+
+
+from .gemm import gemm  # noqa: E402  (gemm.py builds on array_module above)

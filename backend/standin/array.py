@@ -45,14 +45,17 @@ def _basic_key(key) -> bool:
 class DeviceArray:
     """A device array of the stand-in: NumPy data, CuPy behaviour, every launch and sync recorded."""
 
-    __slots__ = ("_data", "_xp", "__weakref__")
+    __slots__ = ("_data", "_xp", "_owner", "__weakref__")
     __array_priority__ = 100.0
     __hash__ = None
     _nets_device_array = True  # how backend.is_device_array recognises it
 
-    def __init__(self, data: numpy.ndarray, xp):
+    def __init__(self, data: numpy.ndarray, xp, owner=None):
+        from .capture import Allocation
+
         self._data = data
         self._xp = xp
+        self._owner = owner if owner is not None else Allocation()  # the block of memory this array is a view of
 
     # ------------------------------------------------------------------ metadata (no device work)
     shape = property(lambda self: self._data.shape)
@@ -63,6 +66,11 @@ class DeviceArray:
     nbytes = property(lambda self: self._data.nbytes)
     strides = property(lambda self: self._data.strides)
     flags = property(lambda self: _Flags(self._data))
+
+    @property
+    def data(self):
+        """cupy.ndarray.data: the memory pointer of the first element (what a library such as cuBLAS is given)."""
+        return self._xp._pointer_to(self)
 
     def __len__(self):
         if self._data.ndim == 0:
@@ -79,13 +87,13 @@ class DeviceArray:
 
     # ------------------------------------------------------------------ views (free) and copies
     def _wrap(self, data) -> "DeviceArray":
-        return DeviceArray(data, self._xp)
+        return DeviceArray(data, self._xp, self._owner)
 
-    def _maybe_copied(self, result: numpy.ndarray, name: str) -> "DeviceArray":
-        """Wrap a numpy result that is a view of self when it can be, else record the copy CuPy makes."""
+    def _maybe_copied(self, compute, name: str) -> "DeviceArray":
+        """A view of self when numpy's compute() is one, else the copy CuPy makes (one copy kernel)."""
+        result = compute()
         if result.size and not numpy.shares_memory(result, self._data):
-            self._xp._launch("copy", name)
-            self._xp._alloc(name)
+            return self._xp._copy_of(compute, name, self)
         return self._wrap(result)
 
     @property
@@ -108,16 +116,16 @@ class DeviceArray:
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         if copy:
-            return self._xp._copy_of(self._data.reshape(shape, order=order), "reshape(copy=True)")
-        return self._maybe_copied(self._data.reshape(shape, order=order), "reshape (a copy: not viewable)")
+            return self._xp._copy_of(lambda: self._data.reshape(shape, order=order).copy(), "reshape(copy=True)", self)
+        return self._maybe_copied(lambda: self._data.reshape(shape, order=order), "reshape (a copy: not viewable)")
 
     @cupy_method()
     def ravel(self, order="C"):
-        return self._maybe_copied(self._data.ravel(order), "ravel (a copy: not contiguous)")
+        return self._maybe_copied(lambda: self._data.ravel(order), "ravel (a copy: not contiguous)")
 
     @cupy_method()
     def flatten(self, order="C"):
-        return self._xp._copy_of(self._data.flatten(order), "flatten")
+        return self._xp._copy_of(lambda: self._data.flatten(order), "flatten", self)
 
     def view(self, dtype=None, type=None):
         if type is not None:
@@ -126,14 +134,14 @@ class DeviceArray:
 
     @cupy_method()
     def copy(self, order="C"):
-        return self._xp._copy_of(self._data.copy(order), "copy")
+        return self._xp._copy_of(lambda: self._data.copy(order), "copy", self)
 
     @cupy_method()
     def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
         dtype = numpy.dtype(dtype)
         if not copy and dtype == self.dtype:
             return self
-        return self._xp._copy_of(self._data.astype(dtype, order=order), "astype")
+        return self._xp._copy_of(lambda: self._data.astype(dtype, order=order), "astype", self)
 
     # ------------------------------------------------------------------ indexing
     def __getitem__(self, key):
@@ -200,6 +208,18 @@ class DeviceArray:
 
     def all(self, axis=None, out=None, keepdims=False):
         return self._xp._reduce("all", self, axis, None, out, keepdims)
+
+    @cupy_method()
+    def set(self, arr, stream=None):
+        """Copy a host array into this array's memory (a transfer; refused while capturing, as CuPy refuses it)."""
+        if not isinstance(arr, numpy.ndarray):
+            raise TypeError("Only numpy.ndarray can be set to cupy.ndarray")
+        if arr.dtype != self.dtype:
+            raise TypeError(f"{arr.dtype} array cannot be set to {self.dtype} array")
+        if arr.shape != self.shape:
+            raise ValueError(f"Shape mismatch. Old shape: {self.shape}, new shape: {arr.shape}")
+        self._xp._h2d("ndarray.set (host to device)")
+        self._data[...] = arr
 
     # ------------------------------------------------------------------ reading back on the host (syncs)
     def _read(self, what: str) -> numpy.ndarray:

@@ -14,6 +14,12 @@ from .array import DeviceArray, is_scalar
 from .signatures import NotModelledError, cupy_function
 
 
+def _devices(values) -> tuple:
+    """The device arrays among an index key's parts or a call's arguments."""
+    parts = values if isinstance(values, tuple) else (values,)
+    return tuple(part for part in parts if isinstance(part, DeviceArray))
+
+
 class Indexing:
     """take, where, take_along_axis, put_along_axis, advanced indexing, reshape and friends of the stand-in
     module (a mixin of StrictCupy)."""
@@ -27,7 +33,7 @@ class Indexing:
                 parts.append(part._data)
                 arrays += 1
             elif isinstance(part, (numpy.ndarray, list)):
-                self.counter.record("h2d", f"{what} (host index array)")
+                self._h2d(f"{what} (host index array)")
                 self._alloc(f"{what} (index array)")
                 parts.append(numpy.asarray(part))
                 arrays += 1
@@ -43,10 +49,10 @@ class Indexing:
             self._launch_memset("getitem (multiple index arrays)")
             for _ in range(arrays):
                 self._launch("elementwise", "getitem (index arithmetic)")
-        result = array._data[parts]
+        result = self._produce(lambda: array._data[parts], "getitem (advanced index)", array, *_devices(key))
         if result.size:
             self._launch("gather", "getitem (advanced index)")
-        return self._new(numpy.asarray(result), "getitem (advanced index)")
+        return result
 
     def _advanced_setitem(self, array, key, value):
         parts, arrays = self._index_parts(key, "setitem")
@@ -54,12 +60,16 @@ class Indexing:
             self._launch_memset("setitem (multiple index arrays)")
             for _ in range(arrays):
                 self._launch("elementwise", "setitem (index arithmetic)")
+        sources = _devices(key)
         if isinstance(value, DeviceArray):
             self._require_device(value, "setitem")
+            sources += (value,)
             value = value._data
         elif not is_scalar(value):
             raise ValueError("non-scalar numpy.ndarray cannot be used for fill")
-        array._data[parts] = value
+        data = array._data
+        self._run(lambda: data.__setitem__(parts, value), array, *sources,
+                  dry=lambda: numpy.broadcast_to(value, data[parts].shape))
         self._launch("scatter", "setitem (advanced index)")
 
     @cupy_function()
@@ -71,20 +81,28 @@ class Indexing:
         elif isinstance(indices, numbers.Integral):
             index = int(indices)
         else:
-            self.counter.record("h2d", "cupy.take (indices from the host)")
+            self._h2d("cupy.take (indices from the host)")
             self._alloc("cupy.take (indices)")
             index = numpy.asarray(indices)
-        result = numpy.take(a._data, index, axis=axis)
-        if out is not None:
+        sources = (a, indices) if isinstance(indices, DeviceArray) else (a,)
+
+        def compute():
+            return numpy.take(a._data, index, axis=axis)
+
+        if out is None:
+            result = self._produce(compute, "cupy.take (result)", *sources)
+        else:
             self._require_device(out, "cupy.take (out)")
             if out.dtype != a.dtype:
                 raise TypeError("Output dtype mismatch")
-            if out.shape != result.shape:
+            if out.shape != compute().shape:
                 raise ValueError("Output shape mismatch")
-            out._data[...] = result
-        if numpy.size(result):
+            target = out._data
+            self._run(lambda: target.__setitem__(Ellipsis, compute()), out, *sources)
+            result = out
+        if result.size:
             self._launch("gather", "cupy.take")
-        return out if out is not None else self._new(numpy.asarray(result), "cupy.take (result)")
+        return result
 
     @cupy_function()
     def where(self, condition, x=None, y=None):
@@ -99,10 +117,10 @@ class Indexing:
         for value in (x, y):
             self._require_operand(value, "cupy.where")
         raw = [v._data if isinstance(v, DeviceArray) else v for v in (condition, x, y)]
-        result = numpy.where(*raw)
+        result = self._produce(lambda: numpy.where(*raw), "cupy.where (result)", *_devices((condition, x, y)))
         if result.size:
             self._launch("elementwise", "cupy.where")
-        return self._new(result, "cupy.where (result)")
+        return result
 
     @cupy_function()
     def take_along_axis(self, a, indices, axis):
@@ -117,7 +135,8 @@ class Indexing:
         for _ in range(a.ndim):
             self._launch("elementwise", "take_along_axis (index arithmetic)")
         self._launch("gather", "take_along_axis")
-        return self._new(numpy.take_along_axis(a._data, indices._data, axis), "take_along_axis (result)")
+        return self._produce(lambda: numpy.take_along_axis(a._data, indices._data, axis), "take_along_axis (result)",
+                             a, indices)
 
     @cupy_function()
     def put_along_axis(self, arr, indices, values, axis):
@@ -130,10 +149,14 @@ class Indexing:
         self._launch_memset("put_along_axis (flat index)")
         for _ in range(arr.ndim):
             self._launch("elementwise", "put_along_axis (index arithmetic)")
+        sources = (indices,)
         if isinstance(values, DeviceArray):
             self._require_device(values, "cupy.put_along_axis")
+            sources += (values,)
             values = values._data
-        numpy.put_along_axis(arr._data, indices._data, values, axis)
+        data, index = arr._data, indices._data
+        self._run(lambda: numpy.put_along_axis(data, index, values, axis), arr, *sources,
+                  dry=lambda: numpy.put_along_axis(data.copy(), index, values, axis))
         self._launch("scatter", "put_along_axis")
 
     # ------------------------------------------------------------------ shape
@@ -155,17 +178,25 @@ class Indexing:
     def concatenate(self, tup, axis=0, out=None, *, dtype=None, casting="same_kind"):
         for part in tup:
             self._require_device(part, "cupy.concatenate")
-        result = numpy.concatenate([part._data for part in tup], axis=axis, dtype=dtype, casting=casting)
         if len(tup) > 8:
             raise NotModelledError("cupy.concatenate of more than 8 arrays (one kernel) is not modelled.")
+        parts = [part._data for part in tup]
+
+        def compute():
+            return numpy.concatenate(parts, axis=axis, dtype=dtype, casting=casting)
+
+        if out is not None:
+            self._require_device(out, "cupy.concatenate (out)")
+            target = out._data
+            self._run(lambda: target.__setitem__(Ellipsis, compute()), out, *tup,
+                      dry=lambda: numpy.broadcast_to(compute(), target.shape))
+            result = out
+        else:
+            result = self._produce(compute, "concatenate (result)", *tup)
         for part in tup:  # _concatenate: one elementwise copy per input
             if part.size:
                 self._launch("copy", "concatenate")
-        if out is not None:
-            self._require_device(out, "cupy.concatenate (out)")
-            out._data[...] = result
-            return out
-        return self._new(result, "concatenate (result)")
+        return result
 
     @cupy_function()
     def pad(self, array, pad_width, mode="constant", **kwargs):
@@ -173,7 +204,7 @@ class Indexing:
         values = kwargs.get("constant_values", 0)
         if mode != "constant" or not (isinstance(values, numbers.Number) and values == 0):
             raise NotModelledError("cupy.pad other than constant zeros is not modelled by the stand-in.")
-        padded = self._new(numpy.pad(array._data, pad_width), "pad")  # _pad_simple: empty, fill(0), copy
+        padded = self._produce(lambda: numpy.pad(array._data, pad_width), "pad", array)  # empty, fill(0), copy
         self._launch_memset("pad (fill 0)")
         self._launch("copy", "pad (the original area)")
         return padded

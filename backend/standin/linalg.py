@@ -1,13 +1,14 @@
 """The stand-in's matrix products, costed as CuPy launches them (cupy/_core/_routines_linalg.pyx, matmul, dot,
-tensordot_core): one cuBLAS GEMM; first a copy of an operand that is neither C- nor F-contiguous; a
-temporary and a copy when `out` is not C-contiguous, of another dtype, or overlaps an operand; two vectors
-are a multiply and a CUB sum.
+tensordot_core): one cuBLAS GEMM; first a copy of an operand that is neither C- nor F-contiguous; a temporary and
+a copy when `out` is not C-contiguous, of another dtype, or overlaps an operand; two vectors are a multiply and a
+CUB sum. During stream capture every cuBLAS call is refused, as CuPy refuses it (cublas.pyx, setStream).
 """
 
 from __future__ import annotations
 
 import numpy
 
+from .capture import CUBLAS_REFUSED
 from .signatures import NotModelledError, cupy_function
 
 
@@ -37,7 +38,14 @@ class LinearAlgebra:
         self._require_device(b, name)
         if a.ndim == 0 or b.ndim == 0:
             raise ValueError("Scalar operands are not allowed, use '*' instead")
-        result = numpy.matmul(a._data, b._data)
+        left, right = a._data, b._data
+
+        def compute():
+            return numpy.matmul(left, right)
+
+        result = compute()  # the shapes and dtype, checked as the call would
+        if self._recording() is not None and not (a.ndim == 1 and b.ndim == 1) and result.size and a.size and b.size:
+            raise NotImplementedError(CUBLAS_REFUSED)  # cublas.pyx setStream, before any work
         if out is not None:
             self._require_device(out, f"{name} (out)")
             if out.shape != result.shape:
@@ -69,7 +77,8 @@ class LinearAlgebra:
         elif out is not None and out.size:
             self._launch_memset(f"{name} (empty operand: zeros)")
         if out is not None:
-            out._data[...] = result
+            target = out._data
+            self._run(lambda: target.__setitem__(Ellipsis, compute()), out, a, b)
             return out
-        return self._new(numpy.asarray(result), f"{name} (result)")
+        return self._produce(compute, f"{name} (result)", a, b)
 

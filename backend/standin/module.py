@@ -18,9 +18,10 @@ Each modelled operation follows what the CuPy source does on a GPU (cupy/_core, 
     zeros, empty    an allocation (and a memset for zeros)
     take_along_axis, put_along_axis   aranges, a memset and index arithmetic before the gather/scatter
 
-Here: the module's names, ufuncs, creation and assignment; indexing.py, linalg.py and reductions.py hold
-the rest (mixins of StrictCupy). Anything else CuPy has raises NotModelledError: model it before code
-may use it.
+Here: the module's names, its ufuncs, and how device work runs: now, or, while a stream captures a CUDA graph,
+recorded for replay (capture.py). creation.py, indexing.py, linalg.py and reductions.py hold the rest (mixins
+of StrictCupy); cublas.py emulates the libcublas that backend/cublas.py calls directly during capture.
+Anything else CuPy has raises NotModelledError: model it before code may use it.
 """
 
 from __future__ import annotations
@@ -28,12 +29,15 @@ from __future__ import annotations
 import numpy
 
 from .array import DeviceArray, is_scalar
-from .counter import Counter
+from .capture import (D2H_REFUSED, H2D_REFUSED, STREAM_CAPTURE_UNSUPPORTED, Allocation, CaptureAllocationError,
+                      CaptureStreamError, StreamState, make_cuda)
+from .counter import Counter, Event, call_site
+from .creation import Creation
+from .cublas import EmulatedCublas
 from .indexing import Indexing
 from .linalg import LinearAlgebra
 from .reductions import Reductions
-from .signatures import (CupySignatures, MissingInCupyError, NotModelledError, check_ufunc_keywords,
-                         cupy_function)
+from .signatures import CupySignatures, MissingInCupyError, NotModelledError, check_ufunc_keywords
 
 _PASSTHROUGH = (type, numpy.dtype, float, int, bool, complex, str)
 
@@ -51,87 +55,59 @@ class StandinUfunc:
         return f"<stand-in ufunc cupy.{self.name}>"
 
     def __call__(self, *args, **kwargs):
-        xp = self._xp
+        xp, ufunc, name = self._xp, self._numpy_ufunc, f"cupy.{self.name}"
         check_ufunc_keywords(self.name, kwargs)
         out = kwargs.pop("out", None)
         inputs, outputs = list(args[:self.nin]), list(args[self.nin:])
         if out is not None:
             outputs = list(out) if isinstance(out, tuple) else [out]
         for value in inputs:
-            xp._require_operand(value, f"cupy.{self.name}")
+            xp._require_operand(value, name)
         for value in outputs:
-            xp._require_device(value, f"cupy.{self.name} (out)")
+            xp._require_device(value, f"{name} (out)")
         # CuPy copies an input that may overlap an output without being it, before the launch
         for position, value in enumerate(inputs):
             if isinstance(value, DeviceArray) and any(
                     value is not target and numpy.may_share_memory(value._data, target._data) for target in outputs):
-                xp._launch("copy", f"cupy.{self.name} (input overlapping out=)")
-                xp._alloc(f"cupy.{self.name} (input copy)")
-                inputs[position] = value._wrap(value._data.copy())
+                inputs[position] = xp._copy_of(lambda data=value._data: data.copy(), f"{name} (input overlapping out=)",
+                                               value)
+        devices = [value for value in inputs if isinstance(value, DeviceArray)]
         raw = [value._data if isinstance(value, DeviceArray) else value for value in inputs]
         if outputs:
-            kwargs["out"] = tuple(target._data for target in outputs)
-        result = self._numpy_ufunc(*raw, **kwargs)
-        results = result if isinstance(result, tuple) else (result,)
-        if all(numpy.size(r) for r in results):
-            xp._launch("elementwise", f"cupy.{self.name}")
-        if outputs:
+            targets = tuple(target._data for target in outputs)
+            xp._run(lambda: ufunc(*raw, out=targets, **kwargs), *devices, *outputs,
+                    dry=lambda: ufunc(*raw, out=tuple(numpy.empty_like(t) for t in targets), **kwargs))
+            if all(t.size for t in targets):
+                xp._launch("elementwise", name)
             return outputs[0] if self.nout == 1 else tuple(outputs)
-        wrapped = []
-        for value in results:
-            xp._alloc(f"cupy.{self.name} (result)")
-            wrapped.append(DeviceArray(numpy.asarray(value), xp))
+
+        def result(position):
+            value = ufunc(*raw, **kwargs)
+            return numpy.asarray(value[position] if self.nout > 1 else value)
+
+        wrapped = [xp._produce(lambda i=i: result(i), f"{name} (result)", *devices) for i in range(self.nout)]
+        if all(array.size for array in wrapped):
+            xp._launch("elementwise", name)
         return wrapped[0] if self.nout == 1 else tuple(wrapped)
 
 
-class _Stream:
-    def __init__(self, xp):
-        self._xp = xp
-
-    def synchronize(self):
-        self._xp._sync("Stream.synchronize")
-
-
-class _Runtime:
-    def getDeviceCount(self):
-        return 1
-
-    def getDeviceProperties(self, device_id):
-        return {"name": b"CuPy stand-in (NumPy)"}
-
-
-class _Device:
-    id = 0
-
-
-class _Cuda:
-    """The few cupy.cuda names the project touches."""
-
-    def __init__(self, xp):
-        self._xp = xp
-        self.runtime = _Runtime()
-
-    def get_current_stream(self):
-        return _Stream(self._xp)
-
-    def Device(self, device_id=0):  # noqa: N802 (CuPy's name)
-        return _Device()
-
-
-class StrictCupy(Indexing, LinearAlgebra, Reductions):
+class StrictCupy(Creation, Indexing, LinearAlgebra, Reductions):
     """A stand-in for the `cupy` module: `xp` for code under test on a machine without a GPU.
 
     Its arrays are `DeviceArray`s, which `backend.is_device_array` takes for device arrays, so every GPU
-    branch of the code runs. `counter` holds what CuPy would have done (counter.py).
+    branch of the code runs. `counter` holds what CuPy would have done (counter.py); `cuda` has CuPy's streams
+    and capture (capture.py).
     """
 
     def __init__(self, cupy):
         self._signatures = CupySignatures(cupy)
         self.counter = Counter()
         self.ndarray = DeviceArray
-        self.cuda = _Cuda(self)
+        self._streams = StreamState()
+        self.cuda = make_cuda(self)
         self.__version__ = f"{cupy.__version__} (stand-in)"
         self._ufuncs: dict[str, StandinUfunc] = {}
+        self._cublas = None
 
     def __repr__(self):
         return f"<strict CuPy stand-in of cupy {self.__version__}>"
@@ -154,27 +130,117 @@ class StrictCupy(Indexing, LinearAlgebra, Reductions):
         raise NotModelledError(f"xp.{name} exists in CuPy, but the stand-in does not model what it launches; "
                                "model it in backend/standin/module.py.")
 
-    # ------------------------------------------------------------------ recording
+    def emulated_cublas(self):
+        """The stand-in's libcublas (cublas.py): what backend/cublas.py calls through ctypes on a real GPU."""
+        if self._cublas is None:
+            self._cublas = EmulatedCublas(self)
+        return self._cublas
+
+    def _pointer_to(self, array):
+        """DeviceArray.data: a pointer the emulated cuBLAS can resolve to the array's memory."""
+        return self.emulated_cublas().pointer_to(array)
+
+    # ------------------------------------------------------------------ device work: run now, or record under capture
+    def _recording(self):
+        """The capture that device work issued now joins, or None when it runs now. Refuses work on a stream other
+        than the capturing one (capture.py)."""
+        capture = self._streams.capture
+        if capture is None:
+            return None
+        current = self.cuda.get_current_stream()
+        if current is not capture.stream:
+            raise CaptureStreamError(
+                f"device work on {current!r} while {capture.stream!r} is capturing: it would run now, outside the "
+                "graph, and never again on a replay; issue all of a captured step's work on the capturing stream.")
+        return capture
+
+    def _event(self, kind, name):
+        capture = self._recording()
+        if capture is None:
+            self.counter.record(kind, name)
+        else:
+            capture.events.append(Event(kind, name, call_site()))
+
     def _launch(self, kind, name):
-        self.counter.record(kind, name)
+        self._event(kind, name)
+
+    def _launch_memset(self, name):
+        self._event("memset", name)
 
     def _alloc(self, name, nbytes=0):
-        self.counter.record("alloc", name)
+        if self._recording() is not None and not self._streams.async_pool():
+            raise CaptureAllocationError(
+                f"{name}: an allocation from CuPy's default memory pool while the stream is capturing; the block is "
+                "not the graph's, so the pool can give it to another array after capture and every replay would "
+                "write there. Allocate it before capture (a buffer kept between steps), or capture with "
+                "cupy.cuda.set_allocator(cupy.cuda.MemoryAsyncPool().malloc).")
+        self._event("alloc", name)
+
+    def _run(self, work, *arrays, dry=None):
+        """Device work: `work()` now, or, during capture, recorded for the graph without running (after `dry()`,
+        which checks the call's arguments as running it would, without writing device memory). `arrays`: the
+        device arrays it reads or writes (a replay refuses to run once one of them is freed)."""
+        capture = self._recording()
+        if capture is None:
+            work()
+            return
+        if dry is not None:
+            dry()
+        capture.touch(arrays)
+        capture.work.append(work)
+
+    def _produce(self, compute, name, *sources, counted=True) -> DeviceArray:
+        """A new device array holding compute(), a fresh numpy array computed from device memory (`sources`).
+        During capture its contents are garbage (NaN) until a replay computes them. counted=False: the caller
+        has recorded the allocation."""
+        if counted:
+            self._alloc(name)
+        data = numpy.asarray(compute())
+        array = DeviceArray(data, self, Allocation(name))
+        capture = self._recording()
+        if capture is not None:
+            _poison(data)
+            capture.touch(sources + (array,))
+            capture.work.append(lambda: numpy.copyto(data, compute(), casting="unsafe"))
+        return array
+
+    def _copy_of(self, compute, name, *sources) -> DeviceArray:
+        """A new device array made by one copy kernel (astype, copy, flatten, ...) from compute()."""
+        array = self._produce(compute, name, *sources)
+        if array.size:
+            self._launch("copy", name)
+        return array
+
+    def _new(self, data: numpy.ndarray, name: str) -> DeviceArray:
+        """A new, uninitialised device array around `data` (empty, zeros before its memset, ...)."""
+        self._alloc(name, data.nbytes)
+        return DeviceArray(data, self, Allocation(name))
+
+    # ------------------------------------------------------------------ the host and the device
+    def _cuda_error(self, status):
+        return self._signatures.cupy.cuda.runtime.CUDARuntimeError(status)
 
     def _sync(self, name):
+        """A read back to the host (get, item, float, ...): a sync and a copy; refused while capturing."""
+        if self._recording() is not None:
+            raise RuntimeError(D2H_REFUSED)
         self.counter.record("sync", name)
         self.counter.record("d2h", name)
 
-    def _copy_of(self, data: numpy.ndarray, name: str) -> DeviceArray:
-        """A new device array holding `data`, made by one copy kernel (astype, copy, flatten, ...)."""
-        if data.size:
-            self._launch("copy", name)
-        self._alloc(name, data.nbytes)
-        return DeviceArray(data, self)
+    def _h2d(self, name):
+        """A copy from the host into device memory; refused while capturing."""
+        if self._recording() is not None:
+            raise RuntimeError(H2D_REFUSED)
+        self.counter.record("h2d", name)
 
-    def _new(self, data: numpy.ndarray, name: str) -> DeviceArray:
-        self._alloc(name, data.nbytes)
-        return DeviceArray(data, self)
+    def _stream_sync(self, name, stream=None):
+        """Stream.synchronize (stream) or a device-wide synchronize (None): during capture CUDA fails with
+        cudaErrorStreamCaptureUnsupported and invalidates the capture."""
+        capture = self._streams.capture
+        if capture is not None and (stream is None or stream is capture.stream):
+            capture.invalidated_by = name
+            raise self._cuda_error(STREAM_CAPTURE_UNSUPPORTED)
+        self.counter.record("sync", name)
 
     # ------------------------------------------------------------------ argument checks
     def _require_device(self, value, what):
@@ -191,135 +257,10 @@ class StrictCupy(Indexing, LinearAlgebra, Reductions):
         if not is_scalar(value):
             self._require_device(value, what)
 
-    # ------------------------------------------------------------------ creation
-    def _host_to_device(self, value, dtype, name) -> DeviceArray:
-        if isinstance(value, DeviceArray):
-            raise AssertionError("not a host value")
-        data = numpy.array(value, dtype=dtype, copy=True)
-        if data.dtype.hasobject:
-            raise TypeError(f"{name}: Unsupported type {type(value)}")
-        self.counter.record("h2d", name)
-        return self._new(data, name)
 
-    @cupy_function()
-    def asarray(self, a, dtype=None, order=None, *, copy=None, blocking=False):
-        if isinstance(a, DeviceArray):
-            self._require_device(a, "cupy.asarray")
-            return a.astype(a.dtype if dtype is None else dtype, copy=bool(copy))
-        return self._host_to_device(a, dtype, "cupy.asarray (host to device)")
-
-    @cupy_function()
-    def array(self, obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, *, blocking=False):
-        if isinstance(obj, DeviceArray):
-            self._require_device(obj, "cupy.array")
-            return obj.astype(obj.dtype if dtype is None else dtype, copy=bool(copy))
-        return self._host_to_device(obj, dtype, "cupy.array (host to device)")
-
-    @cupy_function()
-    def ascontiguousarray(self, a, dtype=None):
-        self._require_device(a, "cupy.ascontiguousarray")
-        if a._data.flags.c_contiguous and (dtype is None or numpy.dtype(dtype) == a.dtype):
-            return a
-        return self._copy_of(numpy.ascontiguousarray(a._data, dtype=dtype), "ascontiguousarray")
-
-    @cupy_function()
-    def empty(self, shape, dtype=float, order="C"):
-        return self._new(numpy.empty(shape, dtype=dtype, order=order), "empty")
-
-    @cupy_function()
-    def zeros(self, shape, dtype=float, order="C"):
-        array = self._new(numpy.zeros(shape, dtype=dtype, order=order), "zeros")
-        if array.size:
-            self._launch_memset("zeros")
-        return array
-
-    @cupy_function()
-    def ones(self, shape, dtype=float, order="C"):
-        return self.full(shape, 1, dtype=dtype, order=order)
-
-    @cupy_function()
-    def full(self, shape, fill_value, dtype=None, order="C"):
-        array = self._new(numpy.empty(shape, dtype=dtype or numpy.asarray(fill_value).dtype, order=order), "full")
-        self._fill(array, fill_value)
-        return array
-
-    def _like(self, name, a, dtype, order, subok, shape):
-        self._require_device(a, f"cupy.{name}")
-        order = "C" if order == "K" else order
-        return numpy.empty(a.shape if shape is None else shape, dtype=a.dtype if dtype is None else dtype, order=order)
-
-    @cupy_function()
-    def empty_like(self, prototype, dtype=None, order="K", subok=None, shape=None):
-        return self._new(self._like("empty_like", prototype, dtype, order, subok, shape), "empty_like")
-
-    @cupy_function()
-    def zeros_like(self, a, dtype=None, order="K", subok=None, shape=None):
-        array = self._new(self._like("zeros_like", a, dtype, order, subok, shape), "zeros_like")
-        array._data[...] = 0
-        if array.size:
-            self._launch_memset("zeros_like")
-        return array
-
-    @cupy_function()
-    def ones_like(self, a, dtype=None, order="K", subok=None, shape=None):
-        array = self._new(self._like("ones_like", a, dtype, order, subok, shape), "ones_like")
-        self._fill(array, 1)
-        return array
-
-    @cupy_function()
-    def arange(self, start, stop=None, step=1, dtype=None):
-        data = numpy.arange(start, stop, step, dtype=dtype) if stop is not None else numpy.arange(start, dtype=dtype)
-        array = self._new(data, "arange")
-        if array.size:
-            self._launch("elementwise", "cupy.arange")
-        return array
-
-    # ------------------------------------------------------------------ filling and assignment
-    def _launch_memset(self, name):
-        self.counter.record("memset", name)
-
-    def _fill(self, array: DeviceArray, value):
-        """ndarray.fill: a memset for 0 on a contiguous array, else CuPy's fill kernel."""
-        if isinstance(value, DeviceArray):
-            if value.ndim:
-                raise ValueError("non-scalar cupy.ndarray cannot be used for fill")
-            value = value.astype(array.dtype, copy=False)
-            zero = bool(value == 0)  # CuPy's `value == 0` on a device scalar reads it back: a sync
-            array._data[...] = value._data
-        else:
-            host = numpy.asarray(value, dtype=array.dtype)
-            if host.shape != ():
-                raise ValueError("non-scalar numpy.ndarray cannot be used for fill")
-            zero = host == 0
-            array._data[...] = host
-        if not array.size:
-            return
-        if zero and array._data.flags.c_contiguous:
-            self._launch_memset("fill(0)")
-        else:
-            self._launch("elementwise", "fill")
-
-    def _assign(self, target: DeviceArray, value):
-        """target[...] = value for a basic-index view `target` (cupy _scatter_op 'update')."""
-        if not isinstance(value, DeviceArray):
-            if isinstance(value, numpy.ndarray) and value.ndim:
-                raise ValueError("non-scalar numpy.ndarray cannot be used for fill (CuPy refuses assigning a "
-                                 "host array to a device array: move it with backend.asarray first)")
-            self._fill(target, value)
-            return
-        self._require_device(value, "setitem")
-        same_layout = target.shape == value.shape and target.strides == value.strides
-        if same_layout and target._data.__array_interface__["data"][0] == value._data.__array_interface__["data"][0]:
-            return  # the same memory: CuPy skips it
-        source = value._data
-        if same_layout and target._data.flags.c_contiguous and target.dtype == value.dtype:
-            self.counter.record("memcpy", "setitem (device to device)")
-        else:
-            if numpy.may_share_memory(target._data, value._data):
-                self._launch("copy", "setitem (input overlapping the target)")
-                self._alloc("setitem (input copy)")
-                source = source.copy()
-            if target.size:
-                self._launch("copy", "setitem")
-        target._data[...] = source
-
+def _poison(data: numpy.ndarray) -> None:
+    """What memory a capture allocated holds until a replay writes it: NaN, or bytes of 0xA5."""
+    if data.dtype.kind in "fc":
+        data.fill(numpy.nan)
+    elif data.size:
+        data.reshape(-1).view(numpy.uint8).fill(0xA5)

@@ -18,7 +18,6 @@ import math
 
 import numpy
 
-from .array import DeviceArray
 from .signatures import cupy_function
 
 # cub::DeviceReduce runs a single-tile kernel up to this many items (256 threads x 16 items for 4-byte
@@ -98,16 +97,21 @@ class Reductions:
         kwargs = {"axis": axis, "keepdims": keepdims}
         if op in ("sum", "mean") and dtype is not None:
             kwargs["dtype"] = dtype
-        result = numpy.asarray(_NUMPY_REDUCTIONS[op](a._data, **kwargs))
-        if op in ("argmax", "argmin") and dtype is not None:
-            result = result.astype(dtype)
-        self._reduction_events(op, a._data, axis, dtype, out is not None)
-        if out is not None:
-            if out.shape != result.shape:
-                raise ValueError("Out shape is mismatched")
-            out._data[...] = result
-            return out
-        return DeviceArray(result, self)
+        data = a._data
+
+        def compute():
+            result = numpy.asarray(_NUMPY_REDUCTIONS[op](data, **kwargs))
+            return result.astype(dtype) if op in ("argmax", "argmin") and dtype is not None else result
+
+        shape = compute().shape  # also checks the arguments, as the call would
+        self._reduction_events(op, data, axis, dtype, out is not None)  # allocations are refused during capture
+        if out is None:
+            return self._produce(compute, name, a, counted=False)
+        if out.shape != shape:
+            raise ValueError("Out shape is mismatched")
+        target = out._data
+        self._run(lambda: target.__setitem__(Ellipsis, compute()), out, a)
+        return out
 
     def _reduction_events(self, op, data, axis, dtype, out_given):
         name = f"cupy.{op}"
