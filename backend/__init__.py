@@ -27,6 +27,7 @@ __all__ = [
     "BackendError",
     "DeviceMismatchError",
     "DEVICES",
+    "HIDDEN_DEVICES",
     "array_module",
     "gemm",
     "get_backend",
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 DEVICES = ("cpu", "gpu", "auto")
+HIDDEN_DEVICES = ("standin",)  # the strict CuPy stand-in (backend/standin): a whole GPU run on NumPy, for tests
 GPU_INSTALL_HINT = "pip install -e .[gpu]"
 CUDA13_HINT = "for a CUDA 13 driver, pip install cupy-cuda13x instead"
 
@@ -88,7 +90,7 @@ def gpu_problem() -> str | None:
 class Backend:
     """An array module and the few operations that cross the host/device line.
 
-    Its calls (name, asarray, to_numpy, synchronize, take, zeros) are an engine's array I/O
+    Its calls (name, asarray, to_numpy, upload, synchronize, take, zeros) are an engine's array I/O
     (nets/train/engine.py): the PyTorch engine offers the same calls over torch tensors.
 
     name: "cpu" or "gpu".
@@ -116,6 +118,14 @@ class Backend:
     def to_numpy(self, array) -> numpy.ndarray:
         """Array of any backend -> numpy array on the host."""
         return to_numpy(array)
+
+    def upload(self, into, host) -> None:
+        """Copy the host array `host` into the existing array `into` (same shape; cast to its dtype), in place."""
+        host = numpy.ascontiguousarray(host, dtype=into.dtype)
+        if self.is_gpu:
+            into.set(host)
+        else:
+            into[...] = host
 
     def take(self, array, index, axis=None, out=None):
         """xp.take: array's entries at `index` (a device vector) along `axis` (None: of the flattened array)."""
@@ -153,10 +163,18 @@ def get_backend(device: str = "cpu", seed: int = 0) -> Backend:
     Raises BackendError, with one line saying what is missing, when "gpu" cannot run here.
     "auto" picks the GPU when CuPy and a CUDA device both work, else the CPU.
     """
-    if device not in DEVICES:
+    if device not in DEVICES + HIDDEN_DEVICES:
         raise BackendError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}.")
     if device == "cpu":
         return Backend("cpu", numpy, seed)
+    if device == "standin":
+        from .standin import standin_backend
+
+        standin = standin_backend(seed)
+        if standin is None:
+            raise BackendError("--device standin needs cupy importable (its API is the stand-in's reference): "
+                               "pip install -e .[standin].")
+        return standin
     problem = gpu_problem()
     if problem is None:
         return Backend("gpu", _import_cupy(), seed)

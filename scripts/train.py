@@ -14,6 +14,7 @@ import click
 
 from _cli import FiniteFloat, one_line_errors  # also puts the project on sys.path
 
+from backend import HIDDEN_DEVICES
 from nets.baseline.engine import engine_for_run as torch_engine
 from nets.data.augment import AugmentError, Augmentation
 from nets.train.engine import engine_for_run as nets_engine
@@ -69,6 +70,15 @@ class AugmentChoice(click.ParamType):
             self.fail(str(error), param, ctx)
 
 
+class DeviceChoice(click.Choice):
+    """The devices --help shows, and the hidden ones (backend.HIDDEN_DEVICES: the CuPy stand-in, for tests)."""
+
+    def convert(self, value, param, ctx):
+        if value in HIDDEN_DEVICES:
+            return value
+        return super().convert(value, param, ctx)
+
+
 class RecipeChoice(click.Choice):
     """The recipes by name; an old name ("seed") is accepted for the one it became ("notebook")."""
 
@@ -99,6 +109,8 @@ def run_options(function):
             settings["is_flag"] = True
         elif kind == "recipe":
             settings["type"] = RecipeChoice(choices)
+        elif kind == "device":
+            settings["type"] = DeviceChoice(choices)
         elif choices is not None:
             settings["type"] = click.Choice(choices)
         else:

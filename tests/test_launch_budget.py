@@ -87,9 +87,10 @@ def test_a_gathered_batch_is_two_launches_into_the_steps_homes(standin_gpu):
     assert second[0] is first[0] and second[1] is first[1]  # the same homes, step after step
 
 
-def test_fit_reads_the_device_only_every_few_steps(standin_gpu):
+@pytest.mark.parametrize("graph", ["off", "on"])
+def test_fit_reads_the_device_only_every_few_steps(standin_gpu, graph):
     """Syncs per epoch: one per progress refresh (loss and hits in one read), one to stop the clock and one
-    for the test accuracy; none inside a step. Before the rework a refresh with a bar read twice."""
+    for the test accuracy; none inside a step. A captured run adds one on entering its stream, one on leaving."""
     engine, _, _ = engine_and_data(standin_gpu, "mlp", count=8)
     rng = numpy.random.default_rng(2)
     count, test_count = 40 * 16, 64
@@ -115,14 +116,16 @@ def test_fit_reads_the_device_only_every_few_steps(standin_gpu):
 
     counter = standin_gpu.xp.counter
     mark = counter.mark()
-    fit(engine, data, hyper, numpy.random.default_rng(0), progress=lambda total, name: Bar(), log=None)
+    fit(engine, data, hyper, numpy.random.default_rng(0), progress=lambda total, name: Bar(), log=None, graph=graph)
     tally = counter.since(mark)
     steps_per_epoch, refresh_every = 40, 2  # fit refreshes every max(1, min(50, steps // 20)) steps
     refreshes = steps_per_epoch // refresh_every
-    assert tally.syncs == hyper.epochs * (refreshes + 2), tally.by_site(("sync",))
+    assert tally.syncs == hyper.epochs * (refreshes + 2) + (2 if graph == "on" else 0), tally.by_site(("sync",))
     assert len(bars) == hyper.epochs * refreshes
     # copies to the device: each epoch's order and its learning rates; the loss head's constants once
     copies = tally.by_site(("h2d",))
-    assert sum(n for site, n in copies.items() if " epoch" in site) == hyper.epochs
+    assert sum(n for site, n in copies.items() if " start" in site) == hyper.epochs
     assert sum(n for site, n in copies.items() if " plan" in site) == hyper.epochs
-    assert all(" epoch" in site or " plan" in site or "_workspace" in site for site in copies), copies
+    assert all(" start" in site or " plan" in site or "_workspace" in site for site in copies), copies
+    # captured: every full batch but the first (the warm-up) is one graph launch
+    assert tally.graph_launches == (hyper.epochs * steps_per_epoch - 1 if graph == "on" else 0)

@@ -6,6 +6,7 @@ Every operation on a stand-in array records events, one per thing CuPy would do 
                                copy (CuPy's elementwise copy kernel), gather (take), scatter
     memset                     cudaMemsetAsync (zeros, fill(0) of a contiguous array)
     memcpy                     a device-to-device cudaMemcpyAsync (CuPy's same-layout assignment)
+    graph                      one launch of a captured CUDA graph (its kernels were counted when captured)
     alloc                      one block from CuPy's memory pool
     sync                       the host waits for the device (item, float, int, bool, get, tolist, synchronize)
     h2d, d2h                   a copy between host and device memory
@@ -22,7 +23,7 @@ from collections import Counter as _Multiset
 from dataclasses import dataclass
 
 KERNEL_KINDS = ("elementwise", "reduction", "gemm", "copy", "gather", "scatter")
-OTHER_KINDS = ("memset", "memcpy", "alloc", "sync", "h2d", "d2h")
+OTHER_KINDS = ("memset", "memcpy", "graph", "alloc", "sync", "h2d", "d2h")
 
 _BACKEND_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -80,6 +81,16 @@ class Tally:
     @property
     def memcpys(self) -> int:
         return self._count(("memcpy",))
+
+    @property
+    def graph_launches(self) -> int:
+        return self._count(("graph",))
+
+    @property
+    def host_calls(self) -> int:
+        """Calls the host makes into CUDA: kernel launches, memsets, memcpys, graph launches and transfers (a read
+        back is one, its sync is part of it)."""
+        return self._count(KERNEL_KINDS + ("memset", "memcpy", "graph", "h2d", "d2h"))
 
     @property
     def transfers(self) -> int:

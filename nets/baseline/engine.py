@@ -38,6 +38,10 @@ class TorchIO:
             tensor = tensor.contiguous(memory_format=self.torch.channels_last)
         return tensor
 
+    def upload(self, into, host) -> None:
+        """Copy a host array into the existing tensor `into`, in place (cast to its dtype)."""
+        into.copy_(self.torch.from_numpy(numpy.ascontiguousarray(host)))
+
     def to_numpy(self, tensor) -> numpy.ndarray:
         return tensor.detach().cpu().numpy()
 
@@ -104,9 +108,15 @@ class TorchEngine:
             x = x.contiguous(memory_format=self.torch.channels_last)
         return x, y
 
-    def plan(self, learning_rates) -> None:
+    def plan(self, learning_rates, capacity: int = 0) -> None:
         """The lr of each coming step; torch.optim reads it from the param group, set before each step."""
         self._planned = iter(list(learning_rates))
+
+    def graphed(self, function, mode: str, note=None):
+        """None: the torch engine runs each step eagerly (torch.cuda.graphs is the bench's anchor, not train.py's)."""
+        if mode == "on":
+            raise ValueError("--graph on captures the nets' step; the PyTorch engine runs eagerly (--graph off).")
+        return None
 
     def train_step(self, x, labels) -> None:
         lr = next(self._planned, None)

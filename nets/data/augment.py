@@ -155,7 +155,11 @@ class PixelMover:
         self._homes = {}
 
     def epoch(self, ids) -> None:
-        self.ids = self.io.asarray(numpy.ascontiguousarray(ids, dtype=numpy.int64))
+        """The epoch's draw: every training image's map, (N,), copied into the same device array each epoch (a
+        captured step reads it there)."""
+        if self.ids is None or self.ids.shape[0] != len(ids):
+            self.ids = self.io.zeros(len(ids), "int64")
+        self.io.upload(self.ids, ids)
 
     def __call__(self, pixels, index) -> None:
         io, count = self.io, self.maps.shape[1]

@@ -19,7 +19,7 @@ import numpy
 
 from backend import array_module
 
-__all__ = ["Batches"]
+__all__ = ["Batches", "EpochOrder"]
 
 
 class Batches:
@@ -95,3 +95,45 @@ class Batches:
         for start in range(start_batch * self.batch_size, self.num_examples, self.batch_size):
             index = order[start : start + self.batch_size]
             yield (index, *self._gather(self.images, self.labels, index))
+
+
+class EpochOrder:
+    """An epoch's order of examples on the device, rewritten in place every epoch, and a device counter that picks
+    each full batch's rows from it: what a training step captured as a CUDA graph needs, since a replay reads the
+    same memory every time (a host-side slice of the order would be a new view, at a new address, per step).
+
+        order = EpochOrder(io, count=60000, batch_size=128)  # io: an engine's array I/O (backend or torch)
+        order.start(rng.permutation(60000), start_batch=0)  # the epoch: one copy into the same array, counter set
+        rows = order.next_rows()        # full batches: the counter's row of the order, 2 launches; counter += 1
+        rows = order.last_rows()        # the partial last batch (count % batch_size examples): a view
+
+    rows: (batch_size,) int64 on the device, in a home kept for the whole run (next_rows) or a view (last_rows).
+    """
+
+    def __init__(self, io, count: int, batch_size: int):
+        self._io = io
+        self.count, self.batch_size = int(count), int(batch_size)
+        self.full_batches = self.count // self.batch_size
+        self.order = io.zeros(self.count, "int64")
+        self._by_batch = self.order[: self.full_batches * self.batch_size].reshape(self.full_batches, self.batch_size)
+        self._counter = io.zeros(1, "int64")
+        self._rows = io.zeros((1, self.batch_size), "int64")
+
+    def __len__(self) -> int:
+        """Batches per epoch, the partial last one included."""
+        return -(-self.count // self.batch_size)
+
+    def start(self, permutation, start_batch: int = 0) -> None:
+        """A new epoch: `permutation` (count,) host integers into the device order, the next batch `start_batch`."""
+        self._io.upload(self.order, permutation)
+        self._counter[...] = int(start_batch)
+
+    def next_rows(self):
+        """The next full batch's example indices (batch_size,), picked on the device; the counter moves on."""
+        self._io.take(self._by_batch, self._counter, axis=0, out=self._rows)
+        self._counter += 1
+        return self._rows[0]
+
+    def last_rows(self):
+        """The partial last batch's example indices (count % batch_size,), a view of the order."""
+        return self.order[self.full_batches * self.batch_size:]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy
 
-from backend import array_module, is_device_array
+from backend import array_module, gemm, is_device_array
 
 __all__ = ["SoftmaxCrossEntropy", "softmax_cross_entropy"]
 
@@ -131,14 +131,14 @@ class SoftmaxCrossEntropy:
         rowmax = xp.max(logits[::-1], axis=1, keepdims=True, out=space["rowmax"][::-1])[::-1]
         xp.subtract(logits, rowmax, out=shifted)
         xp.exp(shifted, out=exp)
-        xp.matmul(exp, space["weights"], out=sums)  # [N * sum_e, sum_e] per row
+        gemm(exp, space["weights"], sums)  # [N * sum_e, sum_e] per row
         xp.log(sums[:, 1], out=space["log_sum"])
         xp.take(space["minus_eye_over_n"], labels, axis=0, out=onehot)
         xp.divide(exp, sums[:, :1], out=exp)
         exp += onehot
         winners = logits.argmax(axis=1, out=space["winners"])  # CuPy's own kernel: straight into the buffer
         xp.take(space["eye_times_n"], winners, axis=0, out=space["hits"])
-        xp.matmul(space["matrix"], space["u"], out=space["stats"])
+        gemm(space["matrix"], space["u"], space["stats"])
         space["totals"] += space["stats"]
         return exp
 

@@ -3,6 +3,8 @@ state as host data (state_dict / load_state_dict). See nets/optim/__init__.py fo
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy
 
 from backend import array_module, to_numpy
@@ -66,13 +68,14 @@ class Optimizer:
     def _host_coefficients(self, lr: float, step: int) -> list[float]:
         raise NotImplementedError
 
-    def plan(self, learning_rates) -> None:
+    def plan(self, learning_rates, capacity: int = 0) -> None:
         """Put the coefficients of the next len(learning_rates) steps on the device, in one copy.
 
         learning_rates[i] is the lr of step `step_count + 1 + i`; steps past the plan use `self.lr`. The table
-        keeps its device array from plan to plan (it grows only for a longer plan), so a captured step that
-        reads it stays valid; CuPy's take wraps a column past the end, so a captured step must be replanned
-        before it runs out (the eager step checks on the host).
+        keeps its device array from plan to plan (it grows only for a longer plan; `capacity`: make room for plans
+        of that many steps now), so a captured step that reads it stays valid; CuPy's take wraps a column past the
+        end, so a captured step must be replanned before it runs out (`steps_planned_ahead`; the eager step checks
+        on the host).
         """
         learning_rates = [float(lr) for lr in learning_rates]
         if not learning_rates:
@@ -81,8 +84,9 @@ class Optimizer:
         first = self.step_count + 1
         host = numpy.array([self._host_coefficients(lr, first + i) for i, lr in enumerate(learning_rates)],
                            dtype=self.dtype).T
-        if self._table is None or self._table.shape[0] != host.shape[0] or self._table.shape[1] < host.shape[1]:
-            self._table = self._xp.empty(host.shape, dtype=self.dtype)
+        columns = max(host.shape[1], capacity)
+        if self._table is None or self._table.shape[0] != host.shape[0] or self._table.shape[1] < columns:
+            self._table = self._xp.empty((host.shape[0], columns), dtype=self.dtype)
         self._table[:, :host.shape[1]] = self._xp.asarray(host)
         self._table_first, self._table_steps = first, host.shape[1]
         if self.capturable:
@@ -90,6 +94,35 @@ class Optimizer:
                 self._device_index = self._xp.zeros((), dtype=numpy.int64)
                 self._coefficients = self._xp.empty(host.shape[0], dtype=self.dtype)
             self._device_index.fill(0)
+
+    @property
+    def coefficient_table(self):
+        """The device table of planned coefficients (None before the first plan): a captured step reads it."""
+        return self._table
+
+    def steps_planned_ahead(self) -> int:
+        """How many more steps the plan covers (0: the next step reads `lr` from the host)."""
+        return max(0, self._table_first + self._table_steps - (self.step_count + 1))
+
+    def replayed_step(self) -> None:
+        """The host's side of a step whose device work a CUDA graph replayed: the step count moves on."""
+        self.step_count += 1
+
+    @contextlib.contextmanager
+    def host_state_kept(self):
+        """Leave the host's side of the optimizer as it was after the block: a step captured into a CUDA graph runs
+        its Python (counting a step) but none of its device work."""
+        kept = self._host_state()
+        try:
+            yield
+        finally:
+            self._set_host_state(kept)
+
+    def _host_state(self):
+        return self.step_count
+
+    def _set_host_state(self, state) -> None:
+        self.step_count = state
 
     def _step_coefficients(self):
         """This step's coefficients as device scalars (views, or a gather at the device counter)."""

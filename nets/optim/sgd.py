@@ -44,6 +44,16 @@ class SGD(Optimizer):
     def _loaded(self, had_state):
         self._buffer_started = had_state
 
+    def replayed_step(self) -> None:
+        super().replayed_step()
+        self._buffer_started = True
+
+    def _host_state(self):
+        return self.step_count, self._buffer_started
+
+    def _set_host_state(self, state) -> None:
+        self.step_count, self._buffer_started = state
+
     def hyperparameters(self) -> dict:
         return {
             "lr": float(self.lr),

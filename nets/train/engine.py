@@ -13,9 +13,9 @@ from typing import Protocol
 from backend import Backend
 
 from nets.optim import build_optimizer
+from nets.train.graph import GRAPH_MODES, GraphedStep
 from nets.train.parallel import default_workers
 from nets.train.step import TrainStep
-
 __all__ = ["ArrayIO", "Engine", "EngineState", "NetsEngine", "engine_for_run"]
 
 
@@ -27,6 +27,7 @@ class ArrayIO(Protocol):
 
     def asarray(self, host, dtype=None): ...
     def to_numpy(self, array): ...
+    def upload(self, into, host) -> None: ...
     def synchronize(self) -> None: ...
     def take(self, array, index, axis=None, out=None): ...
     def zeros(self, shape, dtype): ...
@@ -58,11 +59,15 @@ class Engine(Protocol):
         """(x, labels) of the examples `index` (a device vector) of the device dataset, in the step's homes;
         mover (nets.data.augment.PixelMover) moves the batch's images in place first."""
 
-    def plan(self, learning_rates) -> None:
-        """The learning rate of each coming step, to the device in one copy."""
+    def plan(self, learning_rates, capacity: int = 0) -> None:
+        """The learning rate of each coming step, to the device in one copy (capacity: the longest plan to come)."""
 
     def train_step(self, x, labels) -> None:
         """One step; nothing is read back: the loss and the hits add up on the device."""
+
+    def graphed(self, function, mode: str, note=None):
+        """`function` (one full-batch step, everything read on the device) as a nets.train.graph.GraphedStep when
+        mode is "on", or "auto" on a GPU; None to run it as it is. ValueError when "on" cannot be honoured."""
 
     def totals(self) -> tuple[float, int]:
         """(summed loss, hits) since reset_totals(): the one device read of training, every few steps."""
@@ -94,6 +99,18 @@ class NetsEngine:
         if workers is None:
             workers = 1 if backend.is_gpu or model.min_per_worker is None else default_workers()
         self.step = TrainStep(model, optimizer, workers)
+        self._graphed = None
+
+    def graphed(self, function, mode: str, note=None):
+        if mode not in GRAPH_MODES:
+            raise ValueError(f"unknown graph mode {mode!r}; choose one of {', '.join(GRAPH_MODES)}.")
+        if mode == "off" or (mode == "auto" and not self.io.is_gpu):
+            return None
+        if not self.io.is_gpu:
+            raise ValueError("a CUDA graph needs the GPU (--device gpu); NumPy runs every step as it is.")
+        self.optimizer.capturable = True  # a replay reads its learning rate at a device counter (from the next plan)
+        self._graphed = GraphedStep(self.io, self.optimizer, function, strict=mode == "on", note=note)
+        return self._graphed
 
     def batch(self, images, labels, index, mover=None):
         x, y = self.step.gather(images, labels, index)  # 2 launches
@@ -102,8 +119,11 @@ class NetsEngine:
             mover(pixels if pixels.ndim == 2 else pixels.reshape(len(pixels), -1), index)
         return x, y
 
-    def plan(self, learning_rates) -> None:
-        self.optimizer.plan(learning_rates)
+    def plan(self, learning_rates, capacity: int = 0) -> None:
+        table = self.optimizer.coefficient_table
+        self.optimizer.plan(learning_rates, capacity)
+        if self._graphed is not None and self.optimizer.coefficient_table is not table:
+            self._graphed.invalidate()  # the graph reads the table where it was
 
     def train_step(self, x, labels) -> None:
         self.step(x, labels)

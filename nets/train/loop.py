@@ -8,6 +8,7 @@ The running loss and accuracy are read back only every few steps (for the progre
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import time
@@ -18,7 +19,7 @@ import numpy
 from backend.errors import NetsError
 
 from nets.data.augment import Augmentation, PixelMover
-from nets.data.batches import Batches
+from nets.data.batches import EpochOrder
 from nets.data.datasets import to_labels, to_model_input
 from nets.nn.inference import count_correct
 from nets.optim.schedules import learning_rate
@@ -115,13 +116,15 @@ class InterruptFlag:
 
 
 def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, state: TrainingState | None = None,
-        on_epoch_end=None, progress=None, log=print, stop_after_steps: int | None = None) -> TrainingState:
+        on_epoch_end=None, progress=None, log=print, stop_after_steps: int | None = None,
+        graph: str = "auto") -> TrainingState:
     """Train `engine` (nets/train/engine.py's Engine) on `data` (a DeviceData) for hyper.epochs epochs, starting
     from `state`.
 
     on_epoch_end(state): called after each epoch's metrics are in state.history (checkpoints go there).
     progress(total, description): returns a progress bar (tqdm-like) or None for no bar.
     stop_after_steps: act as if Ctrl-C came after this many steps of this call (for tests of resume).
+    graph: "auto", "on" or "off": whether the full-batch step is captured as a CUDA graph (engine.graphed).
     Raises Interrupted (Ctrl-C, after a completed step) and Diverged (NaN/inf loss).
     """
     state = state or TrainingState()
@@ -132,24 +135,36 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
     if augmentation.active:
         pixels = math.prod(data.train_images.shape[1:])
         mover = PixelMover(io, augmentation.tables((pixels // data.image_width, data.image_width)), data.dtype)
-    batches = Batches(data.train_images, data.train_labels, hyper.batch_size, rng=rng,
-                      take=lambda array, index: io.take(array, index, axis=0), to_device=io.asarray,
-                      gather=lambda images, labels, index: engine.batch(images, labels, index, mover))
-    steps_per_epoch = len(batches)
+    order = EpochOrder(io, train_count, hyper.batch_size)
+    steps_per_epoch = len(order)
     total_steps = steps_per_epoch * hyper.epochs
     refresh_every = max(1, min(50, steps_per_epoch // 20))
     steps_this_call = 0
+    bar = None
+
+    def tell(line):  # a line for the user, above the progress bar when there is one
+        if log is not None:
+            (bar.write if bar is not None and hasattr(bar, "write") else log)(line)
+
+    def train_on(rows):
+        engine.train_step(*engine.batch(data.train_images, data.train_labels, rows, mover))
+
+    def full_batch():  # everything on the device: the rows at the order's counter, the lr at the optimizer's
+        train_on(order.next_rows())
+
+    graphed = engine.graphed(full_batch, graph, note=tell)
+    run_full_batch = graphed if graphed is not None else full_batch
 
     def stop_requested():
         return interrupt.requested or (stop_after_steps is not None and steps_this_call >= stop_after_steps)
 
-    with InterruptFlag() as interrupt:
+    with InterruptFlag() as interrupt, graphed.on_stream() if graphed is not None else contextlib.nullcontext():
         while state.epoch < hyper.epochs:
             if state.step_in_epoch > 0:  # resuming mid-epoch: redraw that epoch's order and moves
                 rng.bit_generator.state = state.epoch_rng_state
             else:
                 state.epoch_rng_state = rng.bit_generator.state
-            epoch_batches = batches.epoch(start_batch=state.step_in_epoch)  # draws the epoch's order now
+            order.start(rng.permutation(train_count), start_batch=state.step_in_epoch)  # the epoch's order, drawn now
             if mover is not None:  # each image's move, from the same host RNG, to the device in one copy
                 mover.epoch(augmentation.draw(rng, train_count))
 
@@ -159,13 +174,18 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
             # the learning rate of each of the epoch's steps goes to the device in one copy
             first = state.epoch * steps_per_epoch
             engine.plan([learning_rate(hyper.schedule, hyper.lr, first + step, total_steps)
-                         for step in range(state.step_in_epoch, steps_per_epoch)])
+                         for step in range(state.step_in_epoch, steps_per_epoch)], capacity=steps_per_epoch)
             engine.reset_totals()
             seen = 0
             started = time.perf_counter()
-            for step, (_, x, y) in enumerate(epoch_batches, start=state.step_in_epoch):
-                engine.train_step(x, y)
-                seen += len(y)
+            for step in range(state.step_in_epoch, steps_per_epoch):
+                if step < order.full_batches:
+                    run_full_batch()
+                    seen += hyper.batch_size
+                else:  # the partial last batch runs as it is (its size would need a graph of its own)
+                    rows = order.last_rows()
+                    train_on(rows)
+                    seen += len(rows)
                 state.step_in_epoch = step + 1
                 steps_this_call += 1
 
@@ -188,6 +208,7 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
             train_seconds = time.perf_counter() - started
             if bar is not None:
                 bar.close()
+                bar = None
 
             test_correct = count_correct(engine, data.test_images, data.test_labels)
             record = {

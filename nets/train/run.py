@@ -144,7 +144,10 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
         except checkpoints.CheckpointError as error:
             raise RunError(f"cannot resume from {options.resume}: {error}") from None
 
-    hyper, device = settings.hyper, engine.io.name
+    hyper, device = settings.hyper, "standin" if settings.device == "standin" else engine.io.name
+    gpu_nets = engine.impl == "nets" and getattr(engine.io, "is_gpu", False)
+    if settings.graph == "on" and not gpu_nets:
+        raise RunError("--graph on captures the nets' training step on a GPU; use it with --impl nets --device gpu.")
     moves = Augmentation.parse(hyper.augment).describe()
     moves = f", {moves}" if moves else ""
     resuming = ""
@@ -155,6 +158,8 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
         f"recipe {settings.recipe}; {data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test images"
         f"{resuming}")
 
+    if device != "cpu" and (settings.graph == "off" or not gpu_nets):
+        say(f"training step runs eager ({'--graph off' if gpu_nets else 'PyTorch steps are not captured'})")
     say(saving_plan(paths, resumed is not None))
     prepare_outputs(options, paths)
     versions = library_versions(backend)
@@ -192,7 +197,7 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
         with numpy.errstate(over="ignore", invalid="ignore"):
             state = fit(engine, device_data, hyper, backend.rng, state=state, on_epoch_end=on_epoch_end,
                         progress=None if options.quiet else progress, log=None if options.quiet else say,
-                        stop_after_steps=options.stop_after_steps)
+                        stop_after_steps=options.stop_after_steps, graph=settings.graph)
     except Interrupted as stop:
         where = interrupted_where(stop.state)
         try:

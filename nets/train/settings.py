@@ -22,6 +22,7 @@ from nets.nn.architecture import MODEL_NAMES, a_model
 from nets.nn.layers.base import INITS
 from nets.optim import OPTIMIZERS
 from nets.optim.schedules import SCHEDULES
+from nets.train.graph import GRAPH_MODES
 from nets.train.recipes import RECIPE_NAMES, Hyperparameters, check_augment, recipe_defaults, recipe_name, resolve_hyperparameters
 
 __all__ = ["DEFAULT_DATASET", "DTYPES", "FALLBACK_DATASET", "IMPLS", "RunError", "RunOptions", "RunSettings",
@@ -40,7 +41,8 @@ class RunError(NetsError, RuntimeError):
 def option(help: str, *, choices=None, kind: str | None = None, hyper: bool = False, show_default: bool = False,
            hidden: bool = False) -> dict:
     """A field's command-line option. kind: "int>=1", "int>=0", "float>0", "float>=0", "float[0,1)", "file",
-    "folder", "flag", "augment" or "recipe" (scripts/train.py maps each to a click type)."""
+    "folder", "flag", "augment", "recipe" or "device" (its choices, and the hidden backend.HIDDEN_DEVICES)
+    (scripts/train.py maps each to a click type)."""
     return {"help": help, "choices": choices, "kind": kind, "hyper": hyper, "show_default": show_default,
             "hidden": hidden}
 
@@ -57,7 +59,10 @@ class RunOptions:
     impl: str | None = field(default=None, metadata=option(
         "Hand-written nets (default) or the PyTorch baseline, through the same loop.", choices=IMPLS))
     device: str = field(default="cpu", metadata=option("auto picks the GPU when CuPy and CUDA work.",
-                                                       choices=backend_lib.DEVICES, show_default=True))
+                                                       choices=backend_lib.DEVICES, kind="device", show_default=True))
+    graph: str = field(default="auto", metadata=option(
+        "Capture the nets' training step as a CUDA graph after one eager step, and replay it (one host call per "
+        "step): auto does so for --impl nets on a GPU.", choices=GRAPH_MODES, show_default=True))
     dataset: str | None = field(default=None, metadata=option(
         "Default mnist; falls back to fashion-mnist when MNIST is absent.", choices=datasets.DATASET_NAMES))
     data_dir: str | None = field(default=None, metadata=option("Folder holding the four IDX files.", kind="folder"))
@@ -123,6 +128,7 @@ class RunSettings:
     hyper: Hyperparameters
     device: str = "cpu"
     data_dir: str | None = None
+    graph: str = "auto"
 
     def as_dict(self) -> dict:
         values = asdict(self)
@@ -145,7 +151,8 @@ class RunSettings:
     def check(self) -> None:
         """ValueError naming the first setting a run cannot use (a checkpoint's config may have been edited)."""
         choices = {"model": MODEL_NAMES, "impl": IMPLS, "dataset": datasets.DATASET_NAMES, "recipe": RECIPE_NAMES,
-                   "dtype": DTYPES, "device": backend_lib.DEVICES, "hyper.optimizer": OPTIMIZERS,
+                   "dtype": DTYPES, "device": backend_lib.DEVICES + backend_lib.HIDDEN_DEVICES, "graph": GRAPH_MODES,
+                   "hyper.optimizer": OPTIMIZERS,
                    "hyper.schedule": SCHEDULES, "hyper.init": INITS}
         for name, allowed in choices.items():
             value = getattr(self.hyper, name[len("hyper."):]) if name.startswith("hyper.") else getattr(self, name)
@@ -209,6 +216,7 @@ def _resolve(options: RunOptions, resumed: dict | None) -> RunSettings:
         hyper=hyper,
         device=options.device,
         data_dir=options.data_dir or (previous.data_dir if previous else None),
+        graph=options.graph,
     )
     settings.check()
     return settings

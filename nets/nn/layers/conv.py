@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy
 
-from backend import array_module, is_device_array
+from backend import array_module, gemm, is_device_array
 
 from nets.nn.layers import gather
 from nets.nn.layers.base import Layer, he_or_torch_init
@@ -252,7 +252,7 @@ class Conv2d(Layer):
         k, columns = self.columns, dy2.shape[1]
         if strategy == "gather":
             dcol_ext = self._buffer("dcol", xp, (k * columns + 1,), dy.dtype, fill=_zero_in_last_cell)
-            xp.matmul(self._block[:-1], dy2, out=dcol_ext[:-1].reshape(k, columns))
+            gemm(self._block[:-1], dy2, dcol_ext[:-1].reshape(k, columns))
             inverse = self._table(x_shape, layout, xp, "col2im")
             parts = xp.take(dcol_ext, inverse, out=self._buffer("dx_parts", xp, inverse.shape, dy.dtype))
             if inverse.shape[0] == 1:
@@ -274,9 +274,9 @@ def _thin(matrix):
 
 def _matmul(a, b, out):
     """out[...] = a @ b (a: (P, Q), b: (Q, M)), in column blocks when a is thin (see BLOCK_COLUMNS)."""
-    xp = array_module(a, b)
     if not _thin(a):
-        return xp.matmul(a, b, out=out)
+        return gemm(a, b, out)
+    xp = array_module(a, b)
     for start in range(0, b.shape[1], BLOCK_COLUMNS):
         xp.matmul(a, b[:, start : start + BLOCK_COLUMNS], out=out[:, start : start + BLOCK_COLUMNS])
     return out
@@ -284,9 +284,9 @@ def _matmul(a, b, out):
 
 def _gram(a, b, out):
     """out[...] = a @ b.T (a: (K, M), b: (F, M), out: (K, F)), summed over column blocks when out is thin."""
-    xp = array_module(a, b)
     if not _thin(out):
-        return xp.matmul(a, b.T, out=out)
+        return gemm(a, b.T, out)
+    xp = array_module(a, b)
     xp.matmul(a[:, :BLOCK_COLUMNS], b[:, :BLOCK_COLUMNS].T, out=out)
     for start in range(BLOCK_COLUMNS, a.shape[1], BLOCK_COLUMNS):
         out += xp.matmul(a[:, start : start + BLOCK_COLUMNS], b[:, start : start + BLOCK_COLUMNS].T)

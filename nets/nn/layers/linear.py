@@ -15,7 +15,7 @@ slot itself (and only it: any other (N, in + 1) array is refused) as that form.
 
 from __future__ import annotations
 
-from backend import array_module
+from backend import array_module, gemm
 
 from nets.nn.layers.base import Layer, he_or_torch_init
 from nets.nn.layers.conv import check_whole
@@ -71,9 +71,9 @@ class Linear(Layer):
         if out is None and train:
             out = self._buffer("y", xp, (x.shape[0], self.out_features), x.dtype)
         if slot:  # ones last: the bias rides in the product
-            y = xp.matmul(x, block, out=out)
+            y = gemm(x, block, out)
         else:
-            y = xp.matmul(x, block[:-1], out=out)
+            y = gemm(x, block[:-1], out)
             y += block[-1]
         if train:
             self._x, self._x_is_slot = x, slot
@@ -89,11 +89,11 @@ class Linear(Layer):
         x, block, grad_block = self._x, self._block, self._grad_block
         xp = array_module(dy, x)
         if self._x_is_slot:
-            xp.matmul(x.T, dy, out=grad_block)
+            gemm(x.T, dy, grad_block)
         else:
-            xp.matmul(x.T, dy, out=grad_block[:-1])
+            gemm(x.T, dy, grad_block[:-1])
             xp.sum(dy, axis=0, out=grad_block[-1])
         if not need_input_grad:
             return None
         dx = self._buffer("dx", xp, (dy.shape[0], self.in_features), dy.dtype)
-        return xp.matmul(dy, block[:-1].T, out=dx)
+        return gemm(dy, block[:-1].T, dx)
