@@ -22,20 +22,31 @@ NO_GPU = "no GPU backend here"
 NO_CUPY = "cupy is not importable here; install the gpu extra (pip install -e .[gpu]) to run the stand-in cases"
 
 
-@pytest.fixture(params=BACKEND_NAMES)
-def backend(request):
-    """A Backend for each of cpu, the CuPy stand-in and gpu; the last two skip where they cannot run."""
-    if request.param == "gpu":
+def make_backend(name):
+    """The Backend of cpu, standin or gpu; skips the test where the last two cannot run."""
+    if name == "gpu":
         problem = backend_module.gpu_problem()
         if problem is not None:
             pytest.skip(f"{NO_GPU}: {problem}")
         return backend_module.get_backend("gpu", seed=0)
-    if request.param == "standin":
+    if name == "standin":
         gpu = standin_backend(seed=0)
         if gpu is None:
             pytest.skip(NO_CUPY)
         return gpu
     return backend_module.get_backend("cpu", seed=0)
+
+
+@pytest.fixture(params=BACKEND_NAMES)
+def backend(request):
+    """A Backend for each of cpu, the CuPy stand-in and gpu; the last two skip where they cannot run."""
+    return make_backend(request.param)
+
+
+@pytest.fixture(params=["standin", "gpu"])
+def device_backend(request):
+    """A Backend for each device: the CuPy stand-in and gpu (CUDA graphs, streams); each skips where it cannot run."""
+    return make_backend(request.param)
 
 
 @pytest.fixture(params=["float32", "float64"])
