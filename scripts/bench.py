@@ -97,9 +97,12 @@ def comma_ints(context, parameter, value):
               help="GPU: let torch use TF32 in matmuls and convolutions (off: plain float32 like CuPy).")
 @click.option("--cudnn-benchmark/--no-cudnn-benchmark", default=False, show_default=True,
               help="GPU: torch.backends.cudnn.benchmark (off is PyTorch's default).")
+@click.option("--graphs/--no-graphs", default=True, show_default=True,
+              help="GPU: also time each training step captured as a CUDA graph and replayed (nets_graph, and "
+                   "torch.cuda.graphs as torch_graph).")
 @one_line_errors
 def main(device, models, batch_sizes, json_path, repeats, warmup, sample_seconds, threads, gemm_size, plot_path,
-         seed_loop_samples, channels_last, count_launches, tf32, cudnn_benchmark):
+         seed_loop_samples, channels_last, count_launches, tf32, cudnn_benchmark, graphs):
     """Time training and inference of the nets beside PyTorch eager; print markdown tables.
 
     \b
@@ -139,7 +142,7 @@ def main(device, models, batch_sizes, json_path, repeats, warmup, sample_seconds
         torch.set_num_threads(thread_count)
 
     options = Options(models, batch_sizes, repeats, warmup, sample_seconds, gemm_size,
-                      channels_last, count_launches, tf32, cudnn_benchmark)
+                      channels_last, count_launches, tf32, cudnn_benchmark, graphs)
     report = new_report(options, torch=torch, blas=blas, threads=thread_count, skipped=skipped,
                         load_start=load_start, argv=sys.argv)
     try:

@@ -4,19 +4,21 @@
 #   bash scripts/gpu_check.sh OUTDIR
 #
 #   1. environment: nvidia-smi, versions, backend.gpu_problem() must be None      -> OUTDIR/summary.txt
-#   2. the test suite; the backend fixture's gpu cases run on CuPy (none may skip) -> OUTDIR/tests.log
-#   3. 2-epoch training on --device gpu: CNN and MLP, nets and torch              -> OUTDIR/train.log, train.json
-#   4. bench.py on the gpu (plus kernel launches per step) and the cpu beside it  -> OUTDIR/bench.log,
-#                                                                                    bench_gpu.json, bench_cpu.json
+#   2. the captured step first: 20 replayed steps match 20 eager ones on CuPy      -> OUTDIR/capture.log
+#      then the test suite; the backend fixture's gpu cases run on CuPy (none may skip) -> OUTDIR/tests.log
+#   3. 2-epoch training on --device gpu: CNN and MLP, nets (captured) and torch,   -> OUTDIR/train.log, train.json
+#      and the nets CNN eager (--graph off)
+#   4. bench.py on the gpu: nets and torch, eager and captured (CUDA graphs), plus -> OUTDIR/bench.log,
+#      kernel launches per step; and the cpu beside it                                bench_gpu.json, bench_cpu.json
 #
 # Needs no network and no package index: CuPy, a CUDA build of torch, numpy, click, tqdm and pytest must be
 # installed already; wheels carried in .whl/ are installed first (pip --no-index --no-deps) when it exists.
 # Data: .devdata/fashion-mnist (copy it there before the repository travels; see benchmarks/README.md), else
 # Debian's /usr/share/datasets/fashion-mnist, else a synthetic learnable set (accuracy then means little).
 # One failing step does not stop the others; the exit code is 0 only when every step passed.
-# OUTDIR gets 7 small files. Per-step time limits (seconds) can be changed through the environment:
-# TESTS_LIMIT, TRAIN_LIMIT (each of the four runs), BENCH_GPU_LIMIT, LAUNCH_LIMIT, BENCH_CPU_LIMIT;
-# the defaults add up to under 9 minutes in the worst case (about 3-4 expected on an H200).
+# OUTDIR gets 8 small files. Per-step time limits (seconds) can be changed through the environment:
+# CAPTURE_LIMIT, TESTS_LIMIT, TRAIN_LIMIT (each of the five runs), BENCH_GPU_LIMIT, LAUNCH_LIMIT, BENCH_CPU_LIMIT;
+# the defaults add up to about 10 minutes if every step ran to its limit (about 4-5 expected on an H200).
 
 set -u
 usage="usage: bash scripts/gpu_check.sh OUTDIR   (tests, short trainings and benchmarks on the GPU, logged in OUTDIR)"
@@ -45,11 +47,12 @@ if [ -z "$PY" ]; then
 fi
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
+CAPTURE_LIMIT="${CAPTURE_LIMIT:-60}"
 TESTS_LIMIT="${TESTS_LIMIT:-150}"
-TRAIN_LIMIT="${TRAIN_LIMIT:-40}"
-BENCH_GPU_LIMIT="${BENCH_GPU_LIMIT:-90}"
+TRAIN_LIMIT="${TRAIN_LIMIT:-35}"
+BENCH_GPU_LIMIT="${BENCH_GPU_LIMIT:-120}"
 LAUNCH_LIMIT="${LAUNCH_LIMIT:-45}"
-BENCH_CPU_LIMIT="${BENCH_CPU_LIMIT:-75}"
+BENCH_CPU_LIMIT="${BENCH_CPU_LIMIT:-60}"
 SCRATCH="$(mktemp -d)"
 trap 'rm -rf "$SCRATCH"' EXIT
 SUMMARY="$OUT/summary.txt"
@@ -130,7 +133,18 @@ EOF
 rc=${PIPESTATUS[0]}
 record "gpu backend" "$rc" "$(($(date +%s) - t0))" "backend.gpu_problem() is None"
 
-# ---------------------------------------------------------------- 2. the test suite
+# ---------------------------------------------------------------- 2. the captured step, then the test suite
+say "== the captured step against the eager one on CuPy (limit ${CAPTURE_LIMIT}s) -> capture.log"
+t0=$(date +%s)
+timeout -k 10 "$CAPTURE_LIMIT" "$PY" -m pytest -q -rs -p no:cacheprovider --tb=short tests/test_graph_step.py \
+  tests/test_capture.py >"$OUT/capture.log" 2>&1
+rc=$?
+note="$(tail -n 1 "$OUT/capture.log")"
+if [ "$rc" -eq 0 ] && grep -q "no GPU backend here" "$OUT/capture.log"; then
+  rc=3
+  note="the gpu cases skipped: $note"
+fi
+record "captured step (pytest)" "$rc" "$(($(date +%s) - t0))" "$note"
 say "== tests (limit ${TESTS_LIMIT}s) -> tests.log"
 t0=$(date +%s)
 timeout -k 10 "$TESTS_LIMIT" "$PY" -m pytest -q -rs -p no:cacheprovider --tb=short >"$OUT/tests.log" 2>&1
@@ -161,32 +175,37 @@ if [ -z "$DATA" ]; then
 fi
 say "== training, 2 epochs on the gpu, $DATA_NOTE (limit ${TRAIN_LIMIT}s each) -> train.log, train.json"
 : >"$OUT/train.log"
-for model in cnn mlp; do
-  for impl in nets torch; do
-    t0=$(date +%s)
-    echo "---- $model $impl: scripts/train.py --device gpu --model $model --impl $impl --epochs 2" >>"$OUT/train.log"
-    timeout -k 10 "$TRAIN_LIMIT" "$PY" scripts/train.py --device gpu --model "$model" --impl "$impl" --epochs 2 \
-      --dataset fashion-mnist --data-dir "$DATA" --no-download --no-save \
-      --metrics-json "$SCRATCH/train_${model}_${impl}.json" >>"$OUT/train.log" 2>&1
-    rc=$?
-    accuracy="$(grep -h "test accuracy" "$OUT/train.log" | tail -n 1)"
-    [ "$rc" -ne 0 ] && accuracy="$(tail -n 1 "$OUT/train.log")"
-    echo "$rc $(($(date +%s) - t0))" >"$SCRATCH/train_${model}_${impl}.rc"
-    record "train $model $impl" "$rc" "$(($(date +%s) - t0))" "$accuracy"
-  done
+RUNS="cnn:nets cnn:torch mlp:nets mlp:torch cnn:nets-eager"
+for run in $RUNS; do
+  model="${run%%:*}"
+  impl="${run#*:}"
+  graph=auto
+  if [ "$impl" = nets-eager ]; then
+    graph=off
+  fi
+  t0=$(date +%s)
+  echo "---- $model $impl: scripts/train.py --device gpu --model $model --impl ${impl%-eager} --graph $graph --epochs 2" \
+    >>"$OUT/train.log"
+  timeout -k 10 "$TRAIN_LIMIT" "$PY" scripts/train.py --device gpu --model "$model" --impl "${impl%-eager}" \
+    --graph "$graph" --epochs 2 --dataset fashion-mnist --data-dir "$DATA" --no-download --no-save \
+    --metrics-json "$SCRATCH/train_${model}_${impl}.json" >>"$OUT/train.log" 2>&1
+  rc=$?
+  accuracy="$(grep -h "test accuracy" "$OUT/train.log" | tail -n 1)"
+  [ "$rc" -ne 0 ] && accuracy="$(tail -n 1 "$OUT/train.log")"
+  echo "$rc $(($(date +%s) - t0))" >"$SCRATCH/train_${model}_${impl}.rc"
+  record "train $model $impl" "$rc" "$(($(date +%s) - t0))" "$accuracy"
 done
 "$PY" - "$SCRATCH" "$OUT/train.json" "$DATA_NOTE" <<'EOF'
 import json, sys
 from pathlib import Path
 scratch, out, note = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 runs = {}
-for model in ("cnn", "mlp"):
-    for impl in ("nets", "torch"):
-        key = f"{model}_{impl}"
-        rc, seconds = (scratch / f"train_{key}.rc").read_text().split()
-        metrics_path = scratch / f"train_{key}.json"
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else None
-        runs[key] = {"exit_code": int(rc), "wall_seconds": int(seconds), "metrics": metrics}
+for model, impl in (("cnn", "nets"), ("cnn", "torch"), ("mlp", "nets"), ("mlp", "torch"), ("cnn", "nets-eager")):
+    key = f"{model}_{impl}"
+    rc, seconds = (scratch / f"train_{key}.rc").read_text().split()
+    metrics_path = scratch / f"train_{key}.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else None
+    runs[key] = {"exit_code": int(rc), "wall_seconds": int(seconds), "metrics": metrics}
 out.write_text(json.dumps({"data": note, "runs": runs}, indent=1) + "\n")
 EOF
 shrink "$OUT/train.log"

@@ -1,7 +1,8 @@
 """The stand-in's indexing and reshaping, costed as CuPy launches them (cupy/_core/_routines_indexing.pyx,
 _routines_manipulation.pyx, cupy/_indexing, cupy/_padding): take is one gather (indices from the host are a
 transfer first); advanced getitem/setitem with several index arrays add a memset and index arithmetic;
-take_along_axis and put_along_axis add an arange per other axis; concatenate is a copy per input.
+take_along_axis and put_along_axis add an arange per other axis; concatenate is a copy per input. take wraps an
+index past either end, as CuPy's does (it has no `mode`).
 """
 
 from __future__ import annotations
@@ -86,8 +87,8 @@ class Indexing:
             index = numpy.asarray(indices)
         sources = (a, indices) if isinstance(indices, DeviceArray) else (a,)
 
-        def compute():
-            return numpy.take(a._data, index, axis=axis)
+        def compute():  # CuPy's take wraps an index past either end (_routines_indexing.pyx, _take_kernel)
+            return numpy.take(a._data, index, axis=axis, mode="wrap")
 
         if out is None:
             result = self._produce(compute, "cupy.take (result)", *sources)

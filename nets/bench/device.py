@@ -10,9 +10,9 @@ import backend as backend_module
 
 from nets.bench import EPOCH_IMAGES, log
 from nets.bench.flops import gemm_gflops, layer_gemms, train_flops_per_image, train_step_gemm_shapes
-from nets.bench.launches import count_kernel_launches, standin_launches
+from nets.bench.launches import count_kernel_launches, standin_capture, standin_launches
 from nets.bench.memory import CpuPeakMemory, CupyPeakMemory, NoPeakMemory, TorchCudaPeakMemory
-from nets.bench.runners import make_batch, nets_runner, torch_runner
+from nets.bench.runners import TorchGraphRunner, make_batch, nets_runner, torch_runner
 from nets.bench.timing import alternate_rounds
 
 
@@ -30,6 +30,7 @@ class Options:
     count_launches: bool
     tf32: bool
     cudnn_benchmark: bool
+    graphs: bool = True  # on a GPU, also each training step captured as a CUDA graph (nets_graph, torch_graph)
 
 
 @dataclass
@@ -124,6 +125,12 @@ def bench_device(device: str, options, torch, report: dict) -> None:
                 if options.channels_last and device == "cpu" and len(input_shape) == 3:
                     builders.append(("torch_channels_last",
                                      lambda: torch_runner(model_name, device, x_host, labels_host, True), torch_probe))
+            if options.graphs and device == "gpu":
+                builders.append(("nets_graph", lambda: nets_runner(model_name, backend, x_host, labels_host, True),
+                                 nets_probe))
+                if torch_problem is None:
+                    builders.append(("torch_graph", lambda: TorchGraphRunner(model_name, x_host, labels_host),
+                                     torch_probe))
             runners, rows = [], {}
             for impl, build, probe in builders:
                 # built and warmed up one at a time, so each peak is its own
@@ -188,6 +195,8 @@ def count_standin_launches(options, report: dict) -> None:
         for batch_size in options.batch_sizes:
             log(f"[stand-in] counting launches: {model_name} batch {batch_size}")
             entry = standin_launches(model_name, batch_size)
+            if entry is not None:
+                entry["capture"] = standin_capture(model_name, batch_size)
             if entry is None:
                 report["skipped"].append("launches: cupy is not importable here (pip install -e .[gpu]); "
                                          "the stand-in needs it as the reference for CuPy's API")

@@ -75,6 +75,70 @@ def standin_launches(model_name: str, batch_size: int) -> dict | None:
             "by_kind": train.by_kind(), "rows": rows}
 
 
+def standin_capture(model_name: str, batch_size: int, steps: int = 20) -> dict | None:
+    """One full-batch training step as fit() runs it (the batch's rows at the order's device counter, the gather,
+    the step; Adam, float32), eager and captured as a CUDA graph, on the CuPy stand-in: host calls and kernels per
+    step, and host seconds per step (medians of `steps`; the stand-in computes each kernel with NumPy, so the
+    replay's time is that arithmetic alone and the eager step's adds the Python and CuPy calls a replay saves).
+    None when cupy is not importable."""
+    import statistics
+    import time
+
+    from backend.standin import standin_backend
+    from nets.data.batches import EpochOrder
+    from nets.nn.models import build_model
+    from nets.optim import Adam
+    from nets.train.engine import NetsEngine
+
+    gpu = standin_backend()
+    if gpu is None:
+        return None
+    model = build_model(model_name, backend=gpu, dtype="float32", rng=numpy.random.default_rng(0))
+    engine = NetsEngine(model, Adam(model.parameters(), lr=1e-3), gpu)
+    rng = numpy.random.default_rng(1)
+    count = 4 * batch_size
+    images = gpu.asarray(rng.random((count, *model.input_shape), dtype=numpy.float32))
+    labels = gpu.asarray(rng.integers(0, 10, count))
+    order = EpochOrder(gpu, count, batch_size)
+    order.start(rng.permutation(count))
+
+    def step():
+        engine.train_step(*engine.batch(images, labels, order.next_rows()))
+
+    graphed = engine.graphed(step, "on")
+    engine.plan([1e-3] * (2 * steps + WARMUP_STEPS + 2))
+    counter = gpu.xp.counter
+    measured = {}
+    with graphed.on_stream():
+        for _ in range(WARMUP_STEPS):
+            step()
+        for name, call in (("eager", step), ("captured", graphed)):
+            call()  # the captured one: captured here (after the warm-up steps above)
+            seconds, mark = [], counter.mark()
+            for _ in range(steps):
+                started = time.perf_counter()
+                call()
+                seconds.append(time.perf_counter() - started)
+            tally = counter.since(mark)
+            measured[name] = {"host_calls_per_step": tally.host_calls / steps,
+                              "kernel_launches_per_step": tally.launches / steps,
+                              "graph_launches_per_step": tally.graph_launches / steps,
+                              "host_seconds_per_step": statistics.median(seconds)}
+    measured["captured"]["kernels_per_replay"] = graphed.kernels
+    return {"model": model_name, "batch_size": batch_size, **measured}
+
+
+def capture_lines(entry) -> list[str]:
+    """What one standin_capture entry says, as markdown lines."""
+    eager, captured = entry["eager"], entry["captured"]
+    return [f"{entry['model']}, batch {entry['batch_size']}, one full-batch step as fit() runs it (rows, gather, step): "
+            f"eager {eager['host_calls_per_step']:.0f} host calls ({eager['kernel_launches_per_step']:.0f} kernel "
+            f"launches); captured {captured['host_calls_per_step']:.0f} host call "
+            f"({captured['graph_launches_per_step']:.0f} graph launch of {captured['kernels_per_replay']} kernels). "
+            f"Host time per step on the stand-in: eager {1e3 * eager['host_seconds_per_step']:.2f} ms, replayed "
+            f"{1e3 * captured['host_seconds_per_step']:.2f} ms.", ""]
+
+
 def launch_table(entries) -> str:
     """Markdown: launches per layer and pass, one column pair per (model, batch size)."""
     lines = []
@@ -88,6 +152,8 @@ def launch_table(entries) -> str:
         kinds = ", ".join(f"{kind} {count}" for kind, count in entry["by_kind"].items()
                           if kind not in ("alloc", "sync", "d2h", "h2d"))
         lines += [f"| **step** | | **{entry['train_step']}** |", "", f"by kind: {kinds}", ""]
+        if entry.get("capture"):
+            lines += capture_lines(entry["capture"])
     return "\n".join(lines).rstrip()
 
 

@@ -114,6 +114,11 @@ def print_tables(report: dict, file=None) -> None:
     print(throughput_table(report["rows"]), file=file)
     print("\ntrain epoch nets/torch = torch img/s / nets img/s: the nets' epoch time over torch's (< 1: nets faster).",
           file=file)
+    captured = graph_table(report["rows"])
+    if captured:
+        print("\n## Captured steps (CUDA graphs): epoch time over torch eager's, and over torch's own graphs\n",
+              file=file)
+        print(captured, file=file)
     if report["floor"]:
         print("\n## Arithmetic floor (conv/linear GEMM FLOPs of a training step; backward = 2x forward)\n", file=file)
         print(floor_table(report["floor"], report["gemm"]), file=file)
@@ -185,6 +190,35 @@ def throughput_table(rows) -> str:
                 f"| {row['model']} | {row['device']} | {row['batch_size']} | {row['impl']} "
                 f"| {fmt(row['kernel_launches_per_train_step'], 1)} | {fmt(row['kernel_launches_per_infer_step'], 1)} |"
             )
+    return "\n".join(lines)
+
+
+def graph_table(rows) -> str:
+    """One line per (model, device, batch) with a captured row: each impl's training epoch time over torch eager's
+    (< 1: faster) and the captured nets' over torch.cuda.graphs'; "" when no step was captured."""
+    by_key: dict[tuple, dict] = {}
+    for row in rows:
+        by_key.setdefault((row["model"], row["device"], row["batch_size"]), {})[row["impl"]] = row
+    keys = [key for key, impls in by_key.items() if "nets_graph" in impls]
+    if not keys:
+        return ""
+
+    def rate(impls, impl):
+        return (impls.get(impl) or {}).get("train_images_per_second")
+
+    def over(impls, impl, reference):
+        mine, theirs = rate(impls, impl), rate(impls, reference)
+        return f"{theirs / mine:.2f}" if mine and theirs else "–"
+
+    lines = ["| model | device | batch | train img/s nets eager | nets captured | torch eager | torch captured "
+             "| epoch nets eager / torch eager | nets captured / torch eager | nets captured / torch captured |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for key in keys:
+        impls = by_key[key]
+        lines.append(f"| {' | '.join(map(str, key))} | "
+                     + " | ".join(fmt(rate(impls, impl)) for impl in ("nets", "nets_graph", "torch", "torch_graph"))
+                     + f" | {over(impls, 'nets', 'torch')} | {over(impls, 'nets_graph', 'torch')} "
+                       f"| {over(impls, 'nets_graph', 'torch_graph')} |")
     return "\n".join(lines)
 
 

@@ -43,6 +43,11 @@ class GraphedStep:
         self._eager_because: str | None = None
         self.description = "training step: eager until captured"
 
+    @property
+    def stream(self):
+        """The stream the graph is captured on and replayed on (every step's work must be issued on it)."""
+        return self._stream
+
     def on_stream(self):
         """The block's device work on the graph's stream (synchronized on the way in and out)."""
         return graphs.on_stream(self._xp, self._stream)
