@@ -639,7 +639,7 @@ def test_resuming_a_pytorch_state_dict_says_why_it_cannot(tmp_path):
 
     path = save_torch_state_dict(tmp_path / "mlp.pt", build_model("mlp", backend=backend.get_backend("cpu")))
     line = one_line_error(run("--resume", path))
-    assert all(part in line for part in (f"{path} is a PyTorch state_dict", "no optimizer state, epoch or RNG state",
+    assert all(part in line for part in (f"{path} is a PyTorch file (torch.save)", "no optimizer state, epoch or RNG state",
                                          "cannot resume", f"scripts/evaluate.py {path}"))
 
 
