@@ -182,9 +182,7 @@ def dataset_name_of(checkpoint, default: str = "mnist") -> str:
 
 
 class ClassNamesError(EvaluationError):
-    """--dataset would rename the classes a checkpoint's model was trained on."""
-
-    exit_code = 2
+    """--dataset would rename the classes a checkpoint's model was trained on, or cannot name its outputs."""
 
 
 def model_classes(checkpoint, path, asked: str | None = None) -> tuple[list[str], str]:
