@@ -13,6 +13,7 @@ Every problem raises OutputError, one line naming the user's path (never a tempo
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -65,11 +66,23 @@ def _check_folder_path(folder: Path, label: str, advice: str = "choose another p
     return existing
 
 
+def _check_name_length(path: Path, label: str) -> None:
+    """A name longer than the file system takes (ENAMETOOLONG: a part over 255 bytes, or the whole over
+    PATH_MAX) is refused now, not met at the first save."""
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:
+            raise OutputError(f"{label}: the name is too long for the file system (ENAMETOOLONG); choose a shorter "
+                              "one (most file systems take at most 255 bytes per folder or file name).") from None
+
+
 def check_file_creatable(path, option: str | None = None, advice: str = "choose another path") -> None:
     """Check that a file can be written at `path` (its folders created) without creating anything.
     `advice` ends the message of a failure."""
     path = Path(path)
     label = _label(path, option)
+    _check_name_length(path, label)
     if path.is_dir():
         raise OutputError(f"{label}: {path} is a folder; give a file path inside it, such as {path / 'run.npz'}.")
     _probe(_check_folder_path(path.parent, label, advice), label, advice)
@@ -79,6 +92,7 @@ def check_folder_creatable(path, option: str | None = None) -> None:
     """Check that files can be written in the folder `path` (created as needed) without creating anything."""
     path = Path(path)
     label = _label(path, option)
+    _check_name_length(path, label)
     _probe(_check_folder_path(path, label), label)
 
 
@@ -119,7 +133,8 @@ def atomic_write(path, write) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     temporary = None
     try:
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+        # the temporary name keeps at most 100 characters of the file's, so a name near the limit still fits
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)[:100]}.", suffix=".tmp", dir=directory)
         with os.fdopen(descriptor, "wb") as file:
             write(file)
             file.flush()

@@ -11,17 +11,33 @@ A user error (a NetsError: bad data, checkpoint, option, output path, device, im
 `error: <its first line>` and exits with the error's exit_code (1 unless it says otherwise), without a
 traceback. Anything else (a ValueError, OSError or KeyError from inside the project) is a bug and keeps its
 traceback. Set NETS_TRACEBACK=1 to see the traceback of a user error too.
+
+Ctrl-C while a script is still starting (importing numpy, torch, ...: each script imports this module first)
+prints `error: interrupted while starting; nothing was done.` and exits with 130, as Ctrl-C later does.
 """
 
 from __future__ import annotations
 
-import functools
-import math
 import os
+import signal
 import sys
-from pathlib import Path
 
-import click
+INTERRUPTED_WHILE_STARTING = "error: interrupted while starting; nothing was done.\n"
+
+
+def _interrupted_while_starting(signum, frame):
+    os.write(2, INTERRUPTED_WHILE_STARTING.encode())  # not sys.stderr: it may be closing when the script ends
+    os._exit(130)  # mid-import: nothing to clean up, and no module may catch it
+
+
+if os.path.dirname(os.path.abspath(sys.argv[0])) == os.path.dirname(os.path.abspath(__file__)):  # a script here
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import functools  # noqa: E402  (after the handler: every import from here on may be interrupted)
+import math  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import click  # noqa: E402
 
 # `python scripts/x.py` puts scripts/ on sys.path, not the project; this makes `import nets` work
 # without `pip install -e .`.
@@ -56,6 +72,8 @@ def one_line_errors(function):
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
+        if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:  # started: Ctrl-C is KeyboardInterrupt
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             return function(*args, **kwargs)
         except KeyboardInterrupt:

@@ -23,22 +23,25 @@ import os
 import sys
 from pathlib import Path
 
+from _cli import FiniteFloat, one_line_errors  # first: it puts the project on sys.path, catches an early Ctrl-C
+
 import click
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:  # run as a plain script from a checkout that is not pip-installed
-    sys.path.insert(0, str(REPO_ROOT))
+import backend as backend_module
+from nets.baseline import torch_or_none
+from nets.bench import log
+from nets.bench.report import finish_report, new_report, numpy_blas_info, print_tables, save_plot, write_json
+from nets.bench.device import Options, bench_device, count_standin_launches
+from nets.bench.seed_loop import seed_loop_epoch_seconds
+from nets.nn.models import MODEL_NAMES
+from nets.outputs import check_file_creatable
+from nets.train.parallel import usable_cores
 
-import backend as backend_module  # noqa: E402
-from _cli import FiniteFloat, one_line_errors  # noqa: E402
-from nets.baseline import torch_or_none  # noqa: E402
-from nets.bench import log  # noqa: E402
-from nets.bench.report import (finish_report, new_report, numpy_blas_info, print_tables, save_plot,  # noqa: E402
-                               write_json)
-from nets.bench.device import Options, bench_device, count_standin_launches  # noqa: E402
-from nets.bench.seed_loop import seed_loop_epoch_seconds  # noqa: E402
-from nets.nn.models import MODEL_NAMES  # noqa: E402
-from nets.outputs import check_file_creatable  # noqa: E402
+# Bounds that keep one run within minutes and a few GB: more threads than cores only measure oversubscription (and
+# each thread of NumPy's BLAS and of torch is a process slot); a 4096^3 float32 GEMM is 137 GFLOP and 200 MB.
+MAX_BATCH_SIZE = 2048
+MAX_BATCH_SIZES = 16
+CORES = usable_cores()
 
 
 def comma_list(value: str) -> list[str]:
@@ -55,12 +58,16 @@ def comma_models(context, parameter, value):
 
 
 def comma_ints(context, parameter, value):
+    items = comma_list(value)
+    if not items or len(items) > MAX_BATCH_SIZES:
+        raise click.BadParameter(f"give 1 to {MAX_BATCH_SIZES} batch sizes, each 1 to {MAX_BATCH_SIZE}, e.g. 32,128,256")
     try:
-        numbers = [int(item) for item in comma_list(value)]
+        numbers = [int(item) for item in items]
     except ValueError:
         raise click.BadParameter("give whole numbers separated by commas, e.g. 32,128,256") from None
-    if not numbers or min(numbers) < 1:
-        raise click.BadParameter("give at least one batch size, each at least 1")
+    if min(numbers) < 1 or max(numbers) > MAX_BATCH_SIZE:
+        raise click.BadParameter(f"each batch size must be 1 to {MAX_BATCH_SIZE} (a CNN batch of {MAX_BATCH_SIZE} "
+                                 "takes about 1.6 GB)")
     return numbers
 
 
@@ -70,22 +77,23 @@ def comma_ints(context, parameter, value):
 @click.option("--models", default="mlp,cnn", show_default=True, callback=comma_models,
               help=f"Comma-separated model names ({', '.join(MODEL_NAMES)}).")
 @click.option("--batch-sizes", default="32,128,256", show_default=True, callback=comma_ints,
-              help="Comma-separated batch sizes.")
+              help=f"Comma-separated batch sizes (at most {MAX_BATCH_SIZES}, each 1 to {MAX_BATCH_SIZE}).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write every measurement and the machine facts here.")
-@click.option("--repeats", type=click.IntRange(1), default=5, show_default=True,
+@click.option("--repeats", type=click.IntRange(1, 100), default=5, show_default=True,
               help="Timed samples per implementation (rounds of A B); medians are reported.")
-@click.option("--warmup", type=click.IntRange(0), default=3, show_default=True,
+@click.option("--warmup", type=click.IntRange(0, 100), default=3, show_default=True,
               help="Untimed training and inference steps per implementation before timing.")
-@click.option("--sample-seconds", type=FiniteFloat(0, min_open=True), default=0.2, show_default=True,
+@click.option("--sample-seconds", type=FiniteFloat(0, 10, min_open=True), default=0.2, show_default=True,
               help="Target length of one timed sample; steps per sample are set from one timed step.")
-@click.option("--threads", type=click.IntRange(1), default=None,
-              help="CPU threads for NumPy's BLAS and torch alike (default: what NumPy's BLAS has).")
-@click.option("--gemm-size", type=click.IntRange(16), default=1024, show_default=True,
+@click.option("--threads", type=click.IntRange(1, CORES), default=None,
+              help=f"CPU threads for NumPy's BLAS and torch alike, at most the usable cores ({CORES} here; default: "
+                   "what NumPy's BLAS has).")
+@click.option("--gemm-size", type=click.IntRange(16, 4096), default=1024, show_default=True,
               help="Side of the square float32 matmul that measures the device's best GEMM rate.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Save a bar chart of images/s (PNG) here.")
-@click.option("--seed-loop", "seed_loop_samples", type=click.IntRange(0), default=0, show_default=True,
+@click.option("--seed-loop", "seed_loop_samples", type=click.IntRange(0, 60_000), default=0, show_default=True,
               help="Also time the course notebook's per-sample NumPy MLP loop on this many samples "
                    "(e.g. 2000) and extrapolate to a 60k epoch.")
 @click.option("--channels-last/--no-channels-last", default=False, show_default=True,
@@ -120,8 +128,7 @@ def main(device, models, batch_sizes, json_path, repeats, warmup, sample_seconds
         problem = backend_module.gpu_problem()
         if problem is not None:
             if device == "gpu":
-                print(f"bench.py: --device gpu is not available: {problem}", file=sys.stderr)
-                sys.exit(2)
+                raise backend_module.BackendError(f"--device gpu is not available: {problem}")
             devices.remove("gpu")
             skipped.append(f"gpu: {problem}")
             log(f"gpu skipped: {problem}")
@@ -131,9 +138,8 @@ def main(device, models, batch_sizes, json_path, repeats, warmup, sample_seconds
         try:
             from threadpoolctl import threadpool_limits
         except ImportError:
-            print("bench.py: --threads needs threadpoolctl; pip install threadpoolctl, or leave out --threads.",
-                  file=sys.stderr)
-            sys.exit(2)
+            raise backend_module.BackendError("--threads needs threadpoolctl; pip install threadpoolctl, or leave out "
+                                              "--threads.") from None
         limiter = threadpool_limits(limits=threads, user_api="blas")  # before torch: NumPy's BLAS only
     blas = numpy_blas_info()
     thread_count = threads or (blas or {}).get("num_threads") or os.cpu_count()
@@ -157,6 +163,8 @@ def main(device, models, batch_sizes, json_path, repeats, warmup, sample_seconds
         if limiter is not None:
             limiter.restore_original_limits()
     finish_report(report)
+    for line in report["warnings"]:
+        log(f"warning: {line}")
 
     print_tables(report)
     if json_path is not None:

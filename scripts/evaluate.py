@@ -10,9 +10,9 @@ checkpoint was trained on (when it says), else mnist.
 
 from __future__ import annotations
 
-import click
+from _cli import one_line_errors  # first: it puts the project on sys.path, catches an early Ctrl-C
 
-from _cli import one_line_errors  # also puts the project on sys.path
+import click
 
 from backend import DEVICES, get_backend
 from nets.baseline.checkpoint import load_any_checkpoint

@@ -15,10 +15,10 @@ the classes of one that does.
 
 from __future__ import annotations
 
+from _cli import one_line_errors  # first: it puts the project on sys.path, catches an early Ctrl-C
+
 import click
 import numpy
-
-from _cli import one_line_errors  # also puts the project on sys.path
 
 from backend import DEVICES, get_backend
 from nets.baseline.checkpoint import load_any_checkpoint

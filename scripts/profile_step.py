@@ -19,23 +19,19 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
+
+from _cli import one_line_errors  # first: it puts the project on sys.path, catches an early Ctrl-C
 
 import click
 import numpy
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:  # run as a plain script from a checkout that is not pip-installed
-    sys.path.insert(0, str(REPO_ROOT))
-
-from _cli import one_line_errors  # noqa: E402  (also puts the project on sys.path)
-
-import backend as backend_module  # noqa: E402
-from nets.bench.parts import attributed  # noqa: E402
-from nets.baseline import torch_or_none  # noqa: E402
-from nets.train.engine import EngineState, NetsEngine  # noqa: E402
-from nets.nn.models import MODEL_NAMES, build_model  # noqa: E402
-from nets.optim import Adam  # noqa: E402
+import backend as backend_module
+from nets.bench.parts import attributed
+from nets.baseline import torch_or_none
+from nets.train.engine import EngineState, NetsEngine
+from nets.train.parallel import usable_cores
+from nets.nn.models import MODEL_NAMES, build_model
+from nets.optim import Adam
 
 
 def blas_threads() -> int | None:
@@ -142,11 +138,11 @@ def make_torch_step(model, images, labels, device, threads):
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "gpu", "auto"]))
 @click.option("--repeats", default=40, show_default=True, type=click.IntRange(1),
               help="Timed steps per measurement (after 5 warm-up).")
-@click.option("--threads", type=click.IntRange(1), default=None,
-              help="Limit NumPy's BLAS (and torch) to this many threads.")
-@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+@click.option("--threads", type=click.IntRange(1, usable_cores()), default=None,
+              help="Limit NumPy's BLAS (and torch) to this many threads, at most the usable cores.")
+@click.option("--workers", type=click.IntRange(1, usable_cores()), default=1, show_default=True,
               help="CPU threads splitting each batch for the whole-step times, as the training engine does "
-                   "(the per-part table always times one worker).")
+                   "(the per-part table always times one worker); at most the usable cores.")
 @click.option("--no-torch", is_flag=True, help="Skip the PyTorch reference.")
 @one_line_errors
 def main(models, batch_size, dtype, device, repeats, threads, workers, no_torch):

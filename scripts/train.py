@@ -10,9 +10,9 @@ from __future__ import annotations
 import sys
 from dataclasses import fields
 
-import click
+from _cli import FiniteFloat, one_line_errors  # first: it puts the project on sys.path, catches an early Ctrl-C
 
-from _cli import FiniteFloat, one_line_errors  # also puts the project on sys.path
+import click
 
 from backend import HIDDEN_DEVICES
 from nets.baseline.engine import engine_for_run as torch_engine

@@ -3,7 +3,9 @@
     stream, crc = zeros_deflate(prefix, 2**30)              # raw deflate of prefix + 1 GiB of zeros, ~1 MiB
     write_zip(path, {"fc1.weight.npy": (stream, crc, len(prefix) + 2**30)})
     write_zip(path, {**members_of("good.npz"), "notes.txt": stored(b"hello")})
+    zeros_npz(path, {"fc1.weight": (4000, 4000), ...})     # a bare .npz of zero float32 arrays, ~1 KiB per MiB
     gzip_path.write_bytes(gzip_of(prefix, zeros=400 * 2**20))
+    png_path.write_bytes(png_of_zeros(10_000, 10_000))      # a black 10000x10000 PNG of about 100 KiB
     assert peak_of(lambda: read(path)) < MEMORY_BOUND         # what reading it cost, by tracemalloc
 
 The deflate stream repeats one compressed block of zeros (each block starts afresh after a full flush, so
@@ -20,7 +22,8 @@ from pathlib import Path
 
 import numpy
 
-__all__ = ["gzip_of", "members_of", "npy_header", "stored", "write_zip", "zeros_deflate"]
+__all__ = ["gzip_of", "members_of", "npy_header", "png_of_zeros", "stored", "write_zip", "zeros_deflate", "zeros_npz",
+           "zeros_of_layers"]
 
 BLOCK = 2**20
 
@@ -94,8 +97,44 @@ def write_zip(path, members: dict) -> Path:
     return path
 
 
+def zeros_npz(path, shapes: dict) -> Path:
+    """A bare .npz (np.savez of a state_dict) whose arrays, {name: shape}, are float32 zeros, deflated; -> path."""
+    members = {}
+    for name, shape in shapes.items():
+        header, size = npy_header(shape, "<f4"), 4 * int(numpy.prod(shape))
+        members[f"{name}.npy"] = (*zeros_deflate(header, size), len(header) + size)
+    return write_zip(path, members)
+
+
+def zeros_of_layers(path, layers: int = 14, side: int = 4000) -> Path:
+    """A bare .npz of an MLP with `layers` zero side x side layers (each under the per-member bomb bound), then 10
+    outputs: 14 of 4000x4000 declare 855 MiB in 0.8 MiB of deflated zeros."""
+    sizes = [side] * (layers + 1) + [10]
+    shapes = {}
+    for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        shapes[f"fc{index}.weight"], shapes[f"fc{index}.bias"] = (fan_out, fan_in), (fan_out,)
+    return zeros_npz(path, shapes)
+
+
 def gzip_of(prefix: bytes, zeros: int) -> bytes:
     """A gzip file of `prefix` followed by `zeros` zero bytes."""
     stream, crc = zeros_deflate(prefix, zeros)
     header = b"\x1f\x8b\x08\x00" + b"\x00\x00\x00\x00" + b"\x00\xff"
     return header + stream + struct.pack("<II", crc, (len(prefix) + zeros) & 0xFFFFFFFF)
+
+
+
+def png_of_zeros(width: int, height: int, channels: int = 1) -> bytes:
+    """A valid 8-bit PNG, grey (channels 1) or RGB (3), every pixel 0: each row is a 0 filter byte and zeros, so
+    the image data is one run of zeros, deflated as zeros_deflate does and wrapped as zlib (Adler-32 in closed form)."""
+    raw = height * (1 + width * channels)
+    stream, _ = zeros_deflate(b"", raw)
+    adler = ((raw % 65521) << 16) | 1  # a = 1 + sum of the bytes (all 0), b = the sum of a after each byte
+    data = b"\x78\x01" + stream + struct.pack(">I", adler)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    colour = {1: 0, 3: 2}[channels]
+    header = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")

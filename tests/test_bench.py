@@ -2,6 +2,7 @@
 skips the torch rows without torch, and refuses --device gpu in one line where there is no GPU."""
 
 import importlib.util
+import io
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 
 import backend
 from nets.bench import flops
+from nets.train.parallel import usable_cores
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH = REPO_ROOT / "scripts" / "bench.py"
@@ -49,6 +51,8 @@ def test_bench_writes_json_and_prints_tables(tmp_path):
     assert {"python", "numpy", "torch", "cupy"} <= set(report["versions"])
     assert "cpu" in report["peak_memory_method"]
     assert "--batch-sizes" in report["command"]
+    assert len(report["load_average"]["start"]) == 3 and len(report["load_average"]["end"]) == 3
+    assert isinstance(report["warnings"], list)
 
     impls = {"nets", "torch"} if torch_importable() else {"nets"}
     assert {(row["model"], row["impl"]) for row in report["rows"]} == {(m, i) for m in ("mlp", "cnn") for i in impls}
@@ -56,6 +60,7 @@ def test_bench_writes_json_and_prints_tables(tmp_path):
         assert ROW_FIELDS <= set(row)
         assert row["device"] == "cpu" and row["batch_size"] == 4
         assert row["train_images_per_second"] > 0 and row["infer_images_per_second"] > 0
+        assert row["train_spread"] is None and row["infer_spread"] is None  # one sample (--repeats 1): unknown
 
     assert report["seed_loop"]["samples"] == 20 and report["seed_loop"]["epoch_seconds_extrapolated"] > 0
 
@@ -88,12 +93,57 @@ def test_bench_skips_torch_rows_without_torch(tmp_path):
 
 
 @pytest.mark.skipif(backend.gpu_problem() is None, reason="a GPU is usable here")
-def test_bench_gpu_without_gpu_is_one_line():
+def test_bench_gpu_without_gpu_is_one_line_as_in_the_other_scripts():
     result = run_bench("--device", "gpu", "--models", "mlp", "--batch-sizes", "4", timeout=120)
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--device gpu is not available" in lines[0], result.stderr
-    assert backend.gpu_problem() in lines[0]
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"error: --device gpu is not available: {backend.gpu_problem()}\n"
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--threads", str(usable_cores() + 1), f"{usable_cores() + 1} is not in the range 1<=x<={usable_cores()}"),
+    ("--gemm-size", "4097", "4097 is not in the range 16<=x<=4096"),
+    ("--gemm-size", "100000", "100000 is not in the range 16<=x<=4096"),
+    ("--seed-loop", "60001", "60001 is not in the range 0<=x<=60000"),
+    ("--seed-loop", "999999999999", "999999999999 is not in the range 0<=x<=60000"),
+    ("--sample-seconds", "10.001", "10.001 is not in the range 0<x<=10"),
+    ("--sample-seconds", "1e308", "1e+308 is not in the range 0<x<=10"),
+    ("--repeats", "101", "101 is not in the range 1<=x<=100"),
+    ("--batch-sizes", "32,2049", "each batch size must be 1 to 2048"),
+    ("--batch-sizes", ",".join(["8"] * 17), "give 1 to 16 batch sizes, each 1 to 2048"),
+    ("--batch-sizes", "9" * 5000, "give whole numbers separated by commas"),
+])
+def test_bench_options_beyond_their_bounds_are_usage_errors(option, value, message):
+    """A value just over each bound (never many threads started to test one)."""
+    result = run_bench("--models", "mlp", option, value, timeout=120)
+    assert result.returncode == 2 and result.stdout == "", result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"Error: Invalid value for '{option}': {message}")
+    assert "Traceback" not in result.stderr
+
+
+def test_each_figure_has_its_spread_and_untrustworthy_ones_are_warned_about():
+    """The spread (fastest sample over slowest) of every figure and the load average, in the JSON and the tables;
+    a warning line for a figure whose samples disagree by more than 1.5x, or a load above the cores."""
+    from nets.bench.device import Row
+    from nets.bench.report import print_tables, trust_warnings
+
+    steady = Row("cnn", "nets", "cpu", 128, 100.0, 200.0, train_samples_images_per_second=[100.0, 101.0, 99.0],
+                 infer_samples_images_per_second=[200.0, 204.0, 198.0]).as_json()
+    shaken = Row("cnn", "torch", "cpu", 128, 90.0, 180.0, train_samples_images_per_second=[90.0, 30.0, 95.0],
+                 infer_samples_images_per_second=[180.0, 181.0, 179.0]).as_json()
+    assert steady["train_spread"] == pytest.approx(101 / 99) and shaken["train_spread"] == pytest.approx(95 / 30)
+    report = {"rows": [steady, shaken], "machine": {"cpu": "a CPU", "usable_cores": 2}, "threads": 2, "floor": [],
+              "seed_loop": None, "skipped": [], "load_average": {"start": [1.0, 1, 1], "end": [0.9, 1, 1]}}
+    report["warnings"] = trust_warnings(report)
+    assert report["warnings"] == ["cnn cpu batch 128 torch train: the samples range from 30 to 95 img/s (3.2x), so its "
+                                  "median is not trustworthy; measure again on a quieter machine."]
+    report["load_average"]["end"] = [2.5, 1, 1]
+    assert trust_warnings(report)[-1] == ("the load average was 1.0 at the start and 2.5 at the end, above the 2 usable "
+                                          "cores: other work competed with every figure, so none is trustworthy.")
+    printed = io.StringIO()
+    print_tables(report, file=printed)
+    text = printed.getvalue()
+    assert "load average 1.0 at the start, 2.5 at the end, 2 usable cores" in text
+    assert "| 1.03 / 3.17! |" in text and f"warning: {report['warnings'][0]}" in text
 
 
 def test_training_flops_count_first_layer_without_input_gradient():

@@ -1,8 +1,13 @@
 """Checkpoints: exact round trips (parameters, optimizer, epoch, RNG, config), atomic writes,
 one-line errors for every bad input, no pickles, and PyTorch state_dicts in and out."""
 
+import datetime
 import json
 import os
+import pickle
+import subprocess
+import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -13,7 +18,8 @@ import backend as backend_module
 import nets.checkpoint.format as format_module
 import nets.checkpoint.record as record_module
 from conftest import torch_or_skip
-from crafted_files import MEMORY_BOUND, members_of, npy_header, peak_of, stored, write_zip, zeros_deflate
+from crafted_files import (MEMORY_BOUND, members_of, npy_header, peak_of, stored, write_zip, zeros_deflate, zeros_npz,
+                           zeros_of_layers)
 from nets.baseline.checkpoint import export_torch_state_dict, load_any_checkpoint, load_torch_state_dict, save_torch_state_dict
 from nets.checkpoint import CheckpointError, load_checkpoint, restore_model, restore_rng, save_checkpoint
 from nets.nn.architecture import config_from_shapes
@@ -380,7 +386,7 @@ def test_rng_state_problems(tmp_path, saved_mlp, backend):
     assert load_checkpoint(bare).optimizer_state is None
     with pytest.raises(CheckpointError, match="holds no RNG state"):
         restore_rng(load_checkpoint(bare), numpy.random.default_rng())
-    with pytest.raises(CheckpointError, match="RNG state is for PCG64, but the generator is MT19937"):
+    with pytest.raises(CheckpointError, match="its meta/rng_state is a state of PCG64, but training shuffles with MT19937"):
         restore_rng(load_checkpoint(path), numpy.random.Generator(numpy.random.MT19937()))
 
 
@@ -457,9 +463,27 @@ def test_bad_torch_files(tmp_path):
         load_any_checkpoint(tmp_path / "note.pt")
     assert says(info, tmp_path / "note.pt", "entry note is a str", "not a tensor")
     (tmp_path / "broken.pt").write_bytes(b"\x80\x02 not really a pickle")
-    with pytest.raises(CheckpointError) as info:
-        load_any_checkpoint(tmp_path / "broken.pt")
-    assert says(info, tmp_path / "broken.pt", "is not a readable PyTorch state_dict")
+    torch.save([torch.zeros(2)], tmp_path / "list.pt")
+    torch.save({"fc1.weight": torch.zeros(2, 2), "when": datetime.date(2024, 1, 1)}, tmp_path / "objects.pt")
+    torch.save({"fc1.weight": torch.empty(2, 2, device="meta")}, tmp_path / "meta.pt")
+    with (tmp_path / "pickle.pt").open("wb") as file:
+        pickle.dump({"fc1.weight": [1.0, 2.0]}, file, protocol=4)
+    expected = {
+        "broken.pt": ("cannot be read as a PyTorch file (damaged, truncated, or another kind of file; a pickle that "
+                      "torch.save does not write)"),
+        "pickle.pt": "cannot be read as a PyTorch file",
+        "list.pt": "holds a list, not a state_dict",
+        "objects.pt": "holds pickled Python objects besides tensors (datetime.date), which are not loaded",
+        "meta.pt": "parameter fc1.weight is a meta-device tensor, which has a shape but no values",
+    }
+    for name, part in expected.items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(CheckpointError) as info:
+                load_any_checkpoint(tmp_path / name)
+        assert says(info, tmp_path / name, part)
+        assert "a PyTorch state_dict" not in message_of(info)
+        assert "weights_only" not in message_of(info) and not caught, (name, [str(w.message) for w in caught])
 
 
 def test_load_any_checkpoint_reads_nets_checkpoints_too(saved_mlp):
@@ -594,13 +618,8 @@ def test_a_small_member_declaring_much_data_is_refused_before_its_data_is_read(t
 
 def test_a_consistent_gibibyte_model_in_a_tiny_file_is_refused_as_a_bomb(tmp_path):
     """A bare npz whose shapes all agree (an MLP 1024-262144-10) but whose 1 GiB of weights deflate to 1 MiB."""
-    members = {}
-    for name, shape in (("fc1.weight", (2**18, 1024)), ("fc1.bias", (2**18,)), ("fc2.weight", (10, 2**18)),
-                        ("fc2.bias", (10,))):
-        header = npy_header(shape, "<f4")
-        stream, crc = zeros_deflate(header, 4 * int(numpy.prod(shape)))
-        members[f"{name}.npy"] = (stream, crc, len(header) + 4 * int(numpy.prod(shape)))
-    path = write_zip(tmp_path / "bare.npz", members)
+    path = zeros_npz(tmp_path / "bare.npz", {"fc1.weight": (2**18, 1024), "fc1.bias": (2**18,),
+                                             "fc2.weight": (10, 2**18), "fc2.bias": (10,)})
 
     def load():
         with pytest.raises(CheckpointError) as info:
@@ -608,6 +627,55 @@ def test_a_consistent_gibibyte_model_in_a_tiny_file_is_refused_as_a_bomb(tmp_pat
         assert says(info, path, "entry fc1.weight declares 1.0 GiB of data", "it was not loaded")
 
     assert peak_of(load) < MEMORY_BOUND
+
+
+def test_many_members_each_under_the_bound_are_refused_together(tmp_path):
+    """14 zero layers of 4000x4000 (61 MiB each, under the per-member bound), 0.8 MiB in all: the file's total."""
+    path = zeros_of_layers(tmp_path / "layers.npz")
+    assert path.stat().st_size < 2**20
+
+    def load():
+        with pytest.raises(CheckpointError) as info:
+            load_any_checkpoint(path)
+        assert says(info, path, "its 30 entries together declare 854.9 MiB of data in 868.4 KiB of compressed bytes",
+                    "it was not loaded")
+
+    assert peak_of(load) < MEMORY_BOUND
+
+
+def test_a_pytorch_file_whose_storage_inflates_is_refused_unread(tmp_path):
+    """A .pt whose one storage is 1 GiB of zeros deflated to 1 MiB: refused from the zip directory, before torch reads
+    it (torch's memory is not traced by tracemalloc, so the process's peak resident memory is measured)."""
+    torch = torch_or_skip()
+    small = tmp_path / "small.pt"
+    torch.save({"fc1.weight": torch.zeros(4)}, small)
+    members = members_of(small)
+    storage = next(name for name in members if name.endswith("/data/0"))
+    members[storage] = (*zeros_deflate(b"", 2**30), 2**30)
+    path = write_zip(tmp_path / "bomb.pt", members)
+    program = ("import sys, torch\n"
+               "from nets.baseline.checkpoint import load_any_checkpoint\n"
+               "def peak(): return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+               "before = peak()\n"
+               "try:\n    load_any_checkpoint(sys.argv[1])\nexcept Exception as error:\n    print(error)\n"
+               "print((peak() - before) * 1024)\n")
+    result = subprocess.run([sys.executable, "-c", program, str(path)], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[1])
+    message, grown = result.stdout.strip().splitlines()
+    assert f"{path}: entry {storage} declares 1.0 GiB of data in 1.0 MiB of compressed bytes" in message
+    assert int(grown) < MEMORY_BOUND, result.stdout
+    assert result.stderr == ""
+
+
+def test_a_big_endian_checkpoint_loads_in_the_machines_byte_order(saved_mlp):
+    path, model = saved_mlp
+    _rewrite(path, lambda arrays: arrays.update({key: value.astype(value.dtype.newbyteorder(">"))
+                                                 for key, value in arrays.items() if value.dtype.kind == "f"}))
+    checkpoint = load_checkpoint(path)
+    for name, array in model.state_dict().items():
+        assert checkpoint.params[name].dtype.isnative and numpy.array_equal(checkpoint.params[name], array)
+    assert all(buffer.dtype.isnative for state in checkpoint.optimizer_state["state"].values()
+               for buffer in state.values())
 
 
 @pytest.mark.parametrize("hidden", [30_000, 10**9])

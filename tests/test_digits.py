@@ -5,7 +5,8 @@ import io
 import numpy
 import pytest
 
-from nets.data.digits import DigitImageError, load_digit, mnist_style
+from crafted_files import MEMORY_BOUND, peak_of, png_of_zeros
+from nets.data.digits import MAX_PIXELS, DigitImageError, load_digit, mnist_style
 
 Image = pytest.importorskip("PIL.Image", reason="Pillow is not installed; pip install -e .[plot]")
 ImageDraw = pytest.importorskip("PIL.ImageDraw")
@@ -120,3 +121,50 @@ def test_truncated_jpeg(tmp_path):
     path.write_bytes(buffer.getvalue()[:200])
     with pytest.raises(DigitImageError, match="cut.jpg"):
         load_digit(path)
+
+
+# ---------------------------------------------------------------------------------------------- big pictures, little memory
+
+
+@pytest.mark.parametrize("side, channels", [(10_000, 1), (13_000, 3), (14_000, 1)])
+def test_a_picture_of_too_many_pixels_is_refused_before_it_is_decoded(tmp_path, side, channels):
+    """A PNG of about 100 KiB declaring 100 million pixels or more: refused from its header (14000x14000 is above
+    Pillow's own bound, which refuses it on opening), at a few MB, where decoding it cost gigabytes."""
+    path = tmp_path / "huge.png"
+    path.write_bytes(png_of_zeros(side, side, channels))
+
+    def load():
+        with pytest.raises(DigitImageError) as caught:
+            load_digit(path)
+        message = str(caught.value)
+        assert "\n" not in message and message.startswith(f"{path}: ")
+        assert f"{side * side:,} pixels" in message or f"{side}x{side} pixels" in message
+        assert f"is more than the {MAX_PIXELS // 10**6} million pixels a picture may have here" in message
+
+    assert peak_of(load) < MEMORY_BOUND
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_a_large_picture_is_shrunk_before_it_becomes_floats(tmp_path, suffix):
+    """A 6-megapixel photo of a seven reads as the same digit as a small one, without gigabytes of floats."""
+    path = tmp_path / f"big{suffix}"
+    big = draw_seven().resize((2000, 3000), Image.Resampling.NEAREST)
+    big.save(path)
+    digit = load_digit(path)
+    check_mnist_style(digit)
+    small = mnist_style(draw_seven())
+    assert numpy.abs(digit - small).mean() < 0.05
+    assert peak_of(lambda: load_digit(path)) < MEMORY_BOUND
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_float_picture_holding_nan_or_infinity_is_one_line(tmp_path, bad):
+    values = numpy.zeros((40, 40), dtype=numpy.float32)
+    values[10:30, 18:22] = 1.0
+    values[0, 0] = bad
+    path = tmp_path / "float.tif"
+    Image.fromarray(values).save(path)
+    with pytest.raises(DigitImageError) as caught:
+        load_digit(path)
+    assert str(caught.value) == (f"{path}: the image holds NaN or infinite pixel values (a float image); save it "
+                                 "with finite values, or as an 8-bit PNG or JPEG.")

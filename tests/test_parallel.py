@@ -1,9 +1,13 @@
 """DataParallel: replicas on CPU threads compute exactly what one pass over the whole batch does."""
 
+import threading
+import time
+
 import numpy
 import pytest
 
 import backend as backend_module
+import nets.train.parallel as parallel_module
 from nets.train.engine import NetsEngine
 from nets.nn.models import build_model
 from nets.optim import Adam
@@ -69,3 +73,39 @@ def test_a_training_step_matches_with_and_without_workers():
     assert results[0][1] == results[1][1]
     for key in results[0][2]:
         numpy.testing.assert_allclose(results[0][2][key], results[1][2][key], rtol=1e-8, atol=1e-12, err_msg=key)
+
+
+# ---------------------------------------------------------------------------------------------- no threads to be had
+
+
+class _RefusedThread(threading.Thread):
+    """A thread the machine cannot start, as at its process limit (the second one, with refuse_after=1)."""
+
+    started = 0
+    refuse_after = 0
+
+    def start(self):
+        if type(self).started >= type(self).refuse_after:
+            raise RuntimeError("can't start new thread")
+        type(self).started += 1
+        super().start()
+
+
+@pytest.mark.parametrize("refuse_after", [0, 1], ids=["none-start", "second-fails"])
+def test_threads_that_cannot_start_leave_one_worker_and_say_so(monkeypatch, capsys, refuse_after):
+    monkeypatch.setattr(parallel_module, "Thread", type("Refused", (_RefusedThread,), {"refuse_after": refuse_after}))
+    model, x, labels = model_and_batch("cnn", 64)
+    before = {thread for thread in threading.enumerate() if thread.name.startswith("nets-worker")}
+    parallel = DataParallel(model, 2, min_per_worker=16)
+    assert capsys.readouterr().err == ("warning: could not start 2 CPU worker threads (can't start new thread); each "
+                                       "batch runs on one thread instead.\n")
+    assert parallel.workers == 1 and not parallel.splits(64) and not parallel.splits(10**6)
+    for _ in range(50):  # the one thread that did start is stopped again
+        if {thread for thread in threading.enumerate() if thread.name.startswith("nets-worker")} <= before:
+            break
+        time.sleep(0.01)
+    else:
+        raise AssertionError("a worker thread that started was left running")
+    engine = NetsEngine(model, Adam(model.parameters(), lr=1e-3), model.backend, workers=2)  # trains on one thread
+    engine.train_step(x, labels)
+    assert engine.step.parallel.workers == 1

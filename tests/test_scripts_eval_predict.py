@@ -309,7 +309,7 @@ def test_predict_says_the_model_knows_clothes_and_warns_about_digit_preprocessin
 def test_predict_never_relabels_the_classes_of_a_checkpoint_that_names_them(mlp_checkpoint, tmp_path):
     result = invoke(predict_script, mlp_checkpoint, digit_image(tmp_path / "seven.png"), "--dataset", "mnist",
                     "--device", "cpu")
-    assert result.exit_code == 2 and result.stdout == ""
+    assert result.exit_code == 1 and result.stdout == ""  # "error: ..." and exit 1, as every user error but click's
     assert result.stderr == (f"error: {mlp_checkpoint} holds an MLP trained on Fashion-MNIST; its outputs are "
                              "Fashion-MNIST's classes, so --dataset mnist would give them MNIST's names. Leave out "
                              "--dataset.\n")

@@ -471,6 +471,30 @@ def test_an_unknown_augmentation_is_a_usage_error(value):
     assert "Traceback" not in result.output
 
 
+def test_an_augmentation_of_thousands_of_digits_is_a_short_usage_error():
+    """int() of a 5000-digit string fails on Python's digit limit; the option says what a shift may be."""
+    result = subprocess.run([sys.executable, str(TRAIN_SCRIPT), "--augment", "shift:" + "1" * 5000],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: Invalid value for '--augment': augmentation 'shift:111111111111111111111111... (5006 characters)': "
+        "a shift must be 1 to 8 pixels.")
+
+
+def test_a_save_path_too_long_for_the_file_system_is_refused_before_training(tiny_data, tmp_path):
+    for save in (tmp_path / ("a" * 300 + ".npz"), tmp_path / ("b" * 300) / "cnn.npz"):
+        result = subprocess.run([sys.executable, str(TRAIN_SCRIPT), "--data-dir", str(tiny_data), "--save", str(save)],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1 and result.stdout == "", result.stdout
+        assert result.stderr == (f"error: --save {save}: the name is too long for the file system (ENAMETOOLONG); "
+                                 "choose a shorter one (most file systems take at most 255 bytes per folder or file "
+                                 "name).\n")
+    longest = tmp_path / ("c" * 250 + ".npz")  # its metrics file, c...c.json, is 255 bytes: both fit, and are written
+    result = run("--model", "mlp", "--data-dir", tiny_data, "--epochs", 1, "--save", longest, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert longest.is_file() and longest.with_suffix(".json").is_file()
+
+
 @pytest.mark.parametrize("impl", ["nets", "torch"])
 def test_shifted_and_flipped_runs_resume_exactly(tiny_data, tmp_path, impl):
     """Interrupted mid-epoch, then resumed: the same weights as one uninterrupted run, moves and all (batches of
@@ -611,6 +635,9 @@ def _json_entry(key, mutate):
     (lambda a: a.pop("meta/epoch_rng_state"), "stopped at meta/step_in_epoch 3 but has no meta/epoch_rng_state"),
     (lambda a: a.update({"meta/epoch_rng_state": numpy.array('{"bit_generator": "PCG64", "state": 7}')}),
      "unusable meta/epoch_rng_state"),
+    (lambda a: a.update({"meta/epoch_rng_state": numpy.array(json.dumps(numpy.random.MT19937(1).state,
+                                                                        default=lambda value: value.tolist()))}),
+     "its meta/epoch_rng_state is a state of MT19937, but training shuffles with PCG64"),
     (_json_entry("optim/hyperparameters", lambda h: {**h, "betas": [0.9, 1.0]}), "optim/hyperparameters betas[1] = 1.0"),
     (_json_entry("meta/config", lambda c: {**c, "hyper": {**c["hyper"], "lr": float("nan")}}),
      "meta/config): hyper.lr is nan; it must be a positive finite number"),
@@ -639,7 +666,7 @@ def test_resuming_a_pytorch_state_dict_says_why_it_cannot(tmp_path):
 
     path = save_torch_state_dict(tmp_path / "mlp.pt", build_model("mlp", backend=backend.get_backend("cpu")))
     line = one_line_error(run("--resume", path))
-    assert all(part in line for part in (f"{path} is a PyTorch state_dict", "no optimizer state, epoch or RNG state",
+    assert all(part in line for part in (f"{path} is a PyTorch file (torch.save)", "no optimizer state, epoch or RNG state",
                                          "cannot resume", f"scripts/evaluate.py {path}"))
 
 

@@ -7,6 +7,10 @@ torch is imported only when a function needs it (pip install -e .[baseline]).
 from __future__ import annotations
 
 import os
+import pickle
+import re
+import warnings
+import zipfile
 from collections.abc import Mapping
 
 import numpy
@@ -17,6 +21,7 @@ from backend.errors import first_line
 from nets.baseline import require_torch
 from nets.checkpoint import (Checkpoint, CheckpointError, checkpoint_from_parameters, is_torch_file, load_checkpoint,
                              require_file)
+from nets.checkpoint.npz import refuse_inflation
 from nets.outputs import atomic_write
 
 __all__ = ["export_torch_state_dict", "load_any_checkpoint", "load_torch_checkpoint", "load_torch_state_dict",
@@ -47,11 +52,7 @@ def load_torch_state_dict(path_or_mapping) -> dict:
         state, where = path_or_mapping, "the state_dict"
     else:
         where = require_file(path_or_mapping)
-        torch = require_torch()
-        try:
-            state = torch.load(where, map_location="cpu", weights_only=True)
-        except Exception as error:  # UnpicklingError, RuntimeError for a damaged zip, EOFError
-            raise CheckpointError(f"{where} is not a readable PyTorch state_dict ({first_line(error)}).") from None
+        state = _torch_load(where)
     for wrapper in ("state_dict", "model_state_dict"):
         if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
             state = state[wrapper]
@@ -61,6 +62,9 @@ def load_torch_state_dict(path_or_mapping) -> dict:
         state = {key[len("module."):]: value for key, value in state.items()}
     params = {}
     for name, value in state.items():
+        if getattr(getattr(value, "device", None), "type", None) == "meta":
+            raise CheckpointError(f"{where}: parameter {name} is a meta-device tensor, which has a shape but no "
+                                  "values; save the state_dict of a model whose weights are loaded.")
         if hasattr(value, "detach"):
             try:
                 value = value.detach().cpu().numpy()
@@ -72,6 +76,34 @@ def load_torch_state_dict(path_or_mapping) -> dict:
     if not params:
         raise CheckpointError(f"{where} holds no parameters.")
     return params
+
+
+def _torch_load(path: str):
+    """torch.load of a file, tensors only (weights_only), on the CPU; its zip directory checked first, so a small
+    file that inflates to gigabytes is refused unread. torch's warnings and its advice to load pickles (which
+    nets never does) are kept out of the one-line errors."""
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                refuse_inflation(path, archive.infolist())
+        except (zipfile.BadZipFile, OSError) as error:
+            raise CheckpointError(f"{path} is a corrupt PyTorch file ({first_line(error)}); save it again.") from None
+    torch = require_torch()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # UnpicklingError, RuntimeError for a damaged zip, EOFError, KeyError for other bytes
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if found:
+            raise CheckpointError(f"{path} holds pickled Python objects besides tensors ({found.group(1)}), which are "
+                                  "not loaded; give a file of torch.save(model.state_dict(), path).") from None
+        if isinstance(error, pickle.UnpicklingError):  # torch's own message advises unsafe loading: not quoted
+            reason = "a pickle that torch.save does not write"
+        else:
+            reason = f"{type(error).__name__}: {first_line(error).split('. ')[0]}"
+        raise CheckpointError(f"{path} cannot be read as a PyTorch file (damaged, truncated, or another kind of file; "
+                              f"{reason}).") from None
 
 
 def load_torch_checkpoint(path_or_mapping) -> Checkpoint:

@@ -13,7 +13,7 @@ from nets.bench.flops import gemm_gflops, layer_gemms, train_flops_per_image, tr
 from nets.bench.launches import count_kernel_launches, standin_capture, standin_launches
 from nets.bench.memory import CpuPeakMemory, CupyPeakMemory, NoPeakMemory, TorchCudaPeakMemory
 from nets.bench.runners import TorchGraphRunner, make_batch, nets_runner, torch_runner
-from nets.bench.timing import alternate_rounds
+from nets.bench.timing import alternate_rounds, spread
 
 
 @dataclass
@@ -60,6 +60,7 @@ class Row:
         for phase in ("train", "infer"):
             samples = data[f"{phase}_samples_images_per_second"]
             data[f"{phase}_images_per_second_best"] = max(samples) if samples else None
+            data[f"{phase}_spread"] = spread(samples)  # fastest over slowest sample: above 1.5, not trustworthy
         return data
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy
 
 from nets.bench import EPOCH_IMAGES, SCHEMA
+from nets.bench.timing import UNTRUSTED_SPREAD
+from nets.train.parallel import usable_cores
 
 
 def numpy_blas_info() -> dict | None:
@@ -40,14 +42,10 @@ def cpu_model_name() -> str:
 
 
 def machine_facts() -> dict:
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
     return {
         "cpu": cpu_model_name(),
         "logical_cores": os.cpu_count(),
-        "usable_cores": usable,
+        "usable_cores": usable_cores(),
         "platform": platform.platform(),
         "hostname": platform.node(),
     }
@@ -93,11 +91,13 @@ def new_report(options, *, torch, blas, threads: int, skipped: list, load_start,
         "seed_loop": None,
         "skipped": skipped,
         "load_average": {"start": list(load_start), "end": None},
+        "warnings": [],
     }
 
 
 def finish_report(report: dict) -> None:
-    """Record every thread pool at the end (torch's too) and the load average after the measurements."""
+    """Record every thread pool at the end (torch's too), the load average after the measurements, and the
+    warnings about figures that are not trustworthy."""
     try:
         from threadpoolctl import threadpool_info
 
@@ -105,20 +105,51 @@ def finish_report(report: dict) -> None:
     except ImportError:
         pass
     report["load_average"]["end"] = list(os.getloadavg())
+    report["warnings"] = trust_warnings(report)
+
+
+def trust_warnings(report: dict) -> list[str]:
+    """One line per figure whose samples disagree by more than UNTRUSTED_SPREAD, and one when the load average
+    (1 minute, at the start or the end) was above the usable cores: other work shared the machine."""
+    lines = []
+    for row in report["rows"]:
+        for phase in ("train", "infer"):
+            value = row.get(f"{phase}_spread")
+            if value is not None and value > UNTRUSTED_SPREAD:
+                samples = row[f"{phase}_samples_images_per_second"]
+                lines.append(f"{row['model']} {row['device']} batch {row['batch_size']} {row['impl']} {phase}: the "
+                             f"samples range from {min(samples):,.0f} to {max(samples):,.0f} img/s ({value:.1f}x), so "
+                             "its median is not trustworthy; measure again on a quieter machine.")
+    cores, load = report["machine"]["usable_cores"], report["load_average"]
+    start, end = (load[key][0] if load[key] else 0.0 for key in ("start", "end"))
+    if max(start, end) > cores:
+        lines.append(f"the load average was {start:.1f} at the start and {end:.1f} at the end, above the {cores} "
+                     "usable cores: other work competed with every figure, so none is trustworthy.")
+    return lines
+
+
+def _load_text(report: dict) -> str:
+    load = report["load_average"]
+    start, end = (f"{load[key][0]:.1f}" if load[key] else "?" for key in ("start", "end"))
+    return f"load average {start} at the start, {end} at the end, {report['machine']['usable_cores']} usable cores"
 
 
 def print_tables(report: dict, file=None) -> None:
     """The markdown on stdout: throughput, the arithmetic floor, the seed loop, what was skipped."""
     print(f"## Throughput ({report['machine']['cpu']}, {report['threads']} threads"
-          + (f", {report['machine']['gpu']}" if "gpu" in report["machine"] else "") + ")\n", file=file)
-    print(throughput_table(report["rows"]), file=file)
-    print("\ntrain epoch nets/torch = torch img/s / nets img/s: the nets' epoch time over torch's (< 1: nets faster).",
+          + (f", {report['machine']['gpu']}" if "gpu" in report["machine"] else "") + f"; {_load_text(report)})\n",
           file=file)
+    print(throughput_table(report["rows"]), file=file)
+    print("\ntrain epoch nets/torch = torch img/s / nets img/s: the nets' epoch time over torch's (< 1: nets faster). "
+          "spread = the fastest sample over the slowest, the worse of train and infer (above "
+          f"{UNTRUSTED_SPREAD:g}: not trustworthy; – with one sample).", file=file)
     captured = graph_table(report["rows"])
     if captured:
         print("\n## Captured steps (CUDA graphs): epoch time over torch eager's, and over torch's own graphs\n",
               file=file)
         print(captured, file=file)
+    for line in report.get("warnings", []):
+        print(f"\nwarning: {line}", file=file)
     if report["floor"]:
         print("\n## Arithmetic floor (conv/linear GEMM FLOPs of a training step; backward = 2x forward)\n", file=file)
         print(floor_table(report["floor"], report["gemm"]), file=file)
@@ -143,6 +174,14 @@ def fmt(value, digits=0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def worst_spread(row: dict) -> str:
+    """The row's larger spread of train and infer, marked "!" above UNTRUSTED_SPREAD; "–" when unknown."""
+    values = [row[key] for key in ("train_spread", "infer_spread") if row.get(key) is not None]
+    if not values:
+        return "–"
+    return f"{max(values):.2f}" + ("!" if max(values) > UNTRUSTED_SPREAD else "")
+
+
 def throughput_table(rows) -> str:
     """One line per (model, device, batch): nets and torch images/s, the nets/torch epoch-time ratio."""
     by_key: dict[tuple, dict] = {}
@@ -151,8 +190,8 @@ def throughput_table(rows) -> str:
     lines = [
         "| model | device | batch | train img/s nets | train img/s torch | train epoch nets/torch "
         "| infer img/s nets | infer img/s torch | infer nets/torch | 60k epoch s nets | 60k epoch s torch "
-        "| peak MB nets | peak MB torch |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| peak MB nets | peak MB torch | spread nets / torch |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (model, device, batch), impls in by_key.items():
         nets, torch_row = impls.get("nets", {}), impls.get("torch", {})
@@ -169,17 +208,18 @@ def throughput_table(rows) -> str:
             f"| {fmt(nets.get('infer_images_per_second'))} | {fmt(torch_row.get('infer_images_per_second'))} "
             f"| {ratio('infer_images_per_second')} "
             f"| {fmt(nets.get('train_epoch_seconds'), 2)} | {fmt(torch_row.get('train_epoch_seconds'), 2)} "
-            f"| {fmt(nets.get('peak_memory_mb'), 1)} | {fmt(torch_row.get('peak_memory_mb'), 1)} |"
+            f"| {fmt(nets.get('peak_memory_mb'), 1)} | {fmt(torch_row.get('peak_memory_mb'), 1)} "
+            f"| {worst_spread(nets)} / {worst_spread(torch_row)} |"
         )
     extra = [row for row in rows if row["impl"] not in ("nets", "torch")]
     if extra:
-        lines += ["", "| model | device | batch | impl | train img/s | infer img/s | 60k epoch s | peak MB |"]
-        lines.append("|---|---|---:|---|---:|---:|---:|---:|")
+        lines += ["", "| model | device | batch | impl | train img/s | infer img/s | 60k epoch s | peak MB | spread |"]
+        lines.append("|---|---|---:|---|---:|---:|---:|---:|---:|")
         for row in extra:
             lines.append(
                 f"| {row['model']} | {row['device']} | {row['batch_size']} | {row['impl']} "
                 f"| {fmt(row['train_images_per_second'])} | {fmt(row['infer_images_per_second'])} "
-                f"| {fmt(row['train_epoch_seconds'], 2)} | {fmt(row['peak_memory_mb'], 1)} |"
+                f"| {fmt(row['train_epoch_seconds'], 2)} | {fmt(row['peak_memory_mb'], 1)} | {worst_spread(row)} |"
             )
     launches = [row for row in rows if row.get("kernel_launches_per_train_step") is not None]
     if launches:

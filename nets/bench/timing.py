@@ -10,6 +10,14 @@ import time
 # busy-wait); on 2 cores they stole up to 4x from the next sample. A pause before each CPU sample lets them
 # park; GPU samples (runner.settle False) need none.
 SETTLE_SECONDS = 0.3
+# A figure whose fastest sample is more than this factor faster than its slowest measured other work too.
+UNTRUSTED_SPREAD = 1.5
+
+
+def spread(samples) -> float | None:
+    """How far a figure's samples disagree: the fastest over the slowest (1.0 when they agree); None for fewer than
+    two samples."""
+    return max(samples) / min(samples) if len(samples) >= 2 and min(samples) > 0 else None
 
 
 def seconds_for(runner, step, count: int) -> float:

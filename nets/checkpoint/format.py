@@ -21,7 +21,7 @@ from nets.checkpoint.checks import (check_dataset, check_finite, check_optimizer
 from nets.checkpoint.npz import NpzMembers
 from nets.checkpoint.record import Checkpoint, CheckpointError, is_torch_file, require_file
 from nets.data.datasets import CLASS_NAMES
-from nets.nn.architecture import check_shapes, complete_config, parameter_shapes
+from nets.nn.architecture import check_shapes, complete_config, output_count, parameter_shapes
 from nets.outputs import atomic_write
 
 __all__ = ["FORMAT", "VERSION", "checkpoint_from_parameters", "load_checkpoint", "save_checkpoint"]
@@ -78,7 +78,7 @@ def save_checkpoint(path, params: Mapping, model_config: dict, *, optimizer_stat
         raise CheckpointError(f"these parameters and this model config do not make a checkpoint: "
                               f"{first_line(error)}") from None
     parameters_dtype({name: array.dtype for name, array in params.items()}, "the checkpoint to save")
-    classes = _classes(model_config)
+    classes = output_count(model_config)
     if dataset is not None and dataset not in CLASS_NAMES:
         raise CheckpointError(f"dataset {dataset!r} is not one of {', '.join(CLASS_NAMES)}; name the dataset the "
                               "model was trained on.")
@@ -109,11 +109,6 @@ def save_checkpoint(path, params: Mapping, model_config: dict, *, optimizer_stat
                 arrays[f"{OPTIM}{state_name}/{name}"] = numpy.ascontiguousarray(to_numpy(array))
     atomic_write(path, lambda file: numpy.savez(file, **arrays))
     return os.fspath(path)
-
-
-def _classes(model_config: dict) -> int:
-    """How many outputs (classes) the model of a complete config has."""
-    return int(model_config["sizes"][-1] if model_config["name"] == "mlp" else model_config["classes"])
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -237,7 +232,7 @@ def _checkpoint_from_headers(archive: NpzMembers, headers: dict, scalars: dict, 
     if not isinstance(config, dict):
         raise CheckpointError(f"{path} has meta/config = {config!r}; it must be a JSON object, so save it again.")
     dataset, class_names = check_dataset(str(scalars[META + "dataset"]) if META + "dataset" in scalars else None,
-                                         _json(scalars, META + "class_names", path), _classes(model_config), config,
+                                         _json(scalars, META + "class_names", path), output_count(model_config), config,
                                          path)
     return Checkpoint(params={}, model_config=model_config, dtype=dtype, epoch=epoch, step_in_epoch=step_in_epoch,
                       optimizer_state=optimizer_state, rng_state=rng_state, epoch_rng_state=epoch_rng_state,

@@ -9,7 +9,9 @@ checks them against what it expects before reading any data:
         array = archive.read("fc1.weight")     # the data, CRC-checked, at most the declared bytes
 
 A member that declares far more data than its compressed bytes could plausibly hold (a decompression bomb)
-is refused before it is read; so is any member that is not an .npy array or that would need a pickle.
+is refused before it is read, and so is a file whose members do so together (many members, each under the
+bound); the zip directory's sizes say both before anything is inflated (`refuse_inflation`, which PyTorch's
+zip files pass too). So is any member that is not an .npy array or that would need a pickle.
 """
 
 from __future__ import annotations
@@ -26,13 +28,33 @@ from backend.errors import first_line
 
 from nets.checkpoint.record import CheckpointError
 
-__all__ = ["BOMB_RATIO", "BOMB_THRESHOLD", "Member", "NpzMembers"]
+__all__ = ["BOMB_RATIO", "BOMB_THRESHOLD", "Member", "NpzMembers", "refuse_inflation"]
 
-# Stored parameters compress by less than 2:1 (numpy.savez does not compress at all); only long runs of one
-# value inflate further. A member declaring more than BOMB_THRESHOLD bytes at more than BOMB_RATIO times its
-# compressed size is a decompression bomb, never a trained model.
+# Stored parameters compress by less than 2:1 (numpy.savez and torch.save do not compress at all); only long runs
+# of one value inflate further. A member, or a whole file, declaring more than BOMB_THRESHOLD bytes at more than
+# BOMB_RATIO times its compressed size is a decompression bomb, never a trained model.
 BOMB_RATIO = 100
 BOMB_THRESHOLD = 64 * 2**20
+
+
+def _inflates(declared: int, compressed: int) -> bool:
+    return declared > BOMB_THRESHOLD and declared > BOMB_RATIO * max(compressed, 1)
+
+
+def refuse_inflation(path, infos) -> None:
+    """CheckpointError when the zip directory entries `infos` (zipfile.ZipInfo) declare far more bytes than their
+    compressed bytes could hold: one member, or all of them together. Reads nothing but the directory."""
+    refused = " far more than any trained model compresses to; it was not loaded."
+    for info in infos:
+        if _inflates(info.file_size, info.compress_size):
+            entry = info.filename.removesuffix(".npy")
+            raise CheckpointError(f"{path}: entry {entry} declares {_size(info.file_size)} of data in "
+                                  f"{_size(info.compress_size)} of compressed bytes,{refused}")
+    declared = sum(info.file_size for info in infos)
+    compressed = sum(info.compress_size for info in infos)
+    if _inflates(declared, compressed):
+        raise CheckpointError(f"{path}: its {len(infos)} entries together declare {_size(declared)} of data in "
+                              f"{_size(compressed)} of compressed bytes,{refused}")
 
 
 @dataclass(frozen=True)
@@ -80,6 +102,7 @@ class NpzMembers:
 
     def _read_headers(self) -> dict:
         members = {}
+        refuse_inflation(self.path, self._archive.infolist())
         for info in self._archive.infolist():
             name = info.filename
             if info.is_dir() or not name.endswith(".npy"):
@@ -114,14 +137,11 @@ class NpzMembers:
         if header_bytes + nbytes != info.file_size:
             raise CheckpointError(f"{self.path}: entry {key} declares {_size(nbytes)} of data, but its member holds "
                                   f"{_size(info.file_size - header_bytes)}; the file is corrupt, so save it again.")
-        if nbytes > BOMB_THRESHOLD and nbytes > BOMB_RATIO * max(info.compress_size, 1):
-            raise CheckpointError(f"{self.path}: entry {key} declares {_size(nbytes)} of data in "
-                                  f"{_size(info.compress_size)} of compressed bytes, far more than any trained model "
-                                  "compresses to; it was not loaded.")
         return Member(key=key, shape=tuple(shape), dtype=dtype, nbytes=nbytes, info=info)
 
     def read(self, key: str) -> numpy.ndarray:
-        """The array of member `key` (its declared bytes, no more), CRC-checked; CheckpointError when damaged."""
+        """The array of member `key` (its declared bytes, no more), CRC-checked, in the machine's byte order (a
+        big-endian file's arrays are converted, so torch.from_numpy takes them too); CheckpointError when damaged."""
         member = self.members[key]
         try:
             with self._archive.open(member.info) as stream:
@@ -132,6 +152,8 @@ class NpzMembers:
         if trailing:
             raise CheckpointError(f"{self.path}: entry {key} has data after its array; the file is corrupt, "
                                   "so save it again.")
+        if not array.dtype.isnative:
+            array = array.astype(array.dtype.newbyteorder("="))
         return array
 
 

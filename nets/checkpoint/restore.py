@@ -37,11 +37,16 @@ def restore_model(checkpoint: Checkpoint, backend, dtype=None, model_name: str |
 
 
 def restore_rng(checkpoint: Checkpoint, rng) -> None:
-    """Set the numpy Generator `rng` to the checkpoint's saved state, so shuffling continues exactly."""
+    """Set the numpy Generator `rng` to the checkpoint's saved state, so shuffling continues exactly. Both saved
+    states (meta/rng_state, and meta/epoch_rng_state, which redraws the epoch under way) must be for `rng`'s kind
+    of generator."""
     if checkpoint.rng_state is None:
         raise CheckpointError("the checkpoint holds no RNG state; it was saved without one.")
     bit_generator = rng.bit_generator
-    saved = checkpoint.rng_state.get("bit_generator")
-    if saved != type(bit_generator).__name__:
-        raise CheckpointError(f"the checkpoint's RNG state is for {saved}, but the generator is {type(bit_generator).__name__}.")
+    kind = type(bit_generator).__name__
+    for field, state in (("meta/rng_state", checkpoint.rng_state), ("meta/epoch_rng_state", checkpoint.epoch_rng_state)):
+        saved = None if state is None else state.get("bit_generator")
+        if state is not None and saved != kind:
+            raise CheckpointError(f"its {field} is a state of {saved}, but training shuffles with {kind}; "
+                                  "resume from a checkpoint train.py wrote.")
     bit_generator.state = checkpoint.rng_state

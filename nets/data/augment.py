@@ -61,17 +61,20 @@ class Augmentation:
             raise AugmentError(f"augmentation {text!r} is not a name; choose one of {AUGMENT_CHOICES}.")
         if text == "none":
             return cls()
+        shown = repr(text if len(text) <= 40 else text[:30] + f"... ({len(text)} characters)")
         flip, shift = False, None
         for part in text.split("+"):
             match = _SHIFT.fullmatch(part)
             if part == "flip" and not flip:
                 flip = True
             elif match and shift is None:
-                shift = DEFAULT_SHIFT if match.group(1) is None else int(match.group(1))
+                digits = match.group(1)
+                # a number of thousands of digits is no shift (and int() of it would fail on the digit limit)
+                shift = DEFAULT_SHIFT if digits is None else int(digits) if len(digits) <= 3 else MAX_SHIFT + 1
                 if not 1 <= shift <= MAX_SHIFT:
-                    raise AugmentError(f"augmentation {text!r}: a shift must be 1 to {MAX_SHIFT} pixels.")
+                    raise AugmentError(f"augmentation {shown}: a shift must be 1 to {MAX_SHIFT} pixels.")
             else:
-                raise AugmentError(f"unknown augmentation {text!r}; choose one of {AUGMENT_CHOICES}.")
+                raise AugmentError(f"unknown augmentation {shown}; choose one of {AUGMENT_CHOICES}.")
         return cls(flip=flip, shift=shift or 0)
 
     @property

@@ -8,6 +8,7 @@ geometry, and back again (the config that parameters of given shapes belong to).
                                                of another shape (or the other model, when the names are its)
     cnn_side(28) -> 10                      the side of the CNN's last feature map: fc1 sees channels * side**2
     input_shape(config)                     -> (784,) or (1, 28, 28): one example as the model takes it
+    output_count(config)                    -> 10: the model's outputs (classes)
 
 Whatever needs a model's architecture without building it (a checkpoint checked before it is loaded, the
 PyTorch twin, a model checking a state dict) asks here; nets.nn.models builds what these describe. Every
@@ -24,7 +25,7 @@ import numpy
 from nets.nn.layers.base import INITS
 
 __all__ = ["ARCHITECTURE_KEYS", "MODEL_NAMES", "a_model", "check_shapes", "cnn_side", "complete_config",
-           "config_from_shapes", "input_shape", "parameter_shapes"]
+           "config_from_shapes", "input_shape", "output_count", "parameter_shapes"]
 
 MODEL_NAMES = ("mlp", "cnn")
 ARCHITECTURE_KEYS = {"mlp": ("sizes",), "cnn": ("in_channels", "channels", "hidden", "classes", "image_size")}
@@ -98,6 +99,12 @@ def input_shape(config) -> tuple:
     if config["name"] == "mlp":
         return (config["sizes"][0],)
     return (config["in_channels"], config["image_size"], config["image_size"])
+
+
+def output_count(config) -> int:
+    """How many outputs (classes) the model `config` describes has."""
+    config = complete_config(config)
+    return int(config["sizes"][-1] if config["name"] == "mlp" else config["classes"])
 
 
 def parameter_shapes(config) -> dict:

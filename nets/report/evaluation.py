@@ -18,7 +18,7 @@ import numpy
 
 from backend.errors import NetsError
 
-from nets.nn.architecture import a_model
+from nets.nn.architecture import a_model, output_count
 from nets.nn.inference import BATCH_SIZE, predict_classes
 from nets.data.datasets import CLASS_NAMES, TITLES  # the one list of class names, re-exported here
 
@@ -182,9 +182,7 @@ def dataset_name_of(checkpoint, default: str = "mnist") -> str:
 
 
 class ClassNamesError(EvaluationError):
-    """--dataset would rename the classes a checkpoint's model was trained on."""
-
-    exit_code = 2
+    """--dataset would rename the classes a checkpoint's model was trained on, or cannot name its outputs."""
 
 
 def model_classes(checkpoint, path, asked: str | None = None) -> tuple[list[str], str]:
@@ -202,12 +200,17 @@ def model_classes(checkpoint, path, asked: str | None = None) -> tuple[list[str]
                 f"--dataset {asked} would give them {TITLES[asked]}'s names. Leave out --dataset.")
         names = list(getattr(checkpoint, "class_names", None) or CLASS_NAMES[known])
         return names, f"model: {article} trained on {TITLES[known]} (classes: {_listing(known, names)})"
+    outputs = output_count(checkpoint.model_config)
     if asked is not None:
         names = class_names_for(asked)
+        if len(names) != outputs:
+            raise ClassNamesError(f"{path} holds {article} with {outputs} outputs, but {TITLES[asked]} has "
+                                  f"{len(names)} classes, so --dataset {asked} cannot name them; leave out --dataset.")
         return names, (f"model: {article}; {path} does not say which dataset it was trained on, so its classes are "
                        f"named as --dataset {asked} says: {_listing(asked, names)}")
-    return class_names_for("mnist"), (f"model: {article}; {path} does not say which dataset it was trained on, so its "
-                                      "classes are shown by number, 0-9 (--dataset NAME names them)")
+    return [str(index) for index in range(outputs)], (
+        f"model: {article}; {path} does not say which dataset it was trained on, so its classes are shown by "
+        f"number, 0-{outputs - 1}" + (" (--dataset NAME names them)" if outputs == len(CLASS_NAMES["mnist"]) else ""))
 
 
 def _listing(dataset: str, names) -> str:

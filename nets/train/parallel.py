@@ -13,25 +13,84 @@ batch gradient is the size-weighted mean of the replicas' gradients, exactly wha
 batch computes, combined over the flat gradient buffers in a few whole-buffer operations:
 
     loss = sum_i n_i * loss_i / N,    grad = sum_i n_i * grad_i / N
+
+The worker threads start when the replicas are made, not at the first step: on a machine that cannot start
+them (`RuntimeError: can't start new thread`, a loaded machine at its process limit) each batch runs on one
+thread instead, and one line on stderr says so; training and the bench go on.
 """
 
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import sys
+import weakref
+from concurrent.futures import Future
+from threading import Thread
 
 import numpy
+
+from backend.errors import first_line
 
 from nets.nn.losses import SoftmaxCrossEntropy
 
 
-def default_workers() -> int:
-    """Worker threads for CPU training: the cores this process may use (at most 8), else 1."""
+def usable_cores() -> int:
+    """The cores this process may use (its CPU affinity), at least 1."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 8))
+        return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    """Worker threads for CPU training: the cores this process may use, at most 8."""
+    return min(usable_cores(), 8)
+
+
+def _serve(calls: queue.SimpleQueue) -> None:
+    """A worker thread's life: run each (future, function, args) put in its queue until None comes."""
+    while True:
+        item = calls.get()
+        if item is None:
+            return
+        future, function, args = item
+        del item  # hold nothing between calls (a call's closure would keep its DataParallel alive)
+        try:
+            future.set_result(function(*args))
+        except BaseException as error:  # handed to the caller, who re-raises it
+            future.set_exception(error)
+        del future, function, args
+
+
+def _stop(queues) -> None:
+    for calls in queues:
+        calls.put(None)
+
+
+class _Threads:
+    """`count` worker threads, started at once (RuntimeError if the machine cannot start them all: those started
+    stop again), each running the calls given to it; they stop when this object is collected."""
+
+    def __init__(self, count: int):
+        self._queues = []
+        try:
+            for index in range(count):
+                calls = queue.SimpleQueue()
+                Thread(target=_serve, args=(calls,), name=f"nets-worker-{index}", daemon=True).start()
+                self._queues.append(calls)
+        except RuntimeError:
+            _stop(self._queues)
+            raise
+        weakref.finalize(self, _stop, list(self._queues))
+
+    def run(self, calls) -> list:
+        """[(function, args)], one per thread from the first -> their results in order (a call's error raised)."""
+        futures = []
+        for calls_queue, (function, args) in zip(self._queues, calls):
+            futures.append(Future())
+            calls_queue.put((futures[-1], function, args))
+        return [future.result() for future in futures]
 
 
 def _single_threaded_blas():
@@ -55,12 +114,17 @@ class DataParallel:
         self.model = model
         self.workers = int(workers)
         self.min_per_worker = int(min_per_worker)
+        try:
+            self._threads = _Threads(self.workers)
+        except RuntimeError as error:  # "can't start new thread": the machine is at its limit
+            print(f"warning: could not start {self.workers} CPU worker threads ({first_line(error)}); each batch runs "
+                  "on one thread instead.", file=sys.stderr, flush=True)
+            self.workers, self._threads = 1, None  # splits() is then always False: the caller runs the model itself
         shared = model.parameters().flat
         self.replicas = [build_model(model.config(), backend=model.backend, dtype=model.dtype,
                                      rng=numpy.random.default_rng(0), shared_values=shared)
-                         for _ in range(self.workers)]
-        self.heads = [SoftmaxCrossEntropy(model.classes) for _ in range(self.workers)]
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="nets-worker")
+                         for _ in range(self.workers if self._threads is not None else 0)]
+        self.heads = [SoftmaxCrossEntropy(model.classes) for _ in self.replicas]
         self._blas = _single_threaded_blas()
         self._scratch = None
 
@@ -79,14 +143,11 @@ class DataParallel:
         bounds = numpy.linspace(0, count, workers + 1).round().astype(int)
         shares = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
 
-        def run_all():
-            futures = [self._pool.submit(function, index, *share) for index, share in enumerate(shares)]
-            return [future.result() for future in futures]
-
+        calls = [(function, (index, *share)) for index, share in enumerate(shares)]
         if self._blas is None:
-            return run_all(), shares
+            return self._threads.run(calls), shares
         with self._blas.limit(limits=1, user_api="blas"):
-            return run_all(), shares
+            return self._threads.run(calls), shares
 
     def gradients(self, x, labels) -> None:
         """Fill the model's gradient buffer with the gradient over the whole batch; the replicas' heads

@@ -25,7 +25,7 @@ def load_resumed(path) -> checkpoints.Checkpoint:
     """The checkpoint --resume names, with the training state a resume needs; RunError, one line, otherwise."""
     try:
         if os.path.isfile(path) and checkpoints.is_torch_file(path):
-            raise RunError(f"{path} is a PyTorch state_dict: it holds weights but no optimizer state, epoch or RNG "
+            raise RunError(f"{path} is a PyTorch file (torch.save): it holds no optimizer state, epoch or RNG "
                            f"state, so training cannot resume from it; score it with scripts/evaluate.py {path}.")
         resumed = checkpoints.load_checkpoint(path)
     except checkpoints.CheckpointError as error:
@@ -58,7 +58,7 @@ def check_resume_position(resumed, settings: RunSettings, train_count: int, opti
                        f"{steps_per_epoch} steps (batch {hyper.batch_size}); resume with the data and --batch-size "
                        "it was trained with.")
     if resumed.epoch >= hyper.epochs:
-        raise RunError(f"{path} already finished {resumed.epoch} epochs; pass --epochs above {resumed.epoch} to train on.")
+        raise RunError(f"{path} already finished {epochs_text(resumed.epoch)}; pass --epochs above {resumed.epoch} to train on.")
     planned = RunSettings.from_dict(resumed.config).hyper
     if planned.schedule != "onecycle" or hyper.schedule != "onecycle":
         return
@@ -76,7 +76,7 @@ def check_resume_position(resumed, settings: RunSettings, train_count: int, opti
               f"{hyper.batch_size}, peak lr {hyper.lr:g}), so the learning rate goes from {then:.3g} at its last step "
               f"to {now:.3g}")
     if options.schedule is None:
-        raise RunError(f"{change}, which is not what {hyper.epochs} epochs in one go would do. Train afresh with "
+        raise RunError(f"{change}, which is not what {epochs_text(hyper.epochs)} in one go would do. Train afresh with "
                        f"--epochs {hyper.epochs} for that; add --schedule constant --lr F to train on at a fixed rate; "
                        "or add --schedule onecycle to re-plan the cycle anyway.")
     say(f"note: {change} (--schedule onecycle); only a resume with the planned --epochs continues exactly.")
