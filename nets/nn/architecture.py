@@ -8,6 +8,7 @@ geometry, and back again (the config that parameters of given shapes belong to).
                                                of another shape (or the other model, when the names are its)
     cnn_side(28) -> 10                      the side of the CNN's last feature map: fc1 sees channels * side**2
     input_shape(config)                     -> (784,) or (1, 28, 28): one example as the model takes it
+    class_count(config)                     -> 10: the model's outputs, one per class
 
 Whatever needs a model's architecture without building it (a checkpoint checked before it is loaded, the
 PyTorch twin, a model checking a state dict) asks here; nets.nn.models builds what these describe. Every
@@ -23,8 +24,8 @@ import numpy
 
 from nets.nn.layers.base import INITS
 
-__all__ = ["ARCHITECTURE_KEYS", "MODEL_NAMES", "a_model", "check_shapes", "cnn_side", "complete_config",
-           "config_from_shapes", "input_shape", "parameter_shapes"]
+__all__ = ["ARCHITECTURE_KEYS", "MODEL_NAMES", "a_model", "check_shapes", "class_count", "cnn_side",
+           "complete_config", "config_from_shapes", "input_shape", "parameter_shapes"]
 
 MODEL_NAMES = ("mlp", "cnn")
 ARCHITECTURE_KEYS = {"mlp": ("sizes",), "cnn": ("in_channels", "channels", "hidden", "classes", "image_size")}
@@ -43,6 +44,12 @@ def _whole(value, what: str) -> int:
     if isinstance(value, (bool, numpy.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{what} is {value!r}; it must be a whole number >= 1.")
     return int(value)  # numpy integers too, as plain ints (a config is JSON)
+
+
+def class_count(config) -> int:
+    """How many outputs (classes) the model of a config (or model name) has."""
+    config = complete_config(config)
+    return int(config["sizes"][-1] if config["name"] == "mlp" else config["classes"])
 
 
 def cnn_side(image_size: int) -> int:
