@@ -74,24 +74,27 @@ class Batches:
         """Start an epoch: draw its permutation now (not at the first batch), then yield its (x, y) batches."""
         return ((x, y) for _, x, y in self.epoch())
 
-    def epoch(self, start_batch: int = 0):
+    def epoch(self, start_batch: int = 0, *, start_image: int | None = None):
         """Start an epoch now (drawing its permutation) and return an iterator of (index, x, y) batches.
 
         index: the positions of the batch's examples (a device vector; a slice when shuffle=False), for
         gathering per-example data drawn alongside (e.g. augmentation flags).
         start_batch: skip the epoch's first batches without gathering them (a run resumed mid-epoch).
+        start_image: skip the epoch's first images instead (a run resumed mid-epoch with another batch size); the
+            batches then start there, each of batch_size images but the last.
         """
+        first = start_batch * self.batch_size if start_image is None else start_image
         if not self.shuffle:
-            return self._in_order(start_batch)
+            return self._in_order(first)
         order = self.rng.permutation(self.num_examples)  # on the host: the generator state stays plain data
-        return self._gathered(self._to_device(order), start_batch)  # one small host-to-device copy per epoch
+        return self._gathered(self._to_device(order), first)  # one small host-to-device copy per epoch
 
-    def _in_order(self, start_batch):
-        for start in range(start_batch * self.batch_size, self.num_examples, self.batch_size):
+    def _in_order(self, first):
+        for start in range(first, self.num_examples, self.batch_size):
             index = slice(start, start + self.batch_size)
             yield index, self.images[index], self.labels[index]
 
-    def _gathered(self, order, start_batch):
-        for start in range(start_batch * self.batch_size, self.num_examples, self.batch_size):
+    def _gathered(self, order, first):
+        for start in range(first, self.num_examples, self.batch_size):
             index = order[start : start + self.batch_size]
             yield (index, *self._gather(self.images, self.labels, index))
