@@ -30,6 +30,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a plain script from a checkout that
     sys.path.insert(0, str(REPO_ROOT))
 
 import backend as backend_module  # noqa: E402
+from backend.commands import python_command  # noqa: E402
 from _cli import FiniteFloat, one_line_errors  # noqa: E402
 from nets.baseline import torch_or_none  # noqa: E402
 from nets.bench import log  # noqa: E402
@@ -128,7 +129,8 @@ def main(device, models, batch_sizes, json_path, repeats, warmup, sample_seconds
         try:
             from threadpoolctl import threadpool_limits
         except ImportError:
-            print("bench.py: --threads needs threadpoolctl; pip install threadpoolctl, or leave out --threads.",
+            print(f"bench.py: --threads needs threadpoolctl; {python_command()} -m pip install threadpoolctl, or "
+                  "leave out --threads.",
                   file=sys.stderr)
             sys.exit(2)
         limiter = threadpool_limits(limits=threads, user_api="blas")  # before torch: NumPy's BLAS only
