@@ -351,6 +351,11 @@ def test_fashion_mnist_files_given_as_a_folder_are_recognised_by_their_checksums
     assert line == (f"error: the files in {clothes} are Fashion-MNIST (they match its published checksums), not MNIST "
                     "as --dataset mnist says; leave out --dataset, or give --dataset fashion-mnist.")
     assert sorted(os.listdir("runs")) == ["fashion-mnist-cnn-nets.json", "fashion-mnist-cnn-nets.npz"]
+    digits = write_dataset(tmp_path / "digits", n_train=64, n_test=16, seed=4)  # a model of other data, resumed
+    assert run("--model", "mlp", "--data-dir", digits, *FAST, "--save", "digits.npz", "--quiet").exit_code == 0
+    line = one_line_error(run("--resume", "digits.npz", "--data-dir", clothes, "--epochs", 2, "--save", "more.npz"))
+    assert line == (f"error: the files in {clothes} are Fashion-MNIST (they match its published checksums), not MNIST "
+                    "as digits.npz (trained on it) says; resume with the data it was trained on, or train afresh.")
 
 
 def test_a_resumed_run_writes_back_to_its_checkpoint_and_says_so(tiny_data, tmp_path):
