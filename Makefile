@@ -28,13 +28,15 @@ $(VENV)/.installed-%: setup.cfg pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install --quiet -e ".[$*]"
 	touch $@
 
-$(VENV)/.installed-base: setup.cfg pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install --quiet -e .
+# What the next steps after `make train` need besides training: Pillow for predict.py, matplotlib for plot.py (the
+# plot extra, a few tens of MB). Not torch: evaluate.py --impl torch says how to install its CPU build.
+$(VENV)/.installed-train: setup.cfg pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -e ".[plot]"
 	touch $@
 
 setup: $(VENV)/.installed-$(EXTRAS)
 
-setup-train: $(VENV)/.installed-base data
+setup-train: $(VENV)/.installed-train data
 
 # The main job falls back to Fashion-MNIST when MNIST is absent and cannot be downloaded;
 # as root on Debian, install that dataset so the fallback works offline.

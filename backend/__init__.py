@@ -16,13 +16,16 @@ GPU branch on the CPU and count its kernel launches.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy
 
+from .commands import install_hint, python_command
 from .errors import NetsError, first_line  # noqa: F401  re-exported: the base of every user-facing error
 
 __all__ = [
+    "AUTO_CPU",
     "Backend",
     "BackendError",
     "DeviceMismatchError",
@@ -37,8 +40,15 @@ __all__ = [
 
 DEVICES = ("cpu", "gpu", "auto")
 HIDDEN_DEVICES = ("standin",)  # the strict CuPy stand-in (backend/standin): a whole GPU run on NumPy, for tests
-GPU_INSTALL_HINT = "pip install -e .[gpu]"
-CUDA13_HINT = "for a CUDA 13 driver, pip install cupy-cuda13x instead"
+# CUDA runtime errors that mean "no GPU to use" when no NVIDIA driver is loaded: cudaErrorInsufficientDriver (what
+# the runtime says when libcuda is absent) and cudaErrorNoDevice.
+NO_DEVICE_STATUSES = (35, 100)
+NVIDIA_DRIVER_DIR = "/proc/driver/nvidia"  # present while the NVIDIA kernel driver is loaded
+AUTO_CPU = "--device auto chose the CPU: "  # + Backend.why_cpu: the line the scripts print
+
+
+def _cuda13_hint() -> str:
+    return f"for a CUDA 13 driver, {python_command()} -m pip install 'cupy-cuda13x[ctk]' instead"
 
 
 class BackendError(NetsError, RuntimeError):
@@ -62,27 +72,29 @@ def gpu_problem() -> str | None:
     """Why the GPU backend cannot run here, as one sentence; None when it can."""
     cupy = _import_cupy()
     if cupy is None:
-        return (f"CuPy is not installed; install it with `{GPU_INSTALL_HINT}` (CUDA 12 drivers; {CUDA13_HINT}), "
+        return (f"CuPy is not installed; install it with `{install_hint('gpu')}` (CUDA 12 drivers; {_cuda13_hint()}), "
                 "which needs an NVIDIA GPU and its driver.")
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as error:  # CUDARuntimeError without a driver
+        if getattr(error, "status", None) in NO_DEVICE_STATUSES and not os.path.exists(NVIDIA_DRIVER_DIR):
+            return f"no NVIDIA GPU was found here (no NVIDIA driver is loaded; CUDA says: {first_line(error)})."
         return f"CuPy is installed but no working CUDA device was found ({first_line(error)}); check the NVIDIA driver."
     if count < 1:
-        return "CuPy is installed but no CUDA device was found; check the NVIDIA driver."
+        return "no NVIDIA GPU was found here (CuPy and the driver work, but CUDA sees no device)."
     try:
         # an elementwise kernel CuPy compiles at run time (NVRTC): zeros is a memset and a float sum is
         # CUB's precompiled reduction, so neither would find a missing NVRTC
         (cupy.arange(4, dtype=cupy.float32) * 2).sum().item()
     except Exception as error:
         return (f"CuPy is installed but could not compile and run a kernel on the GPU ({first_line(error)}); install the "
-                f"CUDA libraries (pip install 'cupy-cuda12x[ctk]', or {CUDA13_HINT}).")
+                f"CUDA libraries ({python_command()} -m pip install 'cupy-cuda12x[ctk]', or {_cuda13_hint()}).")
     try:
         matrix = cupy.asarray(numpy.ones((2, 2), dtype=numpy.float32))  # a copy, no kernel: this probes cuBLAS alone
         float((matrix @ matrix).sum())  # cuBLAS, which every layer's matrix products need
     except Exception as error:
         return (f"CuPy is installed but cuBLAS failed on the GPU ({first_line(error)}); install the CUDA libraries "
-                f"(pip install 'cupy-cuda12x[ctk]', or {CUDA13_HINT}).")
+                f"({python_command()} -m pip install 'cupy-cuda12x[ctk]', or {_cuda13_hint()}).")
     return None
 
 
@@ -97,12 +109,14 @@ class Backend:
     xp: numpy or cupy.
     seed: seeds `rng`, a host `numpy.random.Generator` used for initialisation and shuffling
         (its state is plain data, so checkpoints can store and restore it exactly).
+    why_cpu: for --device auto on the CPU, why the GPU could not be used (gpu_problem's sentence); else None.
     """
 
     name: str
     xp: object
     seed: int = 0
     rng: numpy.random.Generator = field(init=False, repr=False)
+    why_cpu: str | None = None
 
     def __post_init__(self):
         self.rng = numpy.random.default_rng(self.seed)
@@ -179,7 +193,7 @@ def get_backend(device: str = "cpu", seed: int = 0) -> Backend:
     if problem is None:
         return Backend("gpu", _import_cupy(), seed)
     if device == "auto":
-        return Backend("cpu", numpy, seed)
+        return Backend("cpu", numpy, seed, why_cpu=problem)
     raise BackendError(f"--device gpu is not available: {problem}")
 
 

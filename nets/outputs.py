@@ -6,8 +6,11 @@ atomically, so that a run never trains for an epoch (or an hour) only to fail at
     check_file_creatable("checkpoints/x.npz", "the Ctrl-C checkpoint")   # checks only; creates nothing
     check_folder_creatable("runs/plots", "--plot")                      # the same for a folder
     write_json("runs/eval.json", report)        # atomic, folders created, OutputError naming the path
+    refuse_overlap("x.npz", "--json", {"the checkpoint being scored": "./x.npz"})   # one file, two roles
 
 Every problem raises OutputError, one line naming the user's path (never a temporary file) and what to do.
+An output is a regular file or a new path: a device (/dev/null), a FIFO or a socket there is refused, never
+replaced by a plain file; a symbolic link is written through (the file it points to is replaced, the link stays).
 """
 
 from __future__ import annotations
@@ -16,13 +19,14 @@ import contextlib
 import errno
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 from backend.errors import NetsError
 
 __all__ = ["OutputError", "atomic_write", "check_file_creatable", "check_folder_creatable", "prepare_file",
-           "prepare_folder", "write_json"]
+           "prepare_folder", "refuse_overlap", "same_file", "write_json"]
 
 
 class OutputError(NetsError, OSError):
@@ -77,15 +81,50 @@ def _check_name_length(path: Path, label: str) -> None:
                               "one (most file systems take at most 255 bytes per folder or file name).") from None
 
 
+_SPECIAL_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                  (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
+
+
+def _refuse_special(path: Path, label: str) -> None:
+    """OutputError when `path` (its link followed) exists and is neither a folder nor a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # a new path (or a dangling link, written through)
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = next((name for test, name in _SPECIAL_KINDS if test(mode)), "not a regular file")
+    raise OutputError(f"{label}: {path} is {kind}, not a regular file, and writing there would replace it; "
+                      "give the path of a regular file or a new one.")
+
+
 def check_file_creatable(path, option: str | None = None, advice: str = "choose another path") -> None:
-    """Check that a file can be written at `path` (its folders created) without creating anything.
-    `advice` ends the message of a failure."""
+    """Check that a file can be written at `path` (its folders created) without creating anything: a new path or
+    a regular file. `advice` ends the message of a failure."""
     path = Path(path)
     label = _label(path, option)
     _check_name_length(path, label)
     if path.is_dir():
         raise OutputError(f"{label}: {path} is a folder; give a file path inside it, such as {path / 'run.npz'}.")
+    _refuse_special(path, label)
     _probe(_check_folder_path(path.parent, label, advice), label, advice)
+
+
+def same_file(first, second) -> bool:
+    """Whether two paths name one file (./x.npz and x.npz, a symbolic or hard link), existing or not."""
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one of them does not exist (yet)
+        return os.path.realpath(first) == os.path.realpath(second)
+
+
+def refuse_overlap(path, option: str, others: dict) -> None:
+    """OutputError when the output `path` of `option` is one of `others` ({what it is: path}, None skipped), which
+    writing there would replace."""
+    for what, other in others.items():
+        if other is not None and same_file(path, other):
+            raise OutputError(f"{option} {path} is {what}, and writing there would replace it; give {option} another "
+                              "path.")
 
 
 def check_folder_creatable(path, option: str | None = None) -> None:
@@ -127,9 +166,12 @@ def atomic_write(path, write) -> None:
     """Call write(file) on a temporary file beside `path`, fsync it, then rename it over `path`.
 
     A failure at any point leaves whatever was at `path` untouched and removes the temporary file. An OSError
-    on the way becomes OutputError naming `path` (never the temporary file).
+    on the way becomes OutputError naming `path` (never the temporary file). A symbolic link at `path` is written
+    through; anything there that is not a regular file (a device, a FIFO) is refused before anything is written.
     """
-    path = os.fspath(path)
+    given = path
+    _refuse_special(Path(path), str(path))
+    path = os.path.realpath(path)  # through a link: replace the file it points to, keep the link
     directory = os.path.dirname(os.path.abspath(path))
     temporary = None
     try:
@@ -148,7 +190,7 @@ def atomic_write(path, write) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
         if isinstance(error, OSError) and not isinstance(error, NetsError):
-            raise OutputError(f"cannot write {path} ({_reason(error)}); check that its folder exists, is writable "
+            raise OutputError(f"cannot write {given} ({_reason(error)}); check that its folder exists, is writable "
                               "and has space, or choose another path.") from error
         raise
     with contextlib.suppress(OSError):  # make the rename itself durable (not possible on every platform)

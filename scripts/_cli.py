@@ -66,6 +66,15 @@ def fail(message: str, code: int = 1):
     raise SystemExit(code)
 
 
+def refuse_empty(values: dict) -> None:
+    """An option or argument given as '' ({name: value}) is one line and exit 2, before any work: an unset shell
+    variable must not pass for "not given" (an empty --resume would start afresh over the default checkpoint)."""
+    for name, value in values.items():
+        if value is not None and str(value) == "":
+            instead = ", or leave the option out" if name.startswith("--") else ""
+            fail(f"{name} is empty (''); give a path{instead} (is a shell variable unset?).", 2)
+
+
 def one_line_errors(function):
     """Decorator for a script's main: a NetsError becomes one line on stderr and its exit code; bugs keep
     their tracebacks."""

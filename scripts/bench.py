@@ -28,6 +28,7 @@ from _cli import FiniteFloat, one_line_errors  # first: it puts the project on s
 import click
 
 import backend as backend_module
+from backend.commands import python_command
 from nets.baseline import torch_or_none
 from nets.bench import log
 from nets.bench.report import finish_report, new_report, numpy_blas_info, print_tables, save_plot, write_json
@@ -138,8 +139,8 @@ def main(device, models, batch_sizes, json_path, repeats, warmup, sample_seconds
         try:
             from threadpoolctl import threadpool_limits
         except ImportError:
-            raise backend_module.BackendError("--threads needs threadpoolctl; pip install threadpoolctl, or leave out "
-                                              "--threads.") from None
+            raise backend_module.BackendError(f"--threads needs threadpoolctl; {python_command()} -m pip install "
+                                              "threadpoolctl, or leave out --threads.") from None
         limiter = threadpool_limits(limits=threads, user_api="blas")  # before torch: NumPy's BLAS only
     blas = numpy_blas_info()
     thread_count = threads or (blas or {}).get("num_threads") or os.cpu_count()

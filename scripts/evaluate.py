@@ -10,17 +10,16 @@ checkpoint was trained on (when it says), else mnist.
 
 from __future__ import annotations
 
-from _cli import one_line_errors  # first: it puts the project on sys.path, catches an early Ctrl-C
+from _cli import one_line_errors, refuse_empty  # first: it puts the project on sys.path, catches an early Ctrl-C
 
 import click
 
-from backend import DEVICES, get_backend
+from backend import AUTO_CPU, DEVICES, get_backend
 from nets.baseline.checkpoint import load_any_checkpoint
 from nets.checkpoint import restore_model
-from nets.data.datasets import DATASET_NAMES, load_dataset, require_examples
-from nets.data.datasets import TITLES
-from nets.report.evaluation import class_names_for, dataset_name_of, evaluate, format_report
-from nets.outputs import check_file_creatable, write_json
+from nets.data.datasets import DATASET_NAMES, TITLES, dataset_files
+from nets.report.evaluation import class_names_for, dataset_name_of, evaluate, format_report, test_set_for
+from nets.outputs import check_file_creatable, refuse_overlap, write_json
 from nets.train.engine import EngineState
 from nets.train.settings import IMPLS
 
@@ -40,8 +39,10 @@ from nets.train.settings import IMPLS
 @one_line_errors
 def main(checkpoint, dataset, data_dir, device, batch_size, json_path, no_download, impl):
     """Print the test accuracy, per-class accuracy and confusion matrix of CHECKPOINT."""
+    refuse_empty({"CHECKPOINT": checkpoint, "--json": json_path, "--data-dir": data_dir})
     if json_path:
         check_file_creatable(json_path, "--json")
+        refuse_overlap(json_path, "--json", {"the checkpoint being scored": checkpoint})
     saved = load_any_checkpoint(checkpoint)
     if impl == "torch":
         from nets.baseline.engine import TorchEngine
@@ -49,10 +50,17 @@ def main(checkpoint, dataset, data_dir, device, batch_size, json_path, no_downlo
         predictor = TorchEngine(saved.model_config, device="gpu" if device == "gpu" else "cpu", dtype=saved.dtype)
         predictor.load_state(EngineState(saved.params))
     else:
-        predictor = restore_model(saved, get_backend(device))
+        backend = get_backend(device)
+        if backend.why_cpu:
+            click.echo(AUTO_CPU + backend.why_cpu)
+        predictor = restore_model(saved, backend)
     known = dataset_name_of(saved, "") or None
-    data = load_dataset(dataset or known or "mnist", data_dir, download=not no_download)
-    require_examples(data, ("test",), "evaluation")
+    data, note = test_set_for(saved, checkpoint, dataset, data_dir, not no_download, "evaluation")
+    if note:
+        click.echo(note, err=True)
+    if json_path:
+        files = dataset_files(data.directory)[0].values()
+        refuse_overlap(json_path, "--json", {f"the dataset file {path}": path for path in files})
     result = evaluate(predictor, data.test_images, data.test_labels, batch_size)
     names = class_names_for(data.name)
 

@@ -1,29 +1,33 @@
 #!/usr/bin/env python3
 """Draw the plots of a finished run from its saved files (what train.py --plot draws right after training).
 
-    python scripts/plot.py runs/cnn.npz --metrics runs/cnn.json --out runs/cnn-plots
+    python scripts/plot.py runs/cnn.npz      # metrics from runs/cnn.json, PNGs into runs/cnn-plots/
+    python scripts/plot.py runs/cnn.npz --metrics other.json --out plots
 
-Writes training_curves.png (from --metrics), confusion_matrix.png, first_layer_filters.png and
-misclassified.png (from the checkpoint, evaluated on the test set) into --out.
+Writes training_curves.png (from the metrics JSON: --metrics, else the one train.py wrote beside the
+checkpoint), confusion_matrix.png, first_layer_filters.png and misclassified.png (from the checkpoint,
+evaluated on the test set) into --out (default: beside the checkpoint, CHECKPOINT-NAME-plots/).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
-from _cli import one_line_errors  # first: it puts the project on sys.path, catches an early Ctrl-C
+from _cli import one_line_errors, refuse_empty  # first: it puts the project on sys.path, catches an early Ctrl-C
 
 import click
 
-from backend import DEVICES, get_backend
+from backend import AUTO_CPU, DEVICES, get_backend
 from nets.baseline.checkpoint import load_any_checkpoint
 from nets.checkpoint import restore_model
-from nets.data.datasets import DATASET_NAMES, load_dataset, require_examples
+from nets.data.datasets import DATASET_NAMES
 from nets.nn.inference import predict_classes
-from nets.report.evaluation import class_names_for, dataset_name_of
-from nets.outputs import prepare_folder
+from nets.report.evaluation import class_names_for, test_set_for
+from nets.outputs import check_folder_creatable, prepare_folder
 from nets.report.plots import PlotError, require_matplotlib, write_all_plots
+from nets.train.paths import metrics_path_beside
 
 
 def read_metrics(path) -> dict:
@@ -51,8 +55,10 @@ def read_metrics(path) -> dict:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False), default=None,
-              help="Metrics JSON from train.py --metrics-json (without it, no training curves).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Folder for the PNGs.")
+              help="Metrics JSON from train.py [default: the one beside CHECKPOINT, when there is one; without one, "
+                   "no training curves].")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for the PNGs [default: beside CHECKPOINT, named after it: runs/cnn.npz -> runs/cnn-plots].")
 @click.option("--dataset", type=click.Choice(DATASET_NAMES), default=None,
               help="Test set to use (default: the checkpoint's own, else mnist).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder holding the four IDX files.")
@@ -62,19 +68,31 @@ def read_metrics(path) -> dict:
 @one_line_errors
 def main(checkpoint, metrics_path, out_dir, dataset, data_dir, device, batch_size, no_download):
     """Write the PNG plots of CHECKPOINT (and its training metrics) into --out."""
+    refuse_empty({"CHECKPOINT": checkpoint, "--metrics": metrics_path, "--out": out_dir, "--data-dir": data_dir})
+    beside = metrics_path_beside(checkpoint)
+    if metrics_path is None and os.path.isfile(beside):
+        metrics_path = beside
+        click.echo(f"metrics: {beside} (beside the checkpoint)")
+    elif metrics_path is None:
+        click.echo(f"metrics: none ({beside} is not there), so no training curves; --metrics FILE gives them")
     metrics = read_metrics(metrics_path) if metrics_path else None
+    out_dir = out_dir or str(Path(checkpoint).with_name(Path(checkpoint).stem + "-plots"))
     require_matplotlib()
-    prepare_folder(out_dir, "--out")
+    check_folder_creatable(out_dir, "--out")
     backend = get_backend(device)
+    if backend.why_cpu:
+        click.echo(AUTO_CPU + backend.why_cpu)
     saved = load_any_checkpoint(checkpoint)
     model = restore_model(saved, backend)
-    data = load_dataset(dataset or dataset_name_of(saved), data_dir, download=not no_download)
-    require_examples(data, ("test",), "plotting")
+    data, note = test_set_for(saved, checkpoint, dataset, data_dir, not no_download, "plotting")
+    if note:
+        click.echo(note, err=True)
     predictions = predict_classes(model, data.test_images, batch_size)
-    paths = write_all_plots(out_dir, metrics, model, data.test_images, data.test_labels, predictions,
-                            class_names_for(data.name))
+    paths = write_all_plots(prepare_folder(out_dir, "--out"), metrics, model, data.test_images, data.test_labels,
+                            predictions, class_names_for(data.name))
     for path in paths:
         click.echo(f"plot: {path}")
+    click.echo(f"{len(paths)} plots written to {out_dir}")
 
 
 if __name__ == "__main__":

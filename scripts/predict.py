@@ -15,18 +15,18 @@ the classes of one that does.
 
 from __future__ import annotations
 
-from _cli import one_line_errors  # first: it puts the project on sys.path, catches an early Ctrl-C
+from _cli import one_line_errors, refuse_empty  # first: it puts the project on sys.path, catches an early Ctrl-C
 
 import click
 import numpy
 
-from backend import DEVICES, get_backend
+from backend import AUTO_CPU, DEVICES, get_backend
 from nets.baseline.checkpoint import load_any_checkpoint
 from nets.checkpoint import restore_model
-from nets.data.datasets import DATASET_NAMES
+from nets.data.datasets import DATASET_NAMES, TITLES
 from nets.data.digits import DigitImageError, load_digit
 from nets.nn.inference import predict_probabilities
-from nets.report.evaluation import digit_preprocessing_warning, model_classes, top_classes
+from nets.report.evaluation import check_classes, digit_preprocessing_warning, model_classes, top_classes
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,10 +41,14 @@ from nets.report.evaluation import digit_preprocessing_warning, model_classes, t
 @one_line_errors
 def main(checkpoint, images, top_k, device, dataset):
     """Print the TOP most probable classes of each IMAGE under the model in CHECKPOINT."""
+    refuse_empty({"CHECKPOINT": checkpoint, **{"IMAGE": image for image in images}})
     backend = get_backend(device)
     saved = load_any_checkpoint(checkpoint)
     names, knows = model_classes(saved, checkpoint, dataset)
+    check_classes(saved, checkpoint, names, TITLES[saved.dataset or dataset or "mnist"])
     model = restore_model(saved, backend)
+    if backend.why_cpu:
+        click.echo(AUTO_CPU + backend.why_cpu)
     click.echo(knows)
     warning = digit_preprocessing_warning(saved.dataset or dataset)
     if warning:

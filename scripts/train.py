@@ -10,11 +10,12 @@ from __future__ import annotations
 import sys
 from dataclasses import fields
 
-from _cli import FiniteFloat, one_line_errors  # first: it puts the project on sys.path, catches an early Ctrl-C
+from _cli import FiniteFloat, one_line_errors, refuse_empty  # first: it puts the project on sys.path, catches an early Ctrl-C
 
 import click
 
 from backend import HIDDEN_DEVICES
+from backend.commands import script_command
 from nets.baseline.engine import engine_for_run as torch_engine
 from nets.data.augment import AugmentError, Augmentation
 from nets.train.engine import engine_for_run as nets_engine
@@ -124,6 +125,8 @@ def run_options(function):
 @one_line_errors
 def main(**given):
     """Train the MLP or the CNN on MNIST-format data and report test accuracy."""
+    refuse_empty({"--" + spec.name.replace("_", "-"): given[spec.name] for spec in fields(RunOptions)
+                  if spec.metadata["kind"] in ("file", "folder")})
     options = RunOptions(**given)
     if options.save and options.no_save:
         raise click.UsageError("--save and --no-save contradict each other; give one of them.")
@@ -134,8 +137,8 @@ def main(**given):
     except Interrupted as stop:  # not an error: the checkpoint is written (other user errors: see _cli)
         click.echo(str(stop), err=True)
         sys.exit(EXIT_INTERRUPTED)
-    except KeyboardInterrupt:  # before training started (loading data), or a second Ctrl-C
-        click.echo("interrupted; no training step had completed since the last checkpoint.", err=True)
+    except KeyboardInterrupt:  # before training started (loading data): once it has, Ctrl-C ends in Interrupted
+        click.echo("interrupted before training started; no checkpoint was written.", err=True)
         sys.exit(EXIT_INTERRUPTED)
     metrics = result.metrics
     click.echo(f"test accuracy: {metrics['test_accuracy']:.2%} ({metrics['model']}, {metrics['impl']}, "
@@ -149,12 +152,13 @@ def main(**given):
 def where_it_went(result) -> list[str]:
     """The run's last lines: where the checkpoint, the metrics and the plots went, and what to do next."""
     lines = []
+    data_dir = ("--data-dir", result.data_dir) if result.data_dir else ()
     if result.checkpoint_path is None:
         lines.append("checkpoint: none written (--no-save)")
     else:
         back = " (written back to the checkpoint it resumed from)" if result.checkpoint_path == result.resumed_from else ""
         lines.append(f"checkpoint: {result.checkpoint_path}{back}; "
-                     f"score it with: python scripts/evaluate.py {result.checkpoint_path}")
+                     f"score it with: {script_command('evaluate', result.checkpoint_path, *data_dir)}")
     if result.metrics_path is None:
         lines.append("metrics: none written (pass --metrics-json PATH)")
     else:

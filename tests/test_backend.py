@@ -1,10 +1,20 @@
 """The backend selector: device resolution, the GPU probe, array modules, host/device moves."""
 
+import os
+import re
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
 import numpy
 import pytest
 
 import backend
 from backend import array_module
+from backend.commands import install_hint, torch_install_hint
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_cpu_backend_is_numpy():
@@ -40,7 +50,48 @@ def test_gpu_without_cuda_says_what_is_missing(monkeypatch):
 
 def test_gpu_problem_without_cupy_names_the_install(monkeypatch):
     monkeypatch.setattr(backend, "_import_cupy", lambda: None)
-    assert "pip install -e .[gpu]" in backend.gpu_problem()
+    assert f"install it with `{install_hint('gpu')}`" in backend.gpu_problem()
+
+
+class _NoDevice(Exception):
+    status = 35  # cudaErrorInsufficientDriver: what the CUDA runtime says where no NVIDIA driver is loaded
+
+
+class _CupyWithoutDevice:
+    class cuda:
+        class runtime:
+            @staticmethod
+            def getDeviceCount():
+                raise _NoDevice("cudaErrorInsufficientDriver: CUDA driver version is insufficient for CUDA runtime "
+                                "version")
+
+
+def test_no_gpu_says_no_nvidia_gpu_was_found_and_auto_says_why_it_chose_the_cpu(monkeypatch, tmp_path):
+    monkeypatch.setattr(backend, "_import_cupy", lambda: _CupyWithoutDevice)
+    monkeypatch.setattr(backend, "NVIDIA_DRIVER_DIR", str(tmp_path / "no-driver"))
+    problem = ("no NVIDIA GPU was found here (no NVIDIA driver is loaded; CUDA says: cudaErrorInsufficientDriver: "
+               "CUDA driver version is insufficient for CUDA runtime version).")
+    assert backend.gpu_problem() == problem
+    with pytest.raises(backend.BackendError, match=re.escape(f"--device gpu is not available: {problem}")):
+        backend.get_backend("gpu")
+    chosen = backend.get_backend("auto")
+    assert (chosen.name, chosen.why_cpu) == ("cpu", problem)
+    assert backend.get_backend("cpu").why_cpu is None
+    monkeypatch.setattr(backend, "NVIDIA_DRIVER_DIR", str(tmp_path))  # a driver is loaded: then it is the suspect
+    assert backend.gpu_problem().endswith("; check the NVIDIA driver.")
+
+
+def test_install_hints_are_commands_for_this_python_and_this_checkout(tmp_path, monkeypatch):
+    for where in (ROOT, tmp_path):  # from the checkout, and from anywhere else
+        monkeypatch.chdir(where)
+        words = shlex.split(install_hint("plot"))
+        assert os.path.abspath(shutil.which(words[0]) or words[0]) == os.path.abspath(sys.executable)
+        assert words[1:5] == ["-m", "pip", "install", "-e"] and words[5].endswith("[plot]")
+        assert (Path(words[5][:-len("[plot]")]) / "setup.cfg").resolve() == ROOT / "setup.cfg"
+        torch_words = shlex.split(torch_install_hint())
+        assert torch_words[:4] == words[:4] and torch_words[4:] == [
+            "torch==2.13.0", "--index-url", "https://download.pytorch.org/whl/cpu"]
+    assert "TORCH_SPEC ?= torch==2.13.0" in (ROOT / "Makefile").read_text()  # the pin make test installs
 
 
 def test_auto_falls_back_to_cpu_without_gpu(monkeypatch):

@@ -114,7 +114,7 @@ def test_a_replayed_step_is_one_graph_launch_and_nothing_else(standin_gpu):
     with graphed.on_stream():
         graphed()  # warm-up, eager
         graphed()  # captured, then launched
-        order.start(numpy.arange(4 * BATCH), start_batch=2)
+        order.start(numpy.arange(4 * BATCH), start_image=2 * BATCH)
         counter = standin_gpu.xp.counter
         mark = counter.mark()
         graphed()

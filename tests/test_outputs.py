@@ -1,12 +1,16 @@
 """Output paths: checked before work starts (creating nothing), created when asked, written atomically, and every
 failure one line naming the user's path, never a temporary file."""
 
+import json
 import os
+import stat
+from pathlib import Path
 
 import pytest
 
 from nets import outputs
-from nets.outputs import OutputError, atomic_write, check_file_creatable, check_folder_creatable, prepare_file, prepare_folder, write_json
+from nets.outputs import (OutputError, atomic_write, check_file_creatable, check_folder_creatable, prepare_file,
+                          prepare_folder, refuse_overlap, same_file, write_json)
 
 
 def test_check_creates_nothing_and_prepare_creates_the_folders(tmp_path):
@@ -62,3 +66,32 @@ def test_a_failed_atomic_write_names_the_path_and_leaves_nothing(tmp_path):
 def test_write_json_creates_its_folder(tmp_path):
     path = write_json(tmp_path / "a" / "b.json", {"x": 1})
     assert path.read_text() == '{\n  "x": 1\n}\n'
+
+
+def test_a_fifo_is_refused_not_replaced_and_a_link_is_written_through(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(OutputError) as info:
+        check_file_creatable(fifo, "--save")
+    assert str(info.value) == (f"--save {fifo}: {fifo} is a FIFO (named pipe), not a regular file, and writing there "
+                               "would replace it; give the path of a regular file or a new one.")
+    with pytest.raises(OutputError, match="is a FIFO"):
+        atomic_write(fifo, lambda file: file.write(b"x"))
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and sorted(os.listdir(tmp_path)) == ["pipe"]
+    target, link = tmp_path / "real.json", tmp_path / "link.json"
+    target.write_text("old")
+    link.symlink_to(target.name)
+    write_json(link, {"x": 1})
+    assert link.is_symlink() and json.loads(target.read_text()) == {"x": 1}
+
+
+def test_same_file_sees_through_spellings_and_links(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("y.npz").write_bytes(b"x")
+    Path("link.npz").symlink_to("y.npz")
+    assert same_file("y.npz", "./y.npz") and same_file("link.npz", tmp_path / "y.npz")
+    assert same_file("new.json", "./sub/../new.json") and not same_file("y.npz", "y.json")
+    with pytest.raises(OutputError) as info:
+        refuse_overlap("./link.npz", "--json", {"the checkpoint being scored": "y.npz", "nothing": None})
+    assert str(info.value) == ("--json ./link.npz is the checkpoint being scored, and writing there would replace it; "
+                               "give --json another path.")

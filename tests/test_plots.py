@@ -5,6 +5,7 @@ import sys
 import numpy
 import pytest
 
+from backend.commands import install_hint
 from nets.report import plots
 from nets.report.evaluation import class_names_for
 from nets.nn.models import build_model
@@ -85,7 +86,7 @@ def test_missing_matplotlib_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib...` raise ImportError
     with pytest.raises(plots.PlotError) as caught:
         plots.plot_training_curves(METRICS, tmp_path / "curves.png")
-    assert str(caught.value) == "matplotlib is not installed; pip install -e .[plot]"
+    assert str(caught.value) == f"matplotlib is not installed; install it with `{install_hint('plot')}`."
 
 
 def test_training_curves_say_the_dataset_and_final_accuracy_with_whole_epochs_and_percent():

@@ -6,6 +6,8 @@ to check the entry point and that user errors end in one line on stderr, without
 
 import importlib.util
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +118,29 @@ def test_evaluate_uses_the_checkpoints_dataset(mlp_checkpoint, tmp_path):
     assert result.stderr == ""
 
 
+def test_evaluate_names_fashion_mnist_files_by_their_checksums(cnn_checkpoint, tmp_path, monkeypatch):
+    """A digit model scored with --data-dir holding the published Fashion-MNIST files: they are called what they
+    are, and the warning says the model's classes are not theirs; --dataset mnist that they contradict is refused."""
+    import hashlib
+
+    from nets.data import datasets
+
+    clothes = write_dataset(tmp_path / "downloads", n_train=10, n_test=20, seed=4)
+    published = {name: hashlib.md5(datasets.read_idx_bytes(path, ndim=3 if "images" in name else 1)).hexdigest()
+                 for name, path in datasets.dataset_files(clothes)[0].items()}
+    monkeypatch.setitem(datasets.CONTENT_MD5, "fashion-mnist", published)
+    result = invoke(evaluate_script, cnn_checkpoint, "--data-dir", clothes, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        f"note: the files in {clothes} are Fashion-MNIST (they match its published checksums), not MNIST: using "
+        "Fashion-MNIST's name and classes.",
+        f"warning: {cnn_checkpoint} was trained on MNIST, so scoring it on Fashion-MNIST compares its MNIST classes "
+        "with Fashion-MNIST's labels."]
+    assert "on the fashion-mnist test set" in result.stdout and "Ankle boot" in result.stdout
+    refused = invoke(evaluate_script, cnn_checkpoint, "--data-dir", clothes, "--dataset", "mnist", "--device", "cpu")
+    assert_one_line_error(refused, "not MNIST as --dataset mnist says; leave out --dataset")
+
+
 def test_evaluate_on_another_dataset_than_the_checkpoints_warns(mlp_checkpoint, data_dir):
     result = invoke(evaluate_script, mlp_checkpoint, "--data-dir", data_dir, "--dataset", "mnist", "--device", "cpu")
     assert result.exit_code == 0, result.output
@@ -188,6 +213,38 @@ def test_evaluate_json_into_a_blocked_folder_is_refused_before_any_work(cnn_chec
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize("spelling", ["same", "./", "link"])
+def test_evaluate_never_writes_its_report_over_the_checkpoint(cnn_checkpoint, data_dir, tmp_path, monkeypatch,
+                                                             spelling):
+    monkeypatch.chdir(tmp_path)
+    checkpoint = Path("y.npz")
+    checkpoint.write_bytes(cnn_checkpoint.read_bytes())
+    json_path = {"same": "y.npz", "./": "./y.npz", "link": "link.npz"}[spelling]
+    if spelling == "link":
+        Path("link.npz").symlink_to("y.npz")
+    result = invoke(evaluate_script, checkpoint, "--data-dir", data_dir, "--device", "cpu", "--json", json_path)
+    assert_one_line_error(result, f"error: --json {json_path} is the checkpoint being scored, and writing there would "
+                                  f"replace it; give --json another path.")
+    assert result.stdout == "" and checkpoint.read_bytes() == cnn_checkpoint.read_bytes()
+
+
+def test_evaluate_refuses_a_fifo_an_empty_path_and_a_dataset_file_as_json(cnn_checkpoint, data_dir, tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    result = invoke(evaluate_script, cnn_checkpoint, "--data-dir", data_dir, "--device", "cpu", "--json", fifo)
+    assert_one_line_error(result, f"--json {fifo}: {fifo} is a FIFO (named pipe), not a regular file")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and result.stdout == ""
+    labels = data_dir / "t10k-labels-idx1-ubyte"
+    before = labels.read_bytes()
+    result = invoke(evaluate_script, cnn_checkpoint, "--data-dir", data_dir, "--device", "cpu", "--json", labels)
+    assert_one_line_error(result, f"--json {labels} is the dataset file {labels}, and writing there would replace it")
+    assert labels.read_bytes() == before and "test accuracy" not in result.stdout
+    for args in (("", "--data-dir", data_dir), (cnn_checkpoint, "--json", "")):
+        empty = invoke(evaluate_script, *args, "--device", "cpu")
+        assert empty.exit_code == 2 and empty.stdout == ""
+        assert empty.stderr.startswith("error: ") and "is empty ('')" in empty.stderr and empty.stderr.count("\n") == 1
+
+
 def _copy_with(source, target, mutate):
     with numpy.load(source, allow_pickle=False) as archive:
         arrays = {key: archive[key] for key in archive.files}
@@ -248,11 +305,39 @@ def test_a_checkpoint_whose_meta_names_the_other_model_does_not_suggest_options_
     assert "--model" not in result.stderr
 
 
+@pytest.mark.parametrize("config", [{"name": "cnn", "classes": 3}, {"name": "mlp", "sizes": [784, 32, 12]}],
+                         ids=["3 outputs", "12 outputs"])
+@pytest.mark.parametrize("script", ["evaluate", "plot"])  # predict names such a model's classes by number instead
+def test_a_model_without_one_output_per_class_is_refused_saying_so(config, script, data_dir, tmp_path):
+    model = build_model(config, backend=backend_module.get_backend("cpu"), rng=numpy.random.default_rng(0))
+    path = tmp_path / "odd.npz"
+    save_checkpoint(path, model.state_dict(), model.config())  # says no dataset: scored on MNIST's ten digits
+    outputs = model.config().get("classes") or model.config()["sizes"][-1]
+    if script == "evaluate":
+        result = invoke(evaluate_script, path, "--data-dir", data_dir, "--device", "cpu")
+    elif script == "plot":
+        pytest.importorskip("matplotlib", reason="matplotlib is not installed; pip install -e .[plot]")
+        result = invoke(plot_script, path, "--data-dir", data_dir, "--device", "cpu", "--out", tmp_path / "plots")
+    article = "a CNN" if config["name"] == "cnn" else "an MLP"
+    assert_one_line_error(result, f"error: {path} holds {article} with {outputs} outputs, but MNIST has 10 classes; "
+                                  "use a model with one output per class, trained on MNIST.")
+    assert "test accuracy" not in result.stdout
+
+
 def test_evaluate_on_an_unavailable_gpu(cnn_checkpoint, data_dir):
     if backend_module.gpu_problem() is None:
         pytest.skip("a GPU works here, so --device gpu is not an error")
     result = invoke(evaluate_script, cnn_checkpoint, "--data-dir", data_dir, "--device", "gpu")
     assert_one_line_error(result, "--device gpu is not available")
+
+
+def test_evaluate_on_device_auto_says_why_it_chose_the_cpu(cnn_checkpoint, data_dir):
+    problem = backend_module.gpu_problem()
+    if problem is None:
+        pytest.skip("a working GPU is present; this checks the line on machines without one")
+    result = invoke(evaluate_script, cnn_checkpoint, "--data-dir", data_dir)  # --device auto is the default
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == f"--device auto chose the CPU: {problem}"
 
 
 # ---------------------------------------------------------------------------------------------- predict
@@ -373,6 +458,30 @@ def test_plot_from_saved_files(mlp_checkpoint, tmp_path):
     names = sorted(path.name for path in out.iterdir())
     assert names == ["confusion_matrix.png", "first_layer_filters.png", "misclassified.png", "training_curves.png"]
     assert all((out / name).stat().st_size > 1000 for name in names)
+
+
+def test_plot_of_a_checkpoint_alone_finds_its_metrics_and_writes_beside_it(tmp_path, monkeypatch):
+    """plot.py CHECKPOINT after train.py: the metrics JSON beside the checkpoint, the PNGs into CHECKPOINT-plots/."""
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed; pip install -e .[plot]")
+    data = write_dataset(tmp_path / "mnist", n_train=64, n_test=16, seed=5)
+    monkeypatch.chdir(tmp_path)
+    trained = CliRunner().invoke(load_script("train").main, ["--model", "mlp", "--data-dir", str(data), "--epochs",
+                                                              "2", "--quiet"])
+    assert trained.exit_code == 0, trained.output
+    result = invoke(plot_script, "runs/mnist-mlp-nets.npz", "--data-dir", data, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    out = Path("runs/mnist-mlp-nets-plots")
+    names = ["confusion_matrix.png", "first_layer_filters.png", "misclassified.png", "training_curves.png"]
+    assert sorted(path.name for path in out.iterdir()) == names
+    lines = result.stdout.splitlines()
+    assert lines[0] == "metrics: runs/mnist-mlp-nets.json (beside the checkpoint)"
+    assert lines[-1] == f"4 plots written to {out}"
+    Path("runs/mnist-mlp-nets.json").unlink()  # no metrics beside it: no curves, said so
+    result = invoke(plot_script, "runs/mnist-mlp-nets.npz", "--data-dir", data, "--device", "cpu", "--out", "p")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0] == ("metrics: none (runs/mnist-mlp-nets.json is not there), so no training "
+                                             "curves; --metrics FILE gives them")
+    assert sorted(path.name for path in Path("p").iterdir()) == names[:3]
 
 
 def test_plot_with_bad_metrics(mlp_checkpoint, tmp_path):

@@ -3,7 +3,9 @@
 import importlib.util
 import json
 import os
+import shlex
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -13,8 +15,10 @@ import numpy
 import pytest
 from click.testing import CliRunner
 
+from backend.commands import install_hint, script_command, torch_install_hint
 from nets.data import datasets
 from nets.train.engine import engine_for_run as nets_engine
+from nets.train.loop import Interrupted
 from idx_files import write_dataset, write_idx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -211,6 +215,52 @@ def test_real_ctrl_c_in_a_fresh_empty_directory_writes_a_checkpoint_and_exits_13
         assert int(arrays["meta/epoch"]) >= 1
 
 
+def _two_ctrl_c(tiny_data, folder) -> tuple[bool, int, str]:
+    """Train in `folder`, send SIGINT, then another as soon as the checkpoint's temporary file shows; -> (whether
+    the second one landed while it was being written, exit status, stderr)."""
+    folder.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, str(TRAIN_SCRIPT), "--model", "cnn", "--data-dir", str(tiny_data), "--epochs", "100000",
+         "--batch-size", "16", "--save", "c.npz"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=folder,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        while not process.stdout.readline().startswith("epoch "):
+            assert process.poll() is None, process.stderr.read()
+        time.sleep(0.05)  # into the next epoch, so that the Ctrl-C checkpoint is written mid-epoch
+        process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 10
+        while not any(name.endswith(".tmp") for name in os.listdir(folder)) and time.monotonic() < deadline:
+            time.sleep(0.0002)
+        caught_writing = any(name.endswith(".tmp") for name in os.listdir(folder))
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    return caught_writing, process.returncode, stderr
+
+
+def test_a_second_ctrl_c_while_the_checkpoint_is_written_neither_loses_it_nor_lies(tiny_data, tmp_path):
+    """Two SIGINTs (as `timeout` can send): the second lands while the first one's checkpoint is being written (its
+    temporary file is there; a few tries, as the window is milliseconds). The checkpoint is finished, and the
+    message says truly where it stopped."""
+    for attempt in range(5):
+        folder = tmp_path / f"try{attempt}"
+        caught_writing, returncode, stderr = _two_ctrl_c(tiny_data, folder)
+        assert returncode == 130, stderr
+        assert "Traceback" not in stderr and "no training step had completed" not in stderr
+        with numpy.load(folder / "c.npz", allow_pickle=False) as arrays:
+            epoch, step = int(arrays["meta/epoch"]), int(arrays["meta/step_in_epoch"])
+        where = f"after {epoch} full epoch{'s' if epoch != 1 else ''}" + (
+            f" and {step} step{'s' if step != 1 else ''} of epoch {epoch + 1}" if step else "")
+        assert stderr.strip().splitlines()[-1] == (f"interrupted {where}: checkpoint written to c.npz; continue with "
+                                                   "--resume c.npz")
+        assert not [name for name in os.listdir(folder) if name.endswith(".tmp")]
+        if caught_writing:
+            break
+    assert caught_writing, "the second SIGINT never landed while the checkpoint was being written"
+
+
 def test_ctrl_c_with_no_save_in_a_fresh_directory_creates_checkpoints_and_resumes(tiny_data, tmp_path, monkeypatch):
     fresh = tmp_path / "fresh"
     fresh.mkdir()
@@ -238,7 +288,8 @@ def test_a_run_with_no_save_writes_nothing_and_says_so(tiny_data, tmp_path, monk
 
 
 def test_a_run_keeps_a_checkpoint_by_default_and_says_where(tiny_data, tmp_path, monkeypatch):
-    """make train in a fresh clone: runs/<dataset>-<model>-<impl>.npz and its metrics beside it, said at the end."""
+    """make train in a fresh clone: runs/<dataset>-<model>-<impl>.npz and its metrics beside it, said at the end,
+    with a command to score it that works from here as it is printed."""
     monkeypatch.chdir(tmp_path)
     result = run("--model", "cnn", "--data-dir", tiny_data, *FAST)
     assert result.exit_code == 0, result.output
@@ -246,13 +297,15 @@ def test_a_run_keeps_a_checkpoint_by_default_and_says_where(tiny_data, tmp_path,
     assert sorted(os.listdir("runs")) == [metrics.name, checkpoint.name]
     assert f"Saving a checkpoint after every epoch to {checkpoint}, metrics to {metrics}." in result.output
     assert ", batch 32, 1 epoch, shifts of up to 2 pixels," in result.output.splitlines()[0]  # not "1 epochs"
-    assert result.output.splitlines()[-2:] == [
-        f"checkpoint: {checkpoint}; score it with: python scripts/evaluate.py {checkpoint}", f"metrics: {metrics}"]
+    hint_line, metrics_line = result.output.splitlines()[-2:]
+    assert hint_line.startswith(f"checkpoint: {checkpoint}; score it with: ") and metrics_line == f"metrics: {metrics}"
+    hint = hint_line.split("score it with: ", 1)[1]
+    assert hint.endswith(f"scripts/evaluate.py {checkpoint} --data-dir {tiny_data}")
+    scored = subprocess.run(shlex.split(hint) + ["--device", "cpu"], capture_output=True, text=True, timeout=120)
+    assert scored.returncode == 0 and "test accuracy:" in scored.stdout, scored.stderr
     with numpy.load(checkpoint) as arrays:
         assert int(arrays["meta/epoch"]) == 1
     assert json.loads(metrics.read_text())["epochs"][0]["epoch"] == 1
-    again = run("--model", "cnn", "--data-dir", tiny_data, *FAST)  # a second run says it replaces the first
-    assert f"to {checkpoint} (replacing the one there)" in again.output
     # the fallback dataset names the path: no --dataset, MNIST absent, Fashion-MNIST found
     monkeypatch.delenv("NETS_DATA", raising=False)
     monkeypatch.setenv("NETS_MIRROR", "http://127.0.0.1:9/")
@@ -260,6 +313,62 @@ def test_a_run_keeps_a_checkpoint_by_default_and_says_where(tiny_data, tmp_path,
     fallback = run("--model", "mlp", "--impl", "nets", *FAST, "--quiet")
     assert fallback.exit_code == 0, fallback.output
     assert Path("runs/fashion-mnist-mlp-nets.npz").is_file() and not Path("runs/mnist-mlp-nets.npz").exists()
+
+
+def test_a_new_run_never_replaces_another_runs_checkpoint(tiny_data, tmp_path, monkeypatch):
+    """A second run of the same kind (finished, or stopped by Ctrl-C) gets the next number; the first run's
+    checkpoint and metrics stay as they were, and each metrics JSON describes the checkpoint beside it."""
+    monkeypatch.chdir(tmp_path)
+    assert run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--quiet").exit_code == 0
+    first = {name: (Path("runs") / name).read_bytes() for name in ("mnist-mlp-nets.npz", "mnist-mlp-nets.json")}
+    second = run("--model", "mlp", "--data-dir", tiny_data, *FAST)
+    assert second.exit_code == 0, second.output
+    assert ("Saving a checkpoint after every epoch to runs/mnist-mlp-nets-2.npz (a new name: runs/mnist-mlp-nets.npz "
+            "holds an earlier run, kept as it is), metrics to runs/mnist-mlp-nets-2.json.") in second.output
+    assert second.output.splitlines()[-2].startswith("checkpoint: runs/mnist-mlp-nets-2.npz; score it with: ")
+    stopped = run("--model", "mlp", "--data-dir", tiny_data, "--epochs", 3, "--batch-size", 32,
+                  "--stop-after-steps", 11)  # Ctrl-C in epoch 2
+    assert stopped.exit_code == 130, stopped.output
+    assert "checkpoint written to runs/mnist-mlp-nets-3.npz" in stopped.output
+    assert {name: (Path("runs") / name).read_bytes() for name in first} == first
+    assert sorted(os.listdir("runs")) == sorted(f"mnist-mlp-nets{n}.{ext}" for n in ("", "-2", "-3")
+                                                for ext in ("npz", "json"))
+    for number, (epoch, step) in (("-2", (1, 0)), ("-3", (1, 3))):
+        described = json.loads(Path(f"runs/mnist-mlp-nets{number}.json").read_text())
+        with numpy.load(f"runs/mnist-mlp-nets{number}.npz") as arrays:
+            assert (int(arrays["meta/epoch"]), int(arrays["meta/step_in_epoch"])) == (epoch, step)
+            assert json.loads(str(arrays["meta/metrics"])) == described["epochs"]
+        assert described["checkpoint"] == f"runs/mnist-mlp-nets{number}.npz"
+        assert described.get("interrupted") == ({"epoch": 2, "step_in_epoch": 3} if step else None)
+
+
+def test_fashion_mnist_files_given_as_a_folder_are_recognised_by_their_checksums(tmp_path, monkeypatch):
+    """--data-dir with the published Fashion-MNIST files and no --dataset: trained and named as Fashion-MNIST (its
+    recipe, its classes), saying so; an explicit --dataset mnist that the files contradict is one line."""
+    import hashlib
+
+    clothes = write_dataset(tmp_path / "downloads", n_train=64, n_test=16, seed=3)
+    published = {name: hashlib.md5(datasets.read_idx_bytes(path, ndim=3 if "images" in name else 1)).hexdigest()
+                 for name, path in datasets.dataset_files(clothes)[0].items()}
+    monkeypatch.setitem(datasets.CONTENT_MD5, "fashion-mnist", published)  # these files play the published release
+    monkeypatch.chdir(tmp_path)
+    result = run("--model", "cnn", "--data-dir", clothes, *FAST)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == (
+        f"note: the files in {clothes} are Fashion-MNIST (they match its published checksums), not MNIST: using "
+        "Fashion-MNIST's name, classes and recipe.")
+    assert "left-right flips and shifts of up to 1 pixel" in result.output.splitlines()[1]  # the clothes recipe
+    with numpy.load("runs/fashion-mnist-cnn-nets.npz") as arrays:
+        assert str(arrays["meta/dataset"]) == "fashion-mnist"
+    line = one_line_error(run("--model", "cnn", "--data-dir", clothes, *FAST, "--dataset", "mnist"))
+    assert line == (f"error: the files in {clothes} are Fashion-MNIST (they match its published checksums), not MNIST "
+                    "as --dataset mnist says; leave out --dataset, or give --dataset fashion-mnist.")
+    assert sorted(os.listdir("runs")) == ["fashion-mnist-cnn-nets.json", "fashion-mnist-cnn-nets.npz"]
+    digits = write_dataset(tmp_path / "digits", n_train=64, n_test=16, seed=4)  # a model of other data, resumed
+    assert run("--model", "mlp", "--data-dir", digits, *FAST, "--save", "digits.npz", "--quiet").exit_code == 0
+    line = one_line_error(run("--resume", "digits.npz", "--data-dir", clothes, "--epochs", 2, "--save", "more.npz"))
+    assert line == (f"error: the files in {clothes} are Fashion-MNIST (they match its published checksums), not MNIST "
+                    "as digits.npz (trained on it) says; resume with the data it was trained on, or train afresh.")
 
 
 def test_a_resumed_run_writes_back_to_its_checkpoint_and_says_so(tiny_data, tmp_path):
@@ -271,7 +380,7 @@ def test_a_resumed_run_writes_back_to_its_checkpoint_and_says_so(tiny_data, tmp_
     assert f"Saving a checkpoint after every epoch back to the checkpoint it resumed from, to {checkpoint}" in (
         result.output)
     assert (f"checkpoint: {checkpoint} (written back to the checkpoint it resumed from); score it with: "
-            f"python scripts/evaluate.py {checkpoint}") in result.output
+            f"{script_command('evaluate', checkpoint, '--data-dir', tiny_data)}") in result.output
     with numpy.load(checkpoint) as arrays:
         assert int(arrays["meta/epoch"]) == 3
     assert [e["epoch"] for e in json.loads((tmp_path / "c.json").read_text())["epochs"]] == [1, 2, 3]
@@ -323,6 +432,71 @@ def test_an_unwritable_output_is_refused_before_training_naming_the_users_path(t
     assert "Training" not in run("--model", "mlp", "--data-dir", tiny_data, *FAST, *args).output
 
 
+@pytest.fixture
+def dev_null_guarded(monkeypatch):
+    """Replacing, renaming over or removing /dev/null fails the test instead of happening (tests here run as root)."""
+    def guarded(real):
+        def call(*args, **kwargs):
+            if any(isinstance(arg, (str, os.PathLike)) and os.path.realpath(arg) == os.devnull for arg in args):
+                raise AssertionError(f"os.{real.__name__}{args} would have replaced {os.devnull}")
+            return real(*args, **kwargs)
+        return call
+
+    for name in ("replace", "rename", "unlink", "remove"):
+        monkeypatch.setattr(os, name, guarded(getattr(os, name)))
+
+
+@pytest.mark.parametrize("option", ["--save", "--metrics-json"])
+@pytest.mark.parametrize("special", ["fifo", "/dev/null"])
+def test_an_output_that_is_not_a_regular_file_is_refused_not_replaced(tiny_data, tmp_path, option, special,
+                                                                       dev_null_guarded):
+    if special == "fifo":
+        target = tmp_path / "pipe"
+        os.mkfifo(target)
+        kind = "a FIFO (named pipe)"
+    else:
+        target, kind = Path(os.devnull), "a character device"
+    result = run("--model", "mlp", "--data-dir", tiny_data, *FAST, option, target)
+    line = one_line_error(result)
+    assert line == (f"error: {option} {target}: {target} is {kind}, not a regular file, and writing there would "
+                    "replace it; give the path of a regular file or a new one.")
+    assert "Training" not in result.output
+    mode = os.lstat(target).st_mode
+    assert stat.S_ISFIFO(mode) if special == "fifo" else stat.S_ISCHR(mode)
+
+
+@pytest.mark.parametrize("option", ["--resume", "--save", "--metrics-json", "--data-dir", "--plot"])
+def test_an_empty_path_is_refused_in_one_line_before_anything(tiny_data, tmp_path, monkeypatch, option):
+    """--resume "$CHECKPOINT" with the variable unset must not start a fresh run."""
+    monkeypatch.chdir(tmp_path)
+    result = run("--model", "mlp", "--epochs", 1, *(("--data-dir", tiny_data) if option != "--data-dir" else ()),
+                 option, "")
+    line = one_line_error(result, code=2)
+    assert line == f"error: {option} is empty (''); give a path, or leave the option out (is a shell variable unset?)."
+    assert result.output.strip() == line and os.listdir(tmp_path) == []
+
+
+def test_the_metrics_never_go_over_a_checkpoint_or_a_dataset_file(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    checkpoint = Path("c.npz")
+    assert run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--save", checkpoint, "--quiet").exit_code == 0
+    before = checkpoint.read_bytes()
+    Path("link.npz").symlink_to("c.npz")
+    line = one_line_error(run("--model", "mlp", "--data-dir", tiny_data, *FAST, "--save", "c.npz",
+                              "--metrics-json", "./c.npz"))
+    assert line == ("error: --metrics-json ./c.npz is the checkpoint's own path, and writing there would replace it; "
+                    "give --metrics-json another path.")
+    line = one_line_error(run("--resume", "link.npz", "--epochs", 2, "--save", "d.npz", "--metrics-json", "c.npz"))
+    assert line.startswith("error: --metrics-json c.npz is the checkpoint --resume reads, and writing there")
+    data_file = tiny_data / "train-labels-idx1-ubyte.gz"
+    data_before = data_file.read_bytes()
+    for option in ("--save", "--metrics-json"):
+        line = one_line_error(run("--model", "mlp", "--data-dir", tiny_data, *FAST, option, data_file))
+        assert line.startswith(f"error: {option} {data_file} is the dataset file {data_file}, and writing there")
+    assert checkpoint.read_bytes() == before and data_file.read_bytes() == data_before
+    assert sorted(os.listdir(tmp_path)) == ["c.json", "c.npz", "link.npz"]
+
+
 def test_a_save_that_fails_mid_run_names_the_users_path(tiny_data, tmp_path, monkeypatch):
     from nets import outputs
 
@@ -346,6 +520,27 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tiny_da
     line = one_line_error(result, code=3)
     assert "loss became" in line and "--lr" in line and str(checkpoint) in line
     assert checkpoint.read_bytes() == before
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_parameters_that_diverge_with_a_finite_loss_are_never_saved(tiny_data, tmp_path, model):
+    """One SGD step per epoch at lr 1e39 (infinite in float32): the loss of the step is finite (it is computed before
+    the update), the parameters after it are not. The epoch-end save refuses them and keeps the last good file."""
+    checkpoint = tmp_path / "x.npz"
+    assert run("--model", model, "--data-dir", tiny_data, "--epochs", 1, "--optimizer", "sgd", "--schedule", "constant",
+               "--lr", "0.001", "--save", checkpoint, "--quiet").exit_code == 0
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    result = run("--resume", checkpoint, "--epochs", 3, "--lr", "1e39", "--batch-size", 256)
+    line = one_line_error(result, code=3)
+    assert line.startswith("error: the parameters became NaN or infinite after 2 full epochs (")
+    assert line.endswith(f"while the loss was still finite; training stopped without saving them. Try a smaller "
+                         f"--lr. The last good checkpoint is {checkpoint} (after 1 full epoch).")
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+    # a fresh run that diverges before any save says that none was written
+    fresh = run("--model", model, "--data-dir", tiny_data, "--epochs", 2, "--optimizer", "sgd", "--schedule",
+                "constant", "--lr", "1e39", "--batch-size", 256, "--save", tmp_path / "fresh.npz")
+    assert one_line_error(fresh, code=3).endswith("No checkpoint was written.")
+    assert not (tmp_path / "fresh.npz").exists()
 
 
 @pytest.mark.parametrize("args, message", [
@@ -385,6 +580,18 @@ def test_gpu_without_cuda_says_what_is_missing(tiny_data):
         pytest.skip("a working GPU is present; this checks the message on machines without one")
     line = one_line_error(run("--device", "gpu", "--data-dir", tiny_data))
     assert "--device gpu is not available" in line and ("CuPy" in line or "CUDA" in line)
+
+
+def test_device_auto_says_in_one_line_why_it_chose_the_cpu(tiny_data):
+    import backend
+
+    problem = backend.gpu_problem()
+    if problem is None:
+        pytest.skip("a working GPU is present; this checks the line on machines without one")
+    result = run("--device", "auto", "--model", "mlp", "--data-dir", tiny_data, *FAST, "--no-save")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == f"--device auto chose the CPU: {problem}"
+    assert "Training mlp (nets) on cpu" in result.output.splitlines()[1]
 
 
 @pytest.mark.parametrize("damage, expected", [
@@ -534,14 +741,15 @@ def test_plot_without_matplotlib_is_refused_before_training(tiny_data, tmp_path,
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     line = one_line_error(run("--data-dir", tiny_data, *FAST, "--plot", tmp_path / "plots"))
-    assert "pip install -e .[plot]" in line
+    assert line.endswith(f"matplotlib is not installed; install it with `{install_hint('plot')}`.")
     assert not (tmp_path / "plots").exists()
 
 
 def test_torch_impl_without_torch_is_one_line(tiny_data, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
     line = one_line_error(run("--impl", "torch", "--data-dir", tiny_data, *FAST))
-    assert "needs PyTorch" in line and "pip install" in line
+    assert line == (f"error: --impl torch: this needs PyTorch, which is not installed; install its CPU build with "
+                    f"`{torch_install_hint()}` (leave out --index-url for the CUDA build, several GB).")
 
 
 def test_resume_of_a_checkpoint_with_broken_training_state_is_one_line(tiny_data, tmp_path):
@@ -631,7 +839,8 @@ def _json_entry(key, mutate):
 
 @pytest.mark.parametrize("mutate, expected", [
     (lambda a: a.update({"meta/step_in_epoch": numpy.array(999)}),
-     "has meta/step_in_epoch 999, but an epoch here has only 8 steps (batch 32)"),
+     "has meta/step_in_epoch 999 (31968 images of epoch 1 done), but an epoch here has only 256 images (8 steps of "
+     "batch 32)"),
     (lambda a: a.pop("meta/epoch_rng_state"), "stopped at meta/step_in_epoch 3 but has no meta/epoch_rng_state"),
     (lambda a: a.update({"meta/epoch_rng_state": numpy.array('{"bit_generator": "PCG64", "state": 7}')}),
      "unusable meta/epoch_rng_state"),
@@ -656,6 +865,51 @@ def test_resuming_a_checkpoint_with_bad_metadata_is_one_line_naming_the_field(mi
     line = one_line_error(result)
     assert expected in line and str(path) in line
     assert "Training" not in result.output
+
+
+def test_resuming_mid_epoch_with_another_batch_size_sees_each_image_of_that_epoch_once(tiny_data, tmp_path):
+    """Ctrl-C after 3 batches of 32, resumed with batches of 80, Ctrl-C again, resumed with batches of 64: the epoch
+    goes on from its 97th image in its own order, so together the three runs see each of its 256 images once, in the
+    order of the uninterrupted run."""
+    from nets.train.run import train_run
+    from nets.train.settings import RunOptions
+
+    batches = []
+
+    def recording(settings, model):  # the nets engine, noting the images of each batch it gathers
+        engine = nets_engine(settings, model)
+        gather = engine.batch
+
+        def batch(images, labels, index, mover=None):
+            batches.append(numpy.asarray(index).copy())
+            return gather(images, labels, index, mover)
+
+        engine.batch = batch
+        return engine
+
+    def train(lines=None, **given):
+        options = RunOptions(model="mlp", data_dir=str(tiny_data), epochs=2, schedule="constant", quiet=True, **given)
+        batches.clear()
+        try:
+            train_run(options, {"nets": recording}, say=[].append if lines is None else lines.append)
+        except Interrupted:
+            pass
+        return list(batches)
+
+    once = numpy.concatenate(train(batch_size=32, save=str(tmp_path / "once.npz"))[:8])
+    assert sorted(once) == list(range(256))
+    cut = tmp_path / "cut.npz"
+    first = train(batch_size=32, save=str(cut), stop_after_steps=3)
+    notes = []
+    second = train(notes, resume=str(cut), batch_size=80, stop_after_steps=1)
+    with numpy.load(cut) as arrays:
+        assert int(arrays["meta/images_in_epoch"]) == 96 + 80 and int(arrays["meta/epoch"]) == 0
+    third = train(resume=str(cut), batch_size=64)
+    assert [len(index) for index in first + second + third[:2]] == [32, 32, 32, 80, 64, 16]
+    numpy.testing.assert_array_equal(numpy.concatenate(first + second + third[:2]), once)
+    assert sorted(numpy.concatenate(third[2:])) == list(range(256))  # epoch 2: whole, in batches of 64
+    assert (f"note: {cut} stopped 96 of 256 images into epoch 1; this run trains the other 160 of that epoch in its "
+            "order, in batches of 80, so each image is seen once in the epoch.") in notes
 
 
 def test_resuming_a_pytorch_state_dict_says_why_it_cannot(tmp_path):

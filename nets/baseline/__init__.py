@@ -11,6 +11,7 @@ Here: the one way to import torch.
 from __future__ import annotations
 
 from backend import BackendError
+from backend.commands import torch_install_hint
 
 __all__ = ["require_torch", "torch_or_none"]
 
@@ -28,8 +29,8 @@ def require_torch(device: str = "cpu"):
     """torch, ready for `device` ("cpu" or "gpu"); BackendError, one line, when it cannot be."""
     torch = torch_or_none()
     if torch is None:
-        raise BackendError("this needs PyTorch; install it with `pip install torch==2.13.0` (the CPU build) "
-                           "or `pip install -e .[baseline]`.")
+        raise BackendError(f"this needs PyTorch, which is not installed; install its CPU build with "
+                           f"`{torch_install_hint()}` (leave out --index-url for the CUDA build, several GB).")
     if device == "gpu" and not torch.cuda.is_available():
         raise BackendError("PyTorch here cannot use a GPU (a CPU build, or no working CUDA device); "
                            "--impl torch on --device gpu needs a CUDA build of torch.")

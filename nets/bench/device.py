@@ -7,6 +7,7 @@ import statistics
 from dataclasses import dataclass, field
 
 import backend as backend_module
+from backend.commands import install_hint, torch_install_hint
 
 from nets.bench import EPOCH_IMAGES, log
 from nets.bench.flops import gemm_gflops, layer_gemms, train_flops_per_image, train_step_gemm_shapes
@@ -69,7 +70,7 @@ def bench_device(device: str, options, torch, report: dict) -> None:
     backend = backend_module.get_backend(device, seed=0)
     torch_problem = None
     if torch is None:
-        torch_problem = "torch is not installed (pip install -e .[baseline]); torch rows skipped"
+        torch_problem = f"torch is not installed ({torch_install_hint()}); torch rows skipped"
     elif device == "gpu" and not torch.cuda.is_available():
         torch_problem = "torch has no CUDA here (a CPU build?); torch rows skipped on the gpu"
     if torch_problem:
@@ -199,7 +200,7 @@ def count_standin_launches(options, report: dict) -> None:
             if entry is not None:
                 entry["capture"] = standin_capture(model_name, batch_size)
             if entry is None:
-                report["skipped"].append("launches: cupy is not importable here (pip install -e .[gpu]); "
+                report["skipped"].append(f"launches: cupy is not importable here ({install_hint('gpu')}); "
                                          "the stand-in needs it as the reference for CuPy's API")
                 return
             entries.append(entry)

@@ -11,6 +11,7 @@ Layout of a file (every entry a numpy array; strings are numpy unicode scalars):
     meta/model_config  JSON of model.config()  meta/epoch, meta/step_in_epoch   int64
     meta/config      JSON: training settings   meta/metrics   JSON, the per-epoch history (optional)
     meta/rng_state, meta/epoch_rng_state       JSON of numpy bit_generator.state (optional)
+    meta/images_in_epoch  int64, only where a run resumed mid-epoch with another batch size (optional)
     meta/dataset     "mnist" or "fashion-mnist"   meta/class_names  JSON list, the classes in output order
     optim/name       "sgd" or "adam"           optim/step     int64
     optim/hyperparameters  JSON                optim/<state name>/<parameter name>  arrays (exp_avg, ...)
@@ -33,8 +34,8 @@ PyTorch's own .pt files are read by nets/baseline/checkpoint.py (load_any_checkp
 from __future__ import annotations
 
 from nets.checkpoint.format import FORMAT, VERSION, checkpoint_from_parameters, load_checkpoint, save_checkpoint
-from nets.checkpoint.record import Checkpoint, CheckpointError, is_torch_file, require_file
+from nets.checkpoint.record import Checkpoint, CheckpointError, NonFiniteError, is_torch_file, require_file
 from nets.checkpoint.restore import restore_model, restore_rng
 
-__all__ = ["Checkpoint", "CheckpointError", "FORMAT", "VERSION", "checkpoint_from_parameters", "is_torch_file",
-           "load_checkpoint", "require_file", "restore_model", "restore_rng", "save_checkpoint"]
+__all__ = ["Checkpoint", "CheckpointError", "FORMAT", "NonFiniteError", "VERSION", "checkpoint_from_parameters",
+           "is_torch_file", "load_checkpoint", "require_file", "restore_model", "restore_rng", "save_checkpoint"]

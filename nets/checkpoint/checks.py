@@ -27,7 +27,7 @@ from nets.nn.architecture import a_model, check_shapes, complete_config, config_
 from nets.optim import STATE_NAMES as OPTIMIZER_STATE_NAMES
 
 __all__ = ["OPTIMIZER_STATE_NAMES", "check_dataset", "check_finite", "check_optimizer_state", "check_parameters",
-           "check_rng_state", "check_whole", "parameters_dtype"]
+           "check_rng_state", "check_whole", "first_nonfinite", "nonfinite_text", "parameters_dtype"]
 
 # The bit generators numpy ships; a saved state names one of them.
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
@@ -70,13 +70,26 @@ def parameters_dtype(dtypes: dict, path) -> str:
     return dtype
 
 
-def check_finite(params: dict, path) -> None:
-    """CheckpointError naming the first parameter with NaN or infinite values (a model saved after diverging)."""
+def first_nonfinite(params: dict) -> tuple[str, int] | None:
+    """(name, count) of the first parameter (host arrays) holding NaN or infinite values; None when all are finite."""
     for name, array in params.items():
         bad = int(array.size - numpy.count_nonzero(numpy.isfinite(array)))
         if bad:
-            raise CheckpointError(f"{path}: parameter {name} holds {bad} NaN or infinite value{'s' if bad > 1 else ''}; "
-                                  "the model diverged before it was saved, so use an earlier checkpoint.")
+            return name, bad
+    return None
+
+
+def nonfinite_text(name: str, bad: int) -> str:
+    """"parameter fc1.weight holds 3 NaN or infinite values"."""
+    return f"parameter {name} holds {bad} NaN or infinite value{'s' if bad > 1 else ''}"
+
+
+def check_finite(params: dict, path) -> None:
+    """CheckpointError naming the first parameter with NaN or infinite values (a model saved after diverging)."""
+    found = first_nonfinite(params)
+    if found:
+        raise CheckpointError(f"{path}: {nonfinite_text(*found)}; the model diverged before it was saved, so use an "
+                              "earlier checkpoint.")
 
 
 def check_whole(value, field: str, path, least: int = 0) -> int:

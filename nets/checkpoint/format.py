@@ -17,9 +17,9 @@ from backend import to_numpy
 from backend.errors import first_line
 
 from nets.checkpoint.checks import (check_dataset, check_finite, check_optimizer_state, check_parameters,
-                                    check_rng_state, check_whole, parameters_dtype)
+                                    check_rng_state, check_whole, first_nonfinite, nonfinite_text, parameters_dtype)
 from nets.checkpoint.npz import NpzMembers
-from nets.checkpoint.record import Checkpoint, CheckpointError, is_torch_file, require_file
+from nets.checkpoint.record import Checkpoint, CheckpointError, NonFiniteError, is_torch_file, require_file
 from nets.data.datasets import CLASS_NAMES
 from nets.nn.architecture import check_shapes, complete_config, output_count, parameter_shapes
 from nets.outputs import atomic_write
@@ -36,7 +36,7 @@ OPTIM = "optim/"
 # or text string, "i" an integer). meta/model and meta/dtype are read from files before version 3, and ignored.
 META_ENTRIES = {"format": "U", "version": "i", "model_config": "U", "epoch": "i", "step_in_epoch": "i",
                 "config": "U", "metrics": "U", "rng_state": "U", "epoch_rng_state": "U", "dataset": "U",
-                "class_names": "U", "model": "U", "dtype": "U"}
+                "class_names": "U", "model": "U", "dtype": "U", "images_in_epoch": "i"}
 OPTIM_ENTRIES = {"name": "U", "step": "i", "hyperparameters": "U"}
 MAX_META_BYTES = 16 * 2**20  # a metrics history of thousands of epochs is well under this
 
@@ -59,7 +59,7 @@ def _to_json(value, what: str) -> numpy.ndarray:
 def save_checkpoint(path, params: Mapping, model_config: dict, *, optimizer_state: dict | None = None,
                     epoch: int = 0, step_in_epoch: int = 0, rng_state: dict | None = None,
                     epoch_rng_state: dict | None = None, config: dict | None = None, metrics=None,
-                    dataset: str | None = None) -> str:
+                    dataset: str | None = None, images_in_epoch: int | None = None) -> str:
     """Write a checkpoint to `path` atomically (a temporary file beside it, fsync, rename); returns `path`.
 
     params: name -> array (host or device), a model's state_dict(); model_config: that model's config().
@@ -68,8 +68,15 @@ def save_checkpoint(path, params: Mapping, model_config: dict, *, optimizer_stat
     rng_state: the shuffling generator's bit_generator.state; epoch_rng_state: its state when the epoch under
     way began (to redraw its order on resume). config, metrics: anything JSON-able.
     dataset: the dataset the model was trained on; stored with its class names. No suffix is added to `path`.
+    images_in_epoch: the images of the epoch under way trained on, stored only when given: when it is not
+    step_in_epoch batches of config's batch size (a run resumed mid-epoch with another batch size).
+    Parameters holding NaN or infinity are refused (NonFiniteError) before anything is written.
     """
     params = {name: numpy.ascontiguousarray(to_numpy(array)) for name, array in params.items()}
+    nonfinite = first_nonfinite(params)
+    if nonfinite:
+        raise NonFiniteError(f"{nonfinite_text(*nonfinite)} (the model diverged), so it was not saved to {path}; the "
+                             "file there is left as it was.", *nonfinite)
     try:
         model_config = complete_config(model_config)
         check_shapes({name: array.shape for name, array in params.items()}, parameter_shapes(model_config),
@@ -91,6 +98,8 @@ def save_checkpoint(path, params: Mapping, model_config: dict, *, optimizer_stat
     arrays[META + "model_config"] = _to_json(model_config, "model config")
     arrays[META + "epoch"] = numpy.array(int(epoch), dtype=numpy.int64)
     arrays[META + "step_in_epoch"] = numpy.array(int(step_in_epoch), dtype=numpy.int64)
+    if images_in_epoch is not None:
+        arrays[META + "images_in_epoch"] = numpy.array(int(images_in_epoch), dtype=numpy.int64)
     arrays[META + "config"] = _to_json(config or {}, "config")
     if dataset is not None:
         arrays[META + "dataset"] = numpy.array(dataset)
@@ -219,9 +228,11 @@ def _checkpoint_from_headers(archive: NpzMembers, headers: dict, scalars: dict, 
     dtype = parameters_dtype({key: member.dtype for key, member in headers.items()}, path)
     epoch = check_whole(scalars.get(META + "epoch", 0), "meta/epoch", path)
     step_in_epoch = check_whole(scalars.get(META + "step_in_epoch", 0), "meta/step_in_epoch", path)
+    images_in_epoch = (check_whole(scalars[META + "images_in_epoch"], "meta/images_in_epoch", path)
+                       if META + "images_in_epoch" in scalars else None)
     rng_state = check_rng_state(_json(scalars, META + "rng_state", path), "meta/rng_state", path)
     epoch_rng_state = check_rng_state(_json(scalars, META + "epoch_rng_state", path), "meta/epoch_rng_state", path)
-    if step_in_epoch and epoch_rng_state is None:
+    if (step_in_epoch or images_in_epoch) and epoch_rng_state is None:
         raise CheckpointError(f"{path} stopped at meta/step_in_epoch {step_in_epoch} but has no meta/epoch_rng_state "
                               "to redraw that epoch's order; save it again, or resume from another checkpoint.")
     optimizer_state = _optimizer_headers(archive, scalars, path)
@@ -235,7 +246,7 @@ def _checkpoint_from_headers(archive: NpzMembers, headers: dict, scalars: dict, 
                                          _json(scalars, META + "class_names", path), output_count(model_config), config,
                                          path)
     return Checkpoint(params={}, model_config=model_config, dtype=dtype, epoch=epoch, step_in_epoch=step_in_epoch,
-                      optimizer_state=optimizer_state, rng_state=rng_state, epoch_rng_state=epoch_rng_state,
+                      images_in_epoch=images_in_epoch, optimizer_state=optimizer_state, rng_state=rng_state, epoch_rng_state=epoch_rng_state,
                       config=config, metrics=_json(scalars, META + "metrics", path), dataset=dataset,
                       class_names=class_names, source="npz", path=os.fspath(path))
 

@@ -9,13 +9,22 @@ from dataclasses import dataclass, field
 
 from backend.errors import NetsError, first_line
 
-__all__ = ["Checkpoint", "CheckpointError", "TORCH_SUFFIXES", "is_torch_file", "require_file"]
+__all__ = ["Checkpoint", "CheckpointError", "NonFiniteError", "TORCH_SUFFIXES", "is_torch_file", "require_file"]
 
 TORCH_SUFFIXES = (".pt", ".pth")
 
 
 class CheckpointError(NetsError, ValueError):
     """A checkpoint cannot be read or does not fit the model; the one-line message says which and why."""
+
+
+class NonFiniteError(CheckpointError):
+    """Parameters holding NaN or infinity were not saved (a diverged model never replaces a file); `parameter` and
+    `count` say where."""
+
+    def __init__(self, message: str, parameter: str, count: int):
+        super().__init__(message)
+        self.parameter, self.count = parameter, count
 
 
 @dataclass
@@ -26,7 +35,8 @@ class Checkpoint:
     model_config: the model's config() (inferred from the shapes for a file that does not say); its "name" is
         the model ("mlp" or "cnn"). dtype: the parameters' dtype.
     optimizer_state: an Optimizer.state_dict(), or None when none was saved.
-    epoch: completed epochs; step_in_epoch: completed steps of the epoch under way.
+    epoch: completed epochs; step_in_epoch: completed steps of the epoch under way; images_in_epoch: the images of
+    that epoch trained on, when the file says (a run resumed mid-epoch with another batch size), else None.
     rng_state: numpy bit_generator.state, or None; epoch_rng_state: its state when that epoch began, or None.
     config, metrics: whatever JSON the trainer saved ({} and None when absent). source: "npz" or "torch".
     dataset: the dataset the model was trained on ("mnist", "fashion-mnist"), None when the file does not say
@@ -38,6 +48,7 @@ class Checkpoint:
     dtype: str
     epoch: int = 0
     step_in_epoch: int = 0
+    images_in_epoch: int | None = None
     optimizer_state: dict | None = None
     rng_state: dict | None = None
     epoch_rng_state: dict | None = None

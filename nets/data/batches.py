@@ -74,25 +74,28 @@ class Batches:
         """Start an epoch: draw its permutation now (not at the first batch), then yield its (x, y) batches."""
         return ((x, y) for _, x, y in self.epoch())
 
-    def epoch(self, start_batch: int = 0):
+    def epoch(self, start_batch: int = 0, *, start_image: int | None = None):
         """Start an epoch now (drawing its permutation) and return an iterator of (index, x, y) batches.
 
         index: the positions of the batch's examples (a device vector; a slice when shuffle=False), for
         gathering per-example data drawn alongside (e.g. augmentation flags).
         start_batch: skip the epoch's first batches without gathering them (a run resumed mid-epoch).
+        start_image: skip the epoch's first images instead (a run resumed mid-epoch with another batch size); the
+            batches then start there, each of batch_size images but the last.
         """
+        first = start_batch * self.batch_size if start_image is None else start_image
         if not self.shuffle:
-            return self._in_order(start_batch)
+            return self._in_order(first)
         order = self.rng.permutation(self.num_examples)  # on the host: the generator state stays plain data
-        return self._gathered(self._to_device(order), start_batch)  # one small host-to-device copy per epoch
+        return self._gathered(self._to_device(order), first)  # one small host-to-device copy per epoch
 
-    def _in_order(self, start_batch):
-        for start in range(start_batch * self.batch_size, self.num_examples, self.batch_size):
+    def _in_order(self, first):
+        for start in range(first, self.num_examples, self.batch_size):
             index = slice(start, start + self.batch_size)
             yield index, self.images[index], self.labels[index]
 
-    def _gathered(self, order, start_batch):
-        for start in range(start_batch * self.batch_size, self.num_examples, self.batch_size):
+    def _gathered(self, order, first):
+        for start in range(first, self.num_examples, self.batch_size):
             index = order[start : start + self.batch_size]
             yield (index, *self._gather(self.images, self.labels, index))
 
@@ -103,11 +106,11 @@ class EpochOrder:
     same memory every time (a host-side slice of the order would be a new view, at a new address, per step).
 
         order = EpochOrder(io, count=60000, batch_size=128)  # io: an engine's array I/O (backend or torch)
-        order.start(rng.permutation(60000), start_batch=0)  # the epoch: one copy into the same array, counter set
+        order.start(rng.permutation(60000), start_image=0)  # the epoch: one copy into the same array, counter set
         rows = order.next_rows()        # full batches: the counter's row of the order, 2 launches; counter += 1
-        rows = order.last_rows()        # the partial last batch (count % batch_size examples): a view
+        rows = order.rows_from(59904)   # the partial last batch (count % batch_size examples): a view
 
-    rows: (batch_size,) int64 on the device, in a home kept for the whole run (next_rows) or a view (last_rows).
+    rows: (batch_size,) int64 on the device, in a home kept for the whole run (next_rows) or a view (rows_from).
     """
 
     def __init__(self, io, count: int, batch_size: int):
@@ -123,10 +126,11 @@ class EpochOrder:
         """Batches per epoch, the partial last one included."""
         return -(-self.count // self.batch_size)
 
-    def start(self, permutation, start_batch: int = 0) -> None:
-        """A new epoch: `permutation` (count,) host integers into the device order, the next batch `start_batch`."""
+    def start(self, permutation, start_image: int = 0) -> None:
+        """A new epoch: `permutation` (count,) host integers into the device order; next_rows starts at image
+        `start_image` (a multiple of batch_size: a run resumed mid-epoch)."""
         self._io.upload(self.order, permutation)
-        self._counter[...] = int(start_batch)
+        self._counter[...] = int(start_image) // self.batch_size
 
     def next_rows(self):
         """The next full batch's example indices (batch_size,), picked on the device; the counter moves on."""
@@ -134,6 +138,7 @@ class EpochOrder:
         self._counter += 1
         return self._rows[0]
 
-    def last_rows(self):
-        """The partial last batch's example indices (count % batch_size,), a view of the order."""
-        return self.order[self.full_batches * self.batch_size:]
+    def rows_from(self, image: int):
+        """The example indices of the batch that starts at image `image` of the epoch: a view of the order (the
+        partial last batch, or a batch off the grid of full batches)."""
+        return self.order[image:image + self.batch_size]

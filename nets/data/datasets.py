@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy
@@ -44,6 +44,7 @@ __all__ = [
     "dataset_files",
     "find_dataset_dir",
     "load_dataset",
+    "named_by_content",
     "require_examples",
     "search_dirs",
     "to_model_input",
@@ -111,7 +112,9 @@ class Dataset:
     test_images: (N_test, rows, cols) uint8; test_labels: (N_test,) uint8 in 0..9.
     name: "mnist" or "fashion-mnist"; source: where it came from, for logs (a directory, or
     "downloaded to DIR"); directory: the directory read; verified: True when all four files are,
-    once decompressed, byte-identical to the published release (False for other data in that layout).
+    once decompressed, byte-identical to the published release (False for other data in that layout);
+    release: the published dataset whose four files these are, told by checksum whatever name they were read
+    under (None for other data).
     """
 
     name: str
@@ -122,6 +125,7 @@ class Dataset:
     source: str
     directory: Path
     verified: bool = False
+    release: str | None = None
 
     @property
     def title(self) -> str:
@@ -259,8 +263,8 @@ def _read_directory(name: str, directory: Path, source: str) -> Dataset:
         raise DataNotFoundError(f"{directory} lacks {_missing_text(missing)}; put the missing files there.")
     blobs = {file_name: read_idx_bytes(path, ndim=3 if "images" in file_name else 1) for file_name, path in found.items()}
     # hashed once per file and remembered by its size and modification time (nets/data/checksums.py)
-    verified = all(remembered_md5(found[file_name], blobs[file_name]) == CONTENT_MD5[name][file_name]
-                   for file_name in FILE_NAMES)
+    digests = {file_name: remembered_md5(found[file_name], blobs[file_name]) for file_name in FILE_NAMES}
+    release = next((known for known, published in CONTENT_MD5.items() if digests == published), None)
     arrays = {}
     for split in ("train", "t10k"):
         images_name, labels_name = f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"
@@ -282,7 +286,8 @@ def _read_directory(name: str, directory: Path, source: str) -> Dataset:
         test_labels=arrays["t10k"][1],
         source=source,
         directory=directory,
-        verified=verified,
+        verified=release == name,
+        release=release,
     )
 
 
@@ -310,6 +315,21 @@ def load_dataset(name: str, data_dir=None, download: bool = True, *, mirrors=Non
     except download_module.DownloadError as error:
         raise DataNotFoundError(_not_found_message(name, str(error))) from error
     return _read_directory(name, target, source=f"downloaded to {target}")
+
+
+def named_by_content(dataset: Dataset, chosen: str | None = None, advice: str | None = None,
+                     using: str = "name and classes") -> tuple[Dataset, str | None]:
+    """The dataset named after the published release its files are (by checksum), when it was read under the other
+    name: -> (renamed dataset, a line saying so), else (dataset, None). chosen: who named it, when the user did
+    ("--dataset mnist"); then the files contradict them, and DataError says so in one line, ending in `advice`."""
+    release = dataset.release
+    if release is None or release == dataset.name:
+        return dataset, None
+    what = (f"the files in {dataset.directory} are {TITLES[release]} (they match its published checksums), not "
+            f"{TITLES[dataset.name]}")
+    if chosen is not None:
+        raise DataError(f"{what} as {chosen} says; {advice or f'leave out --dataset, or give --dataset {release}'}.")
+    return replace(dataset, name=release, verified=True), f"note: {what}: using {TITLES[release]}'s {using}."
 
 
 SPLIT_FILES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}

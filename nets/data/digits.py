@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy
 
+from backend.commands import install_hint
 from backend.errors import NetsError, first_line
 
 __all__ = ["DigitImageError", "FIELD_SIZE", "DIGIT_SIZE", "MAX_PIXELS", "WORKING_SIDE", "load_digit", "mnist_style",
@@ -46,7 +47,7 @@ def _pil():
     try:
         from PIL import Image, ImageOps
     except ImportError:
-        raise DigitImageError("Pillow is not installed; pip install -e .[plot]") from None
+        raise DigitImageError(f"Pillow is not installed; install it with `{install_hint('plot')}`.") from None
     return Image, ImageOps
 
 

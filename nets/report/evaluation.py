@@ -21,12 +21,14 @@ from backend.errors import NetsError
 from nets.nn.architecture import a_model, output_count
 from nets.nn.inference import BATCH_SIZE, predict_classes
 from nets.data.datasets import CLASS_NAMES, TITLES  # the one list of class names, re-exported here
+from nets.data.datasets import Dataset, load_dataset, named_by_content, require_examples
 
 __all__ = [
     "CLASS_NAMES",
     "Evaluation",
     "EvaluationError",
     "ClassNamesError",
+    "check_classes",
     "class_names_for",
     "confusion_matrix",
     "dataset_name_of",
@@ -37,6 +39,7 @@ __all__ = [
     "format_report",
     "model_classes",
     "per_class_accuracy",
+    "test_set_for",
     "top_classes",
 ]
 
@@ -179,6 +182,27 @@ def dataset_name_of(checkpoint, default: str = "mnist") -> str:
     """The dataset a checkpoint was trained on (meta/dataset, or an older file's config), else `default`."""
     name = getattr(checkpoint, "dataset", None) or (getattr(checkpoint, "config", None) or {}).get("dataset")
     return name if isinstance(name, str) and name in CLASS_NAMES else default
+
+
+def check_classes(checkpoint, path, class_names, dataset_title: str) -> None:
+    """EvaluationError, one line, when the checkpoint's model has not one output per class of the dataset."""
+    outputs, classes = output_count(checkpoint.model_config), len(class_names)
+    if outputs != classes:
+        raise EvaluationError(f"{path} holds {a_model(checkpoint.model_name)} with {outputs} outputs, but "
+                              f"{dataset_title} has {classes} classes; use a model with one output per class, trained "
+                              f"on {dataset_title}.")
+
+
+def test_set_for(checkpoint, path, dataset: str | None, data_dir, download: bool, purpose: str
+                 ) -> tuple[Dataset, str | None]:
+    """The test set to score a checkpoint on: --dataset, else the checkpoint's own, else mnist; named by its files
+    when they are the other published dataset (-> the line that says so, else None). One-line errors for files that
+    contradict --dataset, an empty test set, and a model without one output per class."""
+    data = load_dataset(dataset or dataset_name_of(checkpoint), data_dir, download=download)
+    data, note = named_by_content(data, f"--dataset {dataset}" if dataset else None)
+    require_examples(data, ("test",), purpose)
+    check_classes(checkpoint, path, data.class_names, data.title)
+    return data, note
 
 
 class ClassNamesError(EvaluationError):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy
 
+from backend.commands import install_hint
 from backend.errors import NetsError
 
 __all__ = [
@@ -29,7 +30,10 @@ __all__ = [
     "write_all_plots",
 ]
 
-MATPLOTLIB_MISSING = "matplotlib is not installed; pip install -e .[plot]"
+
+
+def matplotlib_missing() -> str:
+    return f"matplotlib is not installed; install it with `{install_hint('plot')}`."
 
 
 class PlotError(NetsError, RuntimeError):
@@ -41,7 +45,7 @@ def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise PlotError(MATPLOTLIB_MISSING) from None
+        raise PlotError(matplotlib_missing()) from None
 
 
 def _new_figure(width: float, height: float):
@@ -50,7 +54,7 @@ def _new_figure(width: float, height: float):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise PlotError(MATPLOTLIB_MISSING) from None
+        raise PlotError(matplotlib_missing()) from None
     figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
     return figure

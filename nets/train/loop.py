@@ -25,7 +25,7 @@ from nets.nn.inference import count_correct
 from nets.optim.schedules import learning_rate
 from nets.train.recipes import Hyperparameters
 
-__all__ = ["DeviceData", "Diverged", "Interrupted", "TrainingState", "fit", "format_epoch"]
+__all__ = ["DeviceData", "Diverged", "InterruptFlag", "Interrupted", "TrainingState", "fit", "format_epoch"]
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
 
@@ -55,12 +55,15 @@ class TrainingState:
     epoch: completed epochs. step_in_epoch: completed steps of the epoch under way (0 at a boundary).
     epoch_rng_state: the shuffling RNG's state when the epoch under way began (it redraws that epoch's order).
     history: one metrics dict per completed epoch.
+    images_in_epoch: the images of the epoch under way already trained on, in its order; None means step_in_epoch
+        whole batches (it differs when a run resumed mid-epoch with another batch size, and goes on from that image).
     """
 
     epoch: int = 0
     step_in_epoch: int = 0
     epoch_rng_state: dict | None = None
     history: list = field(default_factory=list)
+    images_in_epoch: int | None = None
 
 
 @dataclass
@@ -90,7 +93,9 @@ class DeviceData:
 
 
 class InterruptFlag:
-    """Turns the first Ctrl-C into a flag the loop checks between steps; a second Ctrl-C stops at once."""
+    """Turns Ctrl-C into a flag the loop checks between steps. Another Ctrl-C changes nothing: the run is already
+    stopping at the end of the step under way, and the checkpoint it then writes must be written whole (Ctrl-\\ or
+    kill end the process at once, losing the steps since the last checkpoint)."""
 
     def __init__(self):
         self.requested = False
@@ -105,8 +110,6 @@ class InterruptFlag:
         return self
 
     def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
         self.requested = True
 
     def __exit__(self, *exc):
@@ -117,13 +120,15 @@ class InterruptFlag:
 
 def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, state: TrainingState | None = None,
         on_epoch_end=None, progress=None, log=print, stop_after_steps: int | None = None,
-        graph: str = "auto") -> TrainingState:
+        interrupt: InterruptFlag | None = None, graph: str = "auto") -> TrainingState:
     """Train `engine` (nets/train/engine.py's Engine) on `data` (a DeviceData) for hyper.epochs epochs, starting
     from `state`.
 
     on_epoch_end(state): called after each epoch's metrics are in state.history (checkpoints go there).
     progress(total, description): returns a progress bar (tqdm-like) or None for no bar.
     stop_after_steps: act as if Ctrl-C came after this many steps of this call (for tests of resume).
+    interrupt: an InterruptFlag already entered by the caller (who then holds Ctrl-C while it saves); by default
+        fit holds Ctrl-C itself while it runs.
     graph: "auto", "on" or "off": whether the full-batch step is captured as a CUDA graph (engine.graphed).
     Raises Interrupted (Ctrl-C, after a completed step) and Diverged (NaN/inf loss).
     """
@@ -158,13 +163,15 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
     def stop_requested():
         return interrupt.requested or (stop_after_steps is not None and steps_this_call >= stop_after_steps)
 
-    with InterruptFlag() as interrupt, graphed.on_stream() if graphed is not None else contextlib.nullcontext():
+    with contextlib.nullcontext(interrupt) if interrupt else InterruptFlag() as interrupt, \
+            graphed.on_stream() if graphed is not None else contextlib.nullcontext():
         while state.epoch < hyper.epochs:
-            if state.step_in_epoch > 0:  # resuming mid-epoch: redraw that epoch's order and moves
+            done = state.step_in_epoch * hyper.batch_size if state.images_in_epoch is None else state.images_in_epoch
+            if done > 0:  # resuming mid-epoch: redraw that epoch's order and moves
                 rng.bit_generator.state = state.epoch_rng_state
             else:
                 state.epoch_rng_state = rng.bit_generator.state
-            order.start(rng.permutation(train_count), start_batch=state.step_in_epoch)  # the epoch's order, drawn now
+            order.start(rng.permutation(train_count), start_image=done)  # the epoch's order, drawn now
             if mover is not None:  # each image's move, from the same host RNG, to the device in one copy
                 mover.epoch(augmentation.draw(rng, train_count))
 
@@ -173,23 +180,26 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
                 bar.update(state.step_in_epoch)
             # the learning rate of each of the epoch's steps goes to the device in one copy
             first = state.epoch * steps_per_epoch
+            end = state.step_in_epoch + -(-(train_count - done) // hyper.batch_size)  # the epoch's last step + 1
             engine.plan([learning_rate(hyper.schedule, hyper.lr, first + step, total_steps)
-                         for step in range(state.step_in_epoch, steps_per_epoch)], capacity=steps_per_epoch)
+                         for step in range(state.step_in_epoch, end)], capacity=steps_per_epoch)
             engine.reset_totals()
+            on_the_grid = done % hyper.batch_size == 0  # else resumed with another batch size: this epoch eagerly
             seen = 0
             started = time.perf_counter()
-            for step in range(state.step_in_epoch, steps_per_epoch):
-                if step < order.full_batches:
-                    run_full_batch()
+            for step in range(state.step_in_epoch, end):
+                image = done + seen
+                if on_the_grid and image + hyper.batch_size <= train_count:
+                    run_full_batch()  # its rows at the order's device counter: what a CUDA graph replays
                     seen += hyper.batch_size
-                else:  # the partial last batch runs as it is (its size would need a graph of its own)
-                    rows = order.last_rows()
+                else:  # the partial last batch (its size would need a graph of its own), or off the batch grid
+                    rows = order.rows_from(image)
                     train_on(rows)
                     seen += len(rows)
-                state.step_in_epoch = step + 1
+                state.step_in_epoch, state.images_in_epoch = step + 1, done + seen
                 steps_this_call += 1
 
-                last_step = step + 1 == steps_per_epoch
+                last_step = step + 1 == end
                 stopping = stop_requested() and not last_step  # at an epoch's end, finish the epoch first
                 if last_step or stopping or (step + 1) % refresh_every == 0:
                     loss_sum, hits = engine.totals()  # the only read-back: every few steps
@@ -224,7 +234,7 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
                 record["partial_epoch_images"] = seen
             state.history.append(record)
             state.epoch += 1
-            state.step_in_epoch = 0
+            state.step_in_epoch, state.images_in_epoch = 0, None
             state.epoch_rng_state = rng.bit_generator.state
             if on_epoch_end is not None:
                 on_epoch_end(state)

@@ -143,7 +143,13 @@ class DataParallel:
         bounds = numpy.linspace(0, count, workers + 1).round().astype(int)
         shares = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
 
-        calls = [(function, (index, *share)) for index, share in enumerate(shares)]
+        errors = numpy.geterr()  # the caller's floating-point error handling, which threads do not inherit
+
+        def with_callers_errstate(*arguments):
+            with numpy.errstate(**errors):
+                return function(*arguments)
+
+        calls = [(with_callers_errstate, (index, *share)) for index, share in enumerate(shares)]
         if self._blas is None:
             return self._threads.run(calls), shares
         with self._blas.limit(limits=1, user_api="blas"):

@@ -2,6 +2,7 @@
 
     resumed = load_resumed(path)                          # RunError, one line, for a file that cannot resume
     check_resume_position(resumed, settings, train_count, options, say)
+    done = images_done(resumed)                           # images of the epoch under way already trained on
     load_resumed_state(engine, resumed, path, settings)   # weights and optimizer state
 """
 
@@ -12,13 +13,15 @@ import os
 
 import numpy
 
+from backend.commands import script_command
+
 from nets import checkpoint as checkpoints
 from nets.nn.architecture import parameter_shapes
 from nets.optim.schedules import learning_rate
 from nets.train.engine import EngineState
 from nets.train.settings import RunError, RunOptions, RunSettings
 
-__all__ = ["check_resume_position", "epochs_text", "load_resumed", "load_resumed_state"]
+__all__ = ["check_resume_position", "epochs_text", "images_done", "load_resumed", "load_resumed_state"]
 
 
 def load_resumed(path) -> checkpoints.Checkpoint:
@@ -26,7 +29,7 @@ def load_resumed(path) -> checkpoints.Checkpoint:
     try:
         if os.path.isfile(path) and checkpoints.is_torch_file(path):
             raise RunError(f"{path} is a PyTorch file (torch.save): it holds no optimizer state, epoch or RNG "
-                           f"state, so training cannot resume from it; score it with scripts/evaluate.py {path}.")
+                           f"state, so training cannot resume from it; score it with {script_command('evaluate', path)}.")
         resumed = checkpoints.load_checkpoint(path)
     except checkpoints.CheckpointError as error:
         raise RunError(str(error)) from None
@@ -49,27 +52,41 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def images_done(resumed) -> int:
+    """The images of the epoch under way that the checkpoint's run already trained on (in that epoch's order)."""
+    if resumed.images_in_epoch is not None:
+        return resumed.images_in_epoch
+    return resumed.step_in_epoch * RunSettings.from_dict(resumed.config).hyper.batch_size
+
+
 def check_resume_position(resumed, settings: RunSettings, train_count: int, options: RunOptions, say) -> None:
-    """The resumed epoch and step fit this run, and extending a one-cycle schedule is never silent (see README)."""
+    """The resumed epoch and step fit this run, a mid-epoch resume with another batch size is said, and extending a
+    one-cycle schedule is never silent (see README)."""
     path, hyper = options.resume, settings.hyper
     steps_per_epoch = math.ceil(train_count / hyper.batch_size)
-    if resumed.step_in_epoch >= steps_per_epoch:
-        raise RunError(f"{path} has meta/step_in_epoch {resumed.step_in_epoch}, but an epoch here has only "
-                       f"{steps_per_epoch} steps (batch {hyper.batch_size}); resume with the data and --batch-size "
-                       "it was trained with.")
+    planned = RunSettings.from_dict(resumed.config).hyper
+    done = images_done(resumed)
+    if done >= train_count:
+        raise RunError(f"{path} has meta/step_in_epoch {resumed.step_in_epoch} ({done} images of epoch "
+                       f"{resumed.epoch + 1} done), but an epoch here has only {train_count} images "
+                       f"({steps_per_epoch} steps of batch {hyper.batch_size}); resume with the data it was trained "
+                       "with.")
     if resumed.epoch >= hyper.epochs:
         raise RunError(f"{path} already finished {epochs_text(resumed.epoch)}; pass --epochs above {resumed.epoch} to train on.")
-    planned = RunSettings.from_dict(resumed.config).hyper
+    if done and done != resumed.step_in_epoch * hyper.batch_size:
+        say(f"note: {path} stopped {done} of {train_count} images into epoch {resumed.epoch + 1}; this run trains "
+            f"the other {train_count - done} of that epoch in its order, in batches of {hyper.batch_size}, so each "
+            "image is seen once in the epoch.")
     if planned.schedule != "onecycle" or hyper.schedule != "onecycle":
         return
     if (planned.epochs, planned.batch_size) == (hyper.epochs, hyper.batch_size):
         return  # the same plan of steps: the cycle continues exactly (a new --lr is an explicit change)
     # What the first run did at its last step, and what the re-planned cycle does at the next one.
     planned_steps = math.ceil(train_count / planned.batch_size)
-    done = resumed.epoch * planned_steps + resumed.step_in_epoch
-    then = learning_rate("onecycle", planned.lr, min(max(done - 1, 0), planned_steps * planned.epochs - 1),
+    steps_done = resumed.epoch * planned_steps + resumed.step_in_epoch
+    then = learning_rate("onecycle", planned.lr, min(max(steps_done - 1, 0), planned_steps * planned.epochs - 1),
                          planned_steps * planned.epochs)
-    now = learning_rate("onecycle", hyper.lr, resumed.epoch * steps_per_epoch + resumed.step_in_epoch,
+    now = learning_rate("onecycle", hyper.lr, resumed.epoch * steps_per_epoch + done // hyper.batch_size,
                         steps_per_epoch * hyper.epochs)
     change = (f"{path} was trained under a one-cycle schedule planned for {epochs_text(planned.epochs)} (batch "
               f"{planned.batch_size}, peak lr {planned.lr:g}); this run re-plans it for {epochs_text(hyper.epochs)} (batch "

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy
 
 import backend as backend_lib
+from backend import AUTO_CPU
+from backend.commands import script_command
 from backend.errors import NetsError
 
 from nets import checkpoint as checkpoints
@@ -29,15 +31,17 @@ from nets.data import datasets
 from nets.data.augment import Augmentation
 from nets.nn.inference import predict_classes
 from nets.nn.models import build_model
-from nets.train.loop import DeviceData, Diverged, Interrupted, TrainingState, fit
-from nets.train.paths import check_outputs, output_paths, prepare_outputs, saving_plan
+from nets.train.loop import DeviceData, Diverged, InterruptFlag, Interrupted, TrainingState, fit
+from nets.train.paths import (check_against_data, check_outputs, output_paths, prepare_outputs, renumber_if_taken,
+                              saving_plan)
 from nets.train.recipes import augmentation_for
-from nets.train.resume import check_resume_position, epochs_text, load_resumed, load_resumed_state
+from nets.train.resume import check_resume_position, epochs_text, images_done, load_resumed, load_resumed_state
 from nets.train.settings import DEFAULT_DATASET, FALLBACK_DATASET, RunError, RunOptions, RunSettings, resolve_settings
 
 __all__ = ["RunResult", "train_run"]
 
 MODEL_IMAGE_SHAPE = (28, 28)
+TORCH_NO_CUDA = "PyTorch here has no CUDA device (a CPU build of torch, or no NVIDIA GPU)."
 
 
 @dataclass
@@ -49,6 +53,7 @@ class RunResult:
     metrics_path: str | None = None
     plot_paths: list = field(default_factory=list)
     resumed_from: str | None = None  # the checkpoint this run resumed from (written back when it is checkpoint_path)
+    data_dir: str | None = None  # the --data-dir the data came from (the next steps need it too)
 
 
 def choose_dataset(options: RunOptions, settings: RunSettings, say) -> tuple[datasets.Dataset, RunSettings]:
@@ -56,7 +61,17 @@ def choose_dataset(options: RunOptions, settings: RunSettings, say) -> tuple[dat
     and say so first."""
     explicit = options.dataset is not None or options.data_dir is not None or options.resume is not None
     try:
-        return datasets.load_dataset(settings.dataset, settings.data_dir, download=not options.no_download), settings
+        data = datasets.load_dataset(settings.dataset, settings.data_dir, download=not options.no_download)
+        # files of the other published dataset: named (and trained) as what they are, or refused when the user or
+        # the resumed checkpoint named the dataset
+        chosen = f"--dataset {options.dataset}" if options.dataset else (f"{options.resume} (trained on it)"
+                                                                          if options.resume else None)
+        data, note = datasets.named_by_content(data, chosen, None if options.dataset else
+                                               "resume with the data it was trained on, or train afresh",
+                                               using="name, classes and recipe")
+        if note:
+            say(note)
+        return data, replace(settings, dataset=data.name)
     except datasets.DataNotFoundError as missing:
         if explicit or settings.dataset != DEFAULT_DATASET:
             raise RunError(str(missing)) from None
@@ -112,6 +127,8 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
     paths = output_paths(options, settings)
     check_outputs(options, paths)
     engine, backend = build_engine(settings, engines)
+    if settings.device == "auto" and engine.io.name == "cpu":
+        say(AUTO_CPU + (TORCH_NO_CUDA if settings.impl == "torch" else backend.why_cpu))
     if options.plot:  # say so now, not after the training
         from nets.report.plots import PlotError, require_matplotlib
 
@@ -124,6 +141,7 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
     if paths.default and paths != output_paths(options, settings):  # the fallback dataset names the default path
         paths = output_paths(options, settings)
         check_outputs(options, paths)
+    check_against_data(paths, data)
     if data.image_shape != MODEL_IMAGE_SHAPE:
         raise RunError(f"{data.source} holds {data.image_shape[0]}x{data.image_shape[1]} images; the models take "
                        f"{MODEL_IMAGE_SHAPE[0]}x{MODEL_IMAGE_SHAPE[1]} (MNIST's format).")
@@ -137,8 +155,10 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
     state = TrainingState()
     if resumed:
         load_resumed_state(engine, resumed, options.resume, settings)
-        state = TrainingState(epoch=resumed.epoch, step_in_epoch=resumed.step_in_epoch,
-                              epoch_rng_state=resumed.epoch_rng_state, history=list(resumed.metrics or []))
+        done = images_done(resumed)  # then batches of this run's size from there, whatever the checkpoint's size
+        state = TrainingState(epoch=resumed.epoch, step_in_epoch=done // settings.hyper.batch_size,
+                              images_in_epoch=done, epoch_rng_state=resumed.epoch_rng_state,
+                              history=list(resumed.metrics or []))
         try:
             checkpoints.restore_rng(resumed, backend.rng)
         except checkpoints.CheckpointError as error:
@@ -164,9 +184,14 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
     prepare_outputs(options, paths)
     versions = library_versions(backend)
     started = time.perf_counter()
+    # What this run has saved: (path, where) of the last good checkpoint; the resumed file when written back to.
+    kept = {"path": paths.checkpoint, "where": interrupted_where(state)} if resumed and paths.checkpoint and (
+        outputs.same_file(paths.checkpoint, options.resume)) else {}
 
-    def metrics_now(final_state: TrainingState) -> dict:
-        history = final_state.history
+    def metrics_now(current: TrainingState, checkpoint: str | None) -> dict:
+        history = current.history
+        stopped = {"interrupted": {"epoch": current.epoch + 1, "step_in_epoch": current.step_in_epoch}} if (
+            current.step_in_epoch) else {}
         return {
             "model": settings.model, "impl": settings.impl, "device": device, "dataset": data.name,
             "data_source": data.source, "recipe": settings.recipe, "dtype": settings.dtype, "seed": settings.seed,
@@ -176,50 +201,92 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
             "train_seconds": sum(record["seconds"] for record in history),
             "wall_seconds": time.perf_counter() - started,
             "versions": versions,
+            "checkpoint": checkpoint, **stopped,
         }
 
     def save(path: str, current: TrainingState) -> None:
+        """The checkpoint of `current` to `path`, never of a diverged model (Diverged instead)."""
+        if not kept and (note := renumber_if_taken(paths)):  # a default path another run took meanwhile
+            say(note)
+            path = paths.checkpoint
         saved = engine.state()
-        checkpoints.save_checkpoint(
-            path, saved.params, engine.model_config, optimizer_state=saved.optimizer_state, epoch=current.epoch,
-            step_in_epoch=current.step_in_epoch, rng_state=backend.rng.bit_generator.state,
-            epoch_rng_state=current.epoch_rng_state, config=settings.as_dict(), metrics=current.history,
-            dataset=data.name)
+        try:
+            checkpoints.save_checkpoint(
+                path, saved.params, engine.model_config, optimizer_state=saved.optimizer_state, epoch=current.epoch,
+                step_in_epoch=current.step_in_epoch, rng_state=backend.rng.bit_generator.state,
+                epoch_rng_state=current.epoch_rng_state, config=settings.as_dict(), metrics=current.history,
+                dataset=data.name, images_in_epoch=None if current.images_in_epoch in (
+                    None, current.step_in_epoch * hyper.batch_size) else current.images_in_epoch)
+        except checkpoints.NonFiniteError as error:
+            raise Diverged(f"the parameters became NaN or infinite {interrupted_where(current)} ({error.parameter} "
+                           f"holds {error.count} such values) while the loss was still finite; training stopped "
+                           "without saving them. Try a smaller --lr.") from None
+        kept.update(path=path, where=interrupted_where(current))
+
+    def kept_text() -> str:
+        if not kept:
+            return " No checkpoint was written."
+        return f" The last good checkpoint is {kept['path']} ({kept['where']})."
 
     def on_epoch_end(current: TrainingState) -> None:
         if paths.checkpoint:
             save(paths.checkpoint, current)
         if paths.metrics:
-            outputs.write_json(paths.metrics, metrics_now(current), paths.metrics_label)
+            outputs.write_json(paths.metrics, metrics_now(current, paths.checkpoint), paths.metrics_label)
 
-    try:
-        # Overflow shows up as a NaN/inf loss, which fit() reports in one line; numpy's warnings would only add noise.
-        with numpy.errstate(over="ignore", invalid="ignore"):
-            state = fit(engine, device_data, hyper, backend.rng, state=state, on_epoch_end=on_epoch_end,
-                        progress=None if options.quiet else progress, log=None if options.quiet else say,
-                        stop_after_steps=options.stop_after_steps, graph=settings.graph)
-    except Interrupted as stop:
-        where = interrupted_where(stop.state)
+    # From here to the last save, Ctrl-C only asks training to stop after the step under way, and a second one does
+    # not cut short the checkpoint being written.
+    with InterruptFlag() as ctrl_c:
         try:
-            outputs.prepare_file(paths.interrupt, paths.checkpoint_label if paths.checkpoint else "the Ctrl-C checkpoint")
-            save(paths.interrupt, stop.state)
-        except NetsError as error:
-            raise RunError(f"interrupted {where}, but no checkpoint could be written: {error}") from None
-        raise Interrupted(stop.state, f"interrupted {where}: checkpoint written to {paths.interrupt}; continue with "
-                                      f"--resume {paths.interrupt}") from None
-    except Diverged as error:
-        kept = (f" The last good checkpoint is {paths.checkpoint}."
-                if paths.checkpoint and Path(paths.checkpoint).exists() else "")
-        raise Diverged(f"{error}{kept}") from None
-
-    metrics = metrics_now(state)
-    if paths.metrics:
-        outputs.write_json(paths.metrics, metrics, paths.metrics_label)
+            try:
+                # Overflow shows up as a NaN/inf loss, which fit() reports in one line; numpy's warnings would only
+                # add noise.
+                with numpy.errstate(over="ignore", invalid="ignore"):
+                    state = fit(engine, device_data, hyper, backend.rng, state=state, on_epoch_end=on_epoch_end,
+                                progress=None if options.quiet else progress, log=None if options.quiet else say,
+                                stop_after_steps=options.stop_after_steps, interrupt=ctrl_c, graph=settings.graph)
+            except Interrupted as stop:
+                raise save_interrupted(stop.state, save, paths, metrics_now) from None
+        except Diverged as error:
+            raise Diverged(f"{error}{kept_text()}") from None
+        metrics = metrics_now(state, paths.checkpoint)
+        if paths.metrics:
+            outputs.write_json(paths.metrics, metrics, paths.metrics_label)
     result = RunResult(metrics=metrics, checkpoint_path=paths.checkpoint, metrics_path=paths.metrics,
-                       resumed_from=options.resume)
+                       resumed_from=options.resume, data_dir=settings.data_dir)
     if options.plot:
-        result.plot_paths = write_plots(options.plot, metrics, engine, device_data, data)
+        try:
+            if ctrl_c.requested:
+                raise KeyboardInterrupt
+            result.plot_paths = write_plots(options.plot, metrics, engine, device_data, data)
+        except KeyboardInterrupt:
+            if not paths.checkpoint:
+                raise Interrupted(state, "interrupted while drawing the plots, after training finished.") from None
+            raise Interrupted(state, f"interrupted while drawing the plots, after training finished: {paths.checkpoint} "
+                                     f"and its metrics are complete; draw them with "
+                                     f"{script_command('plot', paths.checkpoint, '--out', options.plot)}") from None
     return result
+
+
+def save_interrupted(state: TrainingState, save, paths, metrics_now) -> NetsError:
+    """After Ctrl-C: the checkpoint of the last completed step and its metrics written; -> the error to raise
+    (Interrupted saying where they went, Diverged, or RunError when they could not be written)."""
+    where = interrupted_where(state)
+    try:
+        outputs.prepare_file(paths.interrupt, paths.checkpoint_label if paths.checkpoint else "the Ctrl-C checkpoint")
+        save(paths.interrupt, state)
+    except Diverged as error:
+        return Diverged(f"interrupted {where}, and {error}")
+    except NetsError as error:
+        return RunError(f"interrupted {where}, but no checkpoint could be written: {error}")
+    try:
+        for path, label in {paths.interrupt_metrics: "the metrics", paths.metrics: paths.metrics_label}.items():
+            if path:
+                outputs.write_json(path, metrics_now(state, paths.interrupt), label)
+    except NetsError as error:
+        return RunError(f"interrupted {where}: checkpoint written to {paths.interrupt}, but not its metrics: {error}")
+    return Interrupted(state, f"interrupted {where}: checkpoint written to {paths.interrupt}; continue with "
+                              f"--resume {paths.interrupt}")
 
 
 def write_plots(directory, metrics, engine, device_data, data) -> list:

@@ -95,8 +95,8 @@ class RunOptions:
         "default: this project's; notebook: the course notebook's (also accepted as seed, its old name). Explicit "
         "options override it.  [default: default]", choices=RECIPE_NAMES, kind="recipe"))
     save: str | None = field(default=None, metadata=option(
-        "Checkpoint (.npz) written atomically after every epoch [default: runs/DATASET-MODEL-IMPL.npz; with "
-        "--resume, back into that checkpoint].", kind="file"))
+        "Checkpoint (.npz) written atomically after every epoch [default: runs/DATASET-MODEL-IMPL.npz, numbered "
+        "-2, -3, ... when that is taken; with --resume, back into that checkpoint].", kind="file"))
     no_save: bool = field(default=False, metadata=option(
         "Write no checkpoint after each epoch (Ctrl-C still saves one).", kind="flag"))
     resume: str | None = field(default=None, metadata=option("Continue exactly from a checkpoint.", kind="file"))
