@@ -13,7 +13,7 @@ that drift on a shared machine hits both, and medians are reported. On the GPU t
 synchronizing. Torch gets as many CPU threads as NumPy's BLAS.
 
 stdout gets markdown tables (throughput and nets/torch ratio per row; the arithmetic floor); progress goes
-to stderr. benchmarks/README.md says how to read and reproduce them.
+to stderr. docs/performance.md says how to read and reproduce them.
 """
 
 

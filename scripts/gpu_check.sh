@@ -13,7 +13,7 @@
 #
 # Needs no network and no package index: CuPy, a CUDA build of torch, numpy, click, tqdm and pytest must be
 # installed already; wheels carried in .whl/ are installed first (pip --no-index --no-deps) when it exists.
-# Data: .devdata/fashion-mnist (copy it there before the repository travels; see benchmarks/README.md), else
+# Data: .devdata/fashion-mnist (copy it there before the repository travels; see docs/gpu.md), else
 # Debian's /usr/share/datasets/fashion-mnist, else a synthetic learnable set (accuracy then means little).
 # One failing step does not stop the others; the exit code is 0 only when every step passed.
 # OUTDIR gets 8 small files. Per-step time limits (seconds) can be changed through the environment:

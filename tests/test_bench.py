@@ -69,7 +69,7 @@ def test_bench_writes_json_and_prints_tables(tmp_path):
     assert "| mlp | cpu | 4 |" in stdout and "| cnn | cpu | 4 |" in stdout
     if torch_importable():
         floors = {floor["model"]: floor for floor in report["floor"]}
-        # the CNN's training arithmetic is about 280 GFLOP per 60k epoch (see benchmarks/README.md)
+        # the CNN's training arithmetic is about 280 GFLOP per 60k epoch (see docs/performance.md)
         assert floors["cnn"]["gflop_per_epoch"] == pytest.approx(280, rel=0.02)
         assert floors["mlp"]["gflop_per_epoch"] == pytest.approx(27.3, rel=0.01)
         assert "Arithmetic floor" in stdout
