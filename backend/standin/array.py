@@ -12,6 +12,7 @@ import numbers
 
 import numpy
 
+from .capture import Allocation
 from .signatures import MissingInCupyError, NotModelledError, cupy_method
 
 _IMPLICIT_CONVERSION = ("Implicit conversion to a NumPy array is not allowed. "
@@ -51,8 +52,6 @@ class DeviceArray:
     _nets_device_array = True  # how backend.is_device_array recognises it
 
     def __init__(self, data: numpy.ndarray, xp, owner=None):
-        from .capture import Allocation
-
         self._data = data
         self._xp = xp
         self._owner = owner if owner is not None else Allocation()  # the block of memory this array is a view of

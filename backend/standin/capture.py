@@ -194,7 +194,7 @@ class StandinStream:
         return StandinGraph(xp, capture)
 
     def synchronize(self):
-        self._xp._stream_sync("Stream.synchronize")
+        self._xp._stream_sync("Stream.synchronize", self)
 
 
 class MemoryAsyncPool:
