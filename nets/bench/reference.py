@@ -18,6 +18,7 @@ import time
 
 import numpy
 
+from nets.bench.launches import launches_by_part
 from nets.bench.parts import attributed
 from nets.bench.runners import make_batch
 from nets.nn.models import build_model
@@ -73,20 +74,7 @@ def count_launches(model_name: str, batch_size: int) -> dict | None:
         if gpu is None:
             return None
         engine, x, labels = engine_of(strategy, model_name, gpu, batch_size, steps=1)
-        counter, parts = gpu.xp.counter, {}
-
-        def counting(function, key):
-            def counted_call(*args, **kwargs):
-                mark = counter.mark()
-                result = function(*args, **kwargs)
-                parts[key] = parts.get(key, 0) + counter.since(mark).launches
-                return result
-            return counted_call
-
-        with attributed(engine, counting):
-            mark = counter.mark()
-            engine.train_step(x, labels)
-            tally = counter.since(mark)
+        parts, tally = launches_by_part(engine, gpu.xp.counter, x, labels)
         counted[strategy] = {"parts": _merged(parts, model_name), "step": tally.launches, "allocations": tally.allocations}
     return counted
 
