@@ -10,6 +10,7 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 
 @pytest.mark.parametrize("script, says, example", [
+    ("compare_layers.py", "Count the launches and time each layer", "python scripts/compare_layers.py"),
     ("profile_step.py", "Time each layer's forward and backward", "python scripts/profile_step.py"),
     ("bench.py", "Time training and inference", "python scripts/bench.py --models cnn --batch-sizes 128 --repeats 2"),
     ("train.py", "Train the MLP or the CNN", "python scripts/train.py --recipe notebook --model mlp"),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["train", "evaluate", "predict", "plot", "bench", "profile_step"]
+SCRIPTS = ["train", "evaluate", "predict", "plot", "bench", "profile_step", "compare_layers"]
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,25 @@ from nets.bench.parts import attributed
 WARMUP_STEPS = 3  # buffers, index tables and workspaces are made in the first step of a batch size
 
 
+def launches_by_part(engine, counter, x, labels):
+    """One training step of `engine` on the stand-in whose `counter` counts: ({(part, pass): launches}, the step's
+    Tally), every launch attributed to a layer's forward or backward, the loss or the optimizer (parts.py)."""
+    totals: dict = {}
+
+    def counting(function, key):
+        def counted(*args, **kwargs):
+            mark = counter.mark()
+            result = function(*args, **kwargs)
+            totals[key] = totals.get(key, 0) + counter.since(mark).launches
+            return result
+        return counted
+
+    with attributed(engine, counting):
+        mark = counter.mark()
+        engine.train_step(x, labels)
+        return totals, counter.since(mark)
+
+
 def standin_launches(model_name: str, batch_size: int) -> dict | None:
     """Launches of one nets training step (Adam, float32) and one prediction, on the CuPy stand-in.
 
@@ -45,20 +64,7 @@ def standin_launches(model_name: str, batch_size: int) -> dict | None:
         engine.train_step(x, y)
     engine.predict(images).argmax(1)
 
-    totals: dict = {}
-
-    def counting(function, key):
-        def counted(*args, **kwargs):
-            mark = counter.mark()
-            result = function(*args, **kwargs)
-            totals[key] = totals.get(key, 0) + counter.since(mark).launches
-            return result
-        return counted
-
-    with attributed(engine, counting):
-        mark = counter.mark()
-        engine.train_step(x, y)
-        train = counter.since(mark)
+    totals, train = launches_by_part(engine, counter, x, y)
     mark = counter.mark()
     engine.predict(images).argmax(1)  # the logits and the classes, as a prediction makes them
     predict = counter.since(mark)

@@ -1,6 +1,6 @@
-"""Softmax cross-entropy on integer labels: the reference function, and the training step's lean head.
+"""Softmax cross-entropy on integer labels: the training step's lean head, beside the reference function.
 
-    loss, dlogits = softmax_cross_entropy(logits, labels)     # plain and clear; Model.loss_and_gradients
+    loss, dlogits = softmax_cross_entropy(logits, labels)     # the reference (nets/nn/reference/loss.py)
     head = SoftmaxCrossEntropy(classes=10)                    # what a training step runs (nets/train/step.py)
     dlogits = head(logits, labels)                            # and the batch's loss and hits are totalled
     loss_sum, hits = head.totals()                            # on the device, read here in one sync
@@ -13,53 +13,14 @@ from __future__ import annotations
 
 import numpy
 
-from backend import array_module, gemm, is_device_array
+from backend import array_module, gemm
+
+from nets.nn.reference.loss import check_logits_and_labels, softmax_cross_entropy
 
 __all__ = ["SoftmaxCrossEntropy", "softmax_cross_entropy"]
 
 # workspaces (batch sizes) whose totals one head keeps; a run uses two (its batch size and the last batch)
 MAX_WORKSPACES = 16
-
-
-def _check(logits, labels):
-    if logits.ndim != 2:
-        raise ValueError(f"logits must be (N, classes); got shape {tuple(logits.shape)}.")
-    if labels.shape != (logits.shape[0],):
-        raise ValueError(
-            f"labels must be one integer per row of logits, shape ({logits.shape[0]},); got {tuple(labels.shape)}."
-        )
-    if labels.dtype.kind not in "iu":
-        raise ValueError(f"labels must be integers (class indices), not {labels.dtype}.")
-    classes = logits.shape[1]
-    if not is_device_array(labels) and labels.size:  # on the host the check is free; on a device it would sync
-        bad = numpy.flatnonzero((labels < 0) | (labels >= classes))
-        if bad.size:
-            raise ValueError(f"label {int(labels[bad[0]])} at index {int(bad[0])} is outside 0..{classes - 1}; "
-                             f"labels must be class indices of the {classes} classes.")
-
-
-def softmax_cross_entropy(logits, labels):
-    """Mean softmax cross-entropy over the batch and its gradient with respect to the logits.
-
-    logits: (N, K) float; labels: (N,) integers in [0, K) on the same device (checked when on the host).
-    Returns (loss, dlogits): loss is a 0-d array of logits' dtype (not a Python float, so no
-    host-device sync); dlogits (N, K) = (softmax(logits) - onehot(labels)) / N, logits' dtype.
-    """
-    xp = array_module(logits, labels)
-    _check(logits, labels)
-    n, classes = logits.shape
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = xp.exp(shifted)
-    sum_exp = exp.sum(axis=1, keepdims=True)
-    onehot = labels.reshape(n, 1) == xp.arange(classes)
-    # loss_i = log(sum_j exp(z_ij)) - z_i,label   with z = logits - row max
-    per_sample = xp.log(sum_exp[:, 0]) - (shifted * onehot).sum(axis=1)
-    loss = xp.asarray(per_sample.mean(), dtype=logits.dtype)
-    dlogits = exp
-    dlogits /= sum_exp
-    dlogits -= onehot
-    dlogits /= n
-    return loss, dlogits
 
 
 class SoftmaxCrossEntropy:
@@ -122,7 +83,7 @@ class SoftmaxCrossEntropy:
         xp = array_module(logits, labels)
         n = logits.shape[0]
         if logits.ndim != 2 or logits.shape[1] != self.classes or labels.shape != (n,):
-            _check(logits, labels)
+            check_logits_and_labels(logits, labels)
             raise ValueError(f"this head takes (N, {self.classes}) logits, got {tuple(logits.shape)}.")
         space = self._workspace(n, logits.dtype, xp)
         shifted, exp, sums, onehot = space["shifted"], space["exp"], space["sums"], space["onehot"]

@@ -12,7 +12,7 @@ from backend import array_module, to_numpy
 
 from nets.nn.architecture import MODEL_NAMES, check_shapes, cnn_side, complete_config
 from nets.nn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU
-from nets.nn.losses import softmax_cross_entropy
+from nets.nn.losses import SoftmaxCrossEntropy, softmax_cross_entropy
 from nets.nn.parameters import ParameterBuffer
 
 __all__ = ["CNN", "MLP", "Model", "build_model", "MODEL_NAMES"]
@@ -34,6 +34,7 @@ class Model:
     """
 
     name = "model"
+    strategy = "fast"  # these layers; nets/nn/reference/models.py builds the same nets from the reference layers
     # Fewest examples per CPU worker thread worth splitting a batch for (nets/train/parallel.py); None: never split.
     min_per_worker = None
 
@@ -101,12 +102,17 @@ class Model:
             dy = layer.backward(dy, need_input_grad=need_input_grad or position < last)
         return dy
 
+    def loss_head(self):
+        """The loss a training step runs on the logits (nets/train/step.py): dlogits out, totals kept."""
+        return SoftmaxCrossEntropy(self.classes)
+
     def loss_and_gradients(self, x, labels):
         """Forward, softmax cross-entropy and backward in one call -> (loss, logits).
 
         x: (N, *input_shape), labels: (N,) integers; loss is a 0-d array (no host sync);
-        the gradients land in the gradient buffer (see `gradients()`). The reference path: a training
-        step runs nets/train/step.py instead.
+        the gradients land in the gradient buffer (see `gradients()`). The plainest path through a model, where
+        a reader starts (docs/reading.md); a training step (nets/train/step.py) runs the same forward and
+        backward around the lean loss head of `loss_head()`.
         """
         logits = self.forward_step(self._input(x), train=True)
         loss, dlogits = softmax_cross_entropy(logits, labels)

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from backend import Backend
 
+from nets.nn.reference.optim import build_reference_optimizer
 from nets.optim import build_optimizer
 from nets.train.graph import GRAPH_MODES, GraphedStep
 from nets.train.parallel import default_workers
@@ -104,8 +105,11 @@ class NetsEngine:
     def graphed(self, function, mode: str, note=None):
         if mode not in GRAPH_MODES:
             raise ValueError(f"unknown graph mode {mode!r}; choose one of {', '.join(GRAPH_MODES)}.")
-        if mode == "off" or (mode == "auto" and not self.io.is_gpu):
+        eager = self.model.strategy == "reference"  # the reference layers allocate what they return: no graph
+        if mode == "off" or (mode == "auto" and (eager or not self.io.is_gpu)):
             return None
+        if eager:
+            raise ValueError("the reference layers run every step eagerly; use --graph auto or off with them.")
         if not self.io.is_gpu:
             raise ValueError("a CUDA graph needs the GPU (--device gpu); NumPy runs every step as it is.")
         self.optimizer.capturable = True  # a replay reads its learning rate at a device counter (from the next plan)
@@ -151,8 +155,13 @@ class NetsEngine:
 
 
 def engine_for_run(settings, model) -> NetsEngine:
-    """The nets engine of a training run (nets/train/run.py): `model` with the optimizer settings.hyper names."""
+    """The nets engine of a training run (nets/train/run.py): `model` with the optimizer settings.hyper names (one
+    tensor at a time, nets/nn/reference/optim.py, for a reference model)."""
     hyper = settings.hyper
-    optimizer = build_optimizer(hyper.optimizer, model.parameters(), lr=hyper.lr, momentum=hyper.momentum,
-                                weight_decay=hyper.weight_decay)
+    if model.strategy == "reference":
+        optimizer = build_reference_optimizer(hyper.optimizer, model.parameters(), lr=hyper.lr, momentum=hyper.momentum,
+                                              weight_decay=hyper.weight_decay, gradients=model.gradients)
+    else:
+        optimizer = build_optimizer(hyper.optimizer, model.parameters(), lr=hyper.lr, momentum=hyper.momentum,
+                                    weight_decay=hyper.weight_decay)
     return NetsEngine(model, optimizer, model.backend)

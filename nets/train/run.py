@@ -31,6 +31,7 @@ from nets.data import datasets
 from nets.data.augment import Augmentation
 from nets.nn.inference import predict_classes
 from nets.nn.models import build_model
+from nets.nn.reference.models import build_reference_model
 from nets.train.loop import DeviceData, Diverged, InterruptFlag, Interrupted, TrainingState, fit
 from nets.train.paths import (check_against_data, check_outputs, output_paths, prepare_outputs, renumber_if_taken,
                               saving_plan)
@@ -92,8 +93,8 @@ def build_engine(settings: RunSettings, engines: dict):
     model is initialised on the host and computes on torch's device (a GPU run of it needs no CuPy)."""
     try:
         backend = backend_lib.get_backend(settings.device if settings.impl == "nets" else "cpu", seed=settings.seed)
-        model = build_model(settings.model, backend=backend, dtype=settings.dtype, init=settings.hyper.init,
-                            rng=backend.rng)
+        build = build_reference_model if settings.strategy == "reference" else build_model
+        model = build(settings.model, backend=backend, dtype=settings.dtype, init=settings.hyper.init, rng=backend.rng)
         return engines[settings.impl](settings, model), backend
     except backend_lib.BackendError as error:
         raise RunError(f"--impl {settings.impl}: {error}" if settings.impl != "nets" else str(error)) from None
@@ -173,13 +174,17 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
     resuming = ""
     if resumed:
         resuming = f"; resuming at epoch {state.epoch + 1}" + (f", step {state.step_in_epoch + 1}" if state.step_in_epoch else "")
-    say(f"Training {settings.model} ({settings.impl}) on {device}, {settings.dtype}: "
+    layers = ", reference layers" if settings.strategy == "reference" else ""
+    say(f"Training {settings.model} ({settings.impl}{layers}) on {device}, {settings.dtype}: "
         f"{hyper.optimizer} lr {hyper.lr:g} ({hyper.schedule}), batch {hyper.batch_size}, {epochs_text(hyper.epochs)}{moves}, "
         f"recipe {settings.recipe}; {data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test images"
         f"{resuming}")
 
-    if device != "cpu" and (settings.graph == "off" or not gpu_nets):
-        say(f"training step runs eager ({'--graph off' if gpu_nets else 'PyTorch steps are not captured'})")
+    reference = settings.strategy == "reference"
+    if device != "cpu" and (settings.graph == "off" or not gpu_nets or reference):
+        why = ("PyTorch steps are not captured" if not gpu_nets else "--graph off" if settings.graph == "off"
+               else "the reference layers are not captured")
+        say(f"training step runs eager ({why})")
     say(saving_plan(paths, resumed is not None))
     prepare_outputs(options, paths)
     versions = library_versions(backend)
@@ -193,8 +198,9 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
         stopped = {"interrupted": {"epoch": current.epoch + 1, "step_in_epoch": current.step_in_epoch}} if (
             current.step_in_epoch) else {}
         return {
-            "model": settings.model, "impl": settings.impl, "device": device, "dataset": data.name,
-            "data_source": data.source, "recipe": settings.recipe, "dtype": settings.dtype, "seed": settings.seed,
+            "model": settings.model, "impl": settings.impl, "strategy": settings.strategy, "device": device,
+            "dataset": data.name, "data_source": data.source, "recipe": settings.recipe, "dtype": settings.dtype,
+            "seed": settings.seed,
             **hyper.as_dict(),
             "test_accuracy": history[-1]["test_accuracy"] if history else None,
             "epochs": history,

@@ -20,6 +20,7 @@ from backend.errors import NetsError
 from nets.data import datasets
 from nets.nn.architecture import MODEL_NAMES, a_model
 from nets.nn.layers.base import INITS
+from nets.nn.reference.models import STRATEGIES
 from nets.optim import OPTIMIZERS
 from nets.optim.schedules import SCHEDULES
 from nets.train.graph import GRAPH_MODES
@@ -58,6 +59,10 @@ class RunOptions:
     model: str | None = field(default=None, metadata=option("Architecture (default cnn).", choices=MODEL_NAMES))
     impl: str | None = field(default=None, metadata=option(
         "Hand-written nets (default) or the PyTorch baseline, through the same loop.", choices=IMPLS))
+    strategy: str | None = field(default=None, metadata=option(
+        "The nets' layers: fast (default), or reference: the plain layers of nets/nn/reference, one tensor at a "
+        "time, every step eager, to read and step through (same results to float rounding, far slower).",
+        choices=STRATEGIES))
     device: str = field(default="cpu", metadata=option("auto picks the GPU when CuPy and CUDA work.",
                                                        choices=backend_lib.DEVICES, kind="device", show_default=True))
     graph: str = field(default="auto", metadata=option(
@@ -129,6 +134,7 @@ class RunSettings:
     device: str = "cpu"
     data_dir: str | None = None
     graph: str = "auto"
+    strategy: str = "fast"
 
     def as_dict(self) -> dict:
         values = asdict(self)
@@ -152,6 +158,7 @@ class RunSettings:
         """ValueError naming the first setting a run cannot use (a checkpoint's config may have been edited)."""
         choices = {"model": MODEL_NAMES, "impl": IMPLS, "dataset": datasets.DATASET_NAMES, "recipe": RECIPE_NAMES,
                    "dtype": DTYPES, "device": backend_lib.DEVICES + backend_lib.HIDDEN_DEVICES, "graph": GRAPH_MODES,
+                   "strategy": STRATEGIES,
                    "hyper.optimizer": OPTIMIZERS,
                    "hyper.schedule": SCHEDULES, "hyper.init": INITS}
         for name, allowed in choices.items():
@@ -206,9 +213,17 @@ def _resolve(options: RunOptions, resumed: dict | None) -> RunSettings:
         hyper = resolve_hyperparameters(recipe, model, **overrides)
     if hyper.optimizer == "adam" and options.momentum is not None:
         raise RunError("--momentum applies to --optimizer sgd only (Adam's betas are fixed at 0.9, 0.999).")
+    impl = options.impl or (previous.impl if previous else "nets")
+    strategy = options.strategy or (previous.strategy if previous and impl == "nets" else "fast")
+    if strategy == "reference" and impl == "torch":
+        raise RunError("--strategy reference trains the nets' reference layers; --impl torch trains PyTorch's own. "
+                       "Use --impl nets with it.")
+    if strategy == "reference" and options.graph == "on":
+        raise RunError("--graph on captures the fast layers' step; the reference layers run every step eagerly: use "
+                       "--graph auto or off with --strategy reference.")
     settings = RunSettings(
         model=model,
-        impl=options.impl or (previous.impl if previous else "nets"),
+        impl=impl,
         dataset=options.dataset or (previous.dataset if previous else DEFAULT_DATASET),
         recipe=recipe,
         seed=options.seed if options.seed is not None else (previous.seed if previous else 0),
@@ -217,6 +232,7 @@ def _resolve(options: RunOptions, resumed: dict | None) -> RunSettings:
         device=options.device,
         data_dir=options.data_dir or (previous.data_dir if previous else None),
         graph=options.graph,
+        strategy=strategy,
     )
     settings.check()
     return settings

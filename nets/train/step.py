@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import numpy
 
-from nets.nn.losses import SoftmaxCrossEntropy
 from nets.train.parallel import DataParallel
 
 __all__ = ["TrainStep"]
@@ -32,7 +31,7 @@ class TrainStep:
     def __init__(self, model, optimizer, workers: int = 1):
         self.model = model
         self.optimizer = optimizer
-        self.head = SoftmaxCrossEntropy(model.classes)
+        self.head = model.loss_head()
         self.parallel = DataParallel(model, workers, model.min_per_worker or 1) if workers > 1 else None
         self._homes = {}
 

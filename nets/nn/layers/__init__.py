@@ -2,7 +2,10 @@
 
 Each layer has `params` and `grads` dicts (views of its parameter block, see nets/nn/parameters.py),
 `forward(x, train=True, out=None)`, `backward(dy)` and `to(backend)`. Conv2d and MaxPool2d have a host
-and a device strategy each (`strategy_for`), tested against each other.
+and a device strategy each, chosen in one place (`strategy_for`) and named in their methods: Conv2d's
+im2col_cpu / im2col_gpu and col2im_cpu / col2im_gpu, MaxPool2d's forward_cpu / forward_gpu and backward_cpu /
+backward_gpu (the CPU ones in tournament.py). The plain versions of every layer are in nets/nn/reference;
+tests/test_reference.py holds these to them.
 """
 
 from nets.nn.layers.activations import Flatten, ReLU

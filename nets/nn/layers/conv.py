@@ -11,11 +11,12 @@ where y2/dy2 are y/dy stored channel-major, (F, N, OH, OW): Conv2d returns y as 
 and takes dy2 as a free view when dy comes back in that layout (see layers/base.py).
 
 Two strategies fill col and run col2im, chosen per backend in `Conv2d.strategy_for`:
-    "strided" (the CPU): one strided copy per kernel offset (KH * KW of them) and, for col2im, one strided
-        add per offset: long SIMD loops, and thin weight matrices run in column blocks (BLOCK_COLUMNS);
-    "gather" (the GPU): one `take` with an index table for im2col, and col2im as a gather and a row sum
-        over the inverse table (layers/gather.py): 2 launches each instead of 9 or 18.
-Both are tested against each other and against PyTorch on NumPy.
+    "strided" (the CPU; Conv2d.im2col_cpu, col2im_cpu): one strided copy per kernel offset (KH * KW of them)
+        and, for col2im, one strided add per offset: long SIMD loops, and thin weight matrices run in column
+        blocks (BLOCK_COLUMNS);
+    "gather" (the GPU; Conv2d.im2col_gpu, col2im_gpu): one `take` with an index table for im2col, and col2im
+        as a gather and a row sum over the inverse table (layers/gather.py): 2 launches each instead of 9 or 18.
+Both are tested against each other, against the reference (nets/nn/reference/conv.py) and against PyTorch.
 """
 
 from __future__ import annotations
@@ -137,7 +138,12 @@ class Conv2d(Layer):
     Parameters start on the host (drawn from the numpy Generator `rng`); a model (or `layer.to(backend)`)
     moves them into its parameter buffer. y comes back channel-major (see the module docstring); x and dy
     may be NCHW-contiguous or channel-major (anything else is copied to NCHW first).
-    strategy: "strided" or "gather" to force one; None picks per backend (see `strategy_for`).
+
+    The maths is nets/nn/reference/conv.py's; read that first. Here:
+        forward    im2col_cpu or im2col_gpu fills col, then one product y2 = B.T @ col
+        backward   one product dB = col @ dy2.T, then col2im_cpu or col2im_gpu makes dx from B[:K] @ dy2
+    `strategy_for` chooses, in forward only ("strided" runs the _cpu methods, "gather" the _gpu ones);
+    backward takes what forward chose. strategy: "strided" or "gather" to force one; None picks per backend.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *, rng, init="he", dtype="float32"):
@@ -154,7 +160,7 @@ class Conv2d(Layer):
         self.params = {"weight": weight, "bias": bias}
         self.grads = {"weight": weight * 0, "bias": bias * 0}
         self.strategy = None
-        self._cache = None  # (x shape, layout) of the last training forward
+        self._cache = None  # (x shape, layout, strategy, col) of the last training forward
         self._tables = {}
         self._start_on_the_host()
 
@@ -183,22 +189,83 @@ class Conv2d(Layer):
         n, out_h, out_w = self._geometry(x)
         xp = array_module(x, self._block)
         strategy = self.strategy_for(x)
-        layout = gather.layout_of(x)
-        if layout is None and strategy == "gather":  # the tables address NCHW or channel-major memory
-            x, layout = xp.ascontiguousarray(x), "nchw"
         columns = n * out_h * out_w
         col = self._buffer("col" if train else "col_eval", xp, (self.columns + 1, columns), x.dtype,
-                           fill=_ones_in_last_row)
+                           fill=_ones_in_last_row)  # the last row stays ones: the bias rides on it
         if strategy == "gather":
-            self._gather_columns(x, layout, xp, col[:-1])
+            x, layout = self.im2col_gpu(x, xp, col[:-1])
         else:
-            im2col(x, *self.kernel_size, self.stride, self.padding, out=col[:-1])
+            x, layout = self.im2col_cpu(x, col[:-1])
         f = self.out_channels
         y2 = self._buffer("y", xp, (f, columns), x.dtype) if train else xp.empty((f, columns), dtype=x.dtype)
         _matmul(self._block.T, col, y2)
         if train:
             self._cache = (x.shape, layout, strategy, col)
         return y2.reshape(f, n, out_h, out_w).transpose(1, 0, 2, 3)
+
+    def backward(self, dy, need_input_grad=True):
+        """dy: (N, F, OH, OW) -> dx: (N, C, H, W) in x's layout; fills grads["weight"] and grads["bias"].
+
+        need_input_grad=False skips dx (returns None): the first layer of a net never needs it.
+        """
+        if self._cache is None:
+            raise RuntimeError("Conv2d.backward needs a forward(x, train=True) first.")
+        x_shape, layout, strategy, col = self._cache
+        n, f, out_h, out_w = dy.shape
+        dy2 = dy.transpose(1, 0, 2, 3).reshape(f, n * out_h * out_w)  # free when dy is channel-major
+        _gram(col, dy2, self._grad_block)
+        if not need_input_grad:
+            return None
+        xp = array_module(dy, self._block)
+        if strategy == "gather":
+            return self.col2im_gpu(dy2, x_shape, layout, xp)
+        return self.col2im_cpu(dy2, x_shape, xp)
+
+    # ------------------------------------------------------------------ strided (CPU): long SIMD loops
+    def im2col_cpu(self, x, col):
+        """col[...] = im2col(x): one strided copy per kernel offset (the reference's loop). -> (x, its layout)."""
+        im2col(x, *self.kernel_size, self.stride, self.padding, out=col)
+        return x, gather.layout_of(x)
+
+    def col2im_cpu(self, dy2, x_shape, xp):
+        """dx = col2im(B[:K] @ dy2): one product, then one strided add per kernel offset."""
+        k, columns = self.columns, dy2.shape[1]
+        dcol = _matmul(self._block[:-1], dy2, self._buffer("dcol", xp, (k, columns), dy2.dtype))
+        (kh, kw), (n, c, h, w) = self.kernel_size, x_shape
+        dx_by_channel = None if self.padding else self._buffer("dx", xp, (c, n, h, w), dy2.dtype)
+        return col2im(dcol, x_shape, kh, kw, self.stride, self.padding, out=dx_by_channel)
+
+    # ------------------------------------------------------------------ gather (GPU): few launches
+    def im2col_gpu(self, x, xp, col):
+        """col[...] = im2col(x) in one gather through an index table (plus one copy into a zero-bordered buffer when
+        padded). -> (x, its layout): x is copied to NCHW first when its memory is in neither layout."""
+        layout = gather.layout_of(x)
+        if layout is None:  # the tables address NCHW or channel-major memory
+            x, layout = xp.ascontiguousarray(x), "nchw"
+        table = self._table(x.shape, layout, xp, "im2col")
+        source, source_layout = x, layout
+        if self.padding:
+            p = self.padding
+            n, c, h, w = x.shape
+            source = self._buffer("padded", xp, (n, c, h + 2 * p, w + 2 * p), x.dtype, fill=_zeros)
+            source[:, :, p:p + h, p:p + w] = x  # the border stays zero from the allocation
+            source_layout = "nchw"
+        xp.take(gather.flat_memory(source, source_layout), table, out=col)
+        return x, layout
+
+    def col2im_gpu(self, dy2, x_shape, layout, xp):
+        """dx = col2im(B[:K] @ dy2): one product into a vector ending in a zero, then a gather of every pixel's
+        copies through the inverse table and their sum (layers/gather.py): no scattered adds."""
+        k, columns = self.columns, dy2.shape[1]
+        dcol_ext = self._buffer("dcol", xp, (k * columns + 1,), dy2.dtype, fill=_zero_in_last_cell)
+        gemm(self._block[:-1], dy2, dcol_ext[:-1].reshape(k, columns))
+        inverse = self._table(x_shape, layout, xp, "col2im")
+        parts = xp.take(dcol_ext, inverse, out=self._buffer("dx_parts", xp, inverse.shape, dy2.dtype))
+        if inverse.shape[0] == 1:
+            flat = parts.reshape(-1)
+        else:
+            flat = parts.sum(axis=0, out=self._buffer("dx", xp, (inverse.shape[1],), dy2.dtype))
+        return gather.from_flat(flat, x_shape, layout)
 
     def _table(self, x_shape, layout, xp, which):
         """A device index table of the gather strategy for this input shape and layout, built on first use:
@@ -222,48 +289,6 @@ class Conv2d(Layer):
                     table = numpy.ascontiguousarray(table)
             table = self._tables[key] = gather.device_table(table, xp)
         return table
-
-    def _gather_columns(self, x, layout, xp, col):
-        """col[...] = im2col(x) in one gather (plus one copy into a zero-bordered buffer when padded)."""
-        table = self._table(x.shape, layout, xp, "im2col")
-        source = x
-        if self.padding:
-            p = self.padding
-            n, c, h, w = x.shape
-            source = self._buffer("padded", xp, (n, c, h + 2 * p, w + 2 * p), x.dtype, fill=_zeros)
-            source[:, :, p:p + h, p:p + w] = x  # the border stays zero from the allocation
-            layout = "nchw"
-        xp.take(gather.flat_memory(source, layout), table, out=col)
-
-    def backward(self, dy, need_input_grad=True):
-        """dy: (N, F, OH, OW) -> dx: (N, C, H, W) in x's layout; fills grads["weight"] and grads["bias"].
-
-        need_input_grad=False skips dx (returns None): the first layer of a net never needs it.
-        """
-        if self._cache is None:
-            raise RuntimeError("Conv2d.backward needs a forward(x, train=True) first.")
-        x_shape, layout, strategy, col = self._cache
-        xp = array_module(dy, self._block)
-        n, f, out_h, out_w = dy.shape
-        dy2 = dy.transpose(1, 0, 2, 3).reshape(f, n * out_h * out_w)  # free when dy is channel-major
-        _gram(col, dy2, self._grad_block)
-        if not need_input_grad:
-            return None
-        k, columns = self.columns, dy2.shape[1]
-        if strategy == "gather":
-            dcol_ext = self._buffer("dcol", xp, (k * columns + 1,), dy.dtype, fill=_zero_in_last_cell)
-            gemm(self._block[:-1], dy2, dcol_ext[:-1].reshape(k, columns))
-            inverse = self._table(x_shape, layout, xp, "col2im")
-            parts = xp.take(dcol_ext, inverse, out=self._buffer("dx_parts", xp, inverse.shape, dy.dtype))
-            if inverse.shape[0] == 1:
-                flat = parts.reshape(-1)
-            else:
-                flat = parts.sum(axis=0, out=self._buffer("dx", xp, (inverse.shape[1],), dy.dtype))
-            return gather.from_flat(flat, x_shape, layout)
-        dcol = _matmul(self._block[:-1], dy2, self._buffer("dcol", xp, (k, columns), dy.dtype))
-        (kh, kw), (n, c, h, w) = self.kernel_size, x_shape
-        dx_by_channel = None if self.padding else self._buffer("dx", xp, (c, n, h, w), dy.dtype)
-        return col2im(dcol, x_shape, kh, kw, self.stride, self.padding, out=dx_by_channel)
 
 
 def _thin(matrix):

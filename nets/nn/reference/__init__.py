@@ -1,0 +1,28 @@
+"""The reference: every layer, the loss and the optimizers in their plainest correct form, to read first.
+
+A layer is a plain object with `params` and `grads`, dicts in PyTorch's names and shapes ("weight", "bias"),
+`forward(x, train=True) -> y`, which keeps what backward needs when train, and `backward(dy) -> dx`, which
+sets `grads`. Each forward and backward fits on one screen, allocates what it returns, and takes `xp` (NumPy
+or CuPy) from its input, so the same code runs on the CPU, on a GPU and on the strict CuPy stand-in.
+
+Read in this order:
+    layers.py    Linear, ReLU, Flatten
+    conv.py      im2col as a loop over kernel offsets, col2im as its adjoint, Conv2d
+    pooling.py   MaxPool2d, keeping the argmax of each window
+    loss.py      softmax cross-entropy, and the running totals a training run reports
+    optim.py     SGD and Adam, one tensor at a time, with torch.optim's rules
+    models.py    the MLP and the CNN built from these, trained by the same loop (train.py --strategy reference);
+                 import it as nets.nn.reference.models (it builds on nets.nn.models, which builds on loss.py)
+
+The fast layers (nets/nn/layers, nets/nn/losses.py, nets/optim) compute the same functions;
+tests/test_reference.py holds them to these, and these to PyTorch. docs/reading.md walks from here to there.
+"""
+
+from nets.nn.reference.conv import Conv2d, col2im, im2col
+from nets.nn.reference.layers import Flatten, Linear, ReLU
+from nets.nn.reference.loss import LossTotals, softmax_cross_entropy
+from nets.nn.reference.optim import SGD, Adam, build_reference_optimizer
+from nets.nn.reference.pooling import MaxPool2d
+
+__all__ = ["Adam", "Conv2d", "Flatten", "Linear", "LossTotals", "MaxPool2d", "ReLU", "SGD", "build_reference_optimizer",
+           "col2im", "im2col", "softmax_cross_entropy"]
