@@ -1,7 +1,7 @@
 """Softmax cross-entropy on integer labels: the reference function, and the training step's lean head.
 
     loss, dlogits = softmax_cross_entropy(logits, labels)     # plain and clear; Model.loss_and_gradients
-    head = SoftmaxCrossEntropy(classes=10)                    # what a training step runs (nets/train/step.py)
+    head = SoftmaxCrossEntropy(classes=10)                    # what a training step runs (nets/train/engine.py)
     dlogits = head(logits, labels)                            # and the batch's loss and hits are totalled
     loss_sum, hits = head.totals()                            # on the device, read here in one sync
 

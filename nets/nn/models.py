@@ -106,7 +106,7 @@ class Model:
 
         x: (N, *input_shape), labels: (N,) integers; loss is a 0-d array (no host sync);
         the gradients land in the gradient buffer (see `gradients()`). The reference path: a training
-        step runs nets/train/step.py instead.
+        step runs nets/train/engine.py's NetsEngine.train_step instead.
         """
         logits = self.forward_step(self._input(x), train=True)
         loss, dlogits = softmax_cross_entropy(logits, labels)

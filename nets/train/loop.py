@@ -151,14 +151,12 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
         if log is not None:
             (bar.write if bar is not None and hasattr(bar, "write") else log)(line)
 
-    def train_on(rows):
-        engine.train_step(*engine.batch(data.train_images, data.train_labels, rows, mover))
+    images, labels = data.train_images, data.train_labels
 
     def full_batch():  # everything on the device: the rows at the order's counter, the lr at the optimizer's
-        train_on(order.next_rows())
+        engine.train_step(*engine.batch(images, labels, order.next_rows(), mover))
 
-    graphed = engine.graphed(full_batch, graph, note=tell)
-    run_full_batch = graphed if graphed is not None else full_batch
+    graphed = engine.graphed(full_batch, graph, note=tell)  # None: each step runs eagerly, right here
 
     def stop_requested():
         return interrupt.requested or (stop_after_steps is not None and steps_this_call >= stop_after_steps)
@@ -189,12 +187,14 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
             started = time.perf_counter()
             for step in range(state.step_in_epoch, end):
                 image = done + seen
-                if on_the_grid and image + hyper.batch_size <= train_count:
-                    run_full_batch()  # its rows at the order's device counter: what a CUDA graph replays
+                full = on_the_grid and image + hyper.batch_size <= train_count
+                if full and graphed is not None:
+                    graphed()  # full_batch, replayed as a CUDA graph once captured
                     seen += hyper.batch_size
-                else:  # the partial last batch (its size would need a graph of its own), or off the batch grid
-                    rows = order.rows_from(image)
-                    train_on(rows)
+                else:  # full batches: the rows at the order's device counter, as a graph reads them; the partial
+                    #    last batch (its size would need a graph of its own), or a batch off the grid: a view
+                    rows = order.next_rows() if full else order.rows_from(image)
+                    engine.train_step(*engine.batch(images, labels, rows, mover))
                     seen += len(rows)
                 state.step_in_epoch, state.images_in_epoch = step + 1, done + seen
                 steps_this_call += 1
