@@ -518,7 +518,7 @@ def _set_json(arrays, key, mutate):
     (lambda a: _set_json(a, "optim/hyperparameters", lambda h: {**h, "lr": -0.1}), "optim/hyperparameters lr = -0.1"),
     (lambda a: _set_json(a, "optim/hyperparameters", lambda h: {**h, "weight_decay": float("inf")}),
      "optim/hyperparameters weight_decay = inf"),
-    (lambda a: _set_json(a, "optim/hyperparameters", lambda h: {**h, "momentum": 0.9}), "momentum, which adam"),
+    (lambda a: _set_json(a, "optim/hyperparameters", lambda h: {**h, "momentum": 0.9}), "optim/hyperparameters that adam cannot use (adam has no hyperparameter momentum)"),
     (lambda a: _set(a, "optim/name", "rmsprop"), "optim/name = 'rmsprop'"),
     (lambda a: _set(a, "optim/step", -3), "optim/step = -3"),
     (lambda a: a.update({"optim/exp_avg/fc9.weight": numpy.zeros((2, 2))}), "no parameter fc9.weight"),

@@ -781,12 +781,13 @@ def test_an_empty_split_is_refused_before_training(tmp_path, empty):
     assert "Training" not in run("--model", "mlp", "--data-dir", data, *FAST).output
 
 
-@pytest.mark.parametrize("option, value", [("--lr", "nan"), ("--lr", "inf"), ("--momentum", "nan"),
-                                           ("--weight-decay", "inf"), ("--weight-decay", "nan")])
-def test_non_finite_numbers_are_usage_errors(tiny_data, option, value):
+@pytest.mark.parametrize("option, value, requirement", [
+    ("--lr", "nan", "a finite number > 0"), ("--lr", "inf", "a finite number > 0"), ("--momentum", "nan", "in [0, 1)"),
+    ("--weight-decay", "inf", "a finite number >= 0"), ("--weight-decay", "nan", "a finite number >= 0")])
+def test_non_finite_numbers_are_usage_errors(tiny_data, option, value, requirement):
     result = run("--model", "mlp", "--optimizer", "sgd", "--data-dir", tiny_data, *FAST, option, value)
     assert result.exit_code == 2, result.output
-    assert f"Invalid value for '{option}'" in result.output and "is not a finite number" in result.output
+    assert f"Invalid value for '{option}': '{value}' is not {requirement}." in result.output
     assert "Training" not in result.output
 
 
@@ -849,9 +850,9 @@ def _json_entry(key, mutate):
      "its meta/epoch_rng_state is a state of MT19937, but training shuffles with PCG64"),
     (_json_entry("optim/hyperparameters", lambda h: {**h, "betas": [0.9, 1.0]}), "optim/hyperparameters betas[1] = 1.0"),
     (_json_entry("meta/config", lambda c: {**c, "hyper": {**c["hyper"], "lr": float("nan")}}),
-     "meta/config): hyper.lr is nan; it must be a positive finite number"),
+     "meta/config): hyper.lr must be a finite number > 0, got nan."),
     (_json_entry("meta/config", lambda c: {**c, "hyper": {**c["hyper"], "schedule": "cosine"}}),
-     "hyper.schedule is 'cosine'; it must be one of constant, onecycle"),
+     "hyper.schedule must be one of constant, onecycle, got 'cosine'."),
     (_json_entry("meta/metrics", lambda m: {"epochs": m}), "meta/metrics entry that is not the per-epoch list"),
     (lambda a: a.update({"fc1.weight": numpy.full_like(a["fc1.weight"], numpy.nan)}),
      "parameter fc1.weight holds"),

@@ -20,6 +20,7 @@ from nets.nn.architecture import parameter_shapes
 from nets.optim.schedules import learning_rate
 from nets.train.engine import EngineState
 from nets.train.settings import RunError, RunOptions, RunSettings
+from nets.validate import Invalid, real
 
 __all__ = ["check_resume_position", "epochs_text", "images_done", "load_resumed", "load_resumed_state"]
 
@@ -49,7 +50,11 @@ def load_resumed(path) -> checkpoints.Checkpoint:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    try:
+        real(value, "a metric")
+    except Invalid:
+        return False
+    return True
 
 
 def images_done(resumed) -> int:

@@ -11,7 +11,6 @@ name; a test holds the two lists equal).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
 import backend as backend_lib
@@ -23,6 +22,7 @@ from nets.nn.layers.base import INITS
 from nets.optim import OPTIMIZERS
 from nets.optim.schedules import SCHEDULES
 from nets.train.graph import GRAPH_MODES
+from nets.validate import KINDS, by_kind, choice
 from nets.train.recipes import RECIPE_NAMES, Hyperparameters, check_augment, recipe_defaults, recipe_name, resolve_hyperparameters
 
 __all__ = ["DEFAULT_DATASET", "DTYPES", "FALLBACK_DATASET", "IMPLS", "RunError", "RunOptions", "RunSettings",
@@ -149,37 +149,28 @@ class RunSettings:
         return settings
 
     def check(self) -> None:
-        """ValueError naming the first setting a run cannot use (a checkpoint's config may have been edited)."""
-        choices = {"model": MODEL_NAMES, "impl": IMPLS, "dataset": datasets.DATASET_NAMES, "recipe": RECIPE_NAMES,
-                   "dtype": DTYPES, "device": backend_lib.DEVICES + backend_lib.HIDDEN_DEVICES, "graph": GRAPH_MODES,
-                   "hyper.optimizer": OPTIMIZERS,
-                   "hyper.schedule": SCHEDULES, "hyper.init": INITS}
-        for name, allowed in choices.items():
-            value = getattr(self.hyper, name[len("hyper."):]) if name.startswith("hyper.") else getattr(self, name)
-            if value not in allowed:
-                raise ValueError(f"{name} is {value!r}; it must be one of {', '.join(allowed)}")
-        try:
-            check_augment(self.hyper.augment)
-        except ValueError as error:
-            raise ValueError(f"hyper.augment: {error}") from None
-        _check_whole("seed", self.seed, 0)
-        _check_whole("hyper.epochs", self.hyper.epochs, 1)
-        _check_whole("hyper.batch_size", self.hyper.batch_size, 1)
-        _check_real("hyper.lr", self.hyper.lr, "a positive finite number", lambda value: value > 0)
-        _check_real("hyper.momentum", self.hyper.momentum, "in [0, 1)", lambda value: 0 <= value < 1)
-        _check_real("hyper.weight_decay", self.hyper.weight_decay, "a finite number >= 0", lambda value: value >= 0)
+        """ValueError naming the first setting a run cannot use (a checkpoint's config may have been edited): each
+        checked as its command-line option is (RunOptions' metadata: choices or kind, through nets.validate)."""
+        choices = {"device": backend_lib.DEVICES + backend_lib.HIDDEN_DEVICES}  # the hidden ones too
+        names = {spec.name for spec in fields(self)} | {spec.name for spec in fields(self.hyper)}
+        for spec in fields(RunOptions):
+            if spec.name not in names:
+                continue
+            hyper = spec.metadata["hyper"]
+            value = getattr(self.hyper if hyper else self, spec.name)
+            name = f"hyper.{spec.name}" if hyper else spec.name
+            allowed, kind = choices.get(spec.name, spec.metadata["choices"]), spec.metadata["kind"]
+            if allowed is not None:
+                choice(value, name, allowed)
+            elif kind in KINDS:
+                by_kind(kind, value, name)
+            elif kind == "augment":
+                try:
+                    check_augment(value)
+                except ValueError as error:
+                    raise ValueError(f"{name}: {error}") from None
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             raise ValueError(f"data_dir is {self.data_dir!r}, not a folder name")
-
-
-def _check_whole(name, value, least) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{name} is {value!r}; it must be a whole number >= {least}")
-
-
-def _check_real(name, value, what, fits) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not fits(value):
-        raise ValueError(f"{name} is {value!r}; it must be {what}")
 
 
 def resolve_settings(options: RunOptions, resumed: dict | None) -> RunSettings:
