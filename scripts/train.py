@@ -20,7 +20,6 @@ from nets.baseline.engine import engine_for_run as torch_engine
 from nets.data.augment import AugmentError, Augmentation
 from nets.train.engine import engine_for_run as nets_engine
 from nets.train.loop import EXIT_INTERRUPTED, Interrupted
-from nets.train.recipes import recipe_name
 from nets.train.run import train_run
 from nets.train.settings import RunOptions
 
@@ -80,13 +79,6 @@ class DeviceChoice(click.Choice):
         return super().convert(value, param, ctx)
 
 
-class RecipeChoice(click.Choice):
-    """The recipes by name; an old name ("seed") is accepted for the one it became ("notebook")."""
-
-    def convert(self, value, param, ctx):
-        return super().convert(recipe_name(value), param, ctx)
-
-
 KINDS = {  # the numeric kinds ("int>=1", ...) are nets.validate's, as RunSettings checks them
     "file": lambda: click.Path(dir_okay=False),
     "folder": lambda: click.Path(file_okay=False),
@@ -103,8 +95,6 @@ def run_options(function):
                         show_default=meta["show_default"])
         if kind == "flag":
             settings["is_flag"] = True
-        elif kind == "recipe":
-            settings["type"] = RecipeChoice(choices)
         elif kind == "device":
             settings["type"] = DeviceChoice(choices)
         elif choices is not None:

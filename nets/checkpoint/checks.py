@@ -41,11 +41,8 @@ def check_parameters(shapes: dict, model_config, where: str, path) -> dict:
     architecture the shapes themselves describe) -> the complete config; CheckpointError naming the difference.
     `where` names the config in messages ("meta/model_config")."""
     try:
-        if model_config is None or (isinstance(model_config, dict) and set(model_config) <= {"name", "init"}):
-            # no sizes given (a bare file, or a version-1 file naming only its model): read them off the shapes
-            found = config_from_shapes(shapes)
-            if model_config is None or found["name"] == model_config.get("name"):
-                model_config = {**found, **(model_config or {})}
+        if model_config is None:  # a bare file of parameters: the architecture read off their shapes
+            model_config = config_from_shapes(shapes)
         model_config = complete_config(model_config)
         expected = parameter_shapes(model_config)
     except ValueError as error:
@@ -124,20 +121,16 @@ def check_rng_state(state, field: str, path):
 
 def check_dataset(dataset, class_names, classes: int, config: dict, path) -> tuple[str | None, list | None]:
     """meta/dataset (a known dataset), meta/class_names (that dataset's names, one per output of the model) and
-    the dataset meta/config names, all agreeing -> (dataset, class names); both None when the file does not say.
-
-    A checkpoint from before these entries names its dataset in meta/config only; it is read from there."""
+    the dataset meta/config names, all agreeing -> (dataset, class names); both None when the file does not say."""
     if dataset is None and class_names is not None:
         raise CheckpointError(f"{path} has meta/class_names but no meta/dataset; {RESAVE}.")
     said = config.get("dataset") if isinstance(config, dict) else None
     if dataset is None:
-        if said not in DATASET_NAMES:  # an older checkpoint: meta/config's dataset, when it is one
-            return None, None
-        dataset = said
-    elif dataset not in DATASET_NAMES:
+        return None, None
+    if dataset not in DATASET_NAMES:
         raise CheckpointError(f"{path} has meta/dataset = {dataset!r}; it must be one of {', '.join(DATASET_NAMES)}, "
                               f"so {RESAVE}.")
-    elif said is not None and said != dataset:
+    if said is not None and said != dataset:
         raise CheckpointError(f"{path} has meta/dataset = {dataset!r} but meta/config says {said!r}; the file is "
                               "inconsistent, so save it again.")
     names = list(CLASS_NAMES[dataset])

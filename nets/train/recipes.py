@@ -1,7 +1,7 @@
 """Training recipes: the hyperparameters a run starts from, per model. Explicit CLI options override them.
 
-- "notebook" (formerly "seed", still accepted) reproduces the course notebook: the MLP with plain SGD lr 0.01 on single samples, the CNN with
-  Adam lr 0.01 on batches of 32, 5 epochs each, He init.
+- "notebook" reproduces the course notebook: the MLP with plain SGD lr 0.01 on single samples, the CNN with Adam
+  lr 0.01 on batches of 32, 5 epochs each, He init.
 - "default" is this project's recipe: Adam under a one-cycle schedule (peak lr 3e-3) on batches of 128 for 20
   epochs, with the augmentation that suits the dataset and model ("auto", nets/data/augment.py: shifts of up to 2
   pixels on digits; for the CNN on clothes, left-right flips and shifts of up to 1 pixel; see README for the
@@ -16,7 +16,6 @@ from nets.data.augment import Augmentation
 from nets.data.augment import resolve as resolve_augmentation
 
 RECIPE_NAMES = ("default", "notebook")
-RECIPE_ALIASES = {"seed": "notebook"}  # the notebook recipe's first name, read like --seed; kept working
 
 
 @dataclass(frozen=True)
@@ -63,14 +62,8 @@ def check_augment(augment) -> str:
     return augment
 
 
-def recipe_name(recipe):
-    """A recipe's name with an alias ("seed") replaced by what it stands for ("notebook"); anything else as given."""
-    return RECIPE_ALIASES.get(recipe, recipe) if isinstance(recipe, str) else recipe
-
-
 def resolve_hyperparameters(recipe: str, model: str, **overrides) -> Hyperparameters:
     """The recipe's hyperparameters for `model`, with every override that is not None applied."""
-    recipe = recipe_name(recipe)
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPE_NAMES)}")
     if model not in RECIPES[recipe]:

@@ -23,7 +23,7 @@ from nets.optim import OPTIMIZERS
 from nets.optim.schedules import SCHEDULES
 from nets.train.graph import GRAPH_MODES
 from nets.validate import KINDS, by_kind, choice
-from nets.train.recipes import RECIPE_NAMES, Hyperparameters, check_augment, recipe_defaults, recipe_name, resolve_hyperparameters
+from nets.train.recipes import RECIPE_NAMES, Hyperparameters, check_augment, recipe_defaults, resolve_hyperparameters
 
 __all__ = ["DEFAULT_DATASET", "DTYPES", "FALLBACK_DATASET", "IMPLS", "RunError", "RunOptions", "RunSettings",
            "hyper_overrides", "resolve_settings"]
@@ -41,7 +41,7 @@ class RunError(NetsError, RuntimeError):
 def option(help: str, *, choices=None, kind: str | None = None, hyper: bool = False, show_default: bool = False,
            hidden: bool = False) -> dict:
     """A field's command-line option. kind: "int>=1", "int>=0", "float>0", "float>=0", "float[0,1)", "file",
-    "folder", "flag", "augment", "recipe" or "device" (its choices, and the hidden backend.HIDDEN_DEVICES)
+    "folder", "flag", "augment" or "device" (its choices, and the hidden backend.HIDDEN_DEVICES)
     (scripts/train.py maps each to a click type)."""
     return {"help": help, "choices": choices, "kind": kind, "hyper": hyper, "show_default": show_default,
             "hidden": hidden}
@@ -92,8 +92,8 @@ class RunOptions:
         "Seeds initialisation and shuffling (default 0).", kind="int>=0"))
     dtype: str | None = field(default=None, metadata=option("Default float32.", choices=DTYPES))
     recipe: str | None = field(default=None, metadata=option(
-        "default: this project's; notebook: the course notebook's (also accepted as seed, its old name). Explicit "
-        "options override it.  [default: default]", choices=RECIPE_NAMES, kind="recipe"))
+        "default: this project's; notebook: the course notebook's. Explicit options override it.  [default: default]",
+        choices=RECIPE_NAMES))
     save: str | None = field(default=None, metadata=option(
         "Checkpoint (.npz) written atomically after every epoch [default: runs/DATASET-MODEL-IMPL.npz, numbered "
         "-2, -3, ... when that is taken; with --resume, back into that checkpoint].", kind="file"))
@@ -143,7 +143,6 @@ class RunSettings:
         if not isinstance(values.get("hyper"), dict):
             raise ValueError(f"hyper is {values.get('hyper')!r}, not a set of hyperparameters")
         values["hyper"] = Hyperparameters(**values["hyper"])
-        values["recipe"] = recipe_name(values.get("recipe"))  # "seed", the notebook recipe's first name
         settings = cls(**values)
         settings.check()
         return settings
@@ -189,7 +188,7 @@ def _resolve(options: RunOptions, resumed: dict | None) -> RunSettings:
     if previous and options.model and options.model != previous.model:
         raise RunError(f"the checkpoint {options.resume} holds {a_model(previous.model)}, but "
                        f"--model {options.model} was asked for.")
-    recipe = recipe_name(options.recipe) or (previous.recipe if previous else "default")
+    recipe = options.recipe or (previous.recipe if previous else "default")
     overrides = hyper_overrides(options)
     if previous and recipe == previous.recipe:
         hyper = replace(previous.hyper, **overrides)
