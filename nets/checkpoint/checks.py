@@ -121,16 +121,21 @@ def check_rng_state(state, field: str, path):
 
 def check_dataset(dataset, class_names, classes: int, config: dict, path) -> tuple[str | None, list | None]:
     """meta/dataset (a known dataset), meta/class_names (that dataset's names, one per output of the model) and
-    the dataset meta/config names, all agreeing -> (dataset, class names); both None when the file does not say."""
+    the dataset meta/config names, all agreeing -> (dataset, class names); both None when the file does not say.
+
+    A checkpoint saved without meta/dataset (save_checkpoint's dataset left out) names its dataset in meta/config
+    only; it is read from there."""
     if dataset is None and class_names is not None:
         raise CheckpointError(f"{path} has meta/class_names but no meta/dataset; {RESAVE}.")
     said = config.get("dataset") if isinstance(config, dict) else None
     if dataset is None:
-        return None, None
-    if dataset not in DATASET_NAMES:
+        if said not in DATASET_NAMES:  # meta/config's dataset, when it is one
+            return None, None
+        dataset = said
+    elif dataset not in DATASET_NAMES:
         raise CheckpointError(f"{path} has meta/dataset = {dataset!r}; it must be one of {', '.join(DATASET_NAMES)}, "
                               f"so {RESAVE}.")
-    if said is not None and said != dataset:
+    elif said is not None and said != dataset:
         raise CheckpointError(f"{path} has meta/dataset = {dataset!r} but meta/config says {said!r}; the file is "
                               "inconsistent, so save it again.")
     names = list(CLASS_NAMES[dataset])
