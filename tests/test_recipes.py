@@ -2,7 +2,8 @@
 
 import pytest
 
-from nets.train.recipes import RECIPES, augmentation_for, resolve_hyperparameters
+from nets.data.augment import resolve as augmentation_for
+from nets.train.settings import RECIPES, resolve_hyperparameters
 from nets.optim.schedules import learning_rate, one_cycle_lr
 
 

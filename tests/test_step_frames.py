@@ -10,7 +10,7 @@ from nets.nn.models import build_model
 from nets.optim import Adam
 from nets.train.engine import NetsEngine
 from nets.train.loop import DeviceData, fit
-from nets.train.recipes import Hyperparameters
+from nets.train.settings import Hyperparameters
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn"])

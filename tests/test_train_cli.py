@@ -954,7 +954,7 @@ def test_the_torch_baseline_on_the_gpu_needs_no_cupy(monkeypatch):
 
     import backend
     import nets.baseline.engine as baseline_engine
-    from nets.train.recipes import resolve_hyperparameters
+    from nets.train.settings import resolve_hyperparameters
     from nets.train.run import build_engine
     from nets.train.settings import RunError, RunSettings
 

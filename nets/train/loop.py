@@ -23,9 +23,10 @@ from nets.data.batches import EpochOrder
 from nets.data.datasets import to_labels, to_model_input
 from nets.nn.inference import count_correct
 from nets.optim.schedules import learning_rate
-from nets.train.recipes import Hyperparameters
+from nets.train.settings import Hyperparameters
 
-__all__ = ["DeviceData", "Diverged", "InterruptFlag", "Interrupted", "TrainingState", "fit", "format_epoch"]
+__all__ = ["DeviceData", "Diverged", "InterruptFlag", "Interrupted", "TrainingState", "epochs_text", "fit",
+           "format_epoch", "interrupted_where"]
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
 
@@ -259,3 +260,17 @@ def format_epoch(record: dict, epochs: int) -> str:
     return (f"epoch {record['epoch']:>{width}}/{epochs}  loss {record['train_loss']:.4f}  "
             f"train {record['train_accuracy']:.2%}  test {record['test_accuracy']:.2%}  "
             f"{record['seconds']:.1f} s  {record['images_per_second']:,.0f} img/s")
+
+
+def interrupted_where(state: TrainingState) -> str:
+    """"after 10 full epochs and 73 steps of epoch 11", for the Ctrl-C message."""
+    full = f"{epochs_text(state.epoch).replace('epoch', 'full epoch')}"
+    if not state.step_in_epoch:
+        return f"after {full}"
+    steps = f"{state.step_in_epoch} step{'s' if state.step_in_epoch != 1 else ''} of epoch {state.epoch + 1}"
+    return f"after {full} and {steps}" if state.epoch else f"after {steps}"
+
+
+def epochs_text(count: int) -> str:
+    """"1 epoch", "3 epochs"."""
+    return f"{count} epoch" if count == 1 else f"{count} epochs"
