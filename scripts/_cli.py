@@ -75,6 +75,22 @@ class Checked(click.ParamType):
             self.fail(f"{value!r} is not {error.requirement}.", param, ctx)
 
 
+def comma_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def comma_models(context, parameter, value) -> list[str]:
+    """A click callback: --models as a comma-separated list of model names."""
+    from nets.nn.architecture import MODEL_NAMES
+
+    models = comma_list(value)
+    unknown = [name for name in models if name not in MODEL_NAMES]
+    if unknown or not models:
+        raise click.BadParameter(f"{', '.join(map(repr, unknown)) or 'nothing'} is not a model; give a comma-separated "
+                                 f"list of {', '.join(MODEL_NAMES)}, e.g. mlp,cnn")
+    return models
+
+
 def fail(message: str, code: int = 1):
     """Print `error: message` on stderr and exit with `code`."""
     click.echo(f"error: {message}", err=True)

@@ -23,7 +23,7 @@ import os
 import sys
 from pathlib import Path
 
-from _cli import Checked, one_line_errors  # first: it puts the project on sys.path, catches an early Ctrl-C
+from _cli import Checked, comma_list, comma_models, one_line_errors  # first: it puts the project on sys.path, catches an early Ctrl-C
 
 import click
 
@@ -44,19 +44,6 @@ from nets.validate import real
 MAX_BATCH_SIZE = 2048
 MAX_BATCH_SIZES = 16
 CORES = usable_cores()
-
-
-def comma_list(value: str) -> list[str]:
-    return [item.strip() for item in value.split(",") if item.strip()]
-
-
-def comma_models(context, parameter, value):
-    models = comma_list(value)
-    unknown = [name for name in models if name not in MODEL_NAMES]
-    if unknown or not models:
-        raise click.BadParameter(f"{', '.join(map(repr, unknown)) or 'nothing'} is not a model; give a comma-separated "
-                                 f"list of {', '.join(MODEL_NAMES)}, e.g. mlp,cnn")
-    return models
 
 
 def comma_ints(context, parameter, value):

@@ -240,3 +240,15 @@ def test_the_torch_runner_times_the_torch_engine_train_py_uses():
         runner.infer_step()
         assert runner.engine.totals() == (0.0, 0)  # a bare eager step: no running totals, as before the engine
         assert runner.engine.model.conv2.weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+
+
+def test_the_profile_times_every_part_on_the_device_paths_too(standin_gpu):
+    from nets.bench.profile import profile_lines, profile_model
+
+    profile = profile_model("cnn", standin_gpu, batch_size=4, dtype="float32", repeats=2, with_torch=False)
+    expected = {(part, kind) for part in profile.part_names for kind in ("forward", "backward")
+                if not (part == "loss" and kind == "backward") and not (part == "optimizer" and kind == "forward")}
+    assert set(profile.parts) == expected and all(ms > 0 for ms in profile.parts.values())
+    assert profile.nets_ms > 0 and profile.torch_ms is None
+    lines = profile_lines(profile)
+    assert lines[0].startswith("cnn: part") and "conv1" in lines[1] and lines[-1].startswith("  whole step: nets")

@@ -5,7 +5,7 @@ head and the optimizer, by wrapping those calls on a live engine (nets/train/eng
         engine.train_step(x, labels)
     parts                                     # [(part, pass)] in step order: ("conv1", "forward"), ...
 
-Used by the launch counts (launches.py) and by scripts/profile_step.py (times).
+Used by the launch counts (launches.py) and by the profile of a step's times (profile.py).
 """
 
 from __future__ import annotations
