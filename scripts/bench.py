@@ -73,7 +73,8 @@ def comma_ints(context, parameter, value):
               help="Timed samples per implementation (rounds of A B); medians are reported.")
 @click.option("--warmup", type=click.IntRange(0, 100), default=3, show_default=True,
               help="Untimed training and inference steps per implementation before timing.")
-@click.option("--sample-seconds", type=Checked(float, lambda value, name: real(value, name, low=0, high=10, low_open=True)), default=0.2, show_default=True,
+@click.option("--sample-seconds", default=0.2, show_default=True,
+              type=Checked(float, lambda value, name: real(value, name, low=0, high=10, low_open=True)),
               help="Target length of one timed sample; steps per sample are set from one timed step.")
 @click.option("--threads", type=click.IntRange(1, CORES), default=None,
               help=f"CPU threads for NumPy's BLAS and torch alike, at most the usable cores ({CORES} here; default: "

@@ -27,7 +27,8 @@ from nets.train.parallel import usable_cores
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--models", default="cnn,mlp", show_default=True, callback=comma_models, help="Comma-separated: cnn, mlp.")
+@click.option("--models", default="cnn,mlp", show_default=True, callback=comma_models,
+              help="Comma-separated: cnn, mlp.")
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "gpu", "auto"]))

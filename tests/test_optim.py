@@ -204,10 +204,13 @@ def test_load_state_dict_restores_hyperparameters():
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda s: s.update(name="sgd"), "the optimizer state is for 'sgd'"),
-    (lambda s: s["state"]["exp_avg"].update(extra=numpy.zeros(2)), "the adam optimizer state has exp_avg/extra, but no parameter extra."),
-    (lambda s: s["state"]["exp_avg"].update({"fc1.bias": numpy.zeros(7)}), "exp_avg/fc1.bias of shape (7,), but the parameter is (6,)"),
+    (lambda s: s["state"]["exp_avg"].update(extra=numpy.zeros(2)),
+     "the adam optimizer state has exp_avg/extra, but no parameter extra."),
+    (lambda s: s["state"]["exp_avg"].update({"fc1.bias": numpy.zeros(7)}),
+     "exp_avg/fc1.bias of shape (7,), but the parameter is (6,)"),
     (lambda s: s["state"].update(momentum_buffer={}), "momentum_buffer/..., which adam does not keep"),
-    (lambda s: s["hyperparameters"].update(eps=-1.0), "the adam optimizer state is unusable: eps must be a finite number >= 0, got -1.0."),
+    (lambda s: s["hyperparameters"].update(eps=-1.0),
+     "the adam optimizer state is unusable: eps must be a finite number >= 0, got -1.0."),
     (lambda s: s.update(step=-2), "step must be a whole number >= 0, got -2"),
 ])
 def test_load_state_dict_rejects_mismatches(mutate, message):

@@ -110,7 +110,8 @@ def torch_step_timer(model, images, labels, device: str, threads: int | None):
                          count_totals=False)  # a bare eager step, as the bench times it
     engine.load_state(EngineState(model.state_dict()))
     io = engine.io
-    x, y = engine.batch(io.asarray(images, dtype=model.dtype), io.asarray(labels), io.asarray(numpy.arange(len(labels))))
+    x, y = engine.batch(io.asarray(images, dtype=model.dtype), io.asarray(labels),
+                        io.asarray(numpy.arange(len(labels))))
     clock = Clock(io)
 
     def step():

@@ -192,8 +192,8 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
                 if full and graphed is not None:
                     graphed()  # full_batch, replayed as a CUDA graph once captured
                     seen += hyper.batch_size
-                else:  # full batches: the rows at the order's device counter, as a graph reads them; the partial
-                    #    last batch (its size would need a graph of its own), or a batch off the grid: a view
+                else:  # eager: a full batch's rows at the order's device counter, as a graph reads them; the partial
+                    # last batch (its size would need a graph of its own) or one off the batch grid: a view of the order
                     rows = order.next_rows() if full else order.rows_from(image)
                     engine.train_step(*engine.batch(images, labels, rows, mover))
                     seen += len(rows)

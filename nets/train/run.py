@@ -189,9 +189,9 @@ class Resume:
         now = learning_rate("onecycle", hyper.lr, resumed.epoch * steps_per_epoch + done // hyper.batch_size,
                             steps_per_epoch * hyper.epochs)
         change = (f"{path} was trained under a one-cycle schedule planned for {epochs_text(planned.epochs)} (batch "
-                  f"{planned.batch_size}, peak lr {planned.lr:g}); this run re-plans it for {epochs_text(hyper.epochs)} "
-                  f"(batch {hyper.batch_size}, peak lr {hyper.lr:g}), so the learning rate goes from {then:.3g} at its "
-                  f"last step to {now:.3g}")
+                  f"{planned.batch_size}, peak lr {planned.lr:g}); this run re-plans it for "
+                  f"{epochs_text(hyper.epochs)} (batch {hyper.batch_size}, peak lr {hyper.lr:g}), so the learning rate "
+                  f"goes from {then:.3g} at its last step to {now:.3g}")
         if options.schedule is None:
             raise RunError(f"{change}, which is not what {epochs_text(hyper.epochs)} in one go would do. Train afresh "
                            f"with --epochs {hyper.epochs} for that; add --schedule constant --lr F to train on at a "
@@ -360,9 +360,9 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
                 raise KeyboardInterrupt
             from nets.report import plots  # the PNGs: curves, confusion matrix, first-layer filters, mistakes
 
+            predicted = predict_classes(engine, device_data.test_images)
             result.plot_paths = plots.write_all_plots(options.plot, metrics, engine.state().params, data.test_images,
-                                                      data.test_labels, predict_classes(engine, device_data.test_images),
-                                                      list(data.class_names))
+                                                      data.test_labels, predicted, list(data.class_names))
         except KeyboardInterrupt:
             if not paths.checkpoint:
                 raise Interrupted(state, "interrupted while drawing the plots, after training finished.") from None
