@@ -27,14 +27,11 @@ class Invalid(ValueError):
         self.name, self.value, self.requirement = name, value, requirement
 
 
-def _plain(value):
-    """numpy scalars as the Python numbers they hold (a checkpoint's entries, an array's sizes)."""
-    return value.item() if isinstance(value, numpy.generic) else value
-
-
 def whole(value, name: str, least: int = 1) -> int:
-    """`value` as an int when it is a whole number >= least (a bool is not); Invalid otherwise."""
-    value = _plain(value)
+    """`value` as an int when it is a whole number >= least (a bool is not); Invalid otherwise. A numpy scalar (a
+    checkpoint's entry, an array's size) counts as the Python number it holds."""
+    if isinstance(value, numpy.generic):  # written out, not a call: layers check sizes on every forward
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise Invalid(name, value, f"a whole number >= {least}")
     return int(value)
@@ -53,7 +50,8 @@ def interval(low=None, high=None, low_open: bool = False, high_open: bool = Fals
 
 def real(value, name: str, *, low=None, high=None, low_open: bool = False, high_open: bool = False) -> float:
     """`value` as a float when it is a finite number within the bounds (a bool is not); Invalid otherwise."""
-    value = _plain(value)
+    if isinstance(value, numpy.generic):
+        value = value.item()
     fits = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
             and (low is None or (value > low if low_open else value >= low))
             and (high is None or (value < high if high_open else value <= high)))
