@@ -34,7 +34,6 @@ if os.path.dirname(os.path.abspath(sys.argv[0])) == os.path.dirname(os.path.absp
     signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 import functools  # noqa: E402  (after the handler: every import from here on may be interrupted)
-import math  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import click  # noqa: E402
@@ -46,18 +45,50 @@ if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
 from backend.errors import NetsError, first_line  # noqa: E402  (needs the path above)
+from nets.validate import KINDS, Invalid  # noqa: E402
 
 
-class FiniteFloat(click.FloatRange):
-    """click.FloatRange that also refuses nan and inf (FloatRange lets nan through: every comparison is false)."""
+class Checked(click.ParamType):
+    """A number option checked by nets.validate, as the same setting is checked wherever else it is met (read back
+    from a checkpoint, given to a layer): parse(text) -> number, then check(number, name) -> the value.
 
-    name = "finite float"
+        Checked.kind("float>0")                                        # a kind of nets.validate.KINDS
+        Checked(float, lambda value, name: real(value, name, low=0, high=10, low_open=True))
+    """
+
+    def __init__(self, parse, check):
+        self.parse, self.check = parse, check
+        self.name = "integer" if parse is int else "number"
+
+    @classmethod
+    def kind(cls, kind: str) -> "Checked":
+        return cls(*KINDS[kind])
 
     def convert(self, value, param, ctx):
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number.", param, ctx)
-        return number
+        try:
+            number = self.parse(value) if isinstance(value, str) else value
+        except ValueError:  # not a number at all (or an int of thousands of digits): the check says what it must be
+            number = value
+        try:
+            return self.check(number, param.name if param is not None else "value")
+        except Invalid as error:
+            self.fail(f"{value!r} is not {error.requirement}.", param, ctx)
+
+
+def comma_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def comma_models(context, parameter, value) -> list[str]:
+    """A click callback: --models as a comma-separated list of model names."""
+    from nets.nn.architecture import MODEL_NAMES
+
+    models = comma_list(value)
+    unknown = [name for name in models if name not in MODEL_NAMES]
+    if unknown or not models:
+        raise click.BadParameter(f"{', '.join(map(repr, unknown)) or 'nothing'} is not a model; give a comma-separated "
+                                 f"list of {', '.join(MODEL_NAMES)}, e.g. mlp,cnn")
+    return models
 
 
 def fail(message: str, code: int = 1):

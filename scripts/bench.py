@@ -23,7 +23,7 @@ import os
 import sys
 from pathlib import Path
 
-from _cli import FiniteFloat, one_line_errors  # first: it puts the project on sys.path, catches an early Ctrl-C
+from _cli import Checked, comma_list, comma_models, one_line_errors  # first: it puts the project on sys.path, catches an early Ctrl-C
 
 import click
 
@@ -37,25 +37,13 @@ from nets.bench.seed_loop import seed_loop_epoch_seconds
 from nets.nn.models import MODEL_NAMES
 from nets.outputs import check_file_creatable
 from nets.train.parallel import usable_cores
+from nets.validate import real
 
 # Bounds that keep one run within minutes and a few GB: more threads than cores only measure oversubscription (and
 # each thread of NumPy's BLAS and of torch is a process slot); a 4096^3 float32 GEMM is 137 GFLOP and 200 MB.
 MAX_BATCH_SIZE = 2048
 MAX_BATCH_SIZES = 16
 CORES = usable_cores()
-
-
-def comma_list(value: str) -> list[str]:
-    return [item.strip() for item in value.split(",") if item.strip()]
-
-
-def comma_models(context, parameter, value):
-    models = comma_list(value)
-    unknown = [name for name in models if name not in MODEL_NAMES]
-    if unknown or not models:
-        raise click.BadParameter(f"{', '.join(map(repr, unknown)) or 'nothing'} is not a model; give a comma-separated "
-                                 f"list of {', '.join(MODEL_NAMES)}, e.g. mlp,cnn")
-    return models
 
 
 def comma_ints(context, parameter, value):
@@ -85,7 +73,8 @@ def comma_ints(context, parameter, value):
               help="Timed samples per implementation (rounds of A B); medians are reported.")
 @click.option("--warmup", type=click.IntRange(0, 100), default=3, show_default=True,
               help="Untimed training and inference steps per implementation before timing.")
-@click.option("--sample-seconds", type=FiniteFloat(0, 10, min_open=True), default=0.2, show_default=True,
+@click.option("--sample-seconds", default=0.2, show_default=True,
+              type=Checked(float, lambda value, name: real(value, name, low=0, high=10, low_open=True)),
               help="Target length of one timed sample; steps per sample are set from one timed step.")
 @click.option("--threads", type=click.IntRange(1, CORES), default=None,
               help=f"CPU threads for NumPy's BLAS and torch alike, at most the usable cores ({CORES} here; default: "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from dataclasses import fields
 
-from _cli import FiniteFloat, one_line_errors, refuse_empty  # first: it puts the project on sys.path, catches an early Ctrl-C
+from _cli import Checked, one_line_errors, refuse_empty  # first: it puts the project on sys.path, catches an early Ctrl-C
 
 import click
 
@@ -20,7 +20,6 @@ from nets.baseline.engine import engine_for_run as torch_engine
 from nets.data.augment import AugmentError, Augmentation
 from nets.train.engine import engine_for_run as nets_engine
 from nets.train.loop import EXIT_INTERRUPTED, Interrupted
-from nets.train.recipes import recipe_name
 from nets.train.run import train_run
 from nets.train.settings import RunOptions
 
@@ -80,19 +79,7 @@ class DeviceChoice(click.Choice):
         return super().convert(value, param, ctx)
 
 
-class RecipeChoice(click.Choice):
-    """The recipes by name; an old name ("seed") is accepted for the one it became ("notebook")."""
-
-    def convert(self, value, param, ctx):
-        return super().convert(recipe_name(value), param, ctx)
-
-
-KINDS = {
-    "int>=1": lambda: click.IntRange(min=1),
-    "int>=0": lambda: click.IntRange(min=0),
-    "float>0": lambda: FiniteFloat(min=0.0, min_open=True),
-    "float>=0": lambda: FiniteFloat(min=0.0),
-    "float[0,1)": lambda: FiniteFloat(0.0, 1.0, max_open=True),
+KINDS = {  # the numeric kinds ("int>=1", ...) are nets.validate's, as RunSettings checks them
     "file": lambda: click.Path(dir_okay=False),
     "folder": lambda: click.Path(file_okay=False),
     "augment": AugmentChoice,
@@ -108,14 +95,14 @@ def run_options(function):
                         show_default=meta["show_default"])
         if kind == "flag":
             settings["is_flag"] = True
-        elif kind == "recipe":
-            settings["type"] = RecipeChoice(choices)
         elif kind == "device":
             settings["type"] = DeviceChoice(choices)
         elif choices is not None:
             settings["type"] = click.Choice(choices)
-        else:
+        elif kind in KINDS:
             settings["type"] = KINDS[kind]()
+        else:
+            settings["type"] = Checked.kind(kind)
         function = click.option("--" + spec.name.replace("_", "-"), **settings)(function)
     return function
 

@@ -42,8 +42,8 @@ def test_the_cnn_geometry():
 
 
 @pytest.mark.parametrize("config, message", [
-    ({"name": "mlp", "sizes": [4, 0, 2]}, "an mlp size is 0"),
-    ({"name": "mlp", "sizes": [4, True]}, "an mlp size is True"),
+    ({"name": "mlp", "sizes": [4, 0, 2]}, "an mlp size must be a whole number >= 1, got 0."),
+    ({"name": "mlp", "sizes": [4, True]}, "an mlp size must be a whole number >= 1, got True."),
     ({**SMALL_CNN, "image_size": 7}, "image_size 7 is too small"),
     ({**SMALL_CNN, "depth": 3}, "unknown keys depth"),
     ({**SMALL_CNN, "channels": [3]}, "two numbers"),

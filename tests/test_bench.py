@@ -105,8 +105,9 @@ def test_bench_gpu_without_gpu_is_one_line_as_in_the_other_scripts():
     ("--gemm-size", "100000", "100000 is not in the range 16<=x<=4096"),
     ("--seed-loop", "60001", "60001 is not in the range 0<=x<=60000"),
     ("--seed-loop", "999999999999", "999999999999 is not in the range 0<=x<=60000"),
-    ("--sample-seconds", "10.001", "10.001 is not in the range 0<x<=10"),
-    ("--sample-seconds", "1e308", "1e+308 is not in the range 0<x<=10"),
+    ("--sample-seconds", "10.001", "'10.001' is not in (0, 10]."),
+    ("--sample-seconds", "1e308", "'1e308' is not in (0, 10]."),
+    ("--sample-seconds", "nan", "'nan' is not in (0, 10]."),
     ("--repeats", "101", "101 is not in the range 1<=x<=100"),
     ("--batch-sizes", "32,2049", "each batch size must be 1 to 2048"),
     ("--batch-sizes", ",".join(["8"] * 17), "give 1 to 16 batch sizes, each 1 to 2048"),
@@ -239,3 +240,15 @@ def test_the_torch_runner_times_the_torch_engine_train_py_uses():
         runner.infer_step()
         assert runner.engine.totals() == (0.0, 0)  # a bare eager step: no running totals, as before the engine
         assert runner.engine.model.conv2.weight.is_contiguous(memory_format=torch.channels_last) == channels_last
+
+
+def test_the_profile_times_every_part_on_the_device_paths_too(standin_gpu):
+    from nets.bench.profile import profile_lines, profile_model
+
+    profile = profile_model("cnn", standin_gpu, batch_size=4, dtype="float32", repeats=2, with_torch=False)
+    expected = {(part, kind) for part in profile.part_names for kind in ("forward", "backward")
+                if not (part == "loss" and kind == "backward") and not (part == "optimizer" and kind == "forward")}
+    assert set(profile.parts) == expected and all(ms > 0 for ms in profile.parts.values())
+    assert profile.nets_ms > 0 and profile.torch_ms is None
+    lines = profile_lines(profile)
+    assert lines[0].startswith("cnn: part") and "conv1" in lines[1] and lines[-1].startswith("  whole step: nets")

@@ -191,33 +191,36 @@ def test_the_file_is_plain_npz_without_pickles_and_parameters_use_torch_names(sa
     assert list(load_any_checkpoint(path).params) == parameter_keys
 
 
-def test_a_version_1_file_whose_model_config_is_empty_loads_as_the_model_it_names(saved_mlp):
-    path, model = saved_mlp
-    _rewrite(path, lambda arrays: arrays.update({"meta/version": numpy.array(1), "meta/model": numpy.array("mlp"),
-                                                 "meta/model_config": numpy.array("{}")}))
-    loaded = load_checkpoint(path)
-    assert loaded.model_config == {k: v for k, v in model.config().items() if k != "init"}
-
-
-def test_a_file_for_normalised_inputs_says_that_nets_no_longer_normalises(saved_mlp):
+@pytest.mark.parametrize("older", [
+    {"meta/version": numpy.array(1), "meta/model": numpy.array("mlp"), "meta/model_config": numpy.array("{}")},
+    {"meta/version": numpy.array(2), "meta/model": numpy.array("mlp"), "meta/dtype": numpy.array("float64")},
+    {"meta/version": numpy.array(2)},
+    {"meta/version": None},  # no version at all: from before versions were written
+])
+def test_a_file_of_an_older_format_is_refused_in_one_line_saying_so(saved_mlp, older):
     path, _ = saved_mlp
-    _rewrite(path, lambda arrays: arrays.update({"meta/input_mean": numpy.array(0.13),
-                                                 "meta/input_std": numpy.array(0.31)}))
+
+    def as_older(arrays):
+        for key, value in older.items():
+            if value is None:
+                del arrays[key]
+            else:
+                arrays[key] = value
+
+    _rewrite(path, as_older)
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
-    assert says(info, path, "normalised", "no longer", "train the model again")
+    version = 0 if older["meta/version"] is None else int(older["meta/version"])
+    assert says(info, path, f"format version {version}, an older format", "reads version 3", "train the model again")
 
 
-def test_a_version_2_file_with_its_model_and_dtype_entries_still_loads(saved_mlp):
-    path, model = saved_mlp
-
-    def as_version_two(arrays):
-        arrays.update({"meta/version": numpy.array(2), "meta/model": numpy.array("mlp"),
-                       "meta/dtype": numpy.array("float64")})
-
-    _rewrite(path, as_version_two)
-    loaded = load_checkpoint(path)
-    assert (loaded.model_name, loaded.dtype, loaded.model_config) == ("mlp", "float64", model.config())
+@pytest.mark.parametrize("entry", ["meta/input_mean", "meta/model", "meta/dtype"])
+def test_an_entry_no_version_3_file_has_is_not_read(saved_mlp, entry):
+    path, _ = saved_mlp
+    _rewrite(path, lambda arrays: arrays.update({entry: numpy.array(0.13 if entry == "meta/input_mean" else "mlp")}))
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert says(info, path, f"an entry {entry}", "not a checkpoint this version reads")
 
 
 # ---------------------------------------------------------------------------------------------- atomic writes
@@ -518,7 +521,8 @@ def _set_json(arrays, key, mutate):
     (lambda a: _set_json(a, "optim/hyperparameters", lambda h: {**h, "lr": -0.1}), "optim/hyperparameters lr = -0.1"),
     (lambda a: _set_json(a, "optim/hyperparameters", lambda h: {**h, "weight_decay": float("inf")}),
      "optim/hyperparameters weight_decay = inf"),
-    (lambda a: _set_json(a, "optim/hyperparameters", lambda h: {**h, "momentum": 0.9}), "momentum, which adam"),
+    (lambda a: _set_json(a, "optim/hyperparameters", lambda h: {**h, "momentum": 0.9}),
+     "optim/hyperparameters that adam cannot use (adam has no hyperparameter momentum)"),
     (lambda a: _set(a, "optim/name", "rmsprop"), "optim/name = 'rmsprop'"),
     (lambda a: _set(a, "optim/step", -3), "optim/step = -3"),
     (lambda a: a.update({"optim/exp_avg/fc9.weight": numpy.zeros((2, 2))}), "no parameter fc9.weight"),
@@ -729,14 +733,13 @@ def test_a_checkpoint_carries_its_dataset_and_class_names(saved_fashion):
 
 @pytest.mark.parametrize("config, dataset", [({"dataset": "fashion-mnist"}, "fashion-mnist"),
                                              ({"dataset": "synthetic"}, None), ({}, None)])
-def test_an_older_checkpoint_still_loads_and_names_its_dataset_from_its_config(saved_fashion, config, dataset):
-    """Version 1 (before meta/dataset): the dataset, when there is one, is the one meta/config names."""
-    def as_version_one(arrays):
+def test_a_checkpoint_saved_without_meta_dataset_names_the_dataset_of_its_config(saved_fashion, config, dataset):
+    """save_checkpoint without dataset=: the dataset, when there is one, is the one meta/config names."""
+    def without_dataset(arrays):
         del arrays["meta/dataset"], arrays["meta/class_names"]
-        arrays["meta/version"] = numpy.array(1)
         arrays["meta/config"] = numpy.array(json.dumps(config))
 
-    _rewrite(saved_fashion, as_version_one)
+    _rewrite(saved_fashion, without_dataset)
     loaded = load_checkpoint(saved_fashion)
     assert loaded.dataset == dataset
     assert loaded.class_names == (FASHION if dataset else None)

@@ -14,7 +14,7 @@ from nets.optim import build_optimizer
 from nets.train.engine import NetsEngine
 from nets.train.graph import GraphError
 from nets.train.loop import DeviceData, Interrupted, fit
-from nets.train.recipes import Hyperparameters
+from nets.train.settings import Hyperparameters
 
 BATCH = 8
 FULL_BATCHES = 16

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nets.train.recipes import Hyperparameters
-from nets.train.settings import RunOptions, hyper_overrides, resolve_settings
+from nets.train.settings import Hyperparameters, RunOptions, hyper_overrides, resolve_settings
 
 NETS = Path(__file__).resolve().parents[1] / "nets"
 MAX_LINES = 400

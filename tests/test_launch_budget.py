@@ -15,7 +15,7 @@ from nets.nn.models import build_model
 from nets.optim import SGD, Adam
 from nets.train.engine import NetsEngine
 from nets.train.loop import DeviceData, fit
-from nets.train.recipes import Hyperparameters
+from nets.train.settings import Hyperparameters
 
 BUDGET = {"mlp": 40, "cnn": 70}  # kernel launches per training step
 PREDICT_BUDGET = {"mlp": 10, "cnn": 18}  # eval forward and argmax (engine.predict's logits, then argmax)

@@ -204,9 +204,14 @@ def test_load_state_dict_restores_hyperparameters():
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda s: s.update(name="sgd"), "the optimizer state is for 'sgd'"),
-    (lambda s: s["state"]["exp_avg"].update(extra=numpy.zeros(2)), "names parameters the model lacks: ['extra']"),
-    (lambda s: s["state"]["exp_avg"].update({"fc1.bias": numpy.zeros(7)}), "exp_avg/fc1.bias has shape (7,), the parameter has (6,)"),
-    (lambda s: s["state"].update(momentum_buffer={}), "unknown entries ['momentum_buffer']"),
+    (lambda s: s["state"]["exp_avg"].update(extra=numpy.zeros(2)),
+     "the adam optimizer state has exp_avg/extra, but no parameter extra."),
+    (lambda s: s["state"]["exp_avg"].update({"fc1.bias": numpy.zeros(7)}),
+     "exp_avg/fc1.bias of shape (7,), but the parameter is (6,)"),
+    (lambda s: s["state"].update(momentum_buffer={}), "momentum_buffer/..., which adam does not keep"),
+    (lambda s: s["hyperparameters"].update(eps=-1.0),
+     "the adam optimizer state is unusable: eps must be a finite number >= 0, got -1.0."),
+    (lambda s: s.update(step=-2), "step must be a whole number >= 0, got -2"),
 ])
 def test_load_state_dict_rejects_mismatches(mutate, message):
     optimizer = Adam(host_parameters(numpy.float64))
@@ -228,8 +233,10 @@ def test_step_rejects_gradients_of_other_parameters():
 
 @pytest.mark.parametrize("build, message", [
     (lambda p: SGD(p, lr=0.1, nesterov=True), "Nesterov momentum requires a momentum and zero dampening"),
-    (lambda p: SGD(p, lr=-1.0), "Invalid learning rate"),
-    (lambda p: Adam(p, betas=(1.0, 0.999)), "Invalid beta parameter at index 0"),
+    (lambda p: SGD(p, lr=-1.0), "lr must be a finite number >= 0, got -1.0."),
+    (lambda p: SGD(p, lr=0.1, momentum=float("nan")), "momentum must be in [0, 1), got nan."),
+    (lambda p: Adam(p, betas=(1.0, 0.999)), "betas[0] must be in [0, 1), got 1.0."),
+    (lambda p: Adam(p, eps=-1e-8), "eps must be a finite number >= 0, got -1e-08."),
     (lambda p: build_optimizer("rmsprop", p, lr=0.1), "unknown optimizer 'rmsprop'; choose one of sgd, adam."),
     (lambda p: SGD({}, lr=0.1), "the optimizer got no parameters"),
 ])

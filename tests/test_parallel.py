@@ -108,4 +108,4 @@ def test_threads_that_cannot_start_leave_one_worker_and_say_so(monkeypatch, caps
         raise AssertionError("a worker thread that started was left running")
     engine = NetsEngine(model, Adam(model.parameters(), lr=1e-3), model.backend, workers=2)  # trains on one thread
     engine.train_step(x, labels)
-    assert engine.step.parallel.workers == 1
+    assert engine.parallel.workers == 1

@@ -2,13 +2,16 @@
 
 import pytest
 
-from nets.train.recipes import RECIPES, augmentation_for, resolve_hyperparameters
+from nets.data.augment import resolve as augmentation_for
+from nets.train.settings import RECIPES, resolve_hyperparameters
 from nets.optim.schedules import learning_rate, one_cycle_lr
 
 
-def test_notebook_recipe_is_the_notebook_and_seed_its_old_name():
+def test_notebook_recipe_is_the_notebook():
     mlp, cnn = RECIPES["notebook"]["mlp"], RECIPES["notebook"]["cnn"]
-    assert resolve_hyperparameters("seed", "mlp") == resolve_hyperparameters("notebook", "mlp") == mlp
+    assert resolve_hyperparameters("notebook", "mlp") == mlp
+    with pytest.raises(ValueError, match="unknown recipe 'seed'; choose one of default, notebook"):
+        resolve_hyperparameters("seed", "mlp")
     assert (mlp.optimizer, mlp.lr, mlp.batch_size, mlp.epochs, mlp.init) == ("sgd", 0.01, 1, 5, "he")
     assert (cnn.optimizer, cnn.lr, cnn.batch_size, cnn.epochs, cnn.init) == ("adam", 0.01, 32, 5, "he")
 

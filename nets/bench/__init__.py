@@ -5,6 +5,8 @@
     memory.py     peak-memory meters: CPU (VmHWM), CuPy's pool, torch.cuda; release_free_heap
     flops.py      the model's GEMMs, training FLOPs per image, the measured GEMM rate (the floor)
     launches.py   kernel launches per step: the CuPy stand-in per layer, the PyTorch profiler on a GPU
+    parts.py      a step's parts (each layer's forward and backward, the loss, the optimizer), wrapped while it runs
+    profile.py    each part's time inside the real step, and whole steps beside PyTorch (scripts/profile_step.py)
     seed_loop.py  the course notebook's per-sample NumPy loop, extrapolated to an epoch
     report.py     machine facts, versions, BLAS info, the JSON report, the markdown tables, the plot
     device.py     Options, Row and bench_device: every model and batch size on one device

@@ -5,7 +5,7 @@ head and the optimizer, by wrapping those calls on a live engine (nets/train/eng
         engine.train_step(x, labels)
     parts                                     # [(part, pass)] in step order: ("conv1", "forward"), ...
 
-Used by the launch counts (launches.py) and by scripts/profile_step.py (times).
+Used by the launch counts (launches.py) and by the profile of a step's times (profile.py).
 """
 
 from __future__ import annotations
@@ -29,19 +29,19 @@ class _WrappedHead:
 @contextlib.contextmanager
 def attributed(engine, wrap):
     """Route the step's parts through wrap(function, (part, pass)) inside the block; yields the part keys."""
-    model, step, optimizer = engine.model, engine.step, engine.optimizer
+    model, optimizer = engine.model, engine.optimizer
     parts = [(name, "forward") for name, _ in model.layers] + [("loss", "forward")]
     parts += [(name, "backward") for name, _ in reversed(model.layers)] + [("optimizer", "backward")]
     for name, layer in model.layers:
         layer.forward = wrap(layer.forward, (name, "forward"))
         layer.backward = wrap(layer.backward, (name, "backward"))
-    head = step.head
-    step.head = _WrappedHead(head, wrap(head, ("loss", "forward")))
+    head = engine.head
+    engine.head = _WrappedHead(head, wrap(head, ("loss", "forward")))
     optimizer.step = wrap(optimizer.step, ("optimizer", "backward"))
     try:
         yield parts
     finally:
         for _, layer in model.layers:
             del layer.forward, layer.backward
-        step.head = head
+        engine.head = head
         del optimizer.step

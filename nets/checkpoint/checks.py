@@ -7,15 +7,15 @@ line naming the field, not met later as a TypeError deep inside training.
     check_finite(params, path)                                  # no NaN or infinity (a diverged model)
     check_rng_state(state, "meta/rng_state", path)              # a numpy bit_generator.state that can be set
     check_optimizer_state(state, param_shapes, dtype, path)     # name, step, hyperparameters, buffers
-    check_whole(value, "meta/epoch", path)                      # ints >= 0
+    check_whole(value, "meta/epoch", path)                      # ints >= 0 (nets.validate's check, worded for a file)
     check_dataset(dataset, class_names, classes, config, path)  # meta/dataset and meta/class_names agree
 
-Each raises CheckpointError (one line) and returns the value checked.
+Each raises CheckpointError (one line) and returns the value checked. The numbers are checked by nets.validate and
+the optimizer state by the optimizer's own checks (nets/optim/base.py), as everywhere else; here they are worded
+for a file.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy
 
@@ -24,9 +24,10 @@ from backend.errors import first_line
 from nets.checkpoint.record import CheckpointError
 from nets.data.datasets import CLASS_NAMES, DATASET_NAMES
 from nets.nn.architecture import a_model, check_shapes, complete_config, config_from_shapes, parameter_shapes
-from nets.optim import STATE_NAMES as OPTIMIZER_STATE_NAMES
+from nets.optim import OPTIMIZER_CLASSES
+from nets.validate import Invalid, whole
 
-__all__ = ["OPTIMIZER_STATE_NAMES", "check_dataset", "check_finite", "check_optimizer_state", "check_parameters",
+__all__ = ["check_dataset", "check_finite", "check_optimizer_state", "check_parameters",
            "check_rng_state", "check_whole", "first_nonfinite", "nonfinite_text", "parameters_dtype"]
 
 # The bit generators numpy ships; a saved state names one of them.
@@ -40,11 +41,8 @@ def check_parameters(shapes: dict, model_config, where: str, path) -> dict:
     architecture the shapes themselves describe) -> the complete config; CheckpointError naming the difference.
     `where` names the config in messages ("meta/model_config")."""
     try:
-        if model_config is None or (isinstance(model_config, dict) and set(model_config) <= {"name", "init"}):
-            # no sizes given (a bare file, or a version-1 file naming only its model): read them off the shapes
-            found = config_from_shapes(shapes)
-            if model_config is None or found["name"] == model_config.get("name"):
-                model_config = {**found, **(model_config or {})}
+        if model_config is None:  # a bare file of parameters: the architecture read off their shapes
+            model_config = config_from_shapes(shapes)
         model_config = complete_config(model_config)
         expected = parameter_shapes(model_config)
     except ValueError as error:
@@ -92,20 +90,18 @@ def check_finite(params: dict, path) -> None:
                               "earlier checkpoint.")
 
 
+def invalid_field(error: Invalid, path, field: str | None = None) -> CheckpointError:
+    """nets.validate's Invalid, worded for a file: "PATH has FIELD = VALUE; it must be ..., so save it again ..."."""
+    name = error.name if field is None else f"{field} {error.name}"
+    return CheckpointError(f"{path} has {name} = {error.value!r}; it must be {error.requirement}, so {RESAVE}.")
+
+
 def check_whole(value, field: str, path, least: int = 0) -> int:
     """An int >= least (numpy integers too); CheckpointError naming `field` otherwise."""
-    if isinstance(value, numpy.generic):
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise CheckpointError(f"{path} has {field} = {value!r}; it must be a whole number >= {least}, so {RESAVE}.")
-    return int(value)
-
-
-def _real(value, field: str, path, what: str, fits) -> float:
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-            or not fits(value)):
-        raise CheckpointError(f"{path} has {field} = {value!r}; it must be {what}, so {RESAVE}.")
-    return float(value)
+    try:
+        return whole(value, field, least)
+    except Invalid as error:
+        raise invalid_field(error, path) from None
 
 
 def check_rng_state(state, field: str, path):
@@ -127,12 +123,13 @@ def check_dataset(dataset, class_names, classes: int, config: dict, path) -> tup
     """meta/dataset (a known dataset), meta/class_names (that dataset's names, one per output of the model) and
     the dataset meta/config names, all agreeing -> (dataset, class names); both None when the file does not say.
 
-    A checkpoint from before these entries names its dataset in meta/config only; it is read from there."""
+    A checkpoint saved without meta/dataset (save_checkpoint's dataset left out) names its dataset in meta/config
+    only; it is read from there."""
     if dataset is None and class_names is not None:
         raise CheckpointError(f"{path} has meta/class_names but no meta/dataset; {RESAVE}.")
     said = config.get("dataset") if isinstance(config, dict) else None
     if dataset is None:
-        if said not in DATASET_NAMES:  # an older checkpoint: meta/config's dataset, when it is one
+        if said not in DATASET_NAMES:  # meta/config's dataset, when it is one
             return None, None
         dataset = said
     elif dataset not in DATASET_NAMES:
@@ -151,42 +148,6 @@ def check_dataset(dataset, class_names, classes: int, config: dict, path) -> tup
     return dataset, names
 
 
-def _check_hyperparameters(name: str, values, path) -> None:
-    field = "optim/hyperparameters"
-    if not isinstance(values, dict):
-        raise CheckpointError(f"{path} has {field} = {values!r}; it must be a JSON object, so {RESAVE}.")
-    allowed = {"adam": ("lr", "betas", "eps", "weight_decay"),
-               "sgd": ("lr", "momentum", "dampening", "weight_decay", "nesterov")}[name]
-    unknown = sorted(set(values) - set(allowed))
-    if unknown:
-        raise CheckpointError(f"{path} has {field} with {', '.join(unknown)}, which {name} does not have; {RESAVE}.")
-    checks = {
-        "lr": ("a finite number > 0", lambda value: value > 0),
-        "eps": ("a finite number >= 0", lambda value: value >= 0),
-        "weight_decay": ("a finite number >= 0", lambda value: value >= 0),
-        "momentum": ("in [0, 1)", lambda value: 0 <= value < 1),
-        "dampening": ("in [0, 1]", lambda value: 0 <= value <= 1),
-    }
-    for key, (what, fits) in checks.items():
-        if key in values:
-            _real(values[key], f"{field} {key}", path, what, fits)
-    if "betas" in values:
-        betas = values["betas"]
-        if not isinstance(betas, list) or len(betas) != 2:
-            raise CheckpointError(f"{path} has {field} betas = {betas!r}; they must be two numbers in [0, 1), "
-                                  f"so {RESAVE}.")
-        for index, beta in enumerate(betas):
-            _real(beta, f"{field} betas[{index}]", path, "in [0, 1)", lambda value: 0 <= value < 1)
-    if "nesterov" in values:
-        if not isinstance(values["nesterov"], bool):
-            raise CheckpointError(f"{path} has {field} nesterov = {values['nesterov']!r}; it must be true or "
-                                  f"false, so {RESAVE}.")
-        if values["nesterov"] and (values.get("momentum", 0) <= 0 or values.get("dampening", 0) != 0):
-            raise CheckpointError(f"{path} has {field} nesterov with momentum {values.get('momentum', 0)!r} and "
-                                  f"dampening {values.get('dampening', 0)!r}; Nesterov needs a momentum and no "
-                                  f"dampening, so {RESAVE}.")
-
-
 def check_optimizer_state(state: dict, headers: dict, dtype: str, path) -> None:
     """The optimizer entries of a checkpoint, from their headers (before any buffer is read).
 
@@ -194,22 +155,28 @@ def check_optimizer_state(state: dict, headers: dict, dtype: str, path) -> None:
     headers: parameter name -> header (shape, dtype) of the model's parameters.
     """
     name = state["name"]
-    if name not in OPTIMIZER_STATE_NAMES:
+    if name not in OPTIMIZER_CLASSES:
         raise CheckpointError(f"{path} has optim/name = {name!r}; it must be one of "
-                              f"{', '.join(OPTIMIZER_STATE_NAMES)}, so {RESAVE}.")
+                              f"{', '.join(OPTIMIZER_CLASSES)}, so {RESAVE}.")
+    optimizer = OPTIMIZER_CLASSES[name]
     check_whole(state["step"], "optim/step", path)
-    _check_hyperparameters(name, state["hyperparameters"], path)
+    values = state["hyperparameters"]
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{path} has optim/hyperparameters = {values!r}; it must be a JSON object, so {RESAVE}.")
+    try:
+        optimizer.check_hyperparameters(values)
+    except Invalid as error:
+        raise invalid_field(error, path, "optim/hyperparameters") from None
+    except ValueError as error:
+        raise CheckpointError(f"{path} has optim/hyperparameters that {name} cannot use ({first_line(error)}); "
+                              f"{RESAVE}.") from None
+    try:
+        optimizer.check_state(state["state"], {param_name: header.shape for param_name, header in headers.items()})
+    except ValueError as error:
+        raise CheckpointError(f"{path} has optim/{first_line(error)}; {RESAVE}.") from None
     for state_name, per_param in state["state"].items():
-        if state_name not in OPTIMIZER_STATE_NAMES[name]:
-            raise CheckpointError(f"{path} has optim/{state_name}/..., which {name} does not keep "
-                                  f"(it keeps {', '.join(OPTIMIZER_STATE_NAMES[name])}); {RESAVE}.")
         for param_name, header in per_param.items():
             field = f"optim/{state_name}/{param_name}"
-            if param_name not in headers:
-                raise CheckpointError(f"{path} has {field}, but no parameter {param_name}; {RESAVE}.")
-            if tuple(header.shape) != tuple(headers[param_name].shape):
-                raise CheckpointError(f"{path} has {field} of shape {tuple(header.shape)}, but the parameter is "
-                                      f"{tuple(headers[param_name].shape)}; {RESAVE}.")
             if header.dtype.name != dtype:
                 raise CheckpointError(f"{path} has {field} of dtype {header.dtype.name}, but the parameters are "
                                       f"{dtype}; {RESAVE}.")

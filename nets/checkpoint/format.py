@@ -27,16 +27,14 @@ from nets.outputs import atomic_write
 __all__ = ["FORMAT", "VERSION", "checkpoint_from_parameters", "load_checkpoint", "save_checkpoint"]
 
 FORMAT = "nets-checkpoint"
-# 1: the first; 2: meta/dataset and meta/class_names; 3: meta/model and meta/dtype no longer stored (the model
-# config and the parameters say both). Files of every earlier version still load.
-VERSION = 3
+VERSION = 3  # the format this code writes and reads; a file of another version is refused in one line
 META = "meta/"
 OPTIM = "optim/"
 # The scalar entries a checkpoint may hold besides parameters and optimizer buffers, with their kind ("U" a JSON
-# or text string, "i" an integer). meta/model and meta/dtype are read from files before version 3, and ignored.
+# or text string, "i" an integer).
 META_ENTRIES = {"format": "U", "version": "i", "model_config": "U", "epoch": "i", "step_in_epoch": "i",
                 "config": "U", "metrics": "U", "rng_state": "U", "epoch_rng_state": "U", "dataset": "U",
-                "class_names": "U", "model": "U", "dtype": "U", "images_in_epoch": "i"}
+                "class_names": "U", "images_in_epoch": "i"}
 OPTIM_ENTRIES = {"name": "U", "step": "i", "hyperparameters": "U"}
 MAX_META_BYTES = 16 * 2**20  # a metrics history of thousands of epochs is well under this
 
@@ -124,26 +122,39 @@ def save_checkpoint(path, params: Mapping, model_config: dict, *, optimizer_stat
 
 
 def _read_scalars(archive: NpzMembers, path) -> dict:
-    """The meta/ and optim/ scalar entries, each checked from its header (known, 0-d, small) before it is read."""
-    values = {}
-    for key, member in archive.members.items():
-        if key.startswith(META):
-            kind = META_ENTRIES.get(key[len(META):], "?")
-        elif key.startswith(OPTIM) and "/" not in key[len(OPTIM):]:
-            kind = OPTIM_ENTRIES.get(key[len(OPTIM):], "?")
-        else:
-            continue  # a parameter or an optimizer buffer
-        if key in (META + "input_mean", META + "input_std"):
-            raise CheckpointError(f"{path} is for inputs normalised by its {key}, which nets no longer does (its "
-                                  "models take pixels in [0, 1]); train the model again.")
-        if kind == "?":
-            raise CheckpointError(f"{path} has an entry {key} that a nets checkpoint (format version {VERSION}) "
-                                  "does not have; save it again with nets.")
-        if member.ndim != 0 or member.nbytes > MAX_META_BYTES or member.dtype.kind not in {"U": "U", "i": "iu"}[kind]:
-            raise CheckpointError(f"{path} has an entry {key} of shape {member.shape} and dtype {member.dtype}, not "
-                                  "the small scalar a nets checkpoint stores there; save it again with nets.")
-        values[key] = archive.read(key)[()]
+    """The meta/ and optim/ scalar entries, each checked from its header (known, 0-d, small) before it is read;
+    the format and its version first, so that a file of another version is refused as such."""
+    first = [key for key in (META + "format", META + "version") if key in archive.members]
+    values = {key: _read_scalar(archive, key, path) for key in first}
+    if str(values.get(META + "format")) == FORMAT:
+        _check_version(values, path)
+    for key in archive.members:
+        if key not in values and (key.startswith(META) or (key.startswith(OPTIM) and "/" not in key[len(OPTIM):])):
+            values[key] = _read_scalar(archive, key, path)  # not a parameter or an optimizer buffer
     return values
+
+
+def _read_scalar(archive: NpzMembers, key: str, path):
+    member = archive.members[key]
+    kind = META_ENTRIES.get(key[len(META):], "?") if key.startswith(META) else OPTIM_ENTRIES.get(key[len(OPTIM):], "?")
+    if kind == "?":
+        raise CheckpointError(f"{path} has an entry {key}, which a nets checkpoint (format version {VERSION}) "
+                              "does not have: it is not a checkpoint this version reads.")
+    if member.ndim != 0 or member.nbytes > MAX_META_BYTES or member.dtype.kind not in {"U": "U", "i": "iu"}[kind]:
+        raise CheckpointError(f"{path} has an entry {key} of shape {member.shape} and dtype {member.dtype}, not "
+                              "the small scalar a nets checkpoint stores there; save it again with nets.")
+    return archive.read(key)[()]
+
+
+def _check_version(values: dict, path) -> None:
+    """A nets checkpoint of this format version; CheckpointError saying what to do for any other (none: the
+    first files, from before versions were written)."""
+    version = check_whole(values.get(META + "version", 0), "meta/version", path)
+    if version > VERSION:
+        raise CheckpointError(f"{path} is checkpoint format version {version}; this code reads up to {VERSION}, so update nets.")
+    if version < VERSION:
+        raise CheckpointError(f"{path} is checkpoint format version {version}, an older format that this version does "
+                              f"not read (it reads version {VERSION}); train the model again.")
 
 
 def _json(values, key, path, default=None):
@@ -211,16 +222,12 @@ def load_checkpoint(path) -> Checkpoint:
 
 
 def _checkpoint_from_headers(archive: NpzMembers, headers: dict, scalars: dict, path) -> Checkpoint:
-    """Everything but the arrays, checked: format and version, the model config against the parameter headers,
-    epoch and step, RNG states, optimizer state, dataset. The arrays are read by the caller afterwards."""
+    """Everything but the arrays, checked: the format (its version was checked as it was read), the model config
+    against the parameter headers, epoch and step, RNG states, optimizer state, dataset. The arrays are read by the
+    caller afterwards."""
     if str(scalars[META + "format"]) != FORMAT:
         raise CheckpointError(f"{path} is not a nets checkpoint (meta/format is {str(scalars[META + 'format'])!r}).")
-    version = check_whole(scalars.get(META + "version", 0), "meta/version", path)
-    if version > VERSION:
-        raise CheckpointError(f"{path} is checkpoint format version {version}; this code reads up to {VERSION}, so update nets.")
     model_config = _json(scalars, META + "model_config", path)
-    if not model_config and META + "model" in scalars:  # a version-1 file may name only its model
-        model_config = {"name": str(scalars[META + "model"])}
     if model_config is None:
         raise CheckpointError(f"{path} lacks the entry meta/model_config; it is not a complete nets checkpoint.")
     shapes = {key: member.shape for key, member in headers.items()}

@@ -40,7 +40,7 @@ class Checkpoint:
     rng_state: numpy bit_generator.state, or None; epoch_rng_state: its state when that epoch began, or None.
     config, metrics: whatever JSON the trainer saved ({} and None when absent). source: "npz" or "torch".
     dataset: the dataset the model was trained on ("mnist", "fashion-mnist"), None when the file does not say
-    (a .pt file, or an older checkpoint without it); class_names: its classes in output order, or None.
+    (a .pt file, or a checkpoint that names none); class_names: its classes in output order, or None.
     """
 
     params: dict

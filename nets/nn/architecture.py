@@ -17,12 +17,10 @@ problem is a ValueError with a one-line message.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 
-import numpy
-
 from nets.nn.layers.base import INITS
+from nets.validate import whole
 
 __all__ = ["ARCHITECTURE_KEYS", "MODEL_NAMES", "a_model", "check_shapes", "cnn_side", "complete_config",
            "config_from_shapes", "input_shape", "output_count", "parameter_shapes"]
@@ -38,12 +36,6 @@ CNN_STAGES = ((3, 1), (2, 2), (3, 1), (2, 1))
 def a_model(name) -> str:
     """The model's name with its article, as a sentence says it: "an MLP", "a CNN"."""
     return {"mlp": "an MLP", "cnn": "a CNN"}.get(name, f"a {name}")
-
-
-def _whole(value, what: str) -> int:
-    if isinstance(value, (bool, numpy.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{what} is {value!r}; it must be a whole number >= 1.")
-    return int(value)  # numpy integers too, as plain ints (a config is JSON)
 
 
 def cnn_side(image_size: int) -> int:
@@ -80,14 +72,14 @@ def complete_config(config_or_name) -> dict:
         sizes = full["sizes"]
         if not isinstance(sizes, (list, tuple)) or len(sizes) < 2:
             raise ValueError(f"the mlp's sizes are {sizes!r}; they must be a list (inputs, ..., classes).")
-        full["sizes"] = [_whole(size, "an mlp size") for size in sizes]
+        full["sizes"] = [whole(size, "an mlp size") for size in sizes]
         return full
     channels = full["channels"]
     if not isinstance(channels, (list, tuple)) or len(channels) != 2:
         raise ValueError(f"the cnn's channels are {channels!r}; they must be two numbers (conv1, conv2).")
-    full["channels"] = [_whole(count, "a cnn channel count") for count in channels]
+    full["channels"] = [whole(count, "a cnn channel count") for count in channels]
     for key in ("in_channels", "hidden", "classes", "image_size"):
-        full[key] = _whole(full[key], f"the cnn's {key}")
+        full[key] = whole(full[key], f"the cnn's {key}")
     cnn_side(full["image_size"])
     return full
 

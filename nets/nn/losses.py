@@ -1,7 +1,7 @@
 """Softmax cross-entropy on integer labels: the training step's lean head, beside the reference function.
 
     loss, dlogits = softmax_cross_entropy(logits, labels)     # the reference (nets/nn/reference/loss.py)
-    head = SoftmaxCrossEntropy(classes=10)                    # what a training step runs (nets/train/step.py)
+    head = SoftmaxCrossEntropy(classes=10)                    # what a training step runs (nets/train/engine.py)
     dlogits = head(logits, labels)                            # and the batch's loss and hits are totalled
     loss_sum, hits = head.totals()                            # on the device, read here in one sync
 

@@ -111,8 +111,8 @@ class Model:
 
         x: (N, *input_shape), labels: (N,) integers; loss is a 0-d array (no host sync);
         the gradients land in the gradient buffer (see `gradients()`). The plainest path through a model, where
-        a reader starts (docs/reading.md); a training step (nets/train/step.py) runs the same forward and
-        backward around the lean loss head of `loss_head()`.
+        a reader starts (docs/reading.md); a training step (nets/train/engine.py, NetsEngine.train_step) runs the
+        same forward and backward around the lean loss head of `loss_head()`.
         """
         logits = self.forward_step(self._input(x), train=True)
         loss, dlogits = softmax_cross_entropy(logits, labels)

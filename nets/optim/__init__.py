@@ -31,11 +31,12 @@ from nets.optim.adam import Adam
 from nets.optim.base import Optimizer
 from nets.optim.sgd import SGD
 
-__all__ = ["SGD", "Adam", "Optimizer", "OPTIMIZERS", "STATE_NAMES", "build_optimizer"]
+__all__ = ["SGD", "Adam", "Optimizer", "OPTIMIZERS", "OPTIMIZER_CLASSES", "STATE_NAMES", "build_optimizer"]
 
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZER_CLASSES = {"sgd": SGD, "adam": Adam}  # by name; each checks its own state (the checkpoint loader asks it)
+OPTIMIZERS = tuple(OPTIMIZER_CLASSES)
 # The per-parameter state each keeps, by name (torch.optim's names too; checkpoints store it under these).
-STATE_NAMES = {"sgd": SGD.state_names, "adam": Adam.state_names}
+STATE_NAMES = {name: optimizer.state_names for name, optimizer in OPTIMIZER_CLASSES.items()}
 
 
 def build_optimizer(name: str, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> Optimizer:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from nets.optim.base import Optimizer
+from nets.validate import Invalid, real
 
 __all__ = ["Adam"]
 
@@ -23,16 +24,11 @@ class Adam(Optimizer):
 
     name = "adam"
     state_names = ("exp_avg", "exp_avg_sq")
+    checks = {**Optimizer.checks, "eps": lambda value, name: real(value, name, low=0),
+              "betas": lambda value, name: _check_betas(value, name)}
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, capturable=False):
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= betas[0] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
-        if not 0.0 <= betas[1] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-        if not weight_decay >= 0.0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        self.check_hyperparameters({"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
         super().__init__(params, lr, capturable)
         self.betas = (betas[0], betas[1])
         self.eps = eps
@@ -81,3 +77,10 @@ class Adam(Optimizer):
         xp.multiply(exp_avg, alpha, out=scratch_a)
         scratch_a /= scratch_b
         group.values -= scratch_a
+
+
+def _check_betas(betas, name: str) -> None:
+    if not isinstance(betas, (list, tuple)) or len(betas) != 2:
+        raise Invalid(name, betas, "two numbers in [0, 1)")
+    for index, beta in enumerate(betas):
+        real(beta, f"{name}[{index}]", low=0, high=1, high_open=True)

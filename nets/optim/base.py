@@ -10,6 +10,7 @@ import numpy
 from backend import array_module, to_numpy
 
 from nets.nn.parameters import ParameterBuffer
+from nets.validate import real, whole
 
 __all__ = ["Optimizer"]
 
@@ -37,12 +38,13 @@ class Optimizer:
 
     name = "optimizer"
     state_names: tuple[str, ...] = ()
+    # hyperparameter -> its check (nets.validate): on construction, in load_state_dict and by the checkpoint loader
+    checks = {"lr": lambda value, name: real(value, name, low=0),
+              "weight_decay": lambda value, name: real(value, name, low=0)}
 
     def __init__(self, params, lr, capturable=False):
         if not params:
             raise ValueError("the optimizer got no parameters; pass model.parameters().")
-        if not lr >= 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
         self.lr = lr
         self.step_count = 0
         self.capturable = bool(capturable)
@@ -183,6 +185,34 @@ class Optimizer:
         return out
 
     # ------------------------------------------------------------------ state
+    @classmethod
+    def check_hyperparameters(cls, values: dict) -> None:
+        """nets.validate.Invalid naming the first of `values` (hyperparameters() of this optimizer, or part of them)
+        that is not what it must be; ValueError for one it does not have."""
+        unknown = sorted(set(values) - set(cls.checks))
+        if unknown:
+            raise ValueError(f"{cls.name} has no hyperparameter {', '.join(map(str, unknown))}")
+        for key, check in cls.checks.items():
+            if key in values:
+                check(values[key], key)
+
+    @classmethod
+    def check_state(cls, state: dict, shapes: dict) -> None:
+        """ValueError for the first entry of a state_dict()'s "state" ({state name: {parameter name: array, or
+        anything with a shape}}) that parameters of `shapes` ({name: shape}) cannot take; its message names the
+        entry first ("exp_avg/fc1.weight of shape (2, 2), but the parameter is (128, 784)")."""
+        for state_name, per_param in state.items():
+            if state_name not in cls.state_names:
+                raise ValueError(f"{state_name}/..., which {cls.name} does not keep (it keeps "
+                                 f"{', '.join(cls.state_names)})")
+            for param_name, array in per_param.items():
+                if param_name not in shapes:
+                    raise ValueError(f"{state_name}/{param_name}, but no parameter {param_name}")
+                shape = tuple(getattr(array, "shape", numpy.shape(array)))
+                if shape != tuple(shapes[param_name]):
+                    raise ValueError(f"{state_name}/{param_name} of shape {shape}, but the parameter is "
+                                     f"{tuple(shapes[param_name])}")
+
     def hyperparameters(self) -> dict:
         raise NotImplementedError
 
@@ -223,19 +253,17 @@ class Optimizer:
         if name != self.name:
             raise ValueError(f"the optimizer state is for {name!r}, but this optimizer is {self.name!r}.")
         buffers = state_dict.get("state", {})
-        unknown = sorted(set(buffers) - set(self.state_names))
-        if unknown:
-            raise ValueError(f"the {self.name} optimizer state has unknown entries {unknown}.")
-        for state_name, per_param in buffers.items():
-            extra = sorted(per_param.keys() - self.params.keys())
-            if extra:
-                raise ValueError(f"optimizer state {state_name} names parameters the model lacks: {extra}.")
-            for param_name, array in per_param.items():
-                shape = tuple(self.params[param_name].shape)
-                if tuple(numpy.shape(array)) != shape:
-                    raise ValueError(f"optimizer state {state_name}/{param_name} has shape {tuple(numpy.shape(array))}, "
-                                     f"the parameter has {shape}.")
-        self._set_hyperparameters(dict(state_dict.get("hyperparameters", {})))
+        hyperparameters = dict(state_dict.get("hyperparameters", {}))
+        try:
+            step = whole(state_dict.get("step", 0), "step", 0)
+            self.check_hyperparameters(hyperparameters)
+        except ValueError as error:
+            raise ValueError(f"the {self.name} optimizer state is unusable: {error}") from None
+        try:
+            self.check_state(buffers, {param_name: param.shape for param_name, param in self.params.items()})
+        except ValueError as error:
+            raise ValueError(f"the {self.name} optimizer state has {error}.") from None
+        self._set_hyperparameters(hyperparameters)
         self._create_state()
         for group in self.groups:
             for state_name, array in group.state.items():
@@ -244,7 +272,7 @@ class Optimizer:
                 for param_name, view in group.views_of(array).items():
                     if param_name in given:
                         view[...] = self._xp.asarray(numpy.asarray(given[param_name]), dtype=self.dtype)
-        self.step_count = int(state_dict.get("step", 0))
+        self.step_count = step
         self._loaded(bool(buffers))
         self._table_steps = 0  # the plan was for other steps; the table keeps its device array
 

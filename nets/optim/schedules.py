@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+from nets.validate import whole
+
 SCHEDULES = ("constant", "onecycle")
 
 
@@ -23,8 +25,7 @@ def one_cycle_lr(peak_lr: float, step: int, total_steps: int, pct_start: float =
     to peak/(div_factor*final_div_factor). Momentum is not cycled. As OneCycleLR, a step past total_steps
     raises ValueError (the cycle is planned for total_steps; a longer run needs a new plan).
     """
-    if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-        raise ValueError(f"total_steps must be a whole number >= 1, got {total_steps!r}.")
+    whole(total_steps, "total_steps")
     if step < 0 or step > total_steps:
         raise ValueError(f"step {step} is outside the one-cycle schedule of {total_steps} steps (0..{total_steps}); "
                          "plan the cycle for the whole run.")

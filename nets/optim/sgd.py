@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nets.optim.base import Optimizer
+from nets.validate import Invalid, real
 
 __all__ = ["SGD"]
 
@@ -19,14 +20,13 @@ class SGD(Optimizer):
 
     name = "sgd"
     state_names = ("momentum_buffer",)
+    checks = {**Optimizer.checks, "momentum": lambda value, name: real(value, name, low=0, high=1, high_open=True),
+              "dampening": lambda value, name: real(value, name, low=0, high=1),
+              "nesterov": lambda value, name: _check_flag(value, name)}
 
     def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, capturable=False):
-        if not momentum >= 0.0:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if not weight_decay >= 0.0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        self.check_hyperparameters({"lr": lr, "momentum": momentum, "dampening": dampening,
+                                    "weight_decay": weight_decay, "nesterov": nesterov})
         super().__init__(params, lr, capturable)
         self.momentum = momentum
         self.dampening = dampening
@@ -34,6 +34,12 @@ class SGD(Optimizer):
         self.nesterov = nesterov
         self._buffer_started = False  # torch starts the momentum buffer as a copy of the first gradient
         self._create_state()
+
+    @classmethod
+    def check_hyperparameters(cls, values: dict) -> None:
+        super().check_hyperparameters(values)
+        if values.get("nesterov") and (values.get("momentum", 0) <= 0 or values.get("dampening", 0) != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
 
     def _active_state_names(self):
         return self.state_names if self.momentum != 0.0 else ()
@@ -100,3 +106,8 @@ class SGD(Optimizer):
                 direction = buf
         # direction is the raw grad, scratch a (decayed), scratch b (nesterov) or buf: scratch a is free now
         group.values -= xp.multiply(direction, lr, out=scratch_a)
+
+
+def _check_flag(value, name: str) -> None:
+    if not isinstance(value, bool):
+        raise Invalid(name, value, "true or false")

@@ -23,9 +23,10 @@ from nets.data.batches import EpochOrder
 from nets.data.datasets import to_labels, to_model_input
 from nets.nn.inference import count_correct
 from nets.optim.schedules import learning_rate
-from nets.train.recipes import Hyperparameters
+from nets.train.settings import Hyperparameters
 
-__all__ = ["DeviceData", "Diverged", "InterruptFlag", "Interrupted", "TrainingState", "fit", "format_epoch"]
+__all__ = ["DeviceData", "Diverged", "InterruptFlag", "Interrupted", "TrainingState", "epochs_text", "fit",
+           "format_epoch", "interrupted_where"]
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130
 
@@ -151,14 +152,12 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
         if log is not None:
             (bar.write if bar is not None and hasattr(bar, "write") else log)(line)
 
-    def train_on(rows):
-        engine.train_step(*engine.batch(data.train_images, data.train_labels, rows, mover))
+    images, labels = data.train_images, data.train_labels
 
     def full_batch():  # everything on the device: the rows at the order's counter, the lr at the optimizer's
-        train_on(order.next_rows())
+        engine.train_step(*engine.batch(images, labels, order.next_rows(), mover))
 
-    graphed = engine.graphed(full_batch, graph, note=tell)
-    run_full_batch = graphed if graphed is not None else full_batch
+    graphed = engine.graphed(full_batch, graph, note=tell)  # None: each step runs eagerly, right here
 
     def stop_requested():
         return interrupt.requested or (stop_after_steps is not None and steps_this_call >= stop_after_steps)
@@ -189,12 +188,14 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
             started = time.perf_counter()
             for step in range(state.step_in_epoch, end):
                 image = done + seen
-                if on_the_grid and image + hyper.batch_size <= train_count:
-                    run_full_batch()  # its rows at the order's device counter: what a CUDA graph replays
+                full = on_the_grid and image + hyper.batch_size <= train_count
+                if full and graphed is not None:
+                    graphed()  # full_batch, replayed as a CUDA graph once captured
                     seen += hyper.batch_size
-                else:  # the partial last batch (its size would need a graph of its own), or off the batch grid
-                    rows = order.rows_from(image)
-                    train_on(rows)
+                else:  # eager: a full batch's rows at the order's device counter, as a graph reads them; the partial
+                    # last batch (its size would need a graph of its own) or one off the batch grid: a view of the order
+                    rows = order.next_rows() if full else order.rows_from(image)
+                    engine.train_step(*engine.batch(images, labels, rows, mover))
                     seen += len(rows)
                 state.step_in_epoch, state.images_in_epoch = step + 1, done + seen
                 steps_this_call += 1
@@ -259,3 +260,17 @@ def format_epoch(record: dict, epochs: int) -> str:
     return (f"epoch {record['epoch']:>{width}}/{epochs}  loss {record['train_loss']:.4f}  "
             f"train {record['train_accuracy']:.2%}  test {record['test_accuracy']:.2%}  "
             f"{record['seconds']:.1f} s  {record['images_per_second']:,.0f} img/s")
+
+
+def interrupted_where(state: TrainingState) -> str:
+    """"after 10 full epochs and 73 steps of epoch 11", for the Ctrl-C message."""
+    full = f"{epochs_text(state.epoch).replace('epoch', 'full epoch')}"
+    if not state.step_in_epoch:
+        return f"after {full}"
+    steps = f"{state.step_in_epoch} step{'s' if state.step_in_epoch != 1 else ''} of epoch {state.epoch + 1}"
+    return f"after {full} and {steps}" if state.epoch else f"after {steps}"
+
+
+def epochs_text(count: int) -> str:
+    """"1 epoch", "3 epochs"."""
+    return f"{count} epoch" if count == 1 else f"{count} epochs"

@@ -1,4 +1,5 @@
-"""A training run end to end: options -> settings -> engine -> data -> fit -> checkpoints, metrics and plots.
+"""A training run end to end: options -> settings -> engine -> data -> fit -> checkpoints, metrics and plots; and
+resuming one (Resume: the checkpoint --resume names, checked for what a resume needs, put back into the engine).
 
 scripts/train.py parses the command line into RunOptions (nets/train/settings.py) and calls `train_run` with the
 engines it offers by impl name (the PyTorch one comes from nets/baseline/, which this wing never imports):
@@ -13,10 +14,11 @@ checkpoint of the last completed step is written; a NaN loss in Diverged (exit 3
 from __future__ import annotations
 
 import importlib.metadata
+import math
+import os
 import platform
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy
 
@@ -29,17 +31,21 @@ from nets import checkpoint as checkpoints
 from nets import outputs
 from nets.data import datasets
 from nets.data.augment import Augmentation
+from nets.data.augment import resolve as resolve_augmentation
+from nets.nn.architecture import parameter_shapes
 from nets.nn.inference import predict_classes
 from nets.nn.models import build_model
 from nets.nn.reference.models import build_reference_model
-from nets.train.loop import DeviceData, Diverged, InterruptFlag, Interrupted, TrainingState, fit
+from nets.optim.schedules import learning_rate
+from nets.train.engine import EngineState
+from nets.train.loop import (DeviceData, Diverged, InterruptFlag, Interrupted, TrainingState, epochs_text, fit,
+                             interrupted_where)
 from nets.train.paths import (check_against_data, check_outputs, output_paths, prepare_outputs, renumber_if_taken,
                               saving_plan)
-from nets.train.recipes import augmentation_for
-from nets.train.resume import check_resume_position, epochs_text, images_done, load_resumed, load_resumed_state
 from nets.train.settings import DEFAULT_DATASET, FALLBACK_DATASET, RunError, RunOptions, RunSettings, resolve_settings
+from nets.validate import Invalid, real
 
-__all__ = ["RunResult", "train_run"]
+__all__ = ["Resume", "RunResult", "train_run"]
 
 MODEL_IMAGE_SHAPE = (28, 28)
 TORCH_NO_CUDA = "PyTorch here has no CUDA device (a CPU build of torch, or no NVIDIA GPU)."
@@ -110,21 +116,126 @@ def library_versions(backend) -> dict:
     return versions
 
 
-def interrupted_where(state: TrainingState) -> str:
-    """"after 10 full epochs and 73 steps of epoch 11", for the Ctrl-C message."""
-    full = f"{epochs_text(state.epoch).replace('epoch', 'full epoch')}"
-    if not state.step_in_epoch:
-        return f"after {full}"
-    steps = f"{state.step_in_epoch} step{'s' if state.step_in_epoch != 1 else ''} of epoch {state.epoch + 1}"
-    return f"after {full} and {steps}" if state.epoch else f"after {steps}"
+@dataclass
+class Resume:
+    """The checkpoint --resume names (`checkpoint`, at `path`) and the settings of its run, read once."""
+
+    checkpoint: checkpoints.Checkpoint
+    settings: RunSettings
+    path: str
+
+    @classmethod
+    def load(cls, path) -> "Resume":
+        """The checkpoint with the training state a resume needs; RunError, one line, otherwise."""
+        try:
+            if os.path.isfile(path) and checkpoints.is_torch_file(path):
+                raise RunError(f"{path} is a PyTorch file (torch.save): it holds no optimizer state, epoch or RNG "
+                               f"state, so training cannot resume from it; score it with "
+                               f"{script_command('evaluate', path)}.")
+            resumed = checkpoints.load_checkpoint(path)
+        except checkpoints.CheckpointError as error:
+            raise RunError(str(error)) from None
+        if not resumed.config or "hyper" not in resumed.config:
+            raise RunError(f"{path} holds weights but no training state; it can be evaluated, not resumed.")
+        try:
+            checkpoints.restore_rng(resumed, numpy.random.default_rng())  # the run's own is set in load_into
+        except checkpoints.CheckpointError as error:
+            raise RunError(f"cannot resume from {path}: {error}") from None
+        history = resumed.metrics if resumed.metrics is not None else []
+        if not isinstance(history, list) or not all(
+                isinstance(record, dict) and all(_is_number(record.get(key)) for key in ("seconds", "test_accuracy"))
+                for record in history):
+            raise RunError(f"{path} has a meta/metrics entry that is not the per-epoch list train.py writes; "
+                           "it cannot be resumed.")
+        try:
+            settings = RunSettings.from_dict(resumed.config)
+        except (ValueError, TypeError) as error:  # TypeError: unknown or missing settings
+            raise RunError(f"cannot use these settings from {path} (meta/config): {error}") from None
+        return cls(resumed, settings, str(path))
+
+    @property
+    def images_done(self) -> int:
+        """The images of the epoch under way that the checkpoint's run already trained on (in that epoch's order)."""
+        if self.checkpoint.images_in_epoch is not None:
+            return self.checkpoint.images_in_epoch
+        return self.checkpoint.step_in_epoch * self.settings.hyper.batch_size
+
+    def check_position(self, settings: RunSettings, train_count: int, options: RunOptions, say) -> None:
+        """The resumed epoch and step fit this run, a mid-epoch resume with another batch size is said, and extending
+        a one-cycle schedule is never silent."""
+        path, hyper, planned, resumed = self.path, settings.hyper, self.settings.hyper, self.checkpoint
+        steps_per_epoch = math.ceil(train_count / hyper.batch_size)
+        done = self.images_done
+        if done >= train_count:
+            raise RunError(f"{path} has meta/step_in_epoch {resumed.step_in_epoch} ({done} images of epoch "
+                           f"{resumed.epoch + 1} done), but an epoch here has only {train_count} images "
+                           f"({steps_per_epoch} steps of batch {hyper.batch_size}); resume with the data it was "
+                           "trained with.")
+        if resumed.epoch >= hyper.epochs:
+            raise RunError(f"{path} already finished {epochs_text(resumed.epoch)}; pass --epochs above {resumed.epoch} "
+                           "to train on.")
+        if done and done != resumed.step_in_epoch * hyper.batch_size:
+            say(f"note: {path} stopped {done} of {train_count} images into epoch {resumed.epoch + 1}; this run trains "
+                f"the other {train_count - done} of that epoch in its order, in batches of {hyper.batch_size}, so "
+                "each image is seen once in the epoch.")
+        if planned.schedule != "onecycle" or hyper.schedule != "onecycle":
+            return
+        if (planned.epochs, planned.batch_size) == (hyper.epochs, hyper.batch_size):
+            return  # the same plan of steps: the cycle continues exactly (a new --lr is an explicit change)
+        # What the first run did at its last step, and what the re-planned cycle does at the next one.
+        planned_steps = math.ceil(train_count / planned.batch_size)
+        steps_done = resumed.epoch * planned_steps + resumed.step_in_epoch
+        then = learning_rate("onecycle", planned.lr, min(max(steps_done - 1, 0), planned_steps * planned.epochs - 1),
+                             planned_steps * planned.epochs)
+        now = learning_rate("onecycle", hyper.lr, resumed.epoch * steps_per_epoch + done // hyper.batch_size,
+                            steps_per_epoch * hyper.epochs)
+        change = (f"{path} was trained under a one-cycle schedule planned for {epochs_text(planned.epochs)} (batch "
+                  f"{planned.batch_size}, peak lr {planned.lr:g}); this run re-plans it for "
+                  f"{epochs_text(hyper.epochs)} (batch {hyper.batch_size}, peak lr {hyper.lr:g}), so the learning rate "
+                  f"goes from {then:.3g} at its last step to {now:.3g}")
+        if options.schedule is None:
+            raise RunError(f"{change}, which is not what {epochs_text(hyper.epochs)} in one go would do. Train afresh "
+                           f"with --epochs {hyper.epochs} for that; add --schedule constant --lr F to train on at a "
+                           "fixed rate; or add --schedule onecycle to re-plan the cycle anyway.")
+        say(f"note: {change} (--schedule onecycle); only a resume with the planned --epochs continues exactly.")
+
+    def load_into(self, engine, rng: numpy.random.Generator, settings: RunSettings) -> TrainingState:
+        """The checkpoint's weights and optimizer state into the engine, its RNG state into `rng` -> where training
+        goes on (in batches of this run's size from the image it stopped at); RunError when they do not fit."""
+        resumed, path = self.checkpoint, self.path
+        expected = {name: tuple(shape) for name, shape in parameter_shapes(engine.model_config).items()}
+        given = {name: tuple(array.shape) for name, array in resumed.params.items()}
+        if given != expected:
+            differ = next((f"{name} is {given.get(name)} there but {shape} here" for name, shape in expected.items()
+                           if given.get(name) != shape), "its parameter names differ")
+            raise RunError(f"cannot resume from {path}: its {resumed.model_name} is not the {settings.model} "
+                           f"train.py builds ({differ}); train.py resumes only its own models.")
+        try:
+            engine.load_state(EngineState(resumed.params, resumed.optimizer_state))
+            checkpoints.restore_rng(resumed, rng)
+        except (ValueError, checkpoints.CheckpointError) as error:
+            raise RunError(f"cannot resume from {path}: {error}") from None
+        done = self.images_done
+        return TrainingState(epoch=resumed.epoch, step_in_epoch=done // settings.hyper.batch_size,
+                             images_in_epoch=done, epoch_rng_state=resumed.epoch_rng_state,
+                             history=list(resumed.metrics or []))
+
+
+def _is_number(value) -> bool:
+    try:
+        real(value, "a metric")
+    except Invalid:
+        return False
+    return True
+
 
 
 def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> RunResult:
     """Run the training the options describe, with engines[impl](settings, initial nets model) as the engine.
     Raises RunError (and other NetsErrors) for user mistakes, all before the first training step where they can
     be known then; see the module doc."""
-    resumed = load_resumed(options.resume) if options.resume else None
-    settings = resolve_settings(options, resumed.config if resumed else None)
+    resumed = Resume.load(options.resume) if options.resume else None
+    settings = resolve_settings(options, resumed.settings if resumed else None)
     paths = output_paths(options, settings)
     check_outputs(options, paths)
     engine, backend = build_engine(settings, engines)
@@ -147,23 +258,12 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
         raise RunError(f"{data.source} holds {data.image_shape[0]}x{data.image_shape[1]} images; the models take "
                        f"{MODEL_IMAGE_SHAPE[0]}x{MODEL_IMAGE_SHAPE[1]} (MNIST's format).")
     datasets.require_examples(data, ("train", "test"), "training")
-    settings = replace(settings, hyper=replace(settings.hyper, augment=augmentation_for(settings.hyper.augment,
-                                                                                          data.name, settings.model)))
+    settings = replace(settings, hyper=replace(settings.hyper, augment=resolve_augmentation(
+        settings.hyper.augment, data.name, settings.model)))
     if resumed:
-        check_resume_position(resumed, settings, len(data.train_labels), options, say)
+        resumed.check_position(settings, len(data.train_labels), options, say)
     device_data = DeviceData.move(engine.io, data, engine.input_shape, settings.dtype)
-
-    state = TrainingState()
-    if resumed:
-        load_resumed_state(engine, resumed, options.resume, settings)
-        done = images_done(resumed)  # then batches of this run's size from there, whatever the checkpoint's size
-        state = TrainingState(epoch=resumed.epoch, step_in_epoch=done // settings.hyper.batch_size,
-                              images_in_epoch=done, epoch_rng_state=resumed.epoch_rng_state,
-                              history=list(resumed.metrics or []))
-        try:
-            checkpoints.restore_rng(resumed, backend.rng)
-        except checkpoints.CheckpointError as error:
-            raise RunError(f"cannot resume from {options.resume}: {error}") from None
+    state = resumed.load_into(engine, backend.rng, settings) if resumed else TrainingState()
 
     hyper, device = settings.hyper, "standin" if settings.device == "standin" else engine.io.name
     gpu_nets = engine.impl == "nets" and getattr(engine.io, "is_gpu", False)
@@ -264,7 +364,11 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
         try:
             if ctrl_c.requested:
                 raise KeyboardInterrupt
-            result.plot_paths = write_plots(options.plot, metrics, engine, device_data, data)
+            from nets.report import plots  # the PNGs: curves, confusion matrix, first-layer filters, mistakes
+
+            predicted = predict_classes(engine, device_data.test_images)
+            result.plot_paths = plots.write_all_plots(options.plot, metrics, engine.state().params, data.test_images,
+                                                      data.test_labels, predicted, list(data.class_names))
         except KeyboardInterrupt:
             if not paths.checkpoint:
                 raise Interrupted(state, "interrupted while drawing the plots, after training finished.") from None
@@ -294,11 +398,3 @@ def save_interrupted(state: TrainingState, save, paths, metrics_now) -> NetsErro
     return Interrupted(state, f"interrupted {where}: checkpoint written to {paths.interrupt}; continue with "
                               f"--resume {paths.interrupt}")
 
-
-def write_plots(directory, metrics, engine, device_data, data) -> list:
-    """The PNGs of --plot: curves, confusion matrix, first-layer filters, misclassified test images."""
-    from nets.report import plots
-
-    predicted = predict_classes(engine, device_data.test_images)
-    return plots.write_all_plots(directory, metrics, engine.state().params, data.test_images, data.test_labels,
-                                 predicted, list(data.class_names))

@@ -1,34 +1,44 @@
-"""A training run's options, written once: RunOptions declares each command-line option (scripts/train.py makes
-its click options from these fields), and resolve_settings turns them into the frozen RunSettings of a run.
+"""A training run's settings, written once: the options (RunOptions declares each command-line option;
+scripts/train.py makes its click options from these fields), the recipes they start from, and the rule that
+merges them into the frozen RunSettings of a run: explicit > the resumed checkpoint's > the recipe's.
 
     options = RunOptions(model="mlp", epochs=3)          # None: not given (the recipe or --resume decides)
-    settings = resolve_settings(options, resumed_config)  # explicit > the resumed checkpoint's > the recipe's
+    settings = resolve_settings(options, resumed)         # resumed: the checkpoint's RunSettings, or None
 
-Each field's metadata says how the command line offers it: help, choices or a kind ("int>=1", "float>0", ...),
-and whether it is a hyperparameter (`hyper`: its value overrides the recipe's Hyperparameters field of that
-name; a test holds the two lists equal).
+Each field's metadata says how the command line offers it: help, choices or a kind ("int>=1", "float>0", ...; the
+same check, nets.validate, reads a checkpoint's settings back), and whether it is a hyperparameter (`hyper`: its
+value overrides the recipe's Hyperparameters field of that name; a test holds the two lists equal).
+
+The recipes, per model:
+- "notebook" reproduces the course notebook: the MLP with plain SGD lr 0.01 on single samples, the CNN with Adam
+  lr 0.01 on batches of 32, 5 epochs each, He init.
+- "default" is this project's recipe: Adam under a one-cycle schedule (peak lr 3e-3) on batches of 128 for 20
+  epochs, with the augmentation that suits the dataset and model ("auto", nets/data/augment.py: shifts of up to 2
+  pixels on digits; for the CNN on clothes, left-right flips and shifts of up to 1 pixel).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
 import backend as backend_lib
 from backend.errors import NetsError
 
 from nets.data import datasets
+from nets.data.augment import Augmentation
 from nets.nn.architecture import MODEL_NAMES, a_model
 from nets.nn.layers.base import INITS
 from nets.nn.reference.models import STRATEGIES
 from nets.optim import OPTIMIZERS
 from nets.optim.schedules import SCHEDULES
 from nets.train.graph import GRAPH_MODES
-from nets.train.recipes import RECIPE_NAMES, Hyperparameters, check_augment, recipe_defaults, recipe_name, resolve_hyperparameters
+from nets.validate import KINDS, by_kind, choice
 
-__all__ = ["DEFAULT_DATASET", "DTYPES", "FALLBACK_DATASET", "IMPLS", "RunError", "RunOptions", "RunSettings",
-           "hyper_overrides", "resolve_settings"]
+__all__ = ["DEFAULT_DATASET", "DTYPES", "FALLBACK_DATASET", "Hyperparameters", "IMPLS", "RECIPES", "RECIPE_NAMES",
+           "RunError", "RunOptions", "RunSettings", "hyper_overrides", "recipe_defaults", "resolve_hyperparameters",
+           "resolve_settings"]
 
+RECIPE_NAMES = ("default", "notebook")
 DEFAULT_DATASET = "mnist"
 FALLBACK_DATASET = "fashion-mnist"
 IMPLS = ("nets", "torch")
@@ -39,10 +49,66 @@ class RunError(NetsError, RuntimeError):
     """A problem with the user's options or files, said in one line."""
 
 
+@dataclass(frozen=True)
+class Hyperparameters:
+    """Everything that decides how a model is trained (not where)."""
+
+    optimizer: str
+    lr: float
+    batch_size: int
+    epochs: int
+    schedule: str = "constant"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    init: str = "he"
+    augment: str = "none"  # "flip", "shift:N", "flip+shift:N"; "auto": nets/data/augment.py's AUTO, per dataset
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+RECIPES = {
+    "notebook": {
+        "mlp": Hyperparameters(optimizer="sgd", lr=0.01, batch_size=1, epochs=5),
+        "cnn": Hyperparameters(optimizer="adam", lr=0.01, batch_size=32, epochs=5),
+    },
+    "default": {
+        "mlp": Hyperparameters(optimizer="adam", lr=3e-3, batch_size=128, epochs=20, schedule="onecycle",
+                               augment="auto"),
+        "cnn": Hyperparameters(optimizer="adam", lr=3e-3, batch_size=128, epochs=20, schedule="onecycle",
+                               augment="auto"),
+    },
+}
+
+
+def resolve_hyperparameters(recipe: str, model: str, **overrides) -> Hyperparameters:
+    """The recipe's hyperparameters for `model`, with every override that is not None applied."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPE_NAMES)}")
+    if model not in RECIPES[recipe]:
+        raise ValueError(f"unknown model {model!r}; choose mlp or cnn")
+    given = {name: value for name, value in overrides.items() if value is not None}
+    return replace(RECIPES[recipe][model], **given)
+
+
+def recipe_defaults(name: str) -> str:
+    """What each recipe sets a hyperparameter to, for --help: "default recipe: 20; notebook: 5", or, where the
+    models differ, "default recipe: 128; notebook: mlp 1, cnn 32"."""
+    parts = []
+    for recipe in RECIPE_NAMES:
+        models = RECIPES[recipe]
+        values = {model: getattr(hyper, name) for model, hyper in models.items()}
+        shown = ({f"{value:g}" if isinstance(value, float) else str(value) for value in values.values()})
+        text = shown.pop() if len(shown) == 1 else ", ".join(
+            f"{model} {f'{value:g}' if isinstance(value, float) else value}" for model, value in values.items())
+        parts.append(f"{'default recipe' if recipe == 'default' else recipe}: {text}")
+    return "; ".join(parts)
+
+
 def option(help: str, *, choices=None, kind: str | None = None, hyper: bool = False, show_default: bool = False,
            hidden: bool = False) -> dict:
     """A field's command-line option. kind: "int>=1", "int>=0", "float>0", "float>=0", "float[0,1)", "file",
-    "folder", "flag", "augment", "recipe" or "device" (its choices, and the hidden backend.HIDDEN_DEVICES)
+    "folder", "flag", "augment" or "device" (its choices, and the hidden backend.HIDDEN_DEVICES)
     (scripts/train.py maps each to a click type)."""
     return {"help": help, "choices": choices, "kind": kind, "hyper": hyper, "show_default": show_default,
             "hidden": hidden}
@@ -97,8 +163,8 @@ class RunOptions:
         "Seeds initialisation and shuffling (default 0).", kind="int>=0"))
     dtype: str | None = field(default=None, metadata=option("Default float32.", choices=DTYPES))
     recipe: str | None = field(default=None, metadata=option(
-        "default: this project's; notebook: the course notebook's (also accepted as seed, its old name). Explicit "
-        "options override it.  [default: default]", choices=RECIPE_NAMES, kind="recipe"))
+        "default: this project's; notebook: the course notebook's. Explicit options override it.  [default: default]",
+        choices=RECIPE_NAMES))
     save: str | None = field(default=None, metadata=option(
         "Checkpoint (.npz) written atomically after every epoch [default: runs/DATASET-MODEL-IMPL.npz, numbered "
         "-2, -3, ... when that is taken; with --resume, back into that checkpoint].", kind="file"))
@@ -149,63 +215,51 @@ class RunSettings:
         if not isinstance(values.get("hyper"), dict):
             raise ValueError(f"hyper is {values.get('hyper')!r}, not a set of hyperparameters")
         values["hyper"] = Hyperparameters(**values["hyper"])
-        values["recipe"] = recipe_name(values.get("recipe"))  # "seed", the notebook recipe's first name
         settings = cls(**values)
         settings.check()
         return settings
 
     def check(self) -> None:
-        """ValueError naming the first setting a run cannot use (a checkpoint's config may have been edited)."""
-        choices = {"model": MODEL_NAMES, "impl": IMPLS, "dataset": datasets.DATASET_NAMES, "recipe": RECIPE_NAMES,
-                   "dtype": DTYPES, "device": backend_lib.DEVICES + backend_lib.HIDDEN_DEVICES, "graph": GRAPH_MODES,
-                   "strategy": STRATEGIES,
-                   "hyper.optimizer": OPTIMIZERS,
-                   "hyper.schedule": SCHEDULES, "hyper.init": INITS}
-        for name, allowed in choices.items():
-            value = getattr(self.hyper, name[len("hyper."):]) if name.startswith("hyper.") else getattr(self, name)
-            if value not in allowed:
-                raise ValueError(f"{name} is {value!r}; it must be one of {', '.join(allowed)}")
-        try:
-            check_augment(self.hyper.augment)
-        except ValueError as error:
-            raise ValueError(f"hyper.augment: {error}") from None
-        _check_whole("seed", self.seed, 0)
-        _check_whole("hyper.epochs", self.hyper.epochs, 1)
-        _check_whole("hyper.batch_size", self.hyper.batch_size, 1)
-        _check_real("hyper.lr", self.hyper.lr, "a positive finite number", lambda value: value > 0)
-        _check_real("hyper.momentum", self.hyper.momentum, "in [0, 1)", lambda value: 0 <= value < 1)
-        _check_real("hyper.weight_decay", self.hyper.weight_decay, "a finite number >= 0", lambda value: value >= 0)
+        """ValueError naming the first setting a run cannot use (a checkpoint's config may have been edited): each
+        checked as its command-line option is (RunOptions' metadata: choices or kind, through nets.validate)."""
+        choices = {"device": backend_lib.DEVICES + backend_lib.HIDDEN_DEVICES}  # the hidden ones too
+        names = {spec.name for spec in fields(self)} | {spec.name for spec in fields(self.hyper)}
+        for spec in fields(RunOptions):
+            if spec.name not in names:
+                continue
+            hyper = spec.metadata["hyper"]
+            value = getattr(self.hyper if hyper else self, spec.name)
+            name = f"hyper.{spec.name}" if hyper else spec.name
+            allowed, kind = choices.get(spec.name, spec.metadata["choices"]), spec.metadata["kind"]
+            if allowed is not None:
+                choice(value, name, allowed)
+            elif kind in KINDS:
+                by_kind(kind, value, name)
+            elif kind == "augment" and value != "auto":
+                try:
+                    Augmentation.parse(value)
+                except ValueError as error:
+                    raise ValueError(f"{name}: {error}") from None
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             raise ValueError(f"data_dir is {self.data_dir!r}, not a folder name")
 
 
-def _check_whole(name, value, least) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{name} is {value!r}; it must be a whole number >= {least}")
-
-
-def _check_real(name, value, what, fits) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not fits(value):
-        raise ValueError(f"{name} is {value!r}; it must be {what}")
-
-
-def resolve_settings(options: RunOptions, resumed: dict | None) -> RunSettings:
-    """Explicit options beat the resumed checkpoint's settings (resumed: its meta/config), which beat the recipe's.
-    RunError, one line, for settings a run cannot use."""
+def resolve_settings(options: RunOptions, previous: RunSettings | None) -> RunSettings:
+    """Explicit options beat the resumed checkpoint's settings (previous: RunSettings.from_dict of its meta/config),
+    which beat the recipe's. RunError, one line, for settings a run cannot use."""
     try:
-        return _resolve(options, resumed)
-    except (ValueError, TypeError) as error:  # TypeError: a resumed config with unknown or missing settings
-        raise RunError(f"cannot use these settings{f' from {options.resume} (meta/config)' if resumed else ''}: "
+        return _resolve(options, previous)
+    except ValueError as error:
+        raise RunError(f"cannot use these settings{f' from {options.resume} (meta/config)' if previous else ''}: "
                        f"{error}") from None
 
 
-def _resolve(options: RunOptions, resumed: dict | None) -> RunSettings:
-    previous = RunSettings.from_dict(resumed) if resumed else None
+def _resolve(options: RunOptions, previous: RunSettings | None) -> RunSettings:
     model = options.model or (previous.model if previous else "cnn")
     if previous and options.model and options.model != previous.model:
         raise RunError(f"the checkpoint {options.resume} holds {a_model(previous.model)}, but "
                        f"--model {options.model} was asked for.")
-    recipe = recipe_name(options.recipe) or (previous.recipe if previous else "default")
+    recipe = options.recipe or (previous.recipe if previous else "default")
     overrides = hyper_overrides(options)
     if previous and recipe == previous.recipe:
         hyper = replace(previous.hyper, **overrides)

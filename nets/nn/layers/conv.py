@@ -27,6 +27,7 @@ from backend import array_module, gemm, is_device_array
 
 from nets.nn.layers import gather
 from nets.nn.layers.base import Layer, he_or_torch_init
+from nets.validate import whole as check_whole
 
 __all__ = ["Conv2d", "STRATEGIES", "check_pair", "check_whole", "conv_output_size", "im2col", "col2im"]
 
@@ -37,13 +38,6 @@ STRATEGIES = ("strided", "gather")
 # Wider layers (conv2: 32 x 145) ran 3-14% slower blocked, so they get one call.
 BLOCK_COLUMNS = 4096
 THIN_MATRIX_ENTRIES = 1024
-
-
-def check_whole(value, what: str, least: int = 1) -> int:
-    """`value` as an int when it is a whole number >= least; ValueError saying what `what` must be otherwise."""
-    if isinstance(value, (bool, numpy.bool_)) or not isinstance(value, (int, numpy.integer)) or value < least:
-        raise ValueError(f"{what} must be a whole number >= {least}, got {value!r}.")
-    return int(value)
 
 
 def conv_output_size(size, kernel, stride, padding):
