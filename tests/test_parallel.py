@@ -75,6 +75,24 @@ def test_a_training_step_matches_with_and_without_workers():
         numpy.testing.assert_allclose(results[0][2][key], results[1][2][key], rtol=1e-8, atol=1e-12, err_msg=key)
 
 
+def test_an_mlp_batch_gathered_into_its_input_slot_splits_across_workers():
+    """The MLP's batch home is its first Linear's input slot, (N, 785) with a column of ones; each replica takes the
+    pixels and keeps a slot of its own (profile_step.py --workers 2 splits an MLP)."""
+    results = []
+    for workers in (1, 2):
+        model, images, labels = model_and_batch("mlp", 64)
+        engine = NetsEngine(model, Adam(model.parameters(), lr=1e-3), backend_module.get_backend("cpu"),
+                            workers=workers)
+        if engine.parallel is not None:
+            engine.parallel.min_per_worker = 16  # the MLP is never split unless asked
+        x, y = engine.batch(images, labels, numpy.arange(64))
+        assert x.shape == (64, 785)
+        engine.train_step(x, y)
+        results.append(model.state_dict())
+    for key in results[0]:
+        numpy.testing.assert_allclose(results[0][key], results[1][key], rtol=1e-5, atol=1e-7, err_msg=key)
+
+
 # ---------------------------------------------------------------------------------------------- no threads to be had
 
 

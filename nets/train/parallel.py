@@ -159,6 +159,8 @@ class DataParallel:
         """Fill the model's gradient buffer with the gradient over the whole batch; the replicas' heads
         add the batch's loss and hits to their totals."""
         count = len(labels)
+        if tuple(x.shape[1:]) != tuple(self.model.input_shape):  # the model's input slot: its pixels, without the
+            x = x[:, :-1]  # column of ones, which each replica's first Linear keeps in a slot of its own
 
         def one(index, start, stop):
             replica, head = self.replicas[index], self.heads[index]
