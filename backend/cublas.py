@@ -18,9 +18,11 @@ carry and no version to match. nvmath-python's bindings would need a wheel carri
 built for its CUDA; cuTENSOR is a further library CuPy loads only when installed; kernels of our own would give up
 cuBLAS's tuned GEMMs (the step's largest products are 3201 x 48 and 145 x 15488).
 
-The handle is ours (cublasCreate), not CuPy's: it is bound to the capturing stream before capture begins
-(cublasSetStream), then given a workspace of its own (cublasSetWorkspace, after cublasSetStream, which "unconditionally
-resets the cuBLAS library workspace back to the default workspace pool"), so that no cuBLAS version allocates
+The handle is ours (cublasCreate), not CuPy's, one per stream (graphs on two streams never share a workspace),
+and a step's eager warm-up multiplies through it already, so capture records kernels that are loaded. It is bound
+to the capturing stream before capture begins (cublasSetStream), then given a workspace of its own
+(cublasSetWorkspace, after cublasSetStream, which "unconditionally resets the cuBLAS library workspace back to
+the default workspace pool"), so that no cuBLAS version allocates
 during capture ("cuBLAS routines can create memory nodes through the use of stream-ordered allocation APIs ... use
 the cublasSetWorkspace() function to provide user-owned workspace memory"). 32 MiB is the size the cuBLAS
 documentation recommends for Hopper (4 MiB for older GPUs). Pointer mode stays host: alpha 1, beta 0.
@@ -56,10 +58,13 @@ def _check(status, call: str) -> None:
 
 
 def _loaded_library():
-    """ctypes' handle on the libcublas this process has loaded (CuPy's), loading it through CuPy if needed."""
+    """ctypes' handle on the libcublas this process has loaded for CuPy (the soname of CuPy's CUDA major version
+    first: another library, such as a CUDA 13 build of torch, may have loaded another libcublas beside it)."""
     import cupy_backends.cuda.libs.cublas  # noqa: F401  importing CuPy's wrappers loads libcublas (cuda-pathfinder)
+    from cupy.cuda import runtime
 
-    for soname in SONAMES:
+    major = f"libcublas.so.{runtime.runtimeGetVersion() // 1000}"
+    for soname in (major, *(name for name in SONAMES if name != major)):
         try:
             return ctypes.CDLL(soname, mode=os.RTLD_NOLOAD | os.RTLD_NOW)
         except OSError:
@@ -75,17 +80,20 @@ def _loaded_library():
 
 
 class Cublas:
-    """One cuBLAS handle of our own over `library` (ctypes' CDLL, or the stand-in's emulation), for `xp`'s arrays."""
+    """One cuBLAS handle of our own over `library` (ctypes' CDLL, or the stand-in's emulation), bound to `stream`
+    with a workspace of its own, for `xp`'s arrays."""
 
-    def __init__(self, library, xp):
+    def __init__(self, library, xp, stream):
         self._library = library
         handle = ctypes.c_void_p()
         _check(library.cublasCreate_v2(ctypes.byref(handle)), "cublasCreate_v2")
         self._handle = handle
         self._workspace = xp.empty(WORKSPACE_BYTES + ALIGNMENT, dtype=numpy.uint8)  # kept for the handle's life
+        self.stream = stream
+        self.bind(stream)
 
     def bind(self, stream) -> None:
-        """Run the handle's calls on `stream`, with the workspace of its own: call it before capture begins."""
+        """Run the handle's calls on `stream`, with the workspace of its own (before any capture on it)."""
         library = self._library
         _check(library.cublasSetStream_v2(self._handle, ctypes.c_void_p(stream.ptr)), "cublasSetStream_v2")
         address = self._workspace.data.ptr
@@ -113,19 +121,24 @@ class Cublas:
         _check(status, name)
 
 
-_CUPY_CUBLAS = None
+_CUPY_HANDLES: dict = {}
+_CUPY_LIBRARY = None
 
 
-def cublas_for(xp) -> Cublas:
-    """The Cublas of `xp`, made on first use: for CuPy, one handle on the device current then; for a stand-in,
-    one over its emulated library (kept on that library, so it goes with the stand-in)."""
+def cublas_for(xp, stream) -> Cublas:
+    """The Cublas of `stream` (a handle and a workspace of its own, bound to it), made on first use: one per stream,
+    so graphs replayed on different streams never share a workspace. For CuPy, on the device current then; for a
+    stand-in, over its emulated library (the handles are kept on that library, so they go with the stand-in)."""
     emulated = getattr(xp, "emulated_cublas", None)
     if emulated is not None:
         library = emulated()
-        if getattr(library, "client", None) is None:
-            library.client = Cublas(library, xp)
-        return library.client
-    global _CUPY_CUBLAS
-    if _CUPY_CUBLAS is None:
-        _CUPY_CUBLAS = Cublas(_loaded_library(), xp)
-    return _CUPY_CUBLAS
+        handles = library.clients
+    else:
+        global _CUPY_LIBRARY
+        if _CUPY_LIBRARY is None:
+            _CUPY_LIBRARY = _loaded_library()
+        library, handles = _CUPY_LIBRARY, _CUPY_HANDLES
+    cublas = handles.get(stream.ptr)
+    if cublas is None or cublas.stream is not stream:  # a stream's address can be reused once it is gone
+        cublas = handles[stream.ptr] = Cublas(library, xp, stream)
+    return cublas

@@ -1,6 +1,6 @@
 """Matrix products a CUDA graph can capture: `gemm(a, b, out)` is `xp.matmul(a, b, out=out)`, except while a graph
-is being captured (backend/graphs.py), when cuBLAS is called directly (backend/cublas.py) because CuPy refuses
-its own cuBLAS calls then.
+is being captured and in the eager step before it (backend/graphs.py), when cuBLAS is called directly
+(backend/cublas.py) because CuPy refuses its own cuBLAS calls during capture.
 
     gemm(a, b, out)          # out[...] = a @ b; a (M, K), b (K, N) or (K,), out (M, N) or (M,) C-contiguous
 
@@ -91,16 +91,18 @@ def gemm(a, b, out=None):
     """out[...] = a @ b; returns out (a new array when out is None, which capture refuses: allocate before).
 
     a (M, K); b (K, N) or (K,); out (M, N) or (M,), C-contiguous; operands C- or F-contiguous (see the module
-    docstring). NumPy, and CuPy outside capture: xp.matmul. During capture on CuPy (or the stand-in): cuBLAS directly.
+    docstring). NumPy, and CuPy elsewhere: xp.matmul. On CuPy (or the stand-in) during capture and the warm-up step
+    before it (graphs.direct_stream()): cuBLAS directly, on that stream.
     """
     if type(a) is numpy.ndarray and type(b) is numpy.ndarray:  # the CPU's path, without the checks below
         return numpy.matmul(a, b, out=out)
     xp = array_module(a, b, out)
     if out is None:
         out = xp.empty((a.shape[0],) if b.ndim == 1 else (a.shape[0], b.shape[1]), dtype=numpy.result_type(a.dtype, b.dtype))
-    if xp is numpy or not graphs.capturing():
+    stream = None if xp is numpy else graphs.direct_stream()
+    if stream is None:
         return xp.matmul(a, b, out=out)
     from .cublas import cublas_for
 
-    cublas_for(xp).gemm(a, b, out)
+    cublas_for(xp, stream).gemm(a, b, out)
     return out

@@ -6,9 +6,11 @@ which records and replays the same way on any machine (backend/standin/capture.p
         graph = capture(xp, stream, step)     # step's work recorded, not run; its GEMMs go to cuBLAS directly
         graph.launch()                        # one host call runs every kernel of the step
 
-While `capture` runs, `capturing()` is True and backend.gemm calls cuBLAS through its own handle (backend/cublas.py),
-bound to the stream beforehand. What the function touches must stay where it is (no allocation, no copy to or
-from the host, no sync): a graph replays the same kernels on the same memory with the same scalars.
+While `capture` runs, and inside `direct_cublas` (a step's eager warm-up before its capture), `direct_stream()` is
+that stream and backend.gemm calls cuBLAS through a handle of its own for the stream (backend/cublas.py): the
+warm-up loads the very kernels the capture records, with the same handle and workspace. What the function
+touches must stay where it is (no allocation, no copy to or from the host, no sync): a graph replays the same
+kernels on the same memory with the same scalars.
 """
 
 from __future__ import annotations
@@ -16,14 +18,30 @@ from __future__ import annotations
 import contextlib
 import ctypes
 
-__all__ = ["CapturedGraph", "capture", "capturing", "on_stream", "side_stream"]
+__all__ = ["CapturedGraph", "capture", "direct_cublas", "direct_stream", "on_stream", "side_stream"]
 
-_capturing = None  # the stream being captured by `capture`, else None
+_direct = None  # the stream whose products go to cuBLAS directly (during `capture` and `direct_cublas`), else None
 
 
-def capturing() -> bool:
-    """True while `capture` runs its function (backend.gemm then calls cuBLAS directly)."""
-    return _capturing is not None
+def direct_stream():
+    """The stream backend.gemm sends products to cuBLAS on directly, or None (it calls xp.matmul)."""
+    return _direct
+
+
+@contextlib.contextmanager
+def direct_cublas(xp, stream):
+    """Inside the block, backend.gemm calls cuBLAS directly on `stream` (current inside), through the handle a
+    capture on it will use: run a step's warm-up so, and its capture records kernels already loaded."""
+    from .cublas import cublas_for
+
+    global _direct
+    cublas_for(xp, stream)
+    previous, _direct = _direct, stream
+    try:
+        with stream:
+            yield
+    finally:
+        _direct = previous
 
 
 class CapturedGraph:
@@ -56,23 +74,16 @@ def on_stream(xp, stream):
 
 def capture(xp, stream, function) -> CapturedGraph:
     """Record what function() does on `stream` (current inside) as a graph, without running it; its matrix products
-    go to cuBLAS through a handle bound to `stream` first. Whatever function() raises ends the capture unrecorded
-    and is raised again."""
-    from .cublas import cublas_for
-
-    global _capturing
-    cublas_for(xp).bind(stream)
-    with stream:
+    go to cuBLAS through the stream's own handle, bound before capture begins. Whatever function() raises ends the
+    capture unrecorded and is raised again."""
+    with direct_cublas(xp, stream):
         stream.begin_capture()
-        _capturing = stream
         try:
             function()
         except BaseException:
-            _capturing = None
             with contextlib.suppress(Exception):
                 stream.end_capture()
             raise
-        _capturing = None
         graph = stream.end_capture()
         graph.upload(stream)
     return CapturedGraph(graph, stream, kernel_count(graph))
@@ -85,7 +96,7 @@ def kernel_count(graph) -> int | None:
     if counted is not None:
         return counted
     try:
-        driver = ctypes.CDLL("libcuda.so.1", mode=ctypes.RTLD_GLOBAL)
+        driver = ctypes.CDLL("libcuda.so.1")
         handle = ctypes.c_void_p(graph.graph)
         count = ctypes.c_size_t(0)
         if driver.cuGraphGetNodes(handle, None, ctypes.byref(count)) != 0:

@@ -222,8 +222,10 @@ def test_the_emulated_cublas_holds_the_call_to_cublas_rules(standin):
 
 
 def test_a_failed_cublas_call_is_one_clear_error(standin):
-    cublas = cublas_for(standin)
-    assert cublas is cublas_for(standin)  # one handle per device
+    stream, other = standin.cuda.Stream(non_blocking=True), standin.cuda.Stream(non_blocking=True)
+    cublas = cublas_for(standin, stream)
+    assert cublas is cublas_for(standin, stream) and cublas is not cublas_for(standin, other)  # a handle per stream
+    assert cublas._workspace is not cublas_for(standin, other)._workspace
     cublas._library.cublasDestroy_v2(cublas._handle)
     with pytest.raises(CublasError, match="cublasSetStream_v2 failed: CUBLAS_STATUS_NOT_INITIALIZED"):
-        cublas.bind(standin.cuda.Stream(non_blocking=True))
+        cublas.bind(stream)

@@ -61,8 +61,8 @@ def test_a_captured_run_stopped_mid_epoch_and_resumed_equals_the_whole_run(small
 
 
 @pytest.mark.parametrize("arguments, message", [
-    (("--graph", "on"), "--graph on captures the nets' training step on a GPU"),
-    (("--graph", "on", "--impl", "torch"), "--graph on captures the nets' training step on a GPU"),
+    (("--graph", "on"), "--graph on captures the nets' fast training step on a GPU"),
+    (("--graph", "on", "--impl", "torch"), "--graph on captures the nets' fast training step on a GPU"),
     (("--graph", "sometimes"), "Invalid value for '--graph'"),
 ])
 def test_graph_on_where_it_cannot_be_is_one_line(small_data, tmp_path, arguments, message):

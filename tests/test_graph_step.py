@@ -111,11 +111,14 @@ def test_a_replayed_step_is_one_graph_launch_and_nothing_else(standin_gpu):
     said = []
     graphed = engine.graphed(step, "on", note=said.append)
     engine.plan([1e-3] * 4, capacity=4)
+    counter = standin_gpu.xp.counter
     with graphed.on_stream():
-        graphed()  # warm-up, eager
+        mark = counter.mark()
+        graphed()  # warm-up, eager, its products through the cuBLAS handle the capture uses (kernels loaded first)
+        products = [event.name for event in counter.since(mark).where("gemm")]
+        assert products and set(products) == {"cublasSgemm_v2"}, products
         graphed()  # captured, then launched
         order.start(numpy.arange(4 * BATCH), start_image=2 * BATCH)
-        counter = standin_gpu.xp.counter
         mark = counter.mark()
         graphed()
         tally = counter.since(mark)
@@ -145,7 +148,7 @@ def test_a_step_that_reads_back_or_calls_cupy_matmul_cannot_be_captured(standin_
     with graphs.on_stream(standin_gpu.xp, stream):
         with pytest.raises(RuntimeError, match="so D2H transfers are disallowed"):
             graphs.capture(standin_gpu.xp, stream, lambda: (step(), engine.totals()))
-        monkeypatch.setattr(graphs, "capturing", lambda: False)  # the layers' products through cupy.matmul
+        monkeypatch.setattr(graphs, "direct_stream", lambda: None)  # the layers' products through cupy.matmul
         with pytest.raises(NotImplementedError, match="calling cuBLAS API during stream capture"):
             graphs.capture(standin_gpu.xp, stream, step)
 
@@ -173,7 +176,7 @@ def test_a_capture_that_fails_runs_eager_under_auto_and_stops_the_run_under_on(s
 def test_graph_on_needs_the_gpu():
     engine, _, step = full_batch_step(backend_module.get_backend("cpu"))
     assert engine.graphed(step, "auto") is None and engine.graphed(step, "off") is None
-    with pytest.raises(ValueError, match="a CUDA graph needs the GPU"):
+    with pytest.raises(ValueError, match="NumPy runs no CUDA graphs"):
         engine.graphed(step, "on")
 
 

@@ -26,6 +26,7 @@ OPTIMIZERS = {
     "adam": lambda params: Adam(params, lr=1e-3),
     "adam, weight decay": lambda params: Adam(params, lr=1e-3, weight_decay=1e-4),
     "sgd, momentum": lambda params: SGD(params, lr=0.01, momentum=0.9),
+    "adam, capturable": lambda params: Adam(params, lr=1e-3, capturable=True),  # what a captured step runs
 }
 
 

@@ -122,13 +122,13 @@ def test_the_reference_on_the_stand_in_runs_every_step_eagerly(tiny_data):
     result = run("--model", "cnn", "--data-dir", tiny_data, "--epochs", 1, "--batch-size", 64, "--device", "standin",
                  "--strategy", "reference", "--no-save")
     assert result.exit_code == 0, result.output
-    assert "training step runs eager (the reference layers are not captured)" in result.output
+    assert "training step runs eager (the reference layers allocate what they return)" in result.output
     assert "(cnn, nets reference, mnist, standin" in result.output
 
 
 @pytest.mark.parametrize("options, message", [
-    (("--graph", "on"), "error: --graph on captures the fast layers' step; the reference layers run every step "
-                        "eagerly: use --graph auto or off with --strategy reference."),
+    (("--graph", "on"), "error: --graph on captures the nets' fast training step on a GPU, but here the reference "
+                        "layers allocate what they return; leave out --graph (auto), or give --graph off."),
     (("--impl", "torch"), "error: --strategy reference trains the nets' reference layers; --impl torch trains "
                           "PyTorch's own. Use --impl nets with it."),
 ])

@@ -61,7 +61,7 @@ class EmulatedCublas:
         self._handles: dict = {}
         self._ids = itertools.count(0x1000)
         self._arrays = weakref.WeakValueDictionary()  # address -> a live stand-in array starting there
-        self.client = None  # the project's Cublas over this library (backend/cublas.py keeps it here)
+        self.clients: dict = {}  # the project's Cublas per stream over this library (backend/cublas.py keeps them)
 
     def pointer_to(self, array) -> MemoryPointer:
         address = array._data.__array_interface__["data"][0]

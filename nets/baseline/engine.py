@@ -17,6 +17,7 @@ from nets.baseline.models import build_torch_model, load_nets_params_into
 from nets.nn.architecture import input_shape
 from nets.optim import STATE_NAMES
 from nets.train.engine import EngineState
+from nets.train.graph import eager_because
 
 __all__ = ["TorchEngine", "TorchIO", "engine_for_run"]
 
@@ -114,8 +115,7 @@ class TorchEngine:
 
     def graphed(self, function, mode: str, note=None):
         """None: the torch engine runs each step eagerly (torch.cuda.graphs is the bench's anchor, not train.py's)."""
-        if mode == "on":
-            raise ValueError("--graph on captures the nets' step; the PyTorch engine runs eagerly (--graph off).")
+        eager_because(mode, gpu=self.io.name == "gpu", impl=self.impl)
         return None
 
     def train_step(self, x, labels) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy
 
-from nets.bench.parts import attributed
+from nets.bench.parts import attributed, timer
 
 WARMUP_STEPS = 5  # buffers and tables made, caches and BLAS threads awake
 BLOCK = 10  # whole steps per block, nets and torch alternating
@@ -58,16 +58,7 @@ def mnist_like_batch(rng, batch_size, input_shape):
 def time_parts(engine, x, labels, repeats, clock) -> dict:
     """{(part, pass): median ms} over `repeats` training steps, each part timed inside the real step."""
     times: dict = {}
-
-    def timing(function, key):
-        def timed(*args, **kwargs):
-            start = clock()
-            result = function(*args, **kwargs)
-            times.setdefault(key, []).append(clock() - start)
-            return result
-        return timed
-
-    with attributed(engine, timing) as parts:
+    with attributed(engine, timer(clock, times)) as parts:
         for _ in range(repeats):
             engine.train_step(x, labels)
     return {key: 1e3 * statistics.median(times[key]) for key in parts if key in times}

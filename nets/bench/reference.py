@@ -14,12 +14,12 @@ The reference's ReLU and max-pool rows are added together where the fast model r
 from __future__ import annotations
 
 import statistics
-import time
 
 import numpy
 
 from nets.bench.launches import launches_by_part
-from nets.bench.parts import attributed
+from nets.bench.parts import attributed, timer
+from nets.bench.profile import Clock
 from nets.bench.runners import make_batch
 from nets.nn.models import build_model
 from nets.nn.reference.models import STRATEGIES, build_reference_model
@@ -86,26 +86,14 @@ def time_parts(model_name: str, batch_size: int, backend, repeats: int) -> dict:
     samples = {strategy: {} for strategy in STRATEGIES}
     steps = {strategy: [] for strategy in STRATEGIES}
 
-    def clock():
-        backend.synchronize()
-        return time.perf_counter()
-
-    def timing(strategy):
-        def wrap(function, key):
-            def timed(*args, **kwargs):
-                start = clock()
-                result = function(*args, **kwargs)
-                samples[strategy].setdefault(key, []).append(clock() - start)
-                return result
-            return timed
-        return wrap
+    clock = Clock(backend)
 
     for _ in range(repeats):
         for strategy, (engine, x, labels) in engines.items():
             start = clock()
             engine.train_step(x, labels)
             steps[strategy].append(clock() - start)
-            with attributed(engine, timing(strategy)):
+            with attributed(engine, timer(clock, samples[strategy])):
                 engine.train_step(x, labels)
     milliseconds = lambda values: 1e3 * statistics.median(values)  # noqa: E731
     return {strategy: {"parts": _merged({key: milliseconds(values) for key, values in samples[strategy].items()},

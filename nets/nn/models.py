@@ -103,7 +103,8 @@ class Model:
         return dy
 
     def loss_head(self):
-        """The loss a training step runs on the logits (nets/train/step.py): dlogits out, totals kept."""
+        """The loss a training step runs on the logits (NetsEngine.train_step, nets/train/engine.py): dlogits out, totals
+        kept."""
         return SoftmaxCrossEntropy(self.classes)
 
     def loss_and_gradients(self, x, labels):

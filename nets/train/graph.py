@@ -18,9 +18,23 @@ from __future__ import annotations
 from backend import graphs
 from backend.errors import NetsError, first_line
 
-__all__ = ["GRAPH_MODES", "GraphError", "GraphedStep"]
+__all__ = ["GRAPH_MODES", "GraphError", "GraphedStep", "eager_because"]
 
 GRAPH_MODES = ("auto", "on", "off")  # --graph: auto captures the nets' step on a GPU
+
+
+def eager_because(mode: str, *, gpu: bool, impl: str = "nets", strategy: str = "fast") -> str | None:
+    """Why the training step runs eagerly under --graph `mode`, or None when it is captured: the one place that
+    decides. ValueError, one line, when mode is "on" and the step cannot be captured."""
+    if mode not in GRAPH_MODES:
+        raise ValueError(f"unknown graph mode {mode!r}; choose one of {', '.join(GRAPH_MODES)}.")
+    reason = ("--graph off" if mode == "off" else "PyTorch steps are not captured" if impl != "nets"
+              else "the reference layers allocate what they return" if strategy == "reference"
+              else "NumPy runs no CUDA graphs" if not gpu else None)
+    if mode == "on" and reason is not None:
+        raise ValueError(f"--graph on captures the nets' fast training step on a GPU, but here {reason}; leave "
+                         "out --graph (auto), or give --graph off.")
+    return reason
 
 
 class GraphError(NetsError, RuntimeError):
@@ -62,8 +76,12 @@ class GraphedStep:
 
     def __call__(self) -> None:
         if self._graph is None:
-            if not self._warm or self._eager_because is not None:
+            if self._eager_because is not None:
                 self._function()
+                return
+            if not self._warm:  # its products through the cuBLAS handle the capture uses: kernels loaded before it
+                with graphs.direct_cublas(self._xp, self._stream):
+                    self._function()
                 self._warm = True
                 return
             if not self._capture():

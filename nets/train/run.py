@@ -38,6 +38,7 @@ from nets.nn.models import build_model
 from nets.nn.reference.models import build_reference_model
 from nets.optim.schedules import learning_rate
 from nets.train.engine import EngineState
+from nets.train.graph import eager_because
 from nets.train.loop import (DeviceData, Diverged, InterruptFlag, Interrupted, TrainingState, epochs_text, fit,
                              interrupted_where)
 from nets.train.paths import (check_against_data, check_outputs, output_paths, prepare_outputs, renumber_if_taken,
@@ -266,9 +267,10 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
     state = resumed.load_into(engine, backend.rng, settings) if resumed else TrainingState()
 
     hyper, device = settings.hyper, "standin" if settings.device == "standin" else engine.io.name
-    gpu_nets = engine.impl == "nets" and getattr(engine.io, "is_gpu", False)
-    if settings.graph == "on" and not gpu_nets:
-        raise RunError("--graph on captures the nets' training step on a GPU; use it with --impl nets --device gpu.")
+    try:
+        eager = eager_because(settings.graph, gpu=device != "cpu", impl=settings.impl, strategy=settings.strategy)
+    except ValueError as error:
+        raise RunError(str(error)) from None
     moves = Augmentation.parse(hyper.augment).describe()
     moves = f", {moves}" if moves else ""
     resuming = ""
@@ -280,11 +282,8 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
         f"recipe {settings.recipe}; {data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test images"
         f"{resuming}")
 
-    reference = settings.strategy == "reference"
-    if device != "cpu" and (settings.graph == "off" or not gpu_nets or reference):
-        why = ("PyTorch steps are not captured" if not gpu_nets else "--graph off" if settings.graph == "off"
-               else "the reference layers are not captured")
-        say(f"training step runs eager ({why})")
+    if device != "cpu" and eager is not None:
+        say(f"training step runs eager ({eager})")
     say(saving_plan(paths, resumed is not None))
     prepare_outputs(options, paths)
     versions = library_versions(backend)

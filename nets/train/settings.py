@@ -31,7 +31,7 @@ from nets.nn.layers.base import INITS
 from nets.nn.reference.models import STRATEGIES
 from nets.optim import OPTIMIZERS
 from nets.optim.schedules import SCHEDULES
-from nets.train.graph import GRAPH_MODES
+from nets.train.graph import GRAPH_MODES, eager_because
 from nets.validate import KINDS, by_kind, choice
 
 __all__ = ["DEFAULT_DATASET", "DTYPES", "FALLBACK_DATASET", "Hyperparameters", "IMPLS", "RECIPES", "RECIPE_NAMES",
@@ -272,9 +272,10 @@ def _resolve(options: RunOptions, previous: RunSettings | None) -> RunSettings:
     if strategy == "reference" and impl == "torch":
         raise RunError("--strategy reference trains the nets' reference layers; --impl torch trains PyTorch's own. "
                        "Use --impl nets with it.")
-    if strategy == "reference" and options.graph == "on":
-        raise RunError("--graph on captures the fast layers' step; the reference layers run every step eagerly: use "
-                       "--graph auto or off with --strategy reference.")
+    try:  # what can be told before the device is known (eager_because decides once more with it)
+        eager_because(options.graph, gpu=True, impl=impl, strategy=strategy)
+    except ValueError as error:
+        raise RunError(str(error)) from None
     settings = RunSettings(
         model=model,
         impl=impl,
