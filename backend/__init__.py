@@ -1,6 +1,6 @@
 """The one place that decides NumPy (CPU) or CuPy (CUDA).
 
-Everything else asks this module for `xp`; no other file imports cupy.
+Everything else asks this module for `xp`; no file outside backend/ imports cupy.
 
     backend = get_backend("auto")          # or "cpu", "gpu"
     x = backend.asarray(host_array)        # host -> device (no copy on CPU)
@@ -11,7 +11,8 @@ Everything else asks this module for `xp`; no other file imports cupy.
 Layer code takes `xp` from its inputs with `array_module(...)`, so one code path serves both; its matrix
 products go through `gemm(a, b, out)` (backend/gemm.py), which a CUDA graph can capture (backend/graphs.py).
 `backend.standin` has a strict CuPy stand-in whose arrays count as device arrays here, so tests run every
-GPU branch on the CPU and count its kernel launches.
+GPU branch on the CPU and count its kernel launches. What a user is told to install when the GPU cannot be
+used is nets' business (nets/devices.py): a BackendError here says what is wrong, and `fix` what kind of fix.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from dataclasses import dataclass, field
 
 import numpy
 
-from .commands import install_hint, python_command
-from .errors import NetsError, first_line  # noqa: F401  re-exported: the base of every user-facing error
 
 __all__ = [
     "AUTO_CPU",
@@ -30,12 +29,14 @@ __all__ = [
     "BackendError",
     "DeviceMismatchError",
     "DEVICES",
+    "GpuProblem",
     "HIDDEN_DEVICES",
     "array_module",
     "gemm",
     "get_backend",
     "gpu_problem",
     "is_device_array",
+    "nvidia_driver_loaded",
 ]
 
 DEVICES = ("cpu", "gpu", "auto")
@@ -47,54 +48,89 @@ NVIDIA_DRIVER_DIR = "/proc/driver/nvidia"  # present while the NVIDIA kernel dri
 AUTO_CPU = "--device auto chose the CPU: "  # + Backend.why_cpu: the line the scripts print
 
 
-def _cuda13_hint() -> str:
-    return f"for a CUDA 13 driver, {python_command()} -m pip install 'cupy-cuda13x[ctk]' instead"
+class BackendError(RuntimeError):
+    """The device asked for cannot be used; the message says why in one line. fix: what would mend it (a
+    GpuProblem's fix), for the caller to turn into a command (nets/devices.py); None when nothing to install."""
 
-
-class BackendError(NetsError, RuntimeError):
-    """The device the user asked for cannot be used; the message says why and what to do."""
+    def __init__(self, message: str, fix: str | None = None):
+        super().__init__(message)
+        self.fix = fix
 
 
 class DeviceMismatchError(TypeError):
     """Arrays on the host and on the GPU met in one operation."""
 
 
+class GpuProblem(str):
+    """Why the GPU backend cannot run here: one sentence (a str), and what kind of problem it is.
+
+    absent: no NVIDIA GPU is here at all (no driver loaded), so --device auto picks the CPU without a word.
+    fix: INSTALL_CUPY, INSTALL_CUDA_LIBRARIES or None (a driver or device problem: nothing to install).
+    """
+
+    absent: bool
+    fix: str | None
+
+    def __new__(cls, text: str, *, absent: bool = False, fix: str | None = None):
+        problem = super().__new__(cls, text)
+        problem.absent, problem.fix = absent, fix
+        return problem
+
+
+INSTALL_CUPY = "install-cupy"
+INSTALL_CUDA_LIBRARIES = "install-cuda-libraries"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def _import_cupy():
     """Return the cupy module, or None when it is not installed (or broken)."""
     try:
-        import cupy  # the only cupy import in the project
+        import cupy  # the cupy import of the project (backend/cublas.py reaches CuPy's cuBLAS wrappers as CuPy does)
     except Exception:  # ImportError, or a CUDA library that fails to load
         return None
     return cupy
 
 
-def gpu_problem() -> str | None:
+def nvidia_driver_loaded() -> bool:
+    """Whether the NVIDIA kernel driver is loaded here, which is where a GPU could be."""
+    return os.path.exists(NVIDIA_DRIVER_DIR)
+
+
+def gpu_problem() -> GpuProblem | None:
     """Why the GPU backend cannot run here, as one sentence; None when it can."""
     cupy = _import_cupy()
     if cupy is None:
-        return (f"CuPy is not installed; install it with `{install_hint('gpu')}` (CUDA 12 drivers; {_cuda13_hint()}), "
-                "which needs an NVIDIA GPU and its driver.")
+        if not nvidia_driver_loaded():
+            return GpuProblem("no NVIDIA GPU was found here (no NVIDIA driver is loaded, and CuPy is not installed).",
+                              absent=True, fix=INSTALL_CUPY)
+        return GpuProblem("CuPy is not installed.", fix=INSTALL_CUPY)
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as error:  # CUDARuntimeError without a driver
-        if getattr(error, "status", None) in NO_DEVICE_STATUSES and not os.path.exists(NVIDIA_DRIVER_DIR):
-            return f"no NVIDIA GPU was found here (no NVIDIA driver is loaded; CUDA says: {first_line(error)})."
-        return f"CuPy is installed but no working CUDA device was found ({first_line(error)}); check the NVIDIA driver."
+        if getattr(error, "status", None) in NO_DEVICE_STATUSES and not nvidia_driver_loaded():
+            return GpuProblem("no NVIDIA GPU was found here (no NVIDIA driver is loaded).", absent=True)
+        return GpuProblem(f"CuPy is installed but no working CUDA device was found ({_first_line(error)}); check the "
+                          "NVIDIA driver.")
     if count < 1:
-        return "no NVIDIA GPU was found here (CuPy and the driver work, but CUDA sees no device)."
+        return GpuProblem("no NVIDIA GPU was found here (CuPy and the driver work, but CUDA sees no device).",
+                          absent=not nvidia_driver_loaded())
     try:
         # an elementwise kernel CuPy compiles at run time (NVRTC): zeros is a memset and a float sum is
         # CUB's precompiled reduction, so neither would find a missing NVRTC
         (cupy.arange(4, dtype=cupy.float32) * 2).sum().item()
     except Exception as error:
-        return (f"CuPy is installed but could not compile and run a kernel on the GPU ({first_line(error)}); install the "
-                f"CUDA libraries ({python_command()} -m pip install 'cupy-cuda12x[ctk]', or {_cuda13_hint()}).")
+        return GpuProblem(f"CuPy is installed but could not compile and run a kernel on the GPU ({_first_line(error)}).",
+                          fix=INSTALL_CUDA_LIBRARIES)
     try:
         matrix = cupy.asarray(numpy.ones((2, 2), dtype=numpy.float32))  # a copy, no kernel: this probes cuBLAS alone
         float((matrix @ matrix).sum())  # cuBLAS, which every layer's matrix products need
     except Exception as error:
-        return (f"CuPy is installed but cuBLAS failed on the GPU ({first_line(error)}); install the CUDA libraries "
-                f"({python_command()} -m pip install 'cupy-cuda12x[ctk]', or {_cuda13_hint()}).")
+        return GpuProblem(f"CuPy is installed but cuBLAS failed on the GPU ({_first_line(error)}).",
+                          fix=INSTALL_CUDA_LIBRARIES)
     return None
 
 
@@ -186,15 +222,15 @@ def get_backend(device: str = "cpu", seed: int = 0) -> Backend:
 
         standin = standin_backend(seed)
         if standin is None:
-            raise BackendError("--device standin needs cupy importable (its API is the stand-in's reference): "
-                               "pip install -e .[standin].")
+            raise BackendError("--device standin needs cupy importable (its API is the stand-in's reference).",
+                               fix=INSTALL_CUPY)
         return standin
     problem = gpu_problem()
     if problem is None:
         return Backend("gpu", _import_cupy(), seed)
     if device == "auto":
         return Backend("cpu", numpy, seed, why_cpu=problem)
-    raise BackendError(f"--device gpu is not available: {problem}")
+    raise BackendError(f"--device gpu is not available: {problem}", fix=problem.fix)
 
 
 def is_device_array(array) -> bool:

@@ -23,7 +23,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from backend.errors import NetsError
+from nets.errors import NetsError
 
 __all__ = ["OutputError", "atomic_write", "check_file_creatable", "check_folder_creatable", "prepare_file",
            "prepare_folder", "refuse_overlap", "same_file", "write_json"]

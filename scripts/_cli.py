@@ -44,7 +44,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
-from backend.errors import NetsError, first_line  # noqa: E402  (needs the path above)
+from nets.errors import USER_ERRORS, first_line  # noqa: E402  (needs the path above)
 from nets.validate import KINDS, Invalid  # noqa: E402
 
 
@@ -118,7 +118,7 @@ def one_line_errors(function):
             return function(*args, **kwargs)
         except KeyboardInterrupt:
             fail("interrupted.", 130)
-        except NetsError as error:
+        except USER_ERRORS as error:
             if os.environ.get("NETS_TRACEBACK"):
                 raise
             fail(first_line(error), getattr(error, "exit_code", 1))

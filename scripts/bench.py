@@ -27,8 +27,9 @@ from _cli import Checked, comma_list, comma_models, one_line_errors  # first: it
 
 import click
 
-import backend as backend_module
-from backend.commands import python_command
+from nets.devices import gpu_unavailable
+from nets.errors import DeviceError
+from nets.commands import python_command
 from nets.baseline import torch_or_none
 from nets.bench import log
 from nets.bench.report import finish_report, new_report, numpy_blas_info, print_tables, save_plot, write_json
@@ -115,10 +116,10 @@ def main(device, models, batch_sizes, json_path, repeats, warmup, sample_seconds
     devices = ["cpu", "gpu"] if device == "all" else [device]
     skipped = []
     if "gpu" in devices:
-        problem = backend_module.gpu_problem()
+        problem = gpu_unavailable()
         if problem is not None:
             if device == "gpu":
-                raise backend_module.BackendError(f"--device gpu is not available: {problem}")
+                raise DeviceError(f"--device gpu is not available: {problem}")
             devices.remove("gpu")
             skipped.append(f"gpu: {problem}")
             log(f"gpu skipped: {problem}")
@@ -128,8 +129,8 @@ def main(device, models, batch_sizes, json_path, repeats, warmup, sample_seconds
         try:
             from threadpoolctl import threadpool_limits
         except ImportError:
-            raise backend_module.BackendError(f"--threads needs threadpoolctl; {python_command()} -m pip install "
-                                              "threadpoolctl, or leave out --threads.") from None
+            raise DeviceError(f"--threads needs threadpoolctl; {python_command()} -m pip install "
+                              "threadpoolctl, or leave out --threads.") from None
         limiter = threadpool_limits(limits=threads, user_api="blas")  # before torch: NumPy's BLAS only
     blas = numpy_blas_info()
     thread_count = threads or (blas or {}).get("num_threads") or os.cpu_count()

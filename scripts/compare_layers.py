@@ -15,7 +15,7 @@ from _cli import one_line_errors  # first: it puts the project on sys.path, catc
 import click
 import numpy
 
-import backend as backend_module
+from nets.devices import open_backend
 from nets.bench.reference import comparison_table, count_launches, time_parts
 from nets.bench.report import cpu_model_name, numpy_blas_info
 from nets.nn.models import MODEL_NAMES
@@ -45,7 +45,7 @@ def main(models, batch_size, repeats, device):
     if unknown or not names:
         raise click.BadParameter(f"{', '.join(map(repr, unknown)) or 'nothing'} is not a model; give a comma-separated "
                                  f"list of {', '.join(MODEL_NAMES)}.", param_hint="--models")
-    backend = backend_module.get_backend(device)
+    backend = open_backend(device)
     blas = numpy_blas_info() or {}
     load = " ".join(f"{value:.1f}" for value in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     where = f"{cpu_model_name()}, {usable_cores()} usable cores" if backend.name == "cpu" else backend.device_name()

@@ -14,9 +14,10 @@ from _cli import one_line_errors, refuse_empty  # first: it puts the project on 
 
 import click
 
-from backend import AUTO_CPU, DEVICES, get_backend
+from backend import DEVICES
 from nets.baseline.checkpoint import load_any_checkpoint
 from nets.checkpoint import restore_model
+from nets.devices import open_backend
 from nets.data.datasets import DATASET_NAMES, TITLES, dataset_files
 from nets.report.evaluation import class_names_for, dataset_name_of, evaluate, format_report, test_set_for
 from nets.outputs import check_file_creatable, refuse_overlap, write_json
@@ -50,9 +51,7 @@ def main(checkpoint, dataset, data_dir, device, batch_size, json_path, no_downlo
         predictor = TorchEngine(saved.model_config, device="gpu" if device == "gpu" else "cpu", dtype=saved.dtype)
         predictor.load_state(EngineState(saved.params))
     else:
-        backend = get_backend(device)
-        if backend.why_cpu:
-            click.echo(AUTO_CPU + backend.why_cpu)
+        backend = open_backend(device, say=click.echo)
         predictor = restore_model(saved, backend)
     known = dataset_name_of(saved, "") or None
     data, note = test_set_for(saved, checkpoint, dataset, data_dir, not no_download, "evaluation")

@@ -19,8 +19,9 @@ from _cli import one_line_errors, refuse_empty  # first: it puts the project on 
 
 import click
 
-from backend import AUTO_CPU, DEVICES, get_backend
+from backend import DEVICES
 from nets.baseline.checkpoint import load_any_checkpoint
+from nets.devices import open_backend
 from nets.checkpoint import restore_model
 from nets.data.datasets import DATASET_NAMES
 from nets.nn.inference import predict_classes
@@ -79,9 +80,7 @@ def main(checkpoint, metrics_path, out_dir, dataset, data_dir, device, batch_siz
     out_dir = out_dir or str(Path(checkpoint).with_name(Path(checkpoint).stem + "-plots"))
     require_matplotlib()
     check_folder_creatable(out_dir, "--out")
-    backend = get_backend(device)
-    if backend.why_cpu:
-        click.echo(AUTO_CPU + backend.why_cpu)
+    backend = open_backend(device, say=click.echo)
     saved = load_any_checkpoint(checkpoint)
     model = restore_model(saved, backend)
     data, note = test_set_for(saved, checkpoint, dataset, data_dir, not no_download, "plotting")

@@ -20,8 +20,9 @@ from _cli import one_line_errors, refuse_empty  # first: it puts the project on 
 import click
 import numpy
 
-from backend import AUTO_CPU, DEVICES, get_backend
+from backend import DEVICES
 from nets.baseline.checkpoint import load_any_checkpoint
+from nets.devices import open_backend
 from nets.checkpoint import restore_model
 from nets.data.datasets import DATASET_NAMES, TITLES
 from nets.data.digits import DigitImageError, load_digit
@@ -42,13 +43,11 @@ from nets.report.evaluation import check_classes, digit_preprocessing_warning, m
 def main(checkpoint, images, top_k, device, dataset):
     """Print the TOP most probable classes of each IMAGE under the model in CHECKPOINT."""
     refuse_empty({"CHECKPOINT": checkpoint, **{"IMAGE": image for image in images}})
-    backend = get_backend(device)
+    backend = open_backend(device, say=click.echo)
     saved = load_any_checkpoint(checkpoint)
     names, knows = model_classes(saved, checkpoint, dataset)
     check_classes(saved, checkpoint, names, TITLES[saved.dataset or dataset or "mnist"])
     model = restore_model(saved, backend)
-    if backend.why_cpu:
-        click.echo(AUTO_CPU + backend.why_cpu)
     click.echo(knows)
     warning = digit_preprocessing_warning(saved.dataset or dataset)
     if warning:

@@ -20,7 +20,7 @@ from _cli import comma_models, one_line_errors  # first: it puts the project on 
 import click
 import numpy
 
-import backend as backend_module
+from nets.devices import open_backend
 from nets.bench.profile import profile_lines, profile_model
 from nets.bench.report import numpy_blas_info
 from nets.train.parallel import usable_cores
@@ -49,7 +49,7 @@ def main(models, batch_size, dtype, device, repeats, threads, workers, no_torch)
     python scripts/profile_step.py                        # cnn and mlp, batch 128, float32, cpu
     python scripts/profile_step.py --models cnn --repeats 100 --device gpu
     """
-    backend = backend_module.get_backend(device)
+    backend = open_backend(device)
     if threads is not None:
         from threadpoolctl import threadpool_limits
 

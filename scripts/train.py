@@ -15,11 +15,11 @@ from _cli import Checked, one_line_errors, refuse_empty  # first: it puts the pr
 import click
 
 from backend import HIDDEN_DEVICES
-from backend.commands import script_command
+from nets.commands import script_command
 from nets.baseline.engine import engine_for_run as torch_engine
 from nets.data.augment import AugmentError, Augmentation
 from nets.train.engine import engine_for_run as nets_engine
-from nets.train.loop import EXIT_INTERRUPTED, Interrupted
+from nets.train.interrupt import EXIT_INTERRUPTED, Interrupted
 from nets.train.run import train_run
 from nets.train.settings import RunOptions
 

@@ -12,7 +12,9 @@ import pytest
 
 import backend
 from backend import array_module
-from backend.commands import install_hint, torch_install_hint
+from nets.commands import install_hint, torch_install_hint
+from nets.devices import open_backend, with_fix
+from nets.errors import DeviceError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,17 +42,33 @@ def test_unknown_device_is_a_clear_error():
 
 
 def test_gpu_without_cuda_says_what_is_missing(monkeypatch):
-    monkeypatch.setattr(backend, "gpu_problem", lambda: "CuPy is not installed; install it with `pip install -e .[gpu]`")
+    monkeypatch.setattr(backend, "gpu_problem", lambda: backend.GpuProblem("CuPy is not installed.",
+                                                                           fix=backend.INSTALL_CUPY))
     with pytest.raises(backend.BackendError) as error:
         backend.get_backend("gpu")
+    assert str(error.value) == "--device gpu is not available: CuPy is not installed."
+    assert error.value.fix == backend.INSTALL_CUPY
+    with pytest.raises(DeviceError) as error:  # nets adds the command that installs it
+        open_backend("gpu")
     message = str(error.value)
-    assert "--device gpu is not available" in message and "pip install -e .[gpu]" in message
-    assert "\n" not in message
+    assert message.startswith("--device gpu is not available: CuPy is not installed. Install CuPy with `")
+    assert install_hint("gpu") in message and "cupy-cuda13x[ctk]" in message and "\n" not in message
 
 
-def test_gpu_problem_without_cupy_names_the_install(monkeypatch):
+def test_gpu_problem_without_cupy_names_the_install_only_where_a_driver_is(monkeypatch, tmp_path):
     monkeypatch.setattr(backend, "_import_cupy", lambda: None)
-    assert f"install it with `{install_hint('gpu')}`" in backend.gpu_problem()
+    monkeypatch.setattr(backend, "NVIDIA_DRIVER_DIR", str(tmp_path))  # a driver: a GPU is here
+    problem = backend.gpu_problem()
+    assert (problem, problem.absent, problem.fix) == ("CuPy is not installed.", False, backend.INSTALL_CUPY)
+    said = []
+    assert open_backend("auto", say=said.append).name == "cpu"
+    assert said == [f"--device auto chose the CPU: {with_fix(problem, problem.fix)}"]
+    assert f"Install CuPy with `{install_hint('gpu')}`" in said[0]
+    monkeypatch.setattr(backend, "NVIDIA_DRIVER_DIR", str(tmp_path / "no-driver"))  # no GPU here at all
+    problem = backend.gpu_problem()
+    assert problem.absent and "no NVIDIA GPU was found here" in problem
+    said = []
+    assert open_backend("auto", say=said.append).name == "cpu" and said == []  # silent: nothing to fix here
 
 
 class _NoDevice(Exception):
@@ -66,19 +84,24 @@ class _CupyWithoutDevice:
                                 "version")
 
 
-def test_no_gpu_says_no_nvidia_gpu_was_found_and_auto_says_why_it_chose_the_cpu(monkeypatch, tmp_path):
+def test_no_gpu_says_no_nvidia_gpu_was_found_and_auto_picks_the_cpu_without_a_word(monkeypatch, tmp_path):
     monkeypatch.setattr(backend, "_import_cupy", lambda: _CupyWithoutDevice)
     monkeypatch.setattr(backend, "NVIDIA_DRIVER_DIR", str(tmp_path / "no-driver"))
-    problem = ("no NVIDIA GPU was found here (no NVIDIA driver is loaded; CUDA says: cudaErrorInsufficientDriver: "
-               "CUDA driver version is insufficient for CUDA runtime version).")
-    assert backend.gpu_problem() == problem
+    problem = "no NVIDIA GPU was found here (no NVIDIA driver is loaded)."
+    assert backend.gpu_problem() == problem and backend.gpu_problem().absent
     with pytest.raises(backend.BackendError, match=re.escape(f"--device gpu is not available: {problem}")):
         backend.get_backend("gpu")
     chosen = backend.get_backend("auto")
     assert (chosen.name, chosen.why_cpu) == ("cpu", problem)
+    said = []
+    open_backend("auto", say=said.append)
+    assert said == []  # no word of CUDA or drivers where there is no GPU
     assert backend.get_backend("cpu").why_cpu is None
     monkeypatch.setattr(backend, "NVIDIA_DRIVER_DIR", str(tmp_path))  # a driver is loaded: then it is the suspect
-    assert backend.gpu_problem().endswith("; check the NVIDIA driver.")
+    problem = backend.gpu_problem()
+    assert problem.endswith("; check the NVIDIA driver.") and not problem.absent and problem.fix is None
+    open_backend("auto", say=said.append)
+    assert said == [f"--device auto chose the CPU: {problem}"]
 
 
 def test_install_hints_are_commands_for_this_python_and_this_checkout(tmp_path, monkeypatch):
@@ -95,7 +118,7 @@ def test_install_hints_are_commands_for_this_python_and_this_checkout(tmp_path, 
 
 
 def test_auto_falls_back_to_cpu_without_gpu(monkeypatch):
-    monkeypatch.setattr(backend, "gpu_problem", lambda: "no GPU")
+    monkeypatch.setattr(backend, "gpu_problem", lambda: backend.GpuProblem("no GPU", absent=True))
     assert backend.get_backend("auto").name == "cpu"
 
 
@@ -160,11 +183,13 @@ def test_gpu_problem_compiles_a_kernel_and_runs_a_matmul(monkeypatch):
     assert backend.gpu_problem() is None
     monkeypatch.setattr(backend, "_import_cupy", lambda: FakeCupy(kernel_error="nvrtc: libnvrtc.so.12 not found"))
     problem = backend.gpu_problem()
-    assert "could not compile and run a kernel" in problem and "libnvrtc" in problem and "cupy-cuda12x[ctk]" in problem
+    assert "could not compile and run a kernel" in problem and "libnvrtc" in problem
+    assert problem.fix == backend.INSTALL_CUDA_LIBRARIES and "cupy-cuda12x[ctk]" in with_fix(problem, problem.fix)
     monkeypatch.setattr(backend, "_import_cupy", lambda: FakeCupy(matmul_error="CUBLAS_STATUS_NOT_INITIALIZED\nmore"))
     problem = backend.gpu_problem()
     assert "cuBLAS failed" in problem and "CUBLAS_STATUS_NOT_INITIALIZED" in problem and "\n" not in problem
-    assert "cupy-cuda12x[ctk]" in problem and "cupy-cuda13x" in problem
+    advice = with_fix(problem, problem.fix)
+    assert "cupy-cuda12x[ctk]" in advice and "cupy-cuda13x" in advice and "\n" not in advice
 
 
 def test_gpu_backend_round_trip(backend):

@@ -13,6 +13,7 @@ import pytest
 
 import backend
 from nets.bench import flops
+from nets.devices import gpu_unavailable
 from nets.train.parallel import usable_cores
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -96,7 +97,7 @@ def test_bench_skips_torch_rows_without_torch(tmp_path):
 def test_bench_gpu_without_gpu_is_one_line_as_in_the_other_scripts():
     result = run_bench("--device", "gpu", "--models", "mlp", "--batch-sizes", "4", timeout=120)
     assert (result.returncode, result.stdout) == (1, "")
-    assert result.stderr == f"error: --device gpu is not available: {backend.gpu_problem()}\n"
+    assert result.stderr == f"error: --device gpu is not available: {gpu_unavailable()}\n"
 
 
 @pytest.mark.parametrize("option, value, message", [

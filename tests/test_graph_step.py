@@ -13,7 +13,8 @@ from nets.nn.models import build_model
 from nets.optim import build_optimizer
 from nets.train.engine import NetsEngine
 from nets.train.graph import GraphError
-from nets.train.loop import DeviceData, Interrupted, fit
+from nets.train.interrupt import Interrupted
+from nets.train.loop import DeviceData, fit
 from nets.train.settings import Hyperparameters
 
 BATCH = 8

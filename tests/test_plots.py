@@ -5,7 +5,7 @@ import sys
 import numpy
 import pytest
 
-from backend.commands import install_hint
+from nets.commands import install_hint
 from nets.report import plots
 from nets.report.evaluation import class_names_for
 from nets.nn.models import build_model

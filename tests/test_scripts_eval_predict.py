@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 import numpy
+import re
+
 import pytest
 from click.testing import CliRunner
 
@@ -331,13 +333,13 @@ def test_evaluate_on_an_unavailable_gpu(cnn_checkpoint, data_dir):
     assert_one_line_error(result, "--device gpu is not available")
 
 
-def test_evaluate_on_device_auto_says_why_it_chose_the_cpu(cnn_checkpoint, data_dir):
+def test_evaluate_on_device_auto_says_nothing_of_cuda_without_a_gpu(cnn_checkpoint, data_dir):
     problem = backend_module.gpu_problem()
-    if problem is None:
-        pytest.skip("a working GPU is present; this checks the line on machines without one")
+    if problem is None or not problem.absent:
+        pytest.skip("an NVIDIA driver is loaded here; this checks machines without a GPU")
     result = invoke(evaluate_script, cnn_checkpoint, "--data-dir", data_dir)  # --device auto is the default
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[0] == f"--device auto chose the CPU: {problem}"
+    assert not re.search("cuda|cupy|driver|--device auto", result.output, re.IGNORECASE), result.output
 
 
 # ---------------------------------------------------------------------------------------------- predict
@@ -538,7 +540,7 @@ def test_one_line_errors_only_for_the_projects_errors(monkeypatch):
     import click
 
     from _cli import one_line_errors
-    from backend.errors import NetsError
+    from nets.errors import NetsError
     from nets.data.idx import DataError
 
     class StoppedError(NetsError):
@@ -567,7 +569,7 @@ def test_one_line_errors_only_for_the_projects_errors(monkeypatch):
 
 def test_every_user_facing_error_derives_from_the_one_base():
     import backend
-    from backend.errors import NetsError
+    from nets.errors import USER_ERRORS, DeviceError, NetsError
     from nets.checkpoint import CheckpointError
     from nets.data.datasets import DataNotFoundError
     from nets.data.digits import DigitImageError
@@ -578,10 +580,11 @@ def test_every_user_facing_error_derives_from_the_one_base():
     from nets.report.plots import PlotError
     from nets.train.run import Diverged, Interrupted, RunError
 
-    for error_type in (backend.BackendError, CheckpointError, DataError, DataNotFoundError, DownloadError,
+    for error_type in (DeviceError, CheckpointError, DataError, DataNotFoundError, DownloadError,
                        DigitImageError, EvaluationError, OutputError, PlotError, RunError, Diverged, Interrupted):
         assert issubclass(error_type, NetsError), error_type
-    assert backend.NetsError is NetsError
+    # backend/ sits below nets, so its error is not a NetsError; the scripts catch both as the user's
+    assert USER_ERRORS == (NetsError, backend.BackendError) and not issubclass(backend.BackendError, NetsError)
     # the old bases stay, so code that catches them still does
     assert issubclass(CheckpointError, ValueError) and issubclass(DataError, ValueError)
     assert issubclass(backend.BackendError, RuntimeError) and issubclass(RunError, RuntimeError)

@@ -10,8 +10,8 @@ Here: the one way to import torch.
 
 from __future__ import annotations
 
-from backend import BackendError
-from backend.commands import torch_install_hint
+from nets.commands import torch_install_hint
+from nets.errors import DeviceError
 
 __all__ = ["require_torch", "torch_or_none"]
 
@@ -26,12 +26,12 @@ def torch_or_none():
 
 
 def require_torch(device: str = "cpu"):
-    """torch, ready for `device` ("cpu" or "gpu"); BackendError, one line, when it cannot be."""
+    """torch, ready for `device` ("cpu" or "gpu"); DeviceError, one line, when it cannot be."""
     torch = torch_or_none()
     if torch is None:
-        raise BackendError(f"this needs PyTorch, which is not installed; install its CPU build with "
+        raise DeviceError(f"this needs PyTorch, which is not installed; install its CPU build with "
                            f"`{torch_install_hint()}` (leave out --index-url for the CUDA build, several GB).")
     if device == "gpu" and not torch.cuda.is_available():
-        raise BackendError("PyTorch here cannot use a GPU (a CPU build, or no working CUDA device); "
+        raise DeviceError("PyTorch here cannot use a GPU (a CPU build, or no working CUDA device); "
                            "--impl torch on --device gpu needs a CUDA build of torch.")
     return torch

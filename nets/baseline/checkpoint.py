@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import numpy
 
 from backend import to_numpy
-from backend.errors import first_line
+from nets.errors import first_line
 
 from nets.baseline import require_torch
 from nets.checkpoint import (Checkpoint, CheckpointError, checkpoint_from_parameters, is_torch_file, load_checkpoint,

@@ -7,7 +7,7 @@ import statistics
 from dataclasses import dataclass, field
 
 import backend as backend_module
-from backend.commands import install_hint, torch_install_hint
+from nets.commands import install_hint, torch_install_hint
 
 from nets.bench import EPOCH_IMAGES, log
 from nets.bench.flops import gemm_gflops, layer_gemms, train_flops_per_image, train_step_gemm_shapes

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy
 
-from backend.errors import first_line
+from nets.errors import first_line
 
 from nets.checkpoint.record import CheckpointError
 from nets.data.datasets import CLASS_NAMES, DATASET_NAMES

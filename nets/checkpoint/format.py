@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import numpy
 
 from backend import to_numpy
-from backend.errors import first_line
+from nets.errors import first_line
 
 from nets.checkpoint.checks import (check_dataset, check_finite, check_optimizer_state, check_parameters,
                                     check_rng_state, check_whole, first_nonfinite, nonfinite_text, parameters_dtype)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy
 from numpy.lib import format as npy_format
 
-from backend.errors import first_line
+from nets.errors import first_line
 
 from nets.checkpoint.record import CheckpointError
 

@@ -7,7 +7,7 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 
-from backend.errors import NetsError, first_line
+from nets.errors import NetsError, first_line
 
 __all__ = ["Checkpoint", "CheckpointError", "NonFiniteError", "TORCH_SUFFIXES", "is_torch_file", "require_file"]
 

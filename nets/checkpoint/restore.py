@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy
 
-from backend.errors import first_line
+from nets.errors import first_line
 
 from nets.checkpoint.record import Checkpoint, CheckpointError
 from nets.nn.architecture import a_model

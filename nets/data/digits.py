@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy
 
-from backend.commands import install_hint
-from backend.errors import NetsError, first_line
+from nets.commands import install_hint
+from nets.errors import NetsError, first_line
 
 __all__ = ["DigitImageError", "FIELD_SIZE", "DIGIT_SIZE", "MAX_PIXELS", "WORKING_SIDE", "load_digit", "mnist_style",
            "to_grey"]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy
 
-from backend.errors import NetsError
+from nets.errors import NetsError
 
 __all__ = [
     "DataError",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy
 
-from backend.errors import NetsError
+from nets.errors import NetsError
 
 from nets.nn.architecture import a_model, output_count
 from nets.nn.inference import BATCH_SIZE, predict_classes

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy
 
-from backend.commands import install_hint
-from backend.errors import NetsError
+from nets.commands import install_hint
+from nets.errors import NetsError
 
 __all__ = [
     "PlotError",

@@ -16,7 +16,7 @@ kept here: a replay runs no Python.
 from __future__ import annotations
 
 from backend import graphs
-from backend.errors import NetsError, first_line
+from nets.errors import NetsError, first_line
 
 __all__ = ["GRAPH_MODES", "GraphError", "GraphedStep", "eager_because"]
 

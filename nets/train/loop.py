@@ -10,36 +10,23 @@ from __future__ import annotations
 
 import contextlib
 import math
-import signal
 import time
 from dataclasses import dataclass, field
 
 import numpy
 
-from backend.errors import NetsError
+from nets.errors import NetsError
 
 from nets.data.augment import Augmentation, PixelMover
 from nets.data.batches import EpochOrder
 from nets.data.datasets import to_labels, to_model_input
 from nets.nn.inference import count_correct
 from nets.optim.schedules import learning_rate
+from nets.train.interrupt import InterruptFlag, Interrupted
 from nets.train.settings import Hyperparameters
 
-__all__ = ["DeviceData", "Diverged", "InterruptFlag", "Interrupted", "TrainingState", "epochs_text", "fit",
-           "format_epoch", "interrupted_where"]
+__all__ = ["DeviceData", "Diverged", "TrainingState", "epochs_text", "fit", "format_epoch", "interrupted_where"]
 EXIT_DIVERGED = 3
-EXIT_INTERRUPTED = 130
-
-
-class Interrupted(NetsError):
-    """Ctrl-C stopped training after a completed step; `state` says where. The run writes a checkpoint of that
-    state and raises it again with a message saying where the checkpoint went."""
-
-    exit_code = EXIT_INTERRUPTED
-
-    def __init__(self, state: "TrainingState", message: str = "training interrupted"):
-        super().__init__(message)
-        self.state = state
 
 
 class Diverged(NetsError):
@@ -91,32 +78,6 @@ class DeviceData:
 
         return cls(images(data.train_images), labels(data.train_labels), images(data.test_images),
                    labels(data.test_labels), image_width=data.image_shape[1], dtype=numpy.dtype(dtype).name)
-
-
-class InterruptFlag:
-    """Turns Ctrl-C into a flag the loop checks between steps. Another Ctrl-C changes nothing: the run is already
-    stopping at the end of the step under way, and the checkpoint it then writes must be written whole (Ctrl-\\ or
-    kill end the process at once, losing the steps since the last checkpoint)."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self):
-        self.requested = False
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not in the main thread: leave Ctrl-C as it is
-            self._previous = None
-        return self
-
-    def _handle(self, signum, frame):
-        self.requested = True
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-        return False
 
 
 def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, state: TrainingState | None = None,

@@ -30,7 +30,7 @@ from threading import Thread
 
 import numpy
 
-from backend.errors import first_line
+from nets.errors import first_line
 
 from nets.nn.losses import SoftmaxCrossEntropy
 

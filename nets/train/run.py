@@ -24,8 +24,9 @@ import numpy
 
 import backend as backend_lib
 from backend import AUTO_CPU
-from backend.commands import script_command
-from backend.errors import NetsError
+from nets.devices import open_backend, say_why_cpu
+from nets.commands import script_command
+from nets.errors import DeviceError, NetsError
 
 from nets import checkpoint as checkpoints
 from nets import outputs
@@ -39,8 +40,8 @@ from nets.nn.reference.models import build_reference_model
 from nets.optim.schedules import learning_rate
 from nets.train.engine import EngineState
 from nets.train.graph import eager_because
-from nets.train.loop import (DeviceData, Diverged, InterruptFlag, Interrupted, TrainingState, epochs_text, fit,
-                             interrupted_where)
+from nets.train.interrupt import InterruptFlag, Interrupted
+from nets.train.loop import DeviceData, Diverged, TrainingState, epochs_text, fit, interrupted_where
 from nets.train.paths import (check_against_data, check_outputs, output_paths, prepare_outputs, renumber_if_taken,
                               saving_plan)
 from nets.train.settings import DEFAULT_DATASET, FALLBACK_DATASET, RunError, RunOptions, RunSettings, resolve_settings
@@ -98,13 +99,13 @@ def build_engine(settings: RunSettings, engines: dict):
     """The engine of settings.impl, its model initialised from the nets' initialisation (the same initial weights
     for both impls), drawn from the run's RNG. The nets compute on the backend of --device; the torch engine's
     model is initialised on the host and computes on torch's device (a GPU run of it needs no CuPy)."""
+    backend = open_backend(settings.device if settings.impl == "nets" else "cpu", seed=settings.seed)
+    build = build_reference_model if settings.strategy == "reference" else build_model
+    model = build(settings.model, backend=backend, dtype=settings.dtype, init=settings.hyper.init, rng=backend.rng)
     try:
-        backend = backend_lib.get_backend(settings.device if settings.impl == "nets" else "cpu", seed=settings.seed)
-        build = build_reference_model if settings.strategy == "reference" else build_model
-        model = build(settings.model, backend=backend, dtype=settings.dtype, init=settings.hyper.init, rng=backend.rng)
         return engines[settings.impl](settings, model), backend
-    except backend_lib.BackendError as error:
-        raise RunError(f"--impl {settings.impl}: {error}" if settings.impl != "nets" else str(error)) from None
+    except DeviceError as error:
+        raise RunError(f"--impl {settings.impl}: {error}") from None
 
 
 def library_versions(backend) -> dict:
@@ -230,7 +231,6 @@ def _is_number(value) -> bool:
     return True
 
 
-
 def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> RunResult:
     """Run the training the options describe, with engines[impl](settings, initial nets model) as the engine.
     Raises RunError (and other NetsErrors) for user mistakes, all before the first training step where they can
@@ -240,8 +240,9 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
     paths = output_paths(options, settings)
     check_outputs(options, paths)
     engine, backend = build_engine(settings, engines)
-    if settings.device == "auto" and engine.io.name == "cpu":
-        say(AUTO_CPU + (TORCH_NO_CUDA if settings.impl == "torch" else backend.why_cpu))
+    if settings.device == "auto" and engine.io.name == "cpu":  # a word only where a GPU is here but unusable
+        say_why_cpu(backend, say) if settings.impl == "nets" else backend_lib.nvidia_driver_loaded() and say(
+            AUTO_CPU + TORCH_NO_CUDA)
     if options.plot:  # say so now, not after the training
         from nets.report.plots import PlotError, require_matplotlib
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 
 import backend as backend_lib
-from backend.errors import NetsError
+from nets.errors import NetsError
 
 from nets.data import datasets
 from nets.data.augment import Augmentation
