@@ -128,7 +128,7 @@ def main(**given):
         click.echo("interrupted before training started; no checkpoint was written.", err=True)
         sys.exit(EXIT_INTERRUPTED)
     metrics = result.metrics
-    impl = f"{metrics['impl']} reference" if metrics["strategy"] == "reference" else metrics["impl"]
+    impl = f"{metrics['impl']} reference" if metrics["layers"] == "reference" else metrics["impl"]
     click.echo(f"test accuracy: {metrics['test_accuracy']:.2%} ({metrics['model']}, {impl}, "
                f"{metrics['dataset']}, {metrics['device']}, {metrics['train_seconds']:.1f} s of training)")
     if quiet:

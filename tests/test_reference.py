@@ -17,6 +17,7 @@ from nets.nn import reference
 from nets.nn.losses import SoftmaxCrossEntropy
 from nets.nn.parameters import ParameterBuffer
 from nets.optim import SGD, Adam
+from nets.train.reference import LossTotals, PlannedReference
 
 CONV_CASES = [  # (in_channels, out_channels, kernel, stride, padding, height, width)
     (1, 4, 3, 1, 0, 7, 7), (3, 4, 3, 2, 1, 7, 6), (2, 3, 2, 2, 0, 6, 7), (3, 2, (2, 3), 1, 0, 5, 6), (2, 3, 3, 1, 2, 5, 5),
@@ -307,7 +308,7 @@ def test_fast_linear_relu_and_flatten_equal_the_reference_exactly(backend):
 
 def test_the_fast_loss_head_agrees_with_the_reference(backend, dtype):
     rng = numpy.random.default_rng(4)
-    head, totals = SoftmaxCrossEntropy(classes=10), reference.LossTotals()
+    head, totals = SoftmaxCrossEntropy(classes=10), LossTotals()
     for n in (16, 16, 7):
         logits = backend.asarray((rng.standard_normal((n, 10)) * 5).astype(dtype))
         labels = backend.asarray(rng.integers(0, 10, size=n))
@@ -335,7 +336,8 @@ def test_the_flat_optimizers_agree_with_the_reference_and_share_its_state(backen
     buffer = flat_parameters(backend, dtype, params_host)
     flat = {"sgd": SGD, "adam": Adam}[name](buffer, **settings)
     params = {key: backend.asarray(value) for key, value in params_host.items()}
-    oracle = {"sgd": reference.SGD, "adam": reference.Adam}[name](params, **settings)
+    current = {}  # the gradients of the step under way, as a model's gradients() would give them
+    oracle = PlannedReference({"sgd": reference.SGD, "adam": reference.Adam}[name](params, **settings), lambda: current)
     tolerance = TOLERANCE[str(dtype)]
 
     def steps(flat, oracle, grads):
@@ -346,7 +348,8 @@ def test_the_flat_optimizers_agree_with_the_reference_and_share_its_state(backen
             for key, value in step_grads.items():
                 buffer.grads[key][...] = backend.asarray(value)
             flat.step()
-            oracle.step({key: backend.asarray(value) for key, value in step_grads.items()})
+            current.update({key: backend.asarray(value) for key, value in step_grads.items()})
+            oracle.step()
         for key in params:
             ours, theirs = backend.to_numpy(buffer[key]), backend.to_numpy(params[key])
             assert ours.dtype == dtype and numpy.max(numpy.abs(ours - theirs) / numpy.maximum(abs(theirs), 1)) < tolerance
@@ -359,7 +362,7 @@ def test_the_flat_optimizers_agree_with_the_reference_and_share_its_state(backen
         key: set(value) for key, value in flat_state["state"].items()}
     crossed_flat = {"sgd": SGD, "adam": Adam}[name](buffer, lr=1.0)
     crossed_flat.load_state_dict(oracle_state)
-    crossed_oracle = {"sgd": reference.SGD, "adam": reference.Adam}[name](params, lr=1.0)
+    crossed_oracle = PlannedReference({"sgd": reference.SGD, "adam": reference.Adam}[name](params, lr=1.0), lambda: current)
     crossed_oracle.load_state_dict(flat_state)
     assert crossed_oracle.state_dict()["hyperparameters"] == flat_state["hyperparameters"]
     steps(crossed_flat, crossed_oracle, grads[4:])

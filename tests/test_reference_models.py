@@ -1,5 +1,5 @@
 """The reference MLP and CNN (nets/nn/reference/models.py): the fast models' weights and results, state dicts that
-move between reference, fast and PyTorch, and whole training runs with train.py --strategy reference."""
+move between reference, fast and PyTorch, and whole training runs with train.py --layers reference."""
 
 import json
 import subprocess
@@ -74,15 +74,15 @@ def final_parameters(path):
 def test_a_reference_run_trains_like_the_fast_run_and_its_checkpoint_evaluates(tiny_data, tmp_path, name):
     common = ("--model", name, "--data-dir", tiny_data, "--epochs", 2, "--batch-size", 32)
     paths = {}
-    for strategy in ("fast", "reference"):
-        paths[strategy] = tmp_path / f"{strategy}.npz"
-        result = run(*common, "--strategy", strategy, "--save", paths[strategy])
+    for layers in ("fast", "reference"):
+        paths[layers] = tmp_path / f"{layers}.npz"
+        result = run(*common, "--layers", layers, "--save", paths[layers])
         assert result.exit_code == 0, result.output
-        if strategy == "reference":
+        if layers == "reference":
             assert f"Training {name} (nets, reference layers) on cpu" in result.output
             assert f"({name}, nets reference, mnist, cpu" in result.output
-    records = {strategy: json.loads(path.with_suffix(".json").read_text()) for strategy, path in paths.items()}
-    assert records["reference"]["strategy"] == "reference" and records["fast"]["strategy"] == "fast"
+    records = {layers: json.loads(path.with_suffix(".json").read_text()) for layers, path in paths.items()}
+    assert records["reference"]["layers"] == "reference" and records["fast"]["layers"] == "fast"
     losses = [epoch["train_loss"] for epoch in records["reference"]["epochs"]]
     assert losses[1] < losses[0] < numpy.log(10) + 0.1  # it learns
     for ours, theirs in zip(records["reference"]["epochs"], records["fast"]["epochs"]):
@@ -92,7 +92,7 @@ def test_a_reference_run_trains_like_the_fast_run_and_its_checkpoint_evaluates(t
     for key, value in final_parameters(paths["reference"]).items():  # weights and Adam's state, float32 rounding
         assert relative_error(value, fast[key]) < 1e-3, key
     with numpy.load(paths["reference"]) as arrays:
-        assert json.loads(str(arrays["meta/config"]))["strategy"] == "reference"
+        assert json.loads(str(arrays["meta/config"]))["layers"] == "reference"
     scored = subprocess.run([sys.executable, str(ROOT / "scripts" / "evaluate.py"), str(paths["reference"]),
                              "--data-dir", str(tiny_data)], capture_output=True, text=True, timeout=300)
     assert scored.returncode == 0, scored.stderr
@@ -102,25 +102,25 @@ def test_a_reference_run_trains_like_the_fast_run_and_its_checkpoint_evaluates(t
 
 def test_a_reference_run_resumes_exactly_and_its_checkpoint_resumes_with_the_fast_layers(tiny_data, tmp_path):
     common = ("--model", "cnn", "--data-dir", tiny_data, "--epochs", 2, "--batch-size", 32, "--quiet")
-    assert run(*common, "--strategy", "reference", "--save", tmp_path / "whole.npz").exit_code == 0
-    result = run(*common, "--strategy", "reference", "--save", tmp_path / "cut.npz", "--stop-after-steps", 11)
+    assert run(*common, "--layers", "reference", "--save", tmp_path / "whole.npz").exit_code == 0
+    result = run(*common, "--layers", "reference", "--save", tmp_path / "cut.npz", "--stop-after-steps", 11)
     assert result.exit_code == 130, result.output
     assert run("--resume", tmp_path / "cut.npz", "--quiet").exit_code == 0  # the checkpoint's strategy goes on
     whole, cut = final_parameters(tmp_path / "whole.npz"), final_parameters(tmp_path / "cut.npz")
     for key, value in whole.items():
         numpy.testing.assert_array_equal(cut[key], value, err_msg=key)
-    result = run(*common, "--strategy", "reference", "--save", tmp_path / "switch.npz", "--stop-after-steps", 11)
+    result = run(*common, "--layers", "reference", "--save", tmp_path / "switch.npz", "--stop-after-steps", 11)
     assert result.exit_code == 130, result.output
-    assert run("--resume", tmp_path / "switch.npz", "--strategy", "fast", "--quiet").exit_code == 0
+    assert run("--resume", tmp_path / "switch.npz", "--layers", "fast", "--quiet").exit_code == 0
     with numpy.load(tmp_path / "switch.npz") as arrays:
-        assert json.loads(str(arrays["meta/config"]))["strategy"] == "fast"
+        assert json.loads(str(arrays["meta/config"]))["layers"] == "fast"
     for key, value in final_parameters(tmp_path / "switch.npz").items():
         assert relative_error(value, whole[key]) < 1e-3, key
 
 
 def test_the_reference_on_the_stand_in_runs_every_step_eagerly(tiny_data):
     result = run("--model", "cnn", "--data-dir", tiny_data, "--epochs", 1, "--batch-size", 64, "--device", "standin",
-                 "--strategy", "reference", "--no-save")
+                 "--layers", "reference", "--no-save")
     assert result.exit_code == 0, result.output
     assert "training step runs eager (the reference layers allocate what they return)" in result.output
     assert "(cnn, nets reference, mnist, standin" in result.output
@@ -129,9 +129,9 @@ def test_the_reference_on_the_stand_in_runs_every_step_eagerly(tiny_data):
 @pytest.mark.parametrize("options, message", [
     (("--graph", "on"), "error: --graph on captures the nets' fast training step on a GPU, but here the reference "
                         "layers allocate what they return; leave out --graph (auto), or give --graph off."),
-    (("--impl", "torch"), "error: --strategy reference trains the nets' reference layers; --impl torch trains "
+    (("--impl", "torch"), "error: --layers reference trains the nets' reference layers; --impl torch trains "
                           "PyTorch's own. Use --impl nets with it."),
 ])
 def test_what_the_reference_cannot_do_is_one_line(tiny_data, options, message):
-    result = run("--model", "mlp", "--data-dir", tiny_data, "--epochs", 1, "--strategy", "reference", *options)
+    result = run("--model", "mlp", "--data-dir", tiny_data, "--epochs", 1, "--layers", "reference", *options)
     assert one_line_error(result) == message

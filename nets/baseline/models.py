@@ -13,7 +13,7 @@ import numpy
 from backend import to_numpy
 
 from nets.baseline import require_torch
-from nets.nn.architecture import check_shapes, cnn_side, complete_config
+from nets.nn.architecture import check_shapes, complete_config, walk
 
 __all__ = ["build_torch_model", "load_nets_params_into"]
 
@@ -23,47 +23,40 @@ def build_torch_model(config_or_name, dtype="float32"):
 
     CNN modules: conv1, conv2, fc1, fc2 (ReLU and pooling are functional, so the state_dict keys
     equal nets' parameter names); MLP modules: fc1, fc2, ..., fcK. Weights get PyTorch's default init.
-    The architecture is nets.nn.architecture's (ValueError, one line, for a config it refuses).
+    The architecture is nets.nn.architecture's stages (ValueError, one line, for a config it refuses).
     """
     torch = require_torch()
     nn, functional = torch.nn, torch.nn.functional
 
     config = complete_config(config_or_name)
+    walked = walk(config)
 
-    class TorchMLP(nn.Module):
-        def __init__(self, sizes):
+    class TorchNet(nn.Module):
+        """The stages of nets/nn/architecture.py: a module per stage with parameters, under the stage's name (so
+        the state_dict keys are nets' parameter names); ReLU, max-pooling and flattening are functional."""
+
+        def __init__(self):
             super().__init__()
-            for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-                setattr(self, f"fc{index}", nn.Linear(fan_in, fan_out))
-            self.depth = len(sizes) - 1
+            self.stages = [stage for stage, _, _ in walked]
+            for stage, (inputs, *_), _ in walked:
+                if stage.kind == "linear":
+                    setattr(self, stage.name, nn.Linear(inputs, stage.out))
+                elif stage.kind == "conv":
+                    setattr(self, stage.name, nn.Conv2d(inputs, stage.out, stage.kernel, stage.stride))
 
         def forward(self, x):
-            for index in range(1, self.depth + 1):
-                if index > 1:
+            for stage in self.stages:
+                if stage.has_parameters:
+                    x = getattr(self, stage.name)(x)
+                elif stage.kind == "relu":
                     x = functional.relu(x)
-                x = getattr(self, f"fc{index}")(x)
+                elif stage.kind == "maxpool":
+                    x = functional.max_pool2d(x, stage.kernel, stage.stride)
+                else:
+                    x = torch.flatten(x, 1)
             return x
 
-    class TorchCNN(nn.Module):
-        def __init__(self, in_channels, channels, hidden, classes, image_size):
-            super().__init__()
-            self.conv1 = nn.Conv2d(in_channels, channels[0], 3)
-            self.conv2 = nn.Conv2d(channels[0], channels[1], 3)
-            self.fc1 = nn.Linear(channels[1] * cnn_side(image_size) ** 2, hidden)
-            self.fc2 = nn.Linear(hidden, classes)
-
-        def forward(self, x):
-            x = functional.max_pool2d(functional.relu(self.conv1(x)), 2, 2)
-            x = functional.max_pool2d(functional.relu(self.conv2(x)), 2, 1)
-            x = functional.relu(self.fc1(torch.flatten(x, 1)))
-            return self.fc2(x)
-
-    if config["name"] == "mlp":
-        model = TorchMLP(tuple(config["sizes"]))
-    else:
-        model = TorchCNN(config["in_channels"], tuple(config["channels"]), config["hidden"], config["classes"],
-                         config["image_size"])
-    return model.to(getattr(torch, str(dtype)))
+    return TorchNet().to(getattr(torch, str(dtype)))
 
 
 def load_nets_params_into(torch_model, params) -> None:

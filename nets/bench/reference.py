@@ -22,29 +22,23 @@ from nets.bench.parts import attributed, timer
 from nets.bench.profile import Clock
 from nets.bench.runners import make_batch
 from nets.nn.models import build_model
-from nets.nn.reference.models import STRATEGIES, build_reference_model
-from nets.nn.reference.optim import Adam as ReferenceAdam
-from nets.optim import Adam
-from nets.train.engine import NetsEngine
+from nets.nn.reference.models import build_reference_model
+from nets.train.engine import nets_engine
+from nets.train.settings import LAYER_SETS
 
 __all__ = ["comparison_table", "count_launches", "time_parts"]
 
 WARMUP_STEPS = 3  # buffers, index tables and workspaces are made in the first steps of a batch size
 # the reference CNN's layers under the fast CNN's names (which runs each ReLU and max-pool as one layer)
-FAST_PART = {"cnn": {"relu1": "relu_pool1", "pool1": "relu_pool1", "relu2": "relu_pool2", "pool2": "relu_pool2",
-                     "relu3": "relu"}}
+FAST_PART = {"cnn": {"relu1": "relu_pool1", "pool1": "relu_pool1", "relu2": "relu_pool2", "pool2": "relu_pool2"}}
 SIDES = ("reference", "fast")  # the tables' column order
 
 
-def engine_of(strategy: str, model_name: str, backend, batch_size: int, steps: int):
+def engine_of(layers: str, model_name: str, backend, batch_size: int, steps: int):
     """(engine, x, labels): a NetsEngine of one thread on `backend`, its batch gathered, `steps` steps planned."""
-    build = build_reference_model if strategy == "reference" else build_model
+    build = build_reference_model if layers == "reference" else build_model
     model = build(model_name, backend=backend, dtype="float32", rng=numpy.random.default_rng(0))
-    if strategy == "reference":
-        optimizer = ReferenceAdam(model.parameters(), lr=1e-3, gradients=model.gradients)
-    else:
-        optimizer = Adam(model.parameters(), lr=1e-3)
-    engine = NetsEngine(model, optimizer, backend, workers=1)
+    engine = nets_engine(model, "adam", lr=1e-3, workers=1)
     images, labels = make_batch(model.input_shape, batch_size)
     x, labels = engine.batch(backend.asarray(images), backend.asarray(labels),
                              backend.asarray(numpy.arange(batch_size)))
@@ -64,41 +58,41 @@ def _merged(values: dict, model_name: str) -> dict:
 
 
 def count_launches(model_name: str, batch_size: int) -> dict | None:
-    """Per strategy: {"parts": {(part, pass): launches}, "step": launches, "allocations": arrays allocated} of one
+    """Per set of layers (fast, reference): {"parts": {(part, pass): launches}, "step": launches, "allocations": arrays allocated} of one
     training step on the CuPy stand-in; None when cupy is not importable."""
     from backend.standin import standin_backend
 
     counted = {}
-    for strategy in STRATEGIES:
+    for layers in LAYER_SETS:
         gpu = standin_backend()
         if gpu is None:
             return None
-        engine, x, labels = engine_of(strategy, model_name, gpu, batch_size, steps=1)
+        engine, x, labels = engine_of(layers, model_name, gpu, batch_size, steps=1)
         parts, tally = launches_by_part(engine, gpu.xp.counter, x, labels)
-        counted[strategy] = {"parts": _merged(parts, model_name), "step": tally.launches, "allocations": tally.allocations}
+        counted[layers] = {"parts": _merged(parts, model_name), "step": tally.launches, "allocations": tally.allocations}
     return counted
 
 
 def time_parts(model_name: str, batch_size: int, backend, repeats: int) -> dict:
-    """Per strategy: {"parts": {(part, pass): median ms}, "step": median ms of a whole (unwrapped) step}. The two
+    """Per set of layers: {"parts": {(part, pass): median ms}, "step": median ms of a whole (unwrapped) step}. The two
     strategies take turns step by step, so that load from other processes reaches both alike."""
-    engines = {strategy: engine_of(strategy, model_name, backend, batch_size, 2 * repeats) for strategy in STRATEGIES}
-    samples = {strategy: {} for strategy in STRATEGIES}
-    steps = {strategy: [] for strategy in STRATEGIES}
+    engines = {layers: engine_of(layers, model_name, backend, batch_size, 2 * repeats) for layers in LAYER_SETS}
+    samples = {layers: {} for layers in LAYER_SETS}
+    steps = {layers: [] for layers in LAYER_SETS}
 
     clock = Clock(backend)
 
     for _ in range(repeats):
-        for strategy, (engine, x, labels) in engines.items():
+        for layers, (engine, x, labels) in engines.items():
             start = clock()
             engine.train_step(x, labels)
-            steps[strategy].append(clock() - start)
-            with attributed(engine, timer(clock, samples[strategy])):
+            steps[layers].append(clock() - start)
+            with attributed(engine, timer(clock, samples[layers])):
                 engine.train_step(x, labels)
     milliseconds = lambda values: 1e3 * statistics.median(values)  # noqa: E731
-    return {strategy: {"parts": _merged({key: milliseconds(values) for key, values in samples[strategy].items()},
+    return {layers: {"parts": _merged({key: milliseconds(values) for key, values in samples[layers].items()},
                                                  model_name),
-                       "step": milliseconds(steps[strategy])} for strategy in STRATEGIES}
+                       "step": milliseconds(steps[layers])} for layers in LAYER_SETS}
 
 
 def comparison_table(model_name: str, launches: dict | None, times: dict, device: str = "CPU") -> str:

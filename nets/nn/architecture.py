@@ -1,7 +1,8 @@
-"""What a model config describes, without building the model: its parameters' names and shapes, the CNN's
-geometry, and back again (the config that parameters of given shapes belong to).
+"""The MLP and the CNN written once, as a list of stages, and what a model config describes without building it.
 
-    complete_config("cnn")                  -> {"name": "cnn", "in_channels": 1, ..., "image_size": 28}
+    stages("cnn")          -> [Stage("conv", "conv1", out=16, kernel=3), Stage("relu", "relu1"), ...]: the model
+    walk(config)           -> [(stage, in_shape, out_shape), ...]: every stage with the shape of one example in and out
+    complete_config("cnn") -> {"name": "cnn", "in_channels": 1, ..., "image_size": 28}
     parameter_shapes(config)                -> {"conv1.weight": (16, 1, 3, 3), ...} in state_dict order
     config_from_shapes({"fc1.weight": (128, 784), ...}) -> {"name": "mlp", "sizes": [784, 128, ...]}
     check_shapes(given, expected, "mlp")    -> ValueError naming the first parameter that is missing, extra or
@@ -10,27 +11,96 @@ geometry, and back again (the config that parameters of given shapes belong to).
     input_shape(config)                     -> (784,) or (1, 28, 28): one example as the model takes it
     output_count(config)                    -> 10: the model's outputs (classes)
 
-Whatever needs a model's architecture without building it (a checkpoint checked before it is loaded, the
-PyTorch twin, a model checking a state dict) asks here; nets.nn.models builds what these describe. Every
-problem is a ValueError with a one-line message.
+Every builder reads the stages: the reference layers (nets/nn/reference/models.py), the fast ones
+(nets/nn/models.py) and the PyTorch twin (nets/baseline/models.py); sizes such as fc1's 3200 inputs are derived
+by `walk`, never typed. Whatever needs a model's architecture without building it (a checkpoint checked before it
+is loaded, a model checking a state dict) asks here. Every problem is a ValueError with a one-line message.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-from nets.nn.layers.base import INITS
+from nets.nn.reference.conv import output_size
+from nets.nn.reference.init import INITS
 from nets.validate import whole
 
-__all__ = ["ARCHITECTURE_KEYS", "MODEL_NAMES", "a_model", "check_shapes", "cnn_side", "complete_config",
-           "config_from_shapes", "input_shape", "output_count", "parameter_shapes"]
+__all__ = ["ARCHITECTURE_KEYS", "MODEL_NAMES", "Stage", "a_model", "check_shapes", "cnn_side", "complete_config",
+           "config_from_shapes", "input_shape", "output_count", "parameter_shapes", "stages", "walk"]
 
 MODEL_NAMES = ("mlp", "cnn")
 ARCHITECTURE_KEYS = {"mlp": ("sizes",), "cnn": ("in_channels", "channels", "hidden", "classes", "image_size")}
 DEFAULTS = {"mlp": {"sizes": [784, 128, 64, 10]},
             "cnn": {"in_channels": 1, "channels": [16, 32], "hidden": 48, "classes": 10, "image_size": 28}}
-# (kernel, stride) of conv1, max-pool 1, conv2, max-pool 2: 28 -> 26 -> 13 -> 11 -> 10
-CNN_STAGES = ((3, 1), (2, 2), (3, 1), (2, 1))
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a model. kind: "linear", "conv", "relu", "maxpool" or "flatten"; name: the PyTorch module's
+    name for a stage with parameters ("conv1", "fc1": its parameters are "conv1.weight", "conv1.bias"), a name of
+    its own otherwise. out: output features (linear) or channels (conv); kernel and stride: square windows, no
+    padding (conv, maxpool)."""
+
+    kind: str
+    name: str
+    out: int = 0
+    kernel: int = 0
+    stride: int = 1
+
+    @property
+    def has_parameters(self) -> bool:
+        return self.kind in ("linear", "conv")
+
+
+def stages(config_or_name) -> list[Stage]:
+    """The model as its list of stages, in forward order (a name or a config; ValueError for one complete_config
+    refuses).
+
+    mlp: fc1, relu1, fc2, relu2, ..., fcK (a linear per size after the first).
+    cnn: conv1 3x3, relu1, pool1 2/2, conv2 3x3, relu2, pool2 2/1, flatten, fc1, relu3, fc2: the course notebook's
+         PyTorch CNN.
+    """
+    return _stages_of(complete_config(config_or_name))
+
+
+def _stages_of(config: dict) -> list[Stage]:
+    if config["name"] == "mlp":
+        found = []
+        for index, size in enumerate(config["sizes"][1:], start=1):
+            found += [Stage("relu", f"relu{index - 1}")] if index > 1 else []
+            found.append(Stage("linear", f"fc{index}", out=size))
+        return found
+    first, second = config["channels"]
+    return [Stage("conv", "conv1", out=first, kernel=3), Stage("relu", "relu1"), Stage("maxpool", "pool1", 0, 2, 2),
+            Stage("conv", "conv2", out=second, kernel=3), Stage("relu", "relu2"), Stage("maxpool", "pool2", 0, 2, 1),
+            Stage("flatten", "flatten"),
+            Stage("linear", "fc1", out=config["hidden"]), Stage("relu", "relu3"),
+            Stage("linear", "fc2", out=config["classes"])]
+
+
+def walk(config_or_name) -> list[tuple[Stage, tuple, tuple]]:
+    """(stage, in_shape, out_shape) of every stage, for one example: (features,) or (channels, height, width)."""
+    config = complete_config(config_or_name)
+    shape, walked = input_shape(config), []
+    for stage in stages(config):
+        walked.append((stage, shape, shape := _out_shape(stage, shape)))
+    return walked
+
+
+def _out_shape(stage: Stage, shape: tuple) -> tuple:
+    if stage.kind == "linear":
+        return (stage.out,)
+    if stage.kind == "flatten":
+        return (shape[0] * shape[1] * shape[2],)
+    if stage.kind == "relu":
+        return shape
+    channels = stage.out if stage.kind == "conv" else shape[0]
+    side = output_size(shape[1], stage.kernel, stage.stride, 0)
+    if side < 1:
+        raise ValueError(f"{shape[1]}x{shape[2]} feature maps are too small for {stage.name} "
+                         f"({stage.kernel}x{stage.kernel} windows).")
+    return (channels, side, output_size(shape[2], stage.kernel, stage.stride, 0))
 
 
 def a_model(name) -> str:
@@ -41,11 +111,12 @@ def a_model(name) -> str:
 def cnn_side(image_size: int) -> int:
     """The side of the CNN's last feature map for square images of `image_size` (ValueError when too small)."""
     side = image_size
-    for kernel, stride in CNN_STAGES:
-        side = (side - kernel) // stride + 1
-        if side < 1:
-            raise ValueError(f"image_size {image_size} is too small for the cnn's layers (3x3 conv, 2/2 pool, "
-                             "3x3 conv, 2/1 pool); it must be at least 10.")
+    for stage in _stages_of({"name": "cnn", **DEFAULTS["cnn"]}):
+        if stage.kind in ("conv", "maxpool"):
+            side = output_size(side, stage.kernel, stage.stride, 0)
+            if side < 1:
+                raise ValueError(f"image_size {image_size} is too small for the cnn's layers (3x3 conv, 2/2 pool, "
+                                 "3x3 conv, 2/1 pool); it must be at least 10.")
     return side
 
 
@@ -102,19 +173,15 @@ def output_count(config) -> int:
 def parameter_shapes(config) -> dict:
     """{name: shape} of the parameters of the model `config` describes, in state_dict order (ValueError for a
     config complete_config refuses)."""
-    config = complete_config(config)
-    if config["name"] == "mlp":
-        shapes = {}
-        sizes = config["sizes"]
-        for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-            shapes[f"fc{index}.weight"], shapes[f"fc{index}.bias"] = (fan_out, fan_in), (fan_out,)
-        return shapes
-    (first, second), inputs = config["channels"], config["in_channels"]
-    hidden, classes, side = config["hidden"], config["classes"], cnn_side(config["image_size"])
-    return {"conv1.weight": (first, inputs, 3, 3), "conv1.bias": (first,),
-            "conv2.weight": (second, first, 3, 3), "conv2.bias": (second,),
-            "fc1.weight": (hidden, second * side * side), "fc1.bias": (hidden,),
-            "fc2.weight": (classes, hidden), "fc2.bias": (classes,)}
+    shapes = {}
+    for stage, (inputs, *window), _ in walk(config):
+        if stage.kind == "linear":
+            shapes[f"{stage.name}.weight"] = (stage.out, inputs)
+        elif stage.kind == "conv":
+            shapes[f"{stage.name}.weight"] = (stage.out, inputs, stage.kernel, stage.kernel)
+        if stage.has_parameters:
+            shapes[f"{stage.name}.bias"] = (stage.out,)
+    return shapes
 
 
 def config_from_shapes(shapes: Mapping) -> dict:

@@ -3,6 +3,7 @@
     classes = predict_classes(model, images)             # (N,) int64 on the host
     probabilities = predict_probabilities(model, images) # (N, K) float64 on the host
     correct = count_correct(engine, images, labels)      # an int: hits add up on the device, one read at the end
+    loss, correct = loss_and_correct(engine, images, labels)   # the mean cross-entropy too, read batch by batch
 
 A predictor has `io` (its array I/O: asarray, to_numpy), `input_shape`, `dtype` and `predict(x)`, which returns
 the logits (B, K) of a batch on its device in evaluation mode. `images` are either on the host, in any MNIST
@@ -16,7 +17,8 @@ import numpy
 
 from nets.data.datasets import to_model_input
 
-__all__ = ["BATCH_SIZE", "count_correct", "logits_in_batches", "predict_classes", "predict_probabilities"]
+__all__ = ["BATCH_SIZE", "count_correct", "logits_in_batches", "loss_and_correct", "predict_classes",
+           "predict_probabilities"]
 
 BATCH_SIZE = 1000
 
@@ -57,3 +59,17 @@ def count_correct(predictor, images, labels, batch_size: int = BATCH_SIZE) -> in
         hits = (logits.argmax(1) == labels[start:start + batch_size]).sum()
         total = hits if total is None else total + hits
     return 0 if total is None else int(predictor.io.to_numpy(total))
+
+
+def loss_and_correct(predictor, images, labels, batch_size: int = BATCH_SIZE) -> tuple[float, int]:
+    """(mean softmax cross-entropy, correct predictions) of the predictor on `images` and their `labels`: each batch's
+    logits are read to the host (B x K numbers) and scored there in float64."""
+    loss_sum, correct = 0.0, 0
+    for start, logits in zip(range(0, len(labels), batch_size), logits_in_batches(predictor, images, batch_size)):
+        logits = predictor.io.to_numpy(logits).astype(numpy.float64)
+        truth = numpy.asarray(predictor.io.to_numpy(labels[start:start + batch_size]), dtype=numpy.int64)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_sums = numpy.log(numpy.exp(shifted).sum(axis=1))
+        loss_sum += float((log_sums - shifted[numpy.arange(len(truth)), truth]).sum())
+        correct += int((logits.argmax(axis=1) == truth).sum())
+    return loss_sum / max(len(labels), 1), correct

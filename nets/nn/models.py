@@ -10,19 +10,18 @@ import numpy
 
 from backend import array_module, to_numpy
 
-from nets.nn.architecture import MODEL_NAMES, check_shapes, cnn_side, complete_config
+from nets.nn.architecture import MODEL_NAMES, check_shapes, complete_config, input_shape, output_count, walk
 from nets.nn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU
 from nets.nn.losses import SoftmaxCrossEntropy, softmax_cross_entropy
 from nets.nn.parameters import ParameterBuffer
 
-__all__ = ["CNN", "MLP", "Model", "build_model", "MODEL_NAMES"]
+__all__ = ["CNN", "MLP", "Model", "build_layers", "build_model", "MODEL_NAMES"]
 
 FLOAT_DTYPES = ("float16", "float32", "float64")
 
 
 class Model:
-    """Shared behaviour; subclasses set name, input_shape, classes, dtype, backend and self.layers, then
-    call `_bind_parameters()`.
+    """A model of the fast layers: the stages of its config (nets/nn/architecture.py), built by build_layers.
 
     self.layers: list of (name, layer) in forward order; layers with parameters are named
     like the PyTorch modules ("fc1", "conv1"), parameter-free ones ("relu_pool1", "flatten") are not
@@ -34,13 +33,20 @@ class Model:
     """
 
     name = "model"
-    strategy = "fast"  # these layers; nets/nn/reference/models.py builds the same nets from the reference layers
+    layer_set = "fast"  # train.py --layers fast; nets/nn/reference/models.py builds the same nets from the reference
     # Fewest examples per CPU worker thread worth splitting a batch for (nets/train/parallel.py); None: never split.
     min_per_worker = None
 
-    def _bind_parameters(self, shared_values=None):
-        """Put every layer's parameters into one buffer on the backend (shared_values: a replica's weights)."""
-        self._parameters = ParameterBuffer(self.layers, self.backend.xp, self.dtype, shared_values=shared_values)
+    def __init__(self, config, *, backend, dtype="float32", init="he", rng=None, shared_values=None):
+        """config: a model config (complete_config checks it); shared_values: another model's parameters().flat to
+        compute with (a replica sharing its weights)."""
+        config = complete_config(config)
+        init = config.get("init", init)
+        self.backend, self.dtype, self.init = backend, numpy.dtype(dtype), init
+        self._config = {key: value for key, value in config.items() if key != "init"}
+        self.input_shape, self.classes = input_shape(config), output_count(config)
+        self.layers = build_layers(config, rng=backend.rng if rng is None else rng, init=init, dtype=self.dtype)
+        self._parameters = ParameterBuffer(self.layers, backend.xp, self.dtype, shared_values=shared_values)
 
     def _input(self, x):
         x = self.backend.asarray(x, dtype=self.dtype)
@@ -159,33 +165,39 @@ class Model:
             parameter[...] = self.backend.asarray(host_values[name], dtype=parameter.dtype)
 
     def config(self) -> dict:
-        raise NotImplementedError
+        return {**self._config, "init": self.init}
+
+
+def build_layers(config: dict, *, rng, init: str, dtype) -> list:
+    """The fast layers of a complete config: its stages (nets/nn/architecture.py) in order, each ReLU followed by a
+    max-pool run as one MaxPool2d(relu=True) named "relu_<pool>" (the max commutes with ReLU, so the rectification
+    rides on the pass that writes the 4x smaller pooled output; same gradients, ties included)."""
+    drawn = dict(rng=rng, init=init, dtype=dtype)
+    walked, layers = walk(config), []
+    for index, (stage, (inputs, *_), _) in enumerate(walked):
+        following = walked[index + 1][0] if index + 1 < len(walked) else None
+        if stage.kind == "linear":
+            layers.append((stage.name, Linear(inputs, stage.out, **drawn)))
+        elif stage.kind == "conv":
+            layers.append((stage.name, Conv2d(inputs, stage.out, stage.kernel, stage.stride, **drawn)))
+        elif stage.kind == "relu" and following is not None and following.kind == "maxpool":
+            layers.append((f"relu_{following.name}", MaxPool2d(following.kernel, following.stride, relu=True)))
+        elif stage.kind == "maxpool" and walked[index - 1][0].kind != "relu":
+            layers.append((stage.name, MaxPool2d(stage.kernel, stage.stride)))
+        elif stage.kind in ("relu", "flatten"):
+            layers.append((stage.name, ReLU() if stage.kind == "relu" else Flatten()))
+    return layers
 
 
 class MLP(Model):
     """Fully connected net: x (N, sizes[0]) -> fc1, relu, fc2, relu, ..., fcK -> logits (N, sizes[-1])."""
 
     name = "mlp"
-    # a 0.8 ms step: thread hand-offs cost more than they save (batch 128 on 2 cores: 1.6x slower split)
-    min_per_worker = None
+    min_per_worker = None  # a step this short costs less than the hand-off to worker threads
 
     def __init__(self, sizes=(784, 128, 64, 10), *, backend, dtype="float32", init="he", rng=None, shared_values=None):
-        sizes = tuple(int(size) for size in sizes)
-        if len(sizes) < 2 or min(sizes) < 1:
-            raise ValueError(f"MLP sizes must be at least (inputs, classes), all positive; got {sizes}.")
-        rng = backend.rng if rng is None else rng
-        self.backend, self.dtype, self.init, self.sizes = backend, numpy.dtype(dtype), init, sizes
-        self.input_shape = (sizes[0],)
-        self.classes = sizes[-1]
-        self.layers = []
-        for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-            if index > 1:
-                self.layers.append((f"relu{index - 1}", ReLU()))
-            self.layers.append((f"fc{index}", Linear(fan_in, fan_out, rng=rng, init=init, dtype=self.dtype)))
-        self._bind_parameters(shared_values)
-
-    def config(self) -> dict:
-        return {"name": self.name, "sizes": list(self.sizes), "init": self.init}
+        super().__init__({"name": "mlp", "sizes": list(sizes)}, backend=backend, dtype=dtype, init=init, rng=rng,
+                         shared_values=shared_values)
 
 
 class CNN(Model):
@@ -196,58 +208,13 @@ class CNN(Model):
     """
 
     name = "cnn"
-    # 2 cores, batch 128: 18.0 -> 12.1 ms per step split in two; batch 32 (16 each) gained nothing
-    min_per_worker = 32
+    min_per_worker = 32  # fewer examples per thread gain nothing from the split (docs/performance.md)
 
-    def __init__(
-        self,
-        in_channels=1,
-        channels=(16, 32),
-        hidden=48,
-        classes=10,
-        image_size=28,
-        *,
-        backend,
-        dtype="float32",
-        init="he",
-        rng=None,
-        shared_values=None,
-    ):
-        channels = tuple(int(c) for c in channels)
-        if len(channels) != 2:
-            raise ValueError(f"CNN channels must be two numbers (conv1, conv2); got {channels}.")
-        rng = backend.rng if rng is None else rng
-        self.backend, self.dtype, self.init = backend, numpy.dtype(dtype), init
-        self.in_channels, self.channels, self.hidden, self.classes = int(in_channels), channels, int(hidden), int(classes)
-        self.image_size = int(image_size)
-        self.input_shape = (self.in_channels, self.image_size, self.image_size)
-        self.features = channels[1] * cnn_side(self.image_size) ** 2
-        kwargs = dict(rng=rng, init=init, dtype=self.dtype)
-        # Each ReLU + max-pool pair is one MaxPool2d(relu=True): the max commutes with ReLU, so the
-        # rectification rides on the pass that writes the 4x smaller pooled output (same gradients,
-        # ties included; see MaxPool2d).
-        self.layers = [
-            ("conv1", Conv2d(self.in_channels, channels[0], 3, **kwargs)),
-            ("relu_pool1", MaxPool2d(2, 2, relu=True)),
-            ("conv2", Conv2d(channels[0], channels[1], 3, **kwargs)),
-            ("relu_pool2", MaxPool2d(2, 1, relu=True)),
-            ("flatten", Flatten()),
-            ("fc1", Linear(self.features, self.hidden, **kwargs)),
-            ("relu", ReLU()),
-            ("fc2", Linear(self.hidden, self.classes, **kwargs)),
-        ]
-        self._bind_parameters(shared_values)
-
-    def config(self) -> dict:
-        return {
-            "name": self.name,
-            "in_channels": self.in_channels,
-            "channels": list(self.channels),
-            "hidden": self.hidden,
-            "classes": self.classes,
-            "image_size": self.image_size,
-            "init": self.init,
-        }
+    def __init__(self, in_channels=1, channels=(16, 32), hidden=48, classes=10, image_size=28, *, backend,
+                 dtype="float32", init="he", rng=None, shared_values=None):
+        config = {"name": "cnn", "in_channels": in_channels, "channels": list(channels), "hidden": hidden,
+                  "classes": classes, "image_size": image_size}
+        super().__init__(config, backend=backend, dtype=dtype, init=init, rng=rng, shared_values=shared_values)
 
 
 def build_model(config_or_name, *, backend, dtype="float32", init="he", rng=None, shared_values=None):
@@ -258,7 +225,6 @@ def build_model(config_or_name, *, backend, dtype="float32", init="he", rng=None
     Raises ValueError for an unknown name or config key.
     """
     config = complete_config(config_or_name)
-    name = config.pop("name")
-    init = config.pop("init", init)
+    name, init = config.pop("name"), config.pop("init", init)
     return {"mlp": MLP, "cnn": CNN}[name](**config, backend=backend, dtype=dtype, init=init, rng=rng,
                                          shared_values=shared_values)

@@ -14,12 +14,14 @@ import numpy
 
 from backend import Backend
 
+from nets.nn.reference.models import ReferenceModel
 from nets.nn.reference.optim import build_reference_optimizer
 from nets.optim import build_optimizer
 from nets.train.graph import GraphedStep, eager_because
 from nets.train.parallel import DataParallel, default_workers
+from nets.train.reference import PlannedReference, ReferenceForTraining
 
-__all__ = ["ArrayIO", "Engine", "EngineState", "NetsEngine", "engine_for_run"]
+__all__ = ["ArrayIO", "Engine", "EngineState", "NetsEngine", "engine_for_run", "nets_engine"]
 
 
 class ArrayIO(Protocol):
@@ -121,7 +123,7 @@ class NetsEngine:
         self._graphed = None
 
     def graphed(self, function, mode: str, note=None):
-        if eager_because(mode, gpu=self.io.is_gpu, strategy=self.model.strategy) is not None:
+        if eager_because(mode, gpu=self.io.is_gpu, layers=self.model.layer_set) is not None:
             return None
         self.optimizer.capturable = True  # a replay reads its learning rate at a device counter (from the next plan)
         self._graphed = GraphedStep(self.io, self.optimizer, function, strict=mode == "on", note=note)
@@ -196,14 +198,21 @@ class NetsEngine:
             self.optimizer.load_state_dict(state.optimizer_state)
 
 
+def nets_engine(model, optimizer: str, *, lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
+                workers: int | None = None) -> NetsEngine:
+    """The NetsEngine of `model` and the optimizer named "sgd" or "adam": the flat one of nets/optim for a fast model
+    (nets/nn/models.py), the reference one for a reference model (nets/nn/reference/), through its adapters
+    (nets/train/reference.py)."""
+    if isinstance(model, ReferenceModel):
+        reference = build_reference_optimizer(optimizer, model.parameters(), lr=lr, momentum=momentum,
+                                              weight_decay=weight_decay)
+        return NetsEngine(ReferenceForTraining(model), PlannedReference(reference, model.gradients), model.backend,
+                          workers=1)
+    flat = build_optimizer(optimizer, model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return NetsEngine(model, flat, model.backend, workers=workers)
+
+
 def engine_for_run(settings, model) -> NetsEngine:
-    """The nets engine of a training run (nets/train/run.py): `model` with the optimizer settings.hyper names (one
-    tensor at a time, nets/nn/reference/optim.py, for a reference model)."""
+    """The nets engine of a training run (nets/train/run.py): `model` with the optimizer settings.hyper names."""
     hyper = settings.hyper
-    if model.strategy == "reference":
-        optimizer = build_reference_optimizer(hyper.optimizer, model.parameters(), lr=hyper.lr, momentum=hyper.momentum,
-                                              weight_decay=hyper.weight_decay, gradients=model.gradients)
-    else:
-        optimizer = build_optimizer(hyper.optimizer, model.parameters(), lr=hyper.lr, momentum=hyper.momentum,
-                                    weight_decay=hyper.weight_decay)
-    return NetsEngine(model, optimizer, model.backend)
+    return nets_engine(model, hyper.optimizer, lr=hyper.lr, momentum=hyper.momentum, weight_decay=hyper.weight_decay)

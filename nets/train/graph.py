@@ -23,13 +23,13 @@ __all__ = ["GRAPH_MODES", "GraphError", "GraphedStep", "eager_because"]
 GRAPH_MODES = ("auto", "on", "off")  # --graph: auto captures the nets' step on a GPU
 
 
-def eager_because(mode: str, *, gpu: bool, impl: str = "nets", strategy: str = "fast") -> str | None:
+def eager_because(mode: str, *, gpu: bool, impl: str = "nets", layers: str = "fast") -> str | None:
     """Why the training step runs eagerly under --graph `mode`, or None when it is captured: the one place that
     decides. ValueError, one line, when mode is "on" and the step cannot be captured."""
     if mode not in GRAPH_MODES:
         raise ValueError(f"unknown graph mode {mode!r}; choose one of {', '.join(GRAPH_MODES)}.")
     reason = ("--graph off" if mode == "off" else "PyTorch steps are not captured" if impl != "nets"
-              else "the reference layers allocate what they return" if strategy == "reference"
+              else "the reference layers allocate what they return" if layers == "reference"
               else "NumPy runs no CUDA graphs" if not gpu else None)
     if mode == "on" and reason is not None:
         raise ValueError(f"--graph on captures the nets' fast training step on a GPU, but here {reason}; leave "

@@ -6,7 +6,7 @@ import numpy
 
 from backend import array_module
 
-from nets.nn.layers.base import he_or_torch_init
+from nets.nn.reference.init import he_or_torch_init
 
 __all__ = ["Flatten", "Linear", "ReLU"]
 

@@ -1,16 +1,15 @@
-"""Softmax cross-entropy on integer labels, and the running totals a training run reports.
+"""Softmax cross-entropy on integer labels: the loss every model is trained on.
 
-    loss, dlogits = softmax_cross_entropy(logits, labels)     # Model.loss_and_gradients uses this
-    totals = LossTotals(); dlogits = totals(logits, labels)    # the same, as a training step's loss head
+    loss, dlogits = softmax_cross_entropy(logits, labels)     # ReferenceModel.loss_and_gradients uses this
 """
 
 from __future__ import annotations
 
 import numpy
 
-from backend import array_module, is_device_array, to_numpy
+from backend import array_module, is_device_array
 
-__all__ = ["LossTotals", "check_logits_and_labels", "softmax_cross_entropy"]
+__all__ = ["check_logits_and_labels", "softmax_cross_entropy"]
 
 
 def check_logits_and_labels(logits, labels) -> None:
@@ -55,31 +54,3 @@ def softmax_cross_entropy(logits, labels):
     dlogits -= onehot
     dlogits /= n
     return loss, dlogits
-
-
-class LossTotals:
-    """softmax_cross_entropy as a training step's loss head: returns dlogits and adds the batch's summed loss and
-    correct predictions to running totals kept on the device, read with totals() (one host sync)."""
-
-    def __init__(self):
-        self.loss_sum = self.hits = None
-
-    def __call__(self, logits, labels):
-        """logits (N, K), labels (N,) -> dlogits (N, K)."""
-        loss, dlogits = softmax_cross_entropy(logits, labels)
-        loss_sum = loss.astype(numpy.float64) * len(labels)
-        hits = (logits.argmax(axis=1) == labels).sum()
-        if self.loss_sum is None:
-            self.loss_sum, self.hits = loss_sum, hits
-        else:
-            self.loss_sum, self.hits = self.loss_sum + loss_sum, self.hits + hits
-        return dlogits
-
-    def totals(self) -> tuple[float, int]:
-        """(sum of per-sample losses, correct predictions) since the last reset."""
-        if self.loss_sum is None:
-            return 0.0, 0
-        return float(to_numpy(self.loss_sum)), int(to_numpy(self.hits))
-
-    def reset(self) -> None:
-        self.loss_sum = self.hits = None

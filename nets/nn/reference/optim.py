@@ -1,13 +1,13 @@
 """SGD and Adam one tensor at a time, with torch.optim's update rules.
 
-    optimizer = Adam(model.parameters(), lr=1e-3, gradients=model.gradients)
+    optimizer = Adam(model.parameters(), lr=1e-3)
     loss, logits = model.loss_and_gradients(x, labels)
-    optimizer.step()                      # or step(grads): grads by parameter name
+    optimizer.step(model.gradients())     # grads by parameter name; every parameter updated in place
 
-Parameters are updated in place. The state (exp_avg, exp_avg_sq; momentum_buffer) and `state_dict()` are laid
-out as nets.optim's, {"name", "step", "hyperparameters", "state": {state name: {parameter name: array}}}, so a
-checkpoint moves between the two. The fast optimizers (nets/optim) update one flat buffer holding every
-parameter: a dozen whole-buffer operations per step, against a dozen per tensor here.
+The state (exp_avg, exp_avg_sq; momentum_buffer) and `state_dict()` are laid out as nets.optim's, {"name", "step",
+"hyperparameters", "state": {state name: {parameter name: array}}}, so a checkpoint moves between the two. The fast
+optimizers (nets/optim) update one flat buffer holding every parameter: a dozen whole-buffer operations per step,
+against a dozen per tensor here. A training run changes `lr` before each step (nets/train/reference.py).
 """
 
 from __future__ import annotations
@@ -18,69 +18,25 @@ import numpy
 
 from backend import array_module, to_numpy
 
-__all__ = ["Adam", "SGD", "build_reference_optimizer"]
+__all__ = ["Adam", "SGD", "build_reference_optimizer", "load_optimizer_state", "optimizer_state"]
 
 
 class Optimizer:
-    """What SGD and Adam share: the parameters, the step count, the learning rate of each step, the state."""
+    """What SGD and Adam share: the parameters {name: array}, updated in place, the step count and the state."""
 
     name = "optimizer"
     state_names: tuple[str, ...] = ()
-    coefficient_table = None  # the fast optimizers keep their coefficients in a device table; none here
-    capturable = False
 
-    def __init__(self, params, lr, gradients=None):
-        """params: {name: array}, updated in place; gradients: a function returning {name: gradient} after
-        each backward (model.gradients), read by step() when it is given none."""
-        self.params, self.lr, self.gradients = params, lr, gradients
+    def __init__(self, params, lr):
+        self.params, self.lr = params, lr
         self.step_count = 0
         self.state = {state_name: {} for state_name in self.state_names}
-        self.planned, self.planned_from = [], 1
 
-    def plan(self, learning_rates, capacity=0) -> None:
-        """The learning rate of each coming step: learning_rates[i] is that of step step_count + 1 + i (a schedule
-        sets them; steps past the plan use `lr`). capacity is the fast optimizers' (their table's size)."""
-        self.planned, self.planned_from = [float(lr) for lr in learning_rates], self.step_count + 1
-
-    def step(self, grads=None) -> None:
-        """One update of every parameter, from grads (by name) or else from gradients()."""
-        grads = self.gradients() if grads is None else grads
+    def step(self, grads) -> None:
+        """One update of every parameter from grads, {name: gradient} (a model's gradients())."""
         self.step_count += 1
-        index = self.step_count - self.planned_from
-        lr = self.planned[index] if 0 <= index < len(self.planned) else self.lr
         for name, param in self.params.items():
-            self.update(name, param, grads[name], lr)
-
-    def update(self, name, param, grad, lr) -> None:
-        raise NotImplementedError
-
-    def state_dict(self) -> dict:
-        """Host copies of the state, in nets.optim's layout."""
-        state = {state_name: {name: numpy.array(to_numpy(array)) for name, array in arrays.items()}
-                 for state_name, arrays in self.state.items() if arrays}
-        return {"name": self.name, "step": self.step_count, "hyperparameters": self.hyperparameters(), "state": state}
-
-    def hyperparameters(self) -> dict:
-        raise NotImplementedError
-
-    def load_state_dict(self, state_dict) -> None:
-        """Put a state_dict() (of this optimizer or of nets.optim's of the same name) back; ValueError when it is
-        another optimizer's or names other parameters."""
-        if state_dict.get("name") != self.name:
-            raise ValueError(f"the optimizer state is for {state_dict.get('name')!r}, but this optimizer is {self.name!r}.")
-        for state_name, arrays in state_dict["state"].items():
-            if state_name not in self.state_names or not set(arrays) <= set(self.params):
-                raise ValueError(f"the {self.name} optimizer state {state_name} does not fit these parameters.")
-        for key, value in state_dict["hyperparameters"].items():
-            if key in self.hyperparameters():  # as torch.optim does, the saved ones win
-                setattr(self, key, tuple(value) if key == "betas" else value)
-        self.state = {state_name: {} for state_name in self.state_names}
-        for state_name, arrays in state_dict["state"].items():
-            for name, array in arrays.items():
-                param = self.params[name]
-                self.state[state_name][name] = array_module(param).asarray(array, dtype=param.dtype).reshape(param.shape)
-        self.step_count = int(state_dict["step"])
-        self.planned = []
+            self.update(name, param, grads[name], self.lr)
 
 
 class SGD(Optimizer):
@@ -92,8 +48,8 @@ class SGD(Optimizer):
     name = "sgd"
     state_names = ("momentum_buffer",)
 
-    def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, gradients=None):
-        super().__init__(params, lr, gradients)
+    def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+        super().__init__(params, lr)
         self.momentum, self.dampening, self.weight_decay, self.nesterov = momentum, dampening, weight_decay, nesterov
 
     def hyperparameters(self) -> dict:
@@ -124,8 +80,8 @@ class Adam(Optimizer):
     name = "adam"
     state_names = ("exp_avg", "exp_avg_sq")
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, gradients=None):
-        super().__init__(params, lr, gradients)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr)
         self.betas, self.eps, self.weight_decay = tuple(betas), eps, weight_decay
 
     def hyperparameters(self) -> dict:
@@ -144,10 +100,38 @@ class Adam(Optimizer):
         param -= lr / (1 - beta1**t) * m / (xp.sqrt(v) / math.sqrt(1 - beta2**t) + self.eps)
 
 
-def build_reference_optimizer(name, params, lr, momentum=0.0, weight_decay=0.0, gradients=None) -> Optimizer:
+def build_reference_optimizer(name, params, lr, momentum=0.0, weight_decay=0.0) -> Optimizer:
     """An optimizer by name, as nets.optim.build_optimizer: "sgd" (uses momentum) or "adam" (default betas)."""
     if name == "sgd":
-        return SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, gradients=gradients)
+        return SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adam":
-        return Adam(params, lr=lr, weight_decay=weight_decay, gradients=gradients)
+        return Adam(params, lr=lr, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}; choose one of sgd, adam.")
+
+
+def optimizer_state(optimizer: Optimizer) -> dict:
+    """The optimizer as a checkpoint keeps it: host copies of its state, in nets.optim's layout."""
+    state = {state_name: {name: numpy.array(to_numpy(array)) for name, array in arrays.items()}
+             for state_name, arrays in optimizer.state.items() if arrays}
+    return {"name": optimizer.name, "step": optimizer.step_count, "hyperparameters": optimizer.hyperparameters(),
+            "state": state}
+
+
+def load_optimizer_state(optimizer: Optimizer, state_dict) -> None:
+    """Put an optimizer_state() (of this optimizer or of nets.optim's of the same name) back; ValueError when it is
+    another optimizer's or names other parameters. As torch.optim does, the saved hyperparameters win."""
+    if state_dict.get("name") != optimizer.name:
+        raise ValueError(f"the optimizer state is for {state_dict.get('name')!r}, but this optimizer is "
+                         f"{optimizer.name!r}.")
+    for state_name, arrays in state_dict["state"].items():
+        if state_name not in optimizer.state_names or not set(arrays) <= set(optimizer.params):
+            raise ValueError(f"the {optimizer.name} optimizer state {state_name} does not fit these parameters.")
+    for key, value in state_dict["hyperparameters"].items():
+        if key in optimizer.hyperparameters():
+            setattr(optimizer, key, tuple(value) if key == "betas" else value)
+    optimizer.state = {state_name: {} for state_name in optimizer.state_names}
+    for state_name, arrays in state_dict["state"].items():
+        for name, array in arrays.items():
+            param = optimizer.params[name]
+            optimizer.state[state_name][name] = array_module(param).asarray(array, dtype=param.dtype).reshape(param.shape)
+    optimizer.step_count = int(state_dict["step"])
