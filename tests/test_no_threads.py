@@ -1,7 +1,7 @@
 """train.py and bench.py on a machine that cannot start threads (RuntimeError: can't start new thread, as at the
 process limit): one line says the batches run on one thread, and the work goes on. The scripts run as real processes
-under a wrapper that makes the CPU worker threads fail to start (and claims 2 cores, so that workers are wanted
-on any machine); no thread limit is approached."""
+under a wrapper that makes the CPU worker threads fail to start (and claims 2 cores, so that a worker thread is
+wanted beside the calling one on any machine); no thread limit is approached."""
 
 import subprocess
 import sys
@@ -26,7 +26,7 @@ threading.Thread.start = start
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
-WARNING = "warning: could not start 2 CPU worker threads (can't start new thread); each batch runs on one thread instead."
+WARNING = "warning: could not start 1 CPU worker thread (can't start new thread); each batch runs on one thread instead."
 
 
 def run_without_threads(script, *args, cwd):

@@ -114,7 +114,7 @@ def test_threads_that_cannot_start_leave_one_worker_and_say_so(monkeypatch, caps
     monkeypatch.setattr(parallel_module, "Thread", type("Refused", (_RefusedThread,), {"refuse_after": refuse_after}))
     model, x, labels = model_and_batch("cnn", 64)
     before = {thread for thread in threading.enumerate() if thread.name.startswith("nets-worker")}
-    parallel = DataParallel(model, 2, min_per_worker=16)
+    parallel = DataParallel(model, 3, min_per_worker=16)  # the calling thread and 2 worker threads
     assert capsys.readouterr().err == ("warning: could not start 2 CPU worker threads (can't start new thread); each "
                                        "batch runs on one thread instead.\n")
     assert parallel.workers == 1 and not parallel.splits(64) and not parallel.splits(10**6)

@@ -9,9 +9,22 @@ checkpoint (the generator state included) sees the same batches as the uninterru
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from nets.validate import whole
 
-__all__ = ["EpochOrder"]
+__all__ = ["Batch", "EpochOrder"]
+
+
+class Batch(NamedTuple):
+    """One batch of an epoch: its first image in the epoch's order, how many images it holds, whether it is a full
+    batch on the grid of batch_size (its rows come from the device counter, as a CUDA graph replays them), and
+    whether it is the epoch's last."""
+
+    start: int
+    size: int
+    full: bool
+    last: bool
 
 
 class EpochOrder:
@@ -21,8 +34,8 @@ class EpochOrder:
 
         order = EpochOrder(io, count=60000, batch_size=128)  # io: an engine's array I/O (backend or torch)
         order.start(rng.permutation(60000), start_image=0)  # the epoch: one copy into the same array, counter set
-        rows = order.next_rows()        # full batches: the counter's row of the order, 2 launches; counter += 1
-        rows = order.rows_from(59904)   # the partial last batch (count % batch_size examples): a view
+        for batch in order.batches():   # Batch(start, size, full, last), from the start image to the epoch's end
+            rows = order.rows(batch)    # full: the counter's row of the order (next_rows, 2 launches); else a view
 
     rows: (batch_size,) int64 on the device, in a home kept for the whole run (next_rows) or a view (rows_from).
     """
@@ -31,6 +44,7 @@ class EpochOrder:
         self._io = io
         self.count, self.batch_size = whole(count, "count", 0), whole(batch_size, "batch_size")
         self.full_batches = self.count // self.batch_size
+        self.start_image = 0
         self.order = io.zeros(self.count, "int64")
         self._by_batch = self.order[: self.full_batches * self.batch_size].reshape(self.full_batches, self.batch_size)
         self._counter = io.zeros(1, "int64")
@@ -46,7 +60,27 @@ class EpochOrder:
         if len(permutation) != self.count:
             raise ValueError(f"the epoch's order has {len(permutation)} entries for {self.count} examples.")
         self._io.upload(self.order, permutation)
-        self._counter[...] = whole(start_image, "start_image", 0) // self.batch_size
+        self.start_image = whole(start_image, "start_image", 0)
+        self._counter[...] = self.start_image // self.batch_size
+
+    def batches(self):
+        """Each batch left in the epoch, from the start image on: Batch(start, size, full, last). A run resumed with
+        another batch size starts off the grid of full batches, so its whole epoch takes views (rows_from)."""
+        on_the_grid = self.start_image % self.batch_size == 0
+        image = self.start_image
+        while image < self.count:
+            size = min(self.batch_size, self.count - image)
+            yield Batch(image, size, on_the_grid and size == self.batch_size, image + size == self.count)
+            image += size
+
+    def rows(self, batch: Batch):
+        """The example indices of `batch` on the device: a full batch's at the counter (next_rows), another's a
+        view of the order (rows_from)."""
+        return self.next_rows() if batch.full else self.rows_from(batch.start)
+
+    def steps_left(self) -> int:
+        """Batches from the start image to the epoch's end."""
+        return -(-(self.count - self.start_image) // self.batch_size)
 
     def next_rows(self):
         """The next full batch's example indices (batch_size,), picked on the device; the counter moves on."""

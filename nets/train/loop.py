@@ -1,9 +1,16 @@
-"""The training loop: epochs of shuffled minibatches, per-epoch evaluation, checkpoints, Ctrl-C and NaN handling.
+"""The training loop: `fit` runs the epochs, `train_epoch` the steps of one.
+
+    state = fit(engine, data, hyper, rng)      # data: DeviceData; hyper: Hyperparameters; -> TrainingState
+
+Read `fit` and `train_epoch` first: each is one screen, like the loop of any textbook (for each epoch: for each
+batch: forward, loss, backward, update; then evaluate). What a real run also needs lives in the helpers below them:
+the epoch's order and the images' moves drawn on the host and copied to the device once (Epochs.start), the learning
+rate of every step planned on the device, the full-batch step replayed as a CUDA graph on a GPU, a progress bar,
+the running loss read back every few steps (the NaN check), and Ctrl-C honoured after the step under way.
 
 The loop drives an *engine* (nets/train/engine.py for the hand-written nets, nets/baseline/engine.py for the PyTorch
-baseline), so both implementations share the same data order, schedule, metrics and checkpoints.
-Data lives on the device for the whole run; inside a step nothing crosses between host and device.
-The running loss and accuracy are read back only every few steps (for the progress bar and the NaN check).
+baseline), so both implementations share the same data order, schedule, metrics and checkpoints. Data lives on the
+device for the whole run; inside a step nothing crosses between host and device.
 """
 
 from __future__ import annotations
@@ -15,18 +22,20 @@ from dataclasses import dataclass, field
 
 import numpy
 
-from nets.errors import NetsError
-
 from nets.data.augment import Augmentation, PixelMover
 from nets.data.batches import EpochOrder
 from nets.data.datasets import to_labels, to_model_input
-from nets.nn.inference import count_correct
+from nets.errors import NetsError
+from nets.nn.architecture import output_count
+from nets.nn.inference import loss_and_correct
 from nets.optim.schedules import learning_rate
 from nets.train.interrupt import InterruptFlag, Interrupted
 from nets.train.settings import Hyperparameters
 
-__all__ = ["DeviceData", "Diverged", "TrainingState", "epochs_text", "fit", "format_epoch", "interrupted_where"]
+__all__ = ["DeviceData", "Diverged", "TrainingState", "epochs_text", "fit", "format_epoch", "interrupted_where",
+           "train_epoch"]
 EXIT_DIVERGED = 3
+CHANCE_MARGIN = 0.02  # a training accuracy this close to 1 / classes for two epochs is learning nothing
 
 
 class Diverged(NetsError):
@@ -53,6 +62,10 @@ class TrainingState:
     history: list = field(default_factory=list)
     images_in_epoch: int | None = None
 
+    def images_done(self, batch_size: int) -> int:
+        """Images of the epoch under way already trained on."""
+        return self.step_in_epoch * batch_size if self.images_in_epoch is None else self.images_in_epoch
+
 
 @dataclass
 class DeviceData:
@@ -68,13 +81,13 @@ class DeviceData:
     dtype: str = "float32"
 
     @classmethod
-    def move(cls, io, data, input_shape, dtype: str) -> "DeviceData":
-        """data: a nets.data.datasets.Dataset; io: the engine's array I/O; input_shape: one example of the model."""
+    def move(cls, backend, data, input_shape, dtype: str) -> "DeviceData":
+        """data: a nets.data.datasets.Dataset; backend: the engine's array calls; input_shape: one example."""
         def images(raw):
-            return io.asarray(to_model_input(raw, input_shape, dtype))
+            return backend.asarray(to_model_input(raw, input_shape, dtype))
 
         def labels(raw):
-            return io.asarray(to_labels(raw))
+            return backend.asarray(to_labels(raw))
 
         return cls(images(data.train_images), labels(data.train_labels), images(data.test_images),
                    labels(data.test_labels), image_width=data.image_shape[1], dtype=numpy.dtype(dtype).name)
@@ -83,142 +96,210 @@ class DeviceData:
 def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, state: TrainingState | None = None,
         on_epoch_end=None, progress=None, log=print, stop_after_steps: int | None = None,
         interrupt: InterruptFlag | None = None, graph: str = "auto") -> TrainingState:
-    """Train `engine` (nets/train/engine.py's Engine) on `data` (a DeviceData) for hyper.epochs epochs, starting
-    from `state`.
+    """Train `engine` (nets/train/engine.py's Engine) on `data` (a DeviceData) for hyper.epochs epochs, from `state`.
 
     on_epoch_end(state): called after each epoch's metrics are in state.history (checkpoints go there).
-    progress(total, description): returns a progress bar (tqdm-like) or None for no bar.
+    progress(total, description): returns a progress bar (tqdm-like) or None for no bar. log(line): what is said.
     stop_after_steps: act as if Ctrl-C came after this many steps of this call (for tests of resume).
-    interrupt: an InterruptFlag already entered by the caller (who then holds Ctrl-C while it saves); by default
-        fit holds Ctrl-C itself while it runs.
+    interrupt: an InterruptFlag already entered by the caller (who then holds Ctrl-C while it saves).
     graph: "auto", "on" or "off": whether the full-batch step is captured as a CUDA graph (engine.graphed).
     Raises Interrupted (Ctrl-C, after a completed step) and Diverged (NaN/inf loss).
     """
     state = state or TrainingState()
-    train_count = len(data.train_labels)
-    io = engine.io
-    augmentation = Augmentation.parse(hyper.augment)  # "auto" is resolved per dataset before fit (nets.train.run)
-    mover = None
-    if augmentation.active:
-        pixels = math.prod(data.train_images.shape[1:])
-        mover = PixelMover(io, augmentation.tables((pixels // data.image_width, data.image_width)), data.dtype)
-    order = EpochOrder(io, train_count, hyper.batch_size)
-    steps_per_epoch = len(order)
-    total_steps = steps_per_epoch * hyper.epochs
-    refresh_every = max(1, min(50, steps_per_epoch // 20))
-    steps_this_call = 0
-    bar = None
-
-    def tell(line):  # a line for the user, above the progress bar when there is one
-        if log is not None:
-            (bar.write if bar is not None and hasattr(bar, "write") else log)(line)
-
-    images, labels = data.train_images, data.train_labels
-
-    def full_batch():  # everything on the device: the rows at the order's counter, the lr at the optimizer's
-        engine.train_step(*engine.batch(images, labels, order.next_rows(), mover))
-
-    graphed = engine.graphed(full_batch, graph, note=tell)  # None: each step runs eagerly, right here
-
-    def stop_requested():
-        return interrupt.requested or (stop_after_steps is not None and steps_this_call >= stop_after_steps)
-
-    with contextlib.nullcontext(interrupt) if interrupt else InterruptFlag() as interrupt, \
-            graphed.on_stream() if graphed is not None else contextlib.nullcontext():
+    lines = Lines(log)
+    epochs = Epochs(engine, data, hyper, graph, note=lines.say)
+    stop = Stop(interrupt, stop_after_steps)
+    with stop.held(), epochs.on_device():
         while state.epoch < hyper.epochs:
-            done = state.step_in_epoch * hyper.batch_size if state.images_in_epoch is None else state.images_in_epoch
-            if done > 0:  # resuming mid-epoch: redraw that epoch's order and moves
-                rng.bit_generator.state = state.epoch_rng_state
-            else:
-                state.epoch_rng_state = rng.bit_generator.state
-            order.start(rng.permutation(train_count), start_image=done)  # the epoch's order, drawn now
-            if mover is not None:  # each image's move, from the same host RNG, to the device in one copy
-                mover.epoch(augmentation.draw(rng, train_count))
-
-            bar = progress(steps_per_epoch, f"epoch {state.epoch + 1}/{hyper.epochs}") if progress else None
-            if bar is not None and state.step_in_epoch:
-                bar.update(state.step_in_epoch)
-            # the learning rate of each of the epoch's steps goes to the device in one copy
-            first = state.epoch * steps_per_epoch
-            end = state.step_in_epoch + -(-(train_count - done) // hyper.batch_size)  # the epoch's last step + 1
-            engine.plan([learning_rate(hyper.schedule, hyper.lr, first + step, total_steps)
-                         for step in range(state.step_in_epoch, end)], capacity=steps_per_epoch)
-            engine.reset_totals()
-            on_the_grid = done % hyper.batch_size == 0  # else resumed with another batch size: this epoch eagerly
-            seen = 0
-            started = time.perf_counter()
-            for step in range(state.step_in_epoch, end):
-                image = done + seen
-                full = on_the_grid and image + hyper.batch_size <= train_count
-                if full and graphed is not None:
-                    graphed()  # full_batch, replayed as a CUDA graph once captured
-                    seen += hyper.batch_size
-                else:  # eager: a full batch's rows at the order's device counter, as a graph reads them; the partial
-                    # last batch (its size would need a graph of its own) or one off the batch grid: a view of the order
-                    rows = order.next_rows() if full else order.rows_from(image)
-                    engine.train_step(*engine.batch(images, labels, rows, mover))
-                    seen += len(rows)
-                state.step_in_epoch, state.images_in_epoch = step + 1, done + seen
-                steps_this_call += 1
-
-                last_step = step + 1 == end
-                stopping = stop_requested() and not last_step  # at an epoch's end, finish the epoch first
-                if last_step or stopping or (step + 1) % refresh_every == 0:
-                    loss_sum, hits = engine.totals()  # the only read-back: every few steps
-                    mean_loss = loss_sum / seen
-                    _check_finite(mean_loss, state)
-                    if bar is not None:
-                        elapsed = time.perf_counter() - started
-                        bar.set_postfix_str(f"loss {mean_loss:.4f} acc {hits / seen:.2%} "
-                                            f"{seen / max(elapsed, 1e-9):,.0f} img/s", refresh=False)
-                        bar.update(step + 1 - bar.n)
-                if stopping:
-                    if bar is not None:
-                        bar.close()
-                    raise Interrupted(state)
-            io.synchronize()
-            train_seconds = time.perf_counter() - started
-            if bar is not None:
-                bar.close()
-                bar = None
-
-            test_correct = count_correct(engine, data.test_images, data.test_labels)
-            record = {
-                "epoch": state.epoch + 1,
-                "train_loss": mean_loss,
-                "train_accuracy": hits / seen,
-                "test_accuracy": test_correct / len(data.test_labels),
-                "seconds": train_seconds,
-                "images_per_second": seen / max(train_seconds, 1e-9),
-                "lr_end": learning_rate(hyper.schedule, hyper.lr, (state.epoch + 1) * steps_per_epoch - 1, total_steps),
-            }
-            if seen != train_count:  # resumed mid-epoch: the loss and accuracy cover the steps run here
-                record["partial_epoch_images"] = seen
+            epochs.start(state, rng)
+            with lines.progress_bar(progress, len(epochs.order), f"epoch {state.epoch + 1}/{hyper.epochs}",
+                                    done=state.step_in_epoch) as bar:
+                images, loss_sum, hits, seconds = train_epoch(epochs, state, stop, bar)
+            test_loss, test_correct = loss_and_correct(engine, data.test_images, data.test_labels)
+            record = {"epoch": state.epoch + 1, "train_loss": loss_sum / images, "train_accuracy": hits / images,
+                      "test_loss": test_loss, "test_accuracy": test_correct / len(data.test_labels),
+                      "seconds": seconds, "images_per_second": images / max(seconds, 1e-9),
+                      "lr_end": epochs.learning_rate((state.epoch + 1) * len(epochs.order) - 1)}
+            if images != len(data.train_labels):  # resumed mid-epoch: the loss and accuracy cover the steps run here
+                record["partial_epoch_images"] = images
             state.history.append(record)
-            state.epoch += 1
-            state.step_in_epoch, state.images_in_epoch = 0, None
+            state.epoch, state.step_in_epoch, state.images_in_epoch = state.epoch + 1, 0, None
             state.epoch_rng_state = rng.bit_generator.state
             if on_epoch_end is not None:
                 on_epoch_end(state)
-            if log is not None:
-                log(format_epoch(record, hyper.epochs))
-            if stop_requested() and state.epoch < hyper.epochs:
+            lines.say(format_epoch(record, hyper.epochs, len(data.train_labels)))
+            lines.warn_at_chance(state.history, output_count(engine.model_config))
+            if stop.requested() and state.epoch < hyper.epochs:
                 raise Interrupted(state)
     return state
 
 
-def _check_finite(mean_loss: float, state: TrainingState) -> None:
+def train_epoch(epochs: "Epochs", state: TrainingState, stop: "Stop", bar: "ProgressBar") -> tuple[int, float, int, float]:
+    """The steps of one epoch, from where `state` stands -> (images, summed loss, hits, seconds).
+
+    Each batch: forward, loss, backward and update (NetsEngine.train_step), or the same step replayed as a CUDA graph
+    once captured. Every few steps the running loss is read back (the NaN check and the progress bar); Ctrl-C stops
+    the run after the step under way, except in an epoch's last step, which finishes the epoch first.
+    """
+    engine, order, data = epochs.engine, epochs.order, epochs.data
+    images, loss_sum, hits, started = 0, 0.0, 0, time.perf_counter()
+    for batch in order.batches():
+        if batch.full and epochs.graphed is not None:
+            epochs.graphed()  # the full-batch step, captured as a CUDA graph after its first call
+        else:
+            engine.train_step(*engine.batch(data.train_images, data.train_labels, order.rows(batch), epochs.moves))
+        images += batch.size
+        state.step_in_epoch, state.images_in_epoch = state.step_in_epoch + 1, batch.start + batch.size
+        stopping = stop.after_step() and not batch.last
+        if batch.last or stopping or bar.due(state.step_in_epoch):
+            loss_sum, hits = engine.totals()  # the only read from the device: every few steps
+            check_finite(loss_sum / images, state)
+            bar.show(state.step_in_epoch, loss_sum / images, hits / images, images / (time.perf_counter() - started))
+        if stopping:
+            raise Interrupted(state)
+    engine.io.synchronize()
+    return images, loss_sum, hits, time.perf_counter() - started
+
+
+class Epochs:
+    """What every epoch of a run shares, set up once: the epoch's order on the device (EpochOrder), the images' moves
+    (PixelMover, or None), the full-batch step captured as a CUDA graph (GraphedStep, or None: every step eager), and
+    the learning-rate schedule."""
+
+    def __init__(self, engine, data: DeviceData, hyper: Hyperparameters, graph: str, note):
+        self.engine, self.data, self.hyper = engine, data, hyper
+        self.count = len(data.train_labels)
+        self.order = EpochOrder(engine.io, self.count, hyper.batch_size)
+        self.total_steps = len(self.order) * hyper.epochs
+        self.augmentation = Augmentation.parse(hyper.augment)  # "auto" is resolved per dataset before fit
+        self.moves = None
+        if self.augmentation.active:
+            pixels = math.prod(data.train_images.shape[1:])
+            tables = self.augmentation.tables((pixels // data.image_width, data.image_width))
+            self.moves = PixelMover(engine.io, tables, data.dtype)
+        self.graphed = engine.graphed(self.full_batch_step, graph, note=note)
+
+    def full_batch_step(self) -> None:
+        """One full batch's step with everything read on the device: its rows at the order's counter, its moves, the
+        learning rate at the optimizer's (what a CUDA graph captures and replays)."""
+        data = self.data
+        self.engine.train_step(*self.engine.batch(data.train_images, data.train_labels, self.order.next_rows(),
+                                                  self.moves))
+
+    def on_device(self):
+        """The run's device work on the graph's stream, when the step is captured."""
+        return self.graphed.on_stream() if self.graphed is not None else contextlib.nullcontext()
+
+    def learning_rate(self, step: int) -> float:
+        return learning_rate(self.hyper.schedule, self.hyper.lr, step, self.total_steps)
+
+    def start(self, state: TrainingState, rng: numpy.random.Generator) -> None:
+        """Epoch state.epoch + 1, from where `state` stands: its order and moves drawn from `rng` (drawn again from
+        the epoch's saved RNG state when resuming mid-epoch), each of its steps' learning rate planned on the device
+        in one copy, the running totals reset."""
+        done = state.images_done(self.hyper.batch_size)
+        if done > 0:
+            rng.bit_generator.state = state.epoch_rng_state
+        else:
+            state.epoch_rng_state = rng.bit_generator.state
+        self.order.start(rng.permutation(self.count), start_image=done)
+        if self.moves is not None:  # each image's move, from the same host RNG
+            self.moves.epoch(self.augmentation.draw(rng, self.count))
+        first = state.epoch * len(self.order) + state.step_in_epoch
+        self.engine.plan([self.learning_rate(first + step) for step in range(self.order.steps_left())],
+                         capacity=len(self.order))
+        self.engine.reset_totals()
+
+
+class Stop:
+    """Whether the run should stop after the step under way: Ctrl-C (an InterruptFlag), or, for tests of resume,
+    a number of steps of this call."""
+
+    def __init__(self, interrupt: InterruptFlag | None, after_steps: int | None):
+        self.interrupt, self.after_steps, self.steps = interrupt, after_steps, 0
+
+    def held(self):
+        """Ctrl-C turned into the flag for the block (unless the caller holds it already)."""
+        if self.interrupt is not None:
+            return contextlib.nullcontext(self.interrupt)
+        self.interrupt = InterruptFlag()
+        return self.interrupt
+
+    def after_step(self) -> bool:
+        self.steps += 1
+        return self.requested()
+
+    def requested(self) -> bool:
+        return self.interrupt.requested or (self.after_steps is not None and self.steps >= self.after_steps)
+
+
+class Lines:
+    """What a run says: log(line), above the progress bar while there is one; None says nothing."""
+
+    def __init__(self, log):
+        self.log, self.bar, self.warned_at_chance = log, None, False
+
+    def say(self, line: str) -> None:
+        if self.log is None:
+            return
+        bar = self.bar.bar if self.bar is not None else None
+        (bar.write if bar is not None and hasattr(bar, "write") else self.log)(line)
+
+    @contextlib.contextmanager
+    def progress_bar(self, progress, total: int, description: str, done: int):
+        self.bar = ProgressBar(progress, total, description, done)
+        try:
+            yield self.bar
+        finally:
+            self.bar.close()
+            self.bar = None
+
+    def warn_at_chance(self, history: list, classes: int) -> None:
+        """One warning line once two epochs in a row trained at chance (within CHANCE_MARGIN of 1 / classes)."""
+        at_chance = [abs(record["train_accuracy"] - 1 / classes) <= CHANCE_MARGIN for record in history[-2:]]
+        if len(at_chance) == 2 and all(at_chance) and not self.warned_at_chance:
+            self.warned_at_chance = True
+            self.say(f"warning: the training accuracy has stayed at chance ({history[-1]['train_accuracy']:.2%}, "
+                     f"1 in {classes}) for 2 epochs: the model is not learning; try a smaller --lr.")
+
+
+class ProgressBar:
+    """An epoch's progress bar: progress(total, description) -> a tqdm-like bar, or None for none."""
+
+    def __init__(self, progress, total: int, description: str, done: int):
+        self.bar = progress(total, description) if progress else None
+        self.every = max(1, min(50, total // 20))  # steps between read-backs of the running loss
+        if self.bar is not None and done:
+            self.bar.update(done)
+
+    def due(self, step: int) -> bool:
+        return step % self.every == 0
+
+    def show(self, step: int, mean_loss: float, accuracy: float, images_per_second: float) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"loss {mean_loss:.4f} acc {accuracy:.2%} {images_per_second:,.0f} img/s",
+                                     refresh=False)
+            self.bar.update(step - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def check_finite(mean_loss: float, state: TrainingState) -> None:
+    """Diverged, one line, when the running loss is NaN or infinite."""
     if not math.isfinite(mean_loss):
-        raise Diverged(
-            f"the loss became {mean_loss} in epoch {state.epoch + 1} (by step {state.step_in_epoch}); "
-            "training stopped. Try a smaller --lr."
-        )
+        raise Diverged(f"the loss became {mean_loss} in epoch {state.epoch + 1} (by step {state.step_in_epoch}); "
+                       "training stopped. Try a smaller --lr.")
 
 
-def format_epoch(record: dict, epochs: int) -> str:
-    """One line per epoch: loss, train and test accuracy, seconds and images per second."""
+def format_epoch(record: dict, epochs: int, images: int | None = None) -> str:
+    """One line per epoch: loss, train and test accuracy, seconds and images per second; an epoch resumed part
+    way says how many of its images it covered."""
     width = len(str(epochs))
-    return (f"epoch {record['epoch']:>{width}}/{epochs}  loss {record['train_loss']:.4f}  "
+    partial = record.get("partial_epoch_images")
+    covered = f" (last {partial:,} of {images:,} images)" if partial is not None and images else ""
+    return (f"epoch {record['epoch']:>{width}}/{epochs}{covered}  loss {record['train_loss']:.4f}  "
             f"train {record['train_accuracy']:.2%}  test {record['test_accuracy']:.2%}  "
             f"{record['seconds']:.1f} s  {record['images_per_second']:,.0f} img/s")
 

@@ -21,6 +21,7 @@ thread instead, and one line on stderr says so; training and the bench go on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import sys
@@ -49,15 +50,17 @@ def default_workers() -> int:
 
 
 def _serve(calls: queue.SimpleQueue) -> None:
-    """A worker thread's life: run each (future, function, args) put in its queue until None comes."""
+    """A worker thread's life: run each (future, function, args, errstate) put in its queue until None comes, under
+    the caller's numpy errstate (which threads do not inherit)."""
     while True:
         item = calls.get()
         if item is None:
             return
-        future, function, args = item
+        future, function, args, errstate = item
         del item  # hold nothing between calls (a call's closure would keep its DataParallel alive)
         try:
-            future.set_result(function(*args))
+            with numpy.errstate(**errstate):
+                future.set_result(function(*args))
         except BaseException as error:  # handed to the caller, who re-raises it
             future.set_exception(error)
         del future, function, args
@@ -70,7 +73,8 @@ def _stop(queues) -> None:
 
 class _Threads:
     """`count` worker threads, started at once (RuntimeError if the machine cannot start them all: those started
-    stop again), each running the calls given to it; they stop when this object is collected."""
+    stop again), each running the calls given to it; they stop when this object is collected. The calling thread
+    works beside them (DataParallel runs the first share itself)."""
 
     def __init__(self, count: int):
         self._queues = []
@@ -84,13 +88,22 @@ class _Threads:
             raise
         weakref.finalize(self, _stop, list(self._queues))
 
-    def run(self, calls) -> list:
-        """[(function, args)], one per thread from the first -> their results in order (a call's error raised)."""
-        futures = []
+    @contextlib.contextmanager
+    def running(self, calls):
+        """[(function, args)], one per thread from the first, started on entry; the block runs in the calling thread
+        meanwhile, and the exit waits for them all (a call's error raised). Yields the list their results fill."""
+        futures, errstate, results = [], numpy.geterr(), []
         for calls_queue, (function, args) in zip(self._queues, calls):
             futures.append(Future())
-            calls_queue.put((futures[-1], function, args))
-        return [future.result() for future in futures]
+            calls_queue.put((futures[-1], function, args, errstate))
+        try:
+            yield results
+        finally:
+            done = [future.exception() for future in futures]  # wait for every call, even when the block raised
+        failed = next((error for error in done if error is not None), None)
+        if failed is not None:
+            raise failed
+        results.extend(future.result() for future in futures)
 
 
 def _single_threaded_blas():
@@ -115,10 +128,11 @@ class DataParallel:
         self.workers = int(workers)
         self.min_per_worker = int(min_per_worker)
         try:
-            self._threads = _Threads(self.workers)
+            self._threads = _Threads(self.workers - 1)  # the calling thread is the first worker
         except RuntimeError as error:  # "can't start new thread": the machine is at its limit
-            print(f"warning: could not start {self.workers} CPU worker threads ({first_line(error)}); each batch runs "
-                  "on one thread instead.", file=sys.stderr, flush=True)
+            threads = f"{self.workers - 1} CPU worker thread{'s' if self.workers != 2 else ''}"
+            print(f"warning: could not start {threads} ({first_line(error)}); each batch runs on one thread instead.",
+                  file=sys.stderr, flush=True)
             self.workers, self._threads = 1, None  # splits() is then always False: the caller runs the model itself
         shared = model.parameters().flat
         self.replicas = [build_model(model.config(), backend=model.backend, dtype=model.dtype,
@@ -136,38 +150,26 @@ class DataParallel:
         """Whether a batch of `count` is worth splitting."""
         return self._workers_for(count) > 1
 
-    def _map(self, function, count):
-        """function(worker index, start, stop) on each worker's share of `count` examples, concurrently,
-        with a single-threaded BLAS; -> (results, shares)."""
-        workers = self._workers_for(count)
-        bounds = numpy.linspace(0, count, workers + 1).round().astype(int)
-        shares = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+    def _shares(self, count) -> list:
+        """(start, stop) of each worker's share of `count` examples."""
+        bounds = numpy.linspace(0, count, self._workers_for(count) + 1).round().astype(int)
+        return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
 
-        errors = numpy.geterr()  # the caller's floating-point error handling, which threads do not inherit
-
-        def with_callers_errstate(*arguments):
-            with numpy.errstate(**errors):
-                return function(*arguments)
-
-        calls = [(with_callers_errstate, (index, *share)) for index, share in enumerate(shares)]
-        if self._blas is None:
-            return self._threads.run(calls), shares
-        with self._blas.limit(limits=1, user_api="blas"):
-            return self._threads.run(calls), shares
+    def _single_threaded_blas(self):
+        return self._blas.limit(limits=1, user_api="blas") if self._blas is not None else contextlib.nullcontext()
 
     def gradients(self, x, labels) -> None:
         """Fill the model's gradient buffer with the gradient over the whole batch; the replicas' heads
-        add the batch's loss and hits to their totals."""
+        add the batch's loss and hits to their totals. This thread runs the first share, the workers the others."""
         count = len(labels)
         if tuple(x.shape[1:]) != tuple(self.model.input_shape):  # the model's input slot: its pixels, without the
             x = x[:, :-1]  # column of ones, which each replica's first Linear keeps in a slot of its own
-
-        def one(index, start, stop):
-            replica, head = self.replicas[index], self.heads[index]
+        shares = self._shares(count)
+        others = [(self._share_gradients, (index, x, labels, *share)) for index, share in enumerate(shares) if index]
+        (start, stop), replica = shares[0], self.replicas[0]
+        with self._single_threaded_blas(), self._threads.running(others):
             logits = replica.forward_step(x[start:stop], train=True)
-            replica.backward_step(head(logits, labels[start:stop]))
-
-        _, shares = self._map(one, count)
+            replica.backward_step(self.heads[0](logits, labels[start:stop]))
         total = self.model.gradients().flat
         xp = self.model.backend.xp
         if self._scratch is None:
@@ -180,11 +182,19 @@ class DataParallel:
             else:
                 total += xp.multiply(part, weight, out=self._scratch)
 
+    def _share_gradients(self, index, x, labels, start, stop) -> None:
+        replica = self.replicas[index]
+        logits = replica.forward_step(x[start:stop], train=True)
+        replica.backward_step(self.heads[index](logits, labels[start:stop]))
+
     def forward(self, x):
         """Evaluation logits of a batch, split across the workers (the caller checks `splits` first)."""
-        results, _ = self._map(lambda index, start, stop: self.replicas[index].forward(x[start:stop], train=False),
-                               len(x))
-        return numpy.concatenate(results)
+        shares = self._shares(len(x))
+        others = [(self.replicas[index].forward, (x[start:stop], False))
+                  for index, (start, stop) in enumerate(shares) if index]
+        with self._single_threaded_blas(), self._threads.running(others) as results:
+            first = self.replicas[0].forward(x[shares[0][0]:shares[0][1]], train=False)
+        return numpy.concatenate([first, *results])
 
     def totals(self) -> tuple[float, int]:
         loss, hits = 0.0, 0

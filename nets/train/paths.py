@@ -45,6 +45,7 @@ class OutputPaths:
     #                      numbered after; None when the user named the checkpoint (or --no-save)
     interrupt_metrics: str | None = None  # the metrics JSON beside the Ctrl-C checkpoint
     resume: str | None = None  # the checkpoint --resume reads
+    plot: str | None = None  # the folder of the plots (--plot, given now or by the run a resume continues)
 
 
 def default_checkpoint_path(settings: RunSettings) -> str:
@@ -82,15 +83,16 @@ def output_paths(options: RunOptions, settings: RunSettings) -> OutputPaths:
     else:
         default = default_checkpoint_path(settings)
         checkpoint, label = free_checkpoint_path(default), "the checkpoint"
-    if options.metrics_json:
-        metrics, metrics_label = options.metrics_json, "--metrics-json"
+    if settings.metrics_json:  # given now, or by the run a resume continues
+        metrics, metrics_label = settings.metrics_json, "--metrics-json"
     elif checkpoint:
         metrics, metrics_label = metrics_path_beside(checkpoint), "the metrics"
     else:
         metrics, metrics_label = None, None
     interrupt = checkpoint or free_checkpoint_path(INTERRUPT_DIR / f"{settings.model}-{settings.impl}-interrupted.npz")
     interrupt_metrics = metrics if checkpoint else metrics_path_beside(interrupt)
-    return OutputPaths(checkpoint, label, metrics, metrics_label, interrupt, default, interrupt_metrics, options.resume)
+    return OutputPaths(checkpoint, label, metrics, metrics_label, interrupt, default, interrupt_metrics, options.resume,
+                       settings.plot)
 
 
 def renumber_if_taken(paths: OutputPaths) -> str | None:
@@ -134,8 +136,8 @@ def check_outputs(options: RunOptions, paths: OutputPaths) -> None:
         outputs.refuse_overlap(paths.metrics, paths.metrics_label, {
             "the checkpoint's own path": paths.checkpoint or paths.interrupt,
             "the checkpoint --resume reads": resumed})
-    if options.plot:
-        outputs.check_folder_creatable(options.plot, "--plot")
+    if paths.plot:
+        outputs.check_folder_creatable(paths.plot, "--plot")
 
 
 def check_against_data(paths: OutputPaths, data: datasets.Dataset) -> None:
@@ -152,8 +154,8 @@ def prepare_outputs(options: RunOptions, paths: OutputPaths) -> None:
         outputs.prepare_file(paths.checkpoint, paths.checkpoint_label)
     if paths.metrics:
         outputs.prepare_file(paths.metrics, paths.metrics_label)
-    if options.plot:
-        outputs.prepare_folder(options.plot, "--plot")
+    if paths.plot:
+        outputs.prepare_folder(paths.plot, "--plot")
 
 
 def saving_plan(paths: OutputPaths, resumed: bool) -> str:

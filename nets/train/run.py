@@ -1,5 +1,4 @@
-"""A training run end to end: options -> settings -> engine -> data -> fit -> checkpoints, metrics and plots; and
-resuming one (Resume: the checkpoint --resume names, checked for what a resume needs, put back into the engine).
+"""A training run end to end: options -> settings -> engine -> data -> fit -> checkpoints, metrics and plots.
 
 scripts/train.py parses the command line into RunOptions (nets/train/settings.py) and calls `train_run` with the
 engines it offers by impl name (the PyTorch one comes from nets/baseline/, which this wing never imports):
@@ -8,44 +7,34 @@ engines it offers by impl name (the PyTorch one comes from nets/baseline/, which
 
 User mistakes raise RunError or another NetsError (one line), before the first training step wherever they can
 be known then; the CLI prints the line and exits non-zero. Ctrl-C ends in Interrupted (exit 130) after a
-checkpoint of the last completed step is written; a NaN loss in Diverged (exit 3).
+checkpoint of the last completed step is written (nets/train/record.py); a NaN loss in Diverged (exit 3).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import math
-import os
-import platform
-import time
 from dataclasses import dataclass, field, replace
 
 import numpy
 
 import backend as backend_lib
 from backend import AUTO_CPU
-from nets.devices import open_backend, say_why_cpu
-from nets.commands import script_command
-from nets.errors import DeviceError, NetsError
 
-from nets import checkpoint as checkpoints
-from nets import outputs
+from nets.commands import script_command
 from nets.data import datasets
 from nets.data.augment import Augmentation
 from nets.data.augment import resolve as resolve_augmentation
-from nets.nn.architecture import parameter_shapes
+from nets.devices import open_backend, say_why_cpu
+from nets.errors import DeviceError
 from nets.nn.inference import predict_classes
 from nets.nn.models import build_model
 from nets.nn.reference.models import build_reference_model
-from nets.optim.schedules import learning_rate
-from nets.train.engine import EngineState
 from nets.train.graph import eager_because
 from nets.train.interrupt import InterruptFlag, Interrupted
-from nets.train.loop import DeviceData, Diverged, TrainingState, epochs_text, fit, interrupted_where
-from nets.train.paths import (check_against_data, check_outputs, output_paths, prepare_outputs, renumber_if_taken,
-                              saving_plan)
+from nets.train.loop import DeviceData, Diverged, TrainingState, epochs_text, fit
+from nets.train.paths import check_against_data, check_outputs, output_paths, prepare_outputs, saving_plan
+from nets.train.record import RunRecord
+from nets.train.resume import Resume
 from nets.train.settings import DEFAULT_DATASET, FALLBACK_DATASET, RunError, RunOptions, RunSettings, resolve_settings
-from nets.validate import Invalid, real
 
 __all__ = ["Resume", "RunResult", "train_run"]
 
@@ -63,6 +52,86 @@ class RunResult:
     plot_paths: list = field(default_factory=list)
     resumed_from: str | None = None  # the checkpoint this run resumed from (written back when it is checkpoint_path)
     data_dir: str | None = None  # the --data-dir the data came from (the next steps need it too)
+
+
+def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> RunResult:
+    """Run the training the options describe, with engines[impl](settings, initial nets model) as the engine.
+    Raises RunError (and other NetsErrors) for user mistakes, all before the first training step where they can
+    be known then; see the module doc."""
+    resumed = Resume.load(options.resume) if options.resume else None
+    settings = resolve_settings(options, resumed.settings if resumed else None)
+    paths = output_paths(options, settings)
+    check_outputs(options, paths)
+    engine, backend = build_engine(settings, engines)
+    if settings.device == "auto" and engine.io.name == "cpu":  # a word only where a GPU is here but unusable
+        if settings.impl == "nets":
+            say_why_cpu(backend, say)
+        elif backend_lib.nvidia_driver_loaded():
+            say(AUTO_CPU + TORCH_NO_CUDA)
+    if settings.plot:  # say so now, not after the training
+        require_plots()
+    data, settings, paths = load_data(options, settings, paths, say)
+    if resumed:
+        resumed.check_position(settings, len(data.train_labels), options, say)
+    device_data = DeviceData.move(engine.io, data, engine.input_shape, settings.dtype)
+    state = resumed.load_into(engine, backend.rng, settings) if resumed else TrainingState()
+    device = "standin" if settings.device == "standin" else engine.io.name
+    try:
+        eager = eager_because(settings.graph, gpu=device != "cpu", impl=settings.impl, layers=settings.layers)
+    except ValueError as error:
+        raise RunError(str(error)) from None
+    say(describe(settings, data, device, state if resumed else None))
+    if device != "cpu" and eager is not None:
+        say(f"training step runs eager ({eager})")
+    say(saving_plan(paths, resumed is not None))
+    prepare_outputs(options, paths)
+    record = RunRecord(settings, paths, engine, backend, data.name, data.source, device,
+                       resumed_from=options.resume, resumed_state=state, say=say)
+    state, metrics, stop_asked = train_and_save(record, device_data, state, options, progress, say)
+    result = RunResult(metrics=metrics, checkpoint_path=paths.checkpoint, metrics_path=paths.metrics,
+                       resumed_from=options.resume, data_dir=settings.data_dir)
+    if settings.plot:
+        result.plot_paths = draw_plots(engine, device_data, data, result, settings.plot, state, stop_asked)
+    return result
+
+
+def build_engine(settings: RunSettings, engines: dict):
+    """The engine of settings.impl, its model initialised from the nets' initialisation (the same initial weights
+    for both impls), drawn from the run's RNG. The nets compute on the backend of --device; the torch engine's
+    model is initialised on the host and computes on torch's device (a GPU run of it needs no CuPy)."""
+    backend = open_backend(settings.device if settings.impl == "nets" else "cpu", seed=settings.seed)
+    build = build_reference_model if settings.layers == "reference" else build_model
+    model = build(settings.model, backend=backend, dtype=settings.dtype, init=settings.hyper.init, rng=backend.rng)
+    try:
+        return engines[settings.impl](settings, model), backend
+    except DeviceError as error:
+        raise RunError(f"--impl {settings.impl}: {error}") from None
+
+
+def require_plots() -> None:
+    """RunError, one line, when --plot cannot draw here (no matplotlib)."""
+    from nets.report.plots import PlotError, require_matplotlib
+
+    try:
+        require_matplotlib()
+    except PlotError as error:
+        raise RunError(f"--plot needs matplotlib: {error}") from None
+
+
+def load_data(options: RunOptions, settings: RunSettings, paths, say):
+    """The dataset (falling back from MNIST to Fashion-MNIST when MNIST is absent), checked for training, and the
+    settings and output paths that follow from it (its name, its augmentation) -> (data, settings, paths)."""
+    data, settings = choose_dataset(options, settings, say)
+    if paths.default and paths != output_paths(options, settings):  # the fallback dataset names the default path
+        paths = output_paths(options, settings)
+        check_outputs(options, paths)
+    check_against_data(paths, data)
+    if data.image_shape != MODEL_IMAGE_SHAPE:
+        raise RunError(f"{data.source} holds {data.image_shape[0]}x{data.image_shape[1]} images; the models take "
+                       f"{MODEL_IMAGE_SHAPE[0]}x{MODEL_IMAGE_SHAPE[1]} (MNIST's format).")
+    datasets.require_examples(data, ("train", "test"), "training")
+    augment = resolve_augmentation(settings.hyper.augment, data.name, settings.model)
+    return data, replace(settings, hyper=replace(settings.hyper, augment=augment)), paths
 
 
 def choose_dataset(options: RunOptions, settings: RunSettings, say) -> tuple[datasets.Dataset, RunSettings]:
@@ -95,306 +164,58 @@ def choose_dataset(options: RunOptions, settings: RunSettings, say) -> tuple[dat
         raise RunError(str(error)) from None
 
 
-def build_engine(settings: RunSettings, engines: dict):
-    """The engine of settings.impl, its model initialised from the nets' initialisation (the same initial weights
-    for both impls), drawn from the run's RNG. The nets compute on the backend of --device; the torch engine's
-    model is initialised on the host and computes on torch's device (a GPU run of it needs no CuPy)."""
-    backend = open_backend(settings.device if settings.impl == "nets" else "cpu", seed=settings.seed)
-    build = build_reference_model if settings.strategy == "reference" else build_model
-    model = build(settings.model, backend=backend, dtype=settings.dtype, init=settings.hyper.init, rng=backend.rng)
-    try:
-        return engines[settings.impl](settings, model), backend
-    except DeviceError as error:
-        raise RunError(f"--impl {settings.impl}: {error}") from None
-
-
-def library_versions(backend) -> dict:
-    """python, numpy, cupy (on the GPU) and torch (when installed) versions, for the metrics JSON."""
-    versions = {"python": platform.python_version(), **backend.library_versions()}
-    try:
-        versions["torch"] = importlib.metadata.version("torch")
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    return versions
-
-
-@dataclass
-class Resume:
-    """The checkpoint --resume names (`checkpoint`, at `path`) and the settings of its run, read once."""
-
-    checkpoint: checkpoints.Checkpoint
-    settings: RunSettings
-    path: str
-
-    @classmethod
-    def load(cls, path) -> "Resume":
-        """The checkpoint with the training state a resume needs; RunError, one line, otherwise."""
-        try:
-            if os.path.isfile(path) and checkpoints.is_torch_file(path):
-                raise RunError(f"{path} is a PyTorch file (torch.save): it holds no optimizer state, epoch or RNG "
-                               f"state, so training cannot resume from it; score it with "
-                               f"{script_command('evaluate', path)}.")
-            resumed = checkpoints.load_checkpoint(path)
-        except checkpoints.CheckpointError as error:
-            raise RunError(str(error)) from None
-        if not resumed.config or "hyper" not in resumed.config:
-            raise RunError(f"{path} holds weights but no training state; it can be evaluated, not resumed.")
-        try:
-            checkpoints.restore_rng(resumed, numpy.random.default_rng())  # the run's own is set in load_into
-        except checkpoints.CheckpointError as error:
-            raise RunError(f"cannot resume from {path}: {error}") from None
-        history = resumed.metrics if resumed.metrics is not None else []
-        if not isinstance(history, list) or not all(
-                isinstance(record, dict) and all(_is_number(record.get(key)) for key in ("seconds", "test_accuracy"))
-                for record in history):
-            raise RunError(f"{path} has a meta/metrics entry that is not the per-epoch list train.py writes; "
-                           "it cannot be resumed.")
-        try:
-            settings = RunSettings.from_dict(resumed.config)
-        except (ValueError, TypeError) as error:  # TypeError: unknown or missing settings
-            raise RunError(f"cannot use these settings from {path} (meta/config): {error}") from None
-        return cls(resumed, settings, str(path))
-
-    @property
-    def images_done(self) -> int:
-        """The images of the epoch under way that the checkpoint's run already trained on (in that epoch's order)."""
-        if self.checkpoint.images_in_epoch is not None:
-            return self.checkpoint.images_in_epoch
-        return self.checkpoint.step_in_epoch * self.settings.hyper.batch_size
-
-    def check_position(self, settings: RunSettings, train_count: int, options: RunOptions, say) -> None:
-        """The resumed epoch and step fit this run, a mid-epoch resume with another batch size is said, and extending
-        a one-cycle schedule is never silent."""
-        path, hyper, planned, resumed = self.path, settings.hyper, self.settings.hyper, self.checkpoint
-        steps_per_epoch = math.ceil(train_count / hyper.batch_size)
-        done = self.images_done
-        if done >= train_count:
-            raise RunError(f"{path} has meta/step_in_epoch {resumed.step_in_epoch} ({done} images of epoch "
-                           f"{resumed.epoch + 1} done), but an epoch here has only {train_count} images "
-                           f"({steps_per_epoch} steps of batch {hyper.batch_size}); resume with the data it was "
-                           "trained with.")
-        if resumed.epoch >= hyper.epochs:
-            raise RunError(f"{path} already finished {epochs_text(resumed.epoch)}; pass --epochs above {resumed.epoch} "
-                           "to train on.")
-        if done and done != resumed.step_in_epoch * hyper.batch_size:
-            say(f"note: {path} stopped {done} of {train_count} images into epoch {resumed.epoch + 1}; this run trains "
-                f"the other {train_count - done} of that epoch in its order, in batches of {hyper.batch_size}, so "
-                "each image is seen once in the epoch.")
-        if planned.schedule != "onecycle" or hyper.schedule != "onecycle":
-            return
-        if (planned.epochs, planned.batch_size) == (hyper.epochs, hyper.batch_size):
-            return  # the same plan of steps: the cycle continues exactly (a new --lr is an explicit change)
-        # What the first run did at its last step, and what the re-planned cycle does at the next one.
-        planned_steps = math.ceil(train_count / planned.batch_size)
-        steps_done = resumed.epoch * planned_steps + resumed.step_in_epoch
-        then = learning_rate("onecycle", planned.lr, min(max(steps_done - 1, 0), planned_steps * planned.epochs - 1),
-                             planned_steps * planned.epochs)
-        now = learning_rate("onecycle", hyper.lr, resumed.epoch * steps_per_epoch + done // hyper.batch_size,
-                            steps_per_epoch * hyper.epochs)
-        change = (f"{path} was trained under a one-cycle schedule planned for {epochs_text(planned.epochs)} (batch "
-                  f"{planned.batch_size}, peak lr {planned.lr:g}); this run re-plans it for "
-                  f"{epochs_text(hyper.epochs)} (batch {hyper.batch_size}, peak lr {hyper.lr:g}), so the learning rate "
-                  f"goes from {then:.3g} at its last step to {now:.3g}")
-        if options.schedule is None:
-            raise RunError(f"{change}, which is not what {epochs_text(hyper.epochs)} in one go would do. Train afresh "
-                           f"with --epochs {hyper.epochs} for that; add --schedule constant --lr F to train on at a "
-                           "fixed rate; or add --schedule onecycle to re-plan the cycle anyway.")
-        say(f"note: {change} (--schedule onecycle); only a resume with the planned --epochs continues exactly.")
-
-    def load_into(self, engine, rng: numpy.random.Generator, settings: RunSettings) -> TrainingState:
-        """The checkpoint's weights and optimizer state into the engine, its RNG state into `rng` -> where training
-        goes on (in batches of this run's size from the image it stopped at); RunError when they do not fit."""
-        resumed, path = self.checkpoint, self.path
-        expected = {name: tuple(shape) for name, shape in parameter_shapes(engine.model_config).items()}
-        given = {name: tuple(array.shape) for name, array in resumed.params.items()}
-        if given != expected:
-            differ = next((f"{name} is {given.get(name)} there but {shape} here" for name, shape in expected.items()
-                           if given.get(name) != shape), "its parameter names differ")
-            raise RunError(f"cannot resume from {path}: its {resumed.model_name} is not the {settings.model} "
-                           f"train.py builds ({differ}); train.py resumes only its own models.")
-        try:
-            engine.load_state(EngineState(resumed.params, resumed.optimizer_state))
-            checkpoints.restore_rng(resumed, rng)
-        except (ValueError, checkpoints.CheckpointError) as error:
-            raise RunError(f"cannot resume from {path}: {error}") from None
-        done = self.images_done
-        return TrainingState(epoch=resumed.epoch, step_in_epoch=done // settings.hyper.batch_size,
-                             images_in_epoch=done, epoch_rng_state=resumed.epoch_rng_state,
-                             history=list(resumed.metrics or []))
-
-
-def _is_number(value) -> bool:
-    try:
-        real(value, "a metric")
-    except Invalid:
-        return False
-    return True
-
-
-def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> RunResult:
-    """Run the training the options describe, with engines[impl](settings, initial nets model) as the engine.
-    Raises RunError (and other NetsErrors) for user mistakes, all before the first training step where they can
-    be known then; see the module doc."""
-    resumed = Resume.load(options.resume) if options.resume else None
-    settings = resolve_settings(options, resumed.settings if resumed else None)
-    paths = output_paths(options, settings)
-    check_outputs(options, paths)
-    engine, backend = build_engine(settings, engines)
-    if settings.device == "auto" and engine.io.name == "cpu":  # a word only where a GPU is here but unusable
-        say_why_cpu(backend, say) if settings.impl == "nets" else backend_lib.nvidia_driver_loaded() and say(
-            AUTO_CPU + TORCH_NO_CUDA)
-    if options.plot:  # say so now, not after the training
-        from nets.report.plots import PlotError, require_matplotlib
-
-        try:
-            require_matplotlib()
-        except PlotError as error:
-            raise RunError(f"--plot needs matplotlib: {error}") from None
-
-    data, settings = choose_dataset(options, settings, say)
-    if paths.default and paths != output_paths(options, settings):  # the fallback dataset names the default path
-        paths = output_paths(options, settings)
-        check_outputs(options, paths)
-    check_against_data(paths, data)
-    if data.image_shape != MODEL_IMAGE_SHAPE:
-        raise RunError(f"{data.source} holds {data.image_shape[0]}x{data.image_shape[1]} images; the models take "
-                       f"{MODEL_IMAGE_SHAPE[0]}x{MODEL_IMAGE_SHAPE[1]} (MNIST's format).")
-    datasets.require_examples(data, ("train", "test"), "training")
-    settings = replace(settings, hyper=replace(settings.hyper, augment=resolve_augmentation(
-        settings.hyper.augment, data.name, settings.model)))
-    if resumed:
-        resumed.check_position(settings, len(data.train_labels), options, say)
-    device_data = DeviceData.move(engine.io, data, engine.input_shape, settings.dtype)
-    state = resumed.load_into(engine, backend.rng, settings) if resumed else TrainingState()
-
-    hyper, device = settings.hyper, "standin" if settings.device == "standin" else engine.io.name
-    try:
-        eager = eager_because(settings.graph, gpu=device != "cpu", impl=settings.impl, strategy=settings.strategy)
-    except ValueError as error:
-        raise RunError(str(error)) from None
+def describe(settings: RunSettings, data, device: str, resumed: TrainingState | None) -> str:
+    """The line that says, before training, what is trained on what, how, and from where."""
+    hyper = settings.hyper
     moves = Augmentation.parse(hyper.augment).describe()
-    moves = f", {moves}" if moves else ""
     resuming = ""
-    if resumed:
-        resuming = f"; resuming at epoch {state.epoch + 1}" + (f", step {state.step_in_epoch + 1}" if state.step_in_epoch else "")
-    layers = ", reference layers" if settings.strategy == "reference" else ""
-    say(f"Training {settings.model} ({settings.impl}{layers}) on {device}, {settings.dtype}: "
-        f"{hyper.optimizer} lr {hyper.lr:g} ({hyper.schedule}), batch {hyper.batch_size}, {epochs_text(hyper.epochs)}{moves}, "
-        f"recipe {settings.recipe}; {data.name}: {len(data.train_labels)} train / {len(data.test_labels)} test images"
-        f"{resuming}")
+    if resumed is not None:
+        step = f", step {resumed.step_in_epoch + 1}" if resumed.step_in_epoch else ""
+        resuming = f"; resuming at epoch {resumed.epoch + 1}{step}"
+    layers = ", reference layers" if settings.layers == "reference" else ""
+    return (f"Training {settings.model} ({settings.impl}{layers}) on {device}, {settings.dtype}: {hyper.optimizer} "
+            f"lr {hyper.lr:g} ({hyper.schedule}), batch {hyper.batch_size}, {epochs_text(hyper.epochs)}"
+            f"{f', {moves}' if moves else ''}, recipe {settings.recipe}; {data.name}: {len(data.train_labels)} train / "
+            f"{len(data.test_labels)} test images{resuming}")
 
-    if device != "cpu" and eager is not None:
-        say(f"training step runs eager ({eager})")
-    say(saving_plan(paths, resumed is not None))
-    prepare_outputs(options, paths)
-    versions = library_versions(backend)
-    started = time.perf_counter()
-    # What this run has saved: (path, where) of the last good checkpoint; the resumed file when written back to.
-    kept = {"path": paths.checkpoint, "where": interrupted_where(state)} if resumed and paths.checkpoint and (
-        outputs.same_file(paths.checkpoint, options.resume)) else {}
 
-    def metrics_now(current: TrainingState, checkpoint: str | None) -> dict:
-        history = current.history
-        stopped = {"interrupted": {"epoch": current.epoch + 1, "step_in_epoch": current.step_in_epoch}} if (
-            current.step_in_epoch) else {}
-        return {
-            "model": settings.model, "impl": settings.impl, "strategy": settings.strategy, "device": device,
-            "dataset": data.name, "data_source": data.source, "recipe": settings.recipe, "dtype": settings.dtype,
-            "seed": settings.seed,
-            **hyper.as_dict(),
-            "test_accuracy": history[-1]["test_accuracy"] if history else None,
-            "epochs": history,
-            "train_seconds": sum(record["seconds"] for record in history),
-            "wall_seconds": time.perf_counter() - started,
-            "versions": versions,
-            "checkpoint": checkpoint, **stopped,
-        }
-
-    def save(path: str, current: TrainingState) -> None:
-        """The checkpoint of `current` to `path`, never of a diverged model (Diverged instead)."""
-        if not kept and (note := renumber_if_taken(paths)):  # a default path another run took meanwhile
-            say(note)
-            path = paths.checkpoint
-        saved = engine.state()
-        try:
-            checkpoints.save_checkpoint(
-                path, saved.params, engine.model_config, optimizer_state=saved.optimizer_state, epoch=current.epoch,
-                step_in_epoch=current.step_in_epoch, rng_state=backend.rng.bit_generator.state,
-                epoch_rng_state=current.epoch_rng_state, config=settings.as_dict(), metrics=current.history,
-                dataset=data.name, images_in_epoch=None if current.images_in_epoch in (
-                    None, current.step_in_epoch * hyper.batch_size) else current.images_in_epoch)
-        except checkpoints.NonFiniteError as error:
-            raise Diverged(f"the parameters became NaN or infinite {interrupted_where(current)} ({error.parameter} "
-                           f"holds {error.count} such values) while the loss was still finite; training stopped "
-                           "without saving them. Try a smaller --lr.") from None
-        kept.update(path=path, where=interrupted_where(current))
-
-    def kept_text() -> str:
-        if not kept:
-            return " No checkpoint was written."
-        return f" The last good checkpoint is {kept['path']} ({kept['where']})."
-
-    def on_epoch_end(current: TrainingState) -> None:
-        if paths.checkpoint:
-            save(paths.checkpoint, current)
-        if paths.metrics:
-            outputs.write_json(paths.metrics, metrics_now(current, paths.checkpoint), paths.metrics_label)
-
-    # From here to the last save, Ctrl-C only asks training to stop after the step under way, and a second one does
-    # not cut short the checkpoint being written.
+def train_and_save(record: RunRecord, device_data: DeviceData, state: TrainingState, options: RunOptions, progress,
+                   say) -> tuple[TrainingState, dict, bool]:
+    """fit(), with a checkpoint after every epoch and, after Ctrl-C, one of the last completed step -> (the final
+    state, the final metrics, whether Ctrl-C came in the last step, which finishes its epoch first). From here to the
+    last save, Ctrl-C only asks training to stop after the step under way, and a second one does not cut short the
+    checkpoint being written."""
+    settings = record.settings
     with InterruptFlag() as ctrl_c:
         try:
-            try:
-                # Overflow shows up as a NaN/inf loss, which fit() reports in one line; numpy's warnings would only
-                # add noise.
-                with numpy.errstate(over="ignore", invalid="ignore"):
-                    state = fit(engine, device_data, hyper, backend.rng, state=state, on_epoch_end=on_epoch_end,
-                                progress=None if options.quiet else progress, log=None if options.quiet else say,
-                                stop_after_steps=options.stop_after_steps, interrupt=ctrl_c, graph=settings.graph)
-            except Interrupted as stop:
-                raise save_interrupted(stop.state, save, paths, metrics_now) from None
+            # Overflow shows up as a NaN/inf loss, which fit() reports in one line; numpy's warnings would only add noise.
+            with numpy.errstate(over="ignore", invalid="ignore"):
+                state = fit(record.engine, device_data, settings.hyper, record.backend.rng, state=state,
+                            on_epoch_end=record.epoch_ended, progress=None if options.quiet else progress,
+                            log=None if options.quiet else say, stop_after_steps=options.stop_after_steps,
+                            interrupt=ctrl_c, graph=settings.graph)
+        except Interrupted as stop:
+            raise record.interrupted(stop.state) from None
         except Diverged as error:
-            raise Diverged(f"{error}{kept_text()}") from None
-        metrics = metrics_now(state, paths.checkpoint)
-        if paths.metrics:
-            outputs.write_json(paths.metrics, metrics, paths.metrics_label)
-    result = RunResult(metrics=metrics, checkpoint_path=paths.checkpoint, metrics_path=paths.metrics,
-                       resumed_from=options.resume, data_dir=settings.data_dir)
-    if options.plot:
-        try:
-            if ctrl_c.requested:
-                raise KeyboardInterrupt
-            from nets.report import plots  # the PNGs: curves, confusion matrix, first-layer filters, mistakes
-
-            predicted = predict_classes(engine, device_data.test_images)
-            result.plot_paths = plots.write_all_plots(options.plot, metrics, engine.state().params, data.test_images,
-                                                      data.test_labels, predicted, list(data.class_names))
-        except KeyboardInterrupt:
-            if not paths.checkpoint:
-                raise Interrupted(state, "interrupted while drawing the plots, after training finished.") from None
-            raise Interrupted(state, f"interrupted while drawing the plots, after training finished: {paths.checkpoint} "
-                                     f"and its metrics are complete; draw them with "
-                                     f"{script_command('plot', paths.checkpoint, '--out', options.plot)}") from None
-    return result
+            raise Diverged(f"{error}{record.last_good_text()}") from None
+        return state, record.finished(state), ctrl_c.requested
 
 
-def save_interrupted(state: TrainingState, save, paths, metrics_now) -> NetsError:
-    """After Ctrl-C: the checkpoint of the last completed step and its metrics written; -> the error to raise
-    (Interrupted saying where they went, Diverged, or RunError when they could not be written)."""
-    where = interrupted_where(state)
+def draw_plots(engine, device_data: DeviceData, data, result: RunResult, folder: str, state: TrainingState,
+               stop_asked: bool) -> list:
+    """The PNGs of a finished run (curves, confusion matrix, first-layer filters, mistakes) -> their paths. Ctrl-C
+    before or while they are drawn ends in Interrupted, saying that the checkpoint and metrics are complete."""
     try:
-        outputs.prepare_file(paths.interrupt, paths.checkpoint_label if paths.checkpoint else "the Ctrl-C checkpoint")
-        save(paths.interrupt, state)
-    except Diverged as error:
-        return Diverged(f"interrupted {where}, and {error}")
-    except NetsError as error:
-        return RunError(f"interrupted {where}, but no checkpoint could be written: {error}")
-    try:
-        for path, label in {paths.interrupt_metrics: "the metrics", paths.metrics: paths.metrics_label}.items():
-            if path:
-                outputs.write_json(path, metrics_now(state, paths.interrupt), label)
-    except NetsError as error:
-        return RunError(f"interrupted {where}: checkpoint written to {paths.interrupt}, but not its metrics: {error}")
-    return Interrupted(state, f"interrupted {where}: checkpoint written to {paths.interrupt}; continue with "
-                              f"--resume {paths.interrupt}")
+        if stop_asked:
+            raise KeyboardInterrupt
+        from nets.report import plots
 
+        predicted = predict_classes(engine, device_data.test_images)
+        return plots.write_all_plots(folder, result.metrics, engine.state().params, data.test_images,
+                                     data.test_labels, predicted, list(data.class_names))
+    except KeyboardInterrupt:
+        if not result.checkpoint_path:
+            raise Interrupted(state, "interrupted while drawing the plots, after training finished.") from None
+        raise Interrupted(state, f"interrupted while drawing the plots, after training finished: "
+                                 f"{result.checkpoint_path} and its metrics are complete; draw them with "
+                                 f"{script_command('plot', result.checkpoint_path, '--out', folder)}") from None

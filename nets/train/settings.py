@@ -28,13 +28,12 @@ from nets.data import datasets
 from nets.data.augment import Augmentation
 from nets.nn.architecture import MODEL_NAMES, a_model
 from nets.nn.layers.base import INITS
-from nets.nn.reference.models import STRATEGIES
 from nets.optim import OPTIMIZERS
 from nets.optim.schedules import SCHEDULES
 from nets.train.graph import GRAPH_MODES, eager_because
 from nets.validate import KINDS, by_kind, choice
 
-__all__ = ["DEFAULT_DATASET", "DTYPES", "FALLBACK_DATASET", "Hyperparameters", "IMPLS", "RECIPES", "RECIPE_NAMES",
+__all__ = ["DEFAULT_DATASET", "DTYPES", "FALLBACK_DATASET", "Hyperparameters", "IMPLS", "LAYER_SETS", "RECIPES", "RECIPE_NAMES",
            "RunError", "RunOptions", "RunSettings", "hyper_overrides", "recipe_defaults", "resolve_hyperparameters",
            "resolve_settings"]
 
@@ -42,6 +41,7 @@ RECIPE_NAMES = ("default", "notebook")
 DEFAULT_DATASET = "mnist"
 FALLBACK_DATASET = "fashion-mnist"
 IMPLS = ("nets", "torch")
+LAYER_SETS = ("fast", "reference")  # --layers: the fast layers of nets/nn/layers, or the plain ones of nets/nn/reference
 DTYPES = ("float32", "float64")
 
 
@@ -125,10 +125,10 @@ class RunOptions:
     model: str | None = field(default=None, metadata=option("Architecture (default cnn).", choices=MODEL_NAMES))
     impl: str | None = field(default=None, metadata=option(
         "Hand-written nets (default) or the PyTorch baseline, through the same loop.", choices=IMPLS))
-    strategy: str | None = field(default=None, metadata=option(
+    layers: str | None = field(default=None, metadata=option(
         "The nets' layers: fast (default), or reference: the plain layers of nets/nn/reference, one tensor at a "
         "time, every step eager, to read and step through (same results to float rounding, far slower).",
-        choices=STRATEGIES))
+        choices=LAYER_SETS))
     device: str = field(default="cpu", metadata=option("auto picks the GPU when CuPy and CUDA work.",
                                                        choices=backend_lib.DEVICES, kind="device", show_default=True))
     graph: str = field(default="auto", metadata=option(
@@ -200,7 +200,9 @@ class RunSettings:
     device: str = "cpu"
     data_dir: str | None = None
     graph: str = "auto"
-    strategy: str = "fast"
+    layers: str = "fast"
+    plot: str | None = None  # --plot and --metrics-json: a resume keeps them
+    metrics_json: str | None = None
 
     def as_dict(self) -> dict:
         values = asdict(self)
@@ -212,6 +214,8 @@ class RunSettings:
         """Settings from as_dict() output (a checkpoint's meta/config); ValueError or TypeError naming the first
         setting that is missing, unknown or outside what a run can use."""
         values = dict(values)
+        if "strategy" in values and "layers" not in values:  # the name this setting had in earlier checkpoints
+            values["layers"] = values.pop("strategy")
         if not isinstance(values.get("hyper"), dict):
             raise ValueError(f"hyper is {values.get('hyper')!r}, not a set of hyperparameters")
         values["hyper"] = Hyperparameters(**values["hyper"])
@@ -268,12 +272,12 @@ def _resolve(options: RunOptions, previous: RunSettings | None) -> RunSettings:
     if hyper.optimizer == "adam" and options.momentum is not None:
         raise RunError("--momentum applies to --optimizer sgd only (Adam's betas are fixed at 0.9, 0.999).")
     impl = options.impl or (previous.impl if previous else "nets")
-    strategy = options.strategy or (previous.strategy if previous and impl == "nets" else "fast")
-    if strategy == "reference" and impl == "torch":
-        raise RunError("--strategy reference trains the nets' reference layers; --impl torch trains PyTorch's own. "
+    layers = options.layers or (previous.layers if previous and impl == "nets" else "fast")
+    if layers == "reference" and impl == "torch":
+        raise RunError("--layers reference trains the nets' reference layers; --impl torch trains PyTorch's own. "
                        "Use --impl nets with it.")
     try:  # what can be told before the device is known (eager_because decides once more with it)
-        eager_because(options.graph, gpu=True, impl=impl, strategy=strategy)
+        eager_because(options.graph, gpu=True, impl=impl, layers=layers)
     except ValueError as error:
         raise RunError(str(error)) from None
     settings = RunSettings(
@@ -287,7 +291,9 @@ def _resolve(options: RunOptions, previous: RunSettings | None) -> RunSettings:
         device=options.device,
         data_dir=options.data_dir or (previous.data_dir if previous else None),
         graph=options.graph,
-        strategy=strategy,
+        layers=layers,
+        plot=options.plot or (previous.plot if previous else None),
+        metrics_json=options.metrics_json or (previous.metrics_json if previous else None),
     )
     settings.check()
     return settings
