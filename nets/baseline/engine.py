@@ -147,6 +147,11 @@ class TorchEngine:
         with self.torch.inference_mode():
             return self.model(x)
 
+    def add_loss_and_hits(self, logits, labels, total) -> None:
+        """total (2,) float64 on the device += [summed cross-entropy, correct predictions] of a batch's logits."""
+        total[0] += self.torch.nn.functional.cross_entropy(logits.double(), labels, reduction="sum")
+        total[1] += (logits.argmax(1) == labels).sum()
+
     def state(self) -> EngineState:
         params = {name: value.detach().cpu().numpy().copy() for name, value in self.model.state_dict().items()}
         return EngineState(params, None if self.optimizer is None else self._optimizer_state())

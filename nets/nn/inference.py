@@ -3,7 +3,7 @@
     classes = predict_classes(model, images)             # (N,) int64 on the host
     probabilities = predict_probabilities(model, images) # (N, K) float64 on the host
     correct = count_correct(engine, images, labels)      # an int: hits add up on the device, one read at the end
-    loss, correct = loss_and_correct(engine, images, labels)   # the mean cross-entropy too, read batch by batch
+    loss, correct = loss_and_correct(engine, images, labels)   # an engine's mean cross-entropy too, read once
 
 A predictor has `io` (its array I/O: asarray, to_numpy), `input_shape`, `dtype` and `predict(x)`, which returns
 the logits (B, K) of a batch on its device in evaluation mode. `images` are either on the host, in any MNIST
@@ -61,15 +61,11 @@ def count_correct(predictor, images, labels, batch_size: int = BATCH_SIZE) -> in
     return 0 if total is None else int(predictor.io.to_numpy(total))
 
 
-def loss_and_correct(predictor, images, labels, batch_size: int = BATCH_SIZE) -> tuple[float, int]:
-    """(mean softmax cross-entropy, correct predictions) of the predictor on `images` and their `labels`: each batch's
-    logits are read to the host (B x K numbers) and scored there in float64."""
-    loss_sum, correct = 0.0, 0
-    for start, logits in zip(range(0, len(labels), batch_size), logits_in_batches(predictor, images, batch_size)):
-        logits = predictor.io.to_numpy(logits).astype(numpy.float64)
-        truth = numpy.asarray(predictor.io.to_numpy(labels[start:start + batch_size]), dtype=numpy.int64)
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_sums = numpy.log(numpy.exp(shifted).sum(axis=1))
-        loss_sum += float((log_sums - shifted[numpy.arange(len(truth)), truth]).sum())
-        correct += int((logits.argmax(axis=1) == truth).sum())
-    return loss_sum / max(len(labels), 1), correct
+def loss_and_correct(engine, images, labels, batch_size: int = BATCH_SIZE) -> tuple[float, int]:
+    """(mean softmax cross-entropy, correct predictions) of a training engine (nets/train/engine.py's Engine) on
+    `images` and their `labels`, on the device: the sums add up there and are read once, at the end."""
+    total = engine.io.zeros(2, "float64")
+    for start, logits in zip(range(0, len(labels), batch_size), logits_in_batches(engine, images, batch_size)):
+        engine.add_loss_and_hits(logits, labels[start:start + batch_size], total)
+    loss_sum, hits = engine.io.to_numpy(total).tolist()
+    return loss_sum / max(len(labels), 1), int(hits)

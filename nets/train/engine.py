@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy
 
-from backend import Backend
+from backend import Backend, array_module
 
 from nets.nn.reference.models import ReferenceModel
 from nets.nn.reference.optim import build_reference_optimizer
@@ -81,6 +81,9 @@ class Engine(Protocol):
 
     def predict(self, x):
         """Logits (N, classes) of a batch on the device, in evaluation mode."""
+
+    def add_loss_and_hits(self, logits, labels, total) -> None:
+        """total (2,) float64 on the device += [summed cross-entropy, correct predictions] of a batch (no read)."""
 
     def state(self) -> EngineState: ...
 
@@ -188,6 +191,15 @@ class NetsEngine:
         if self.parallel is not None and self.parallel.splits(len(x)):
             return self.parallel.forward(x)
         return self.model.forward(x, train=False)
+
+    def add_loss_and_hits(self, logits, labels, total) -> None:
+        """total (2,) float64 on the device += [summed cross-entropy, correct predictions] of a batch's logits."""
+        xp = array_module(logits, labels)
+        scores = logits.astype(numpy.float64)
+        shifted = scores - scores.max(axis=1, keepdims=True)
+        picked = xp.take_along_axis(shifted, labels.reshape(-1, 1), axis=1)
+        total[0] += (xp.log(xp.exp(shifted).sum(axis=1)) - picked[:, 0]).sum()
+        total[1] += (logits.argmax(axis=1) == labels).sum()
 
     def state(self) -> EngineState:
         return EngineState(self.model.state_dict(), self.optimizer.state_dict())
