@@ -87,6 +87,7 @@ def write_shown(path, picture: numpy.ndarray, answer: list[str]) -> Path:
     try:
         canvas.save(path, format="PNG")
     except OSError as error:
-        raise DigitImageError(f"--show: cannot write {path} ({error.strerror or error}); choose another folder.") from None
+        raise DigitImageError(f"--show: cannot write {path} ({error.strerror or error}); choose another "
+                              "folder.") from None
     return Path(path)
 

@@ -21,11 +21,13 @@ from nets.report.figures import PlotError, host as _host, new_figure as _new_fig
 
 __all__ = [
     "PlotError",
+    "confusion_matrix_figure",
     "plot_confusion_matrix",
     "plot_first_layer_filters",
     "plot_misclassified",
     "plot_training_curves",
     "first_layer_filters_figure",
+    "misclassified_figure",
     "require_matplotlib",
     "training_curves_figure",
     "write_all_plots",
@@ -36,6 +38,11 @@ FILTER_UNITS = 64  # the MLP's first-layer units drawn (of 128 by default): an 8
 
 def plot_confusion_matrix(matrix, class_names: list[str], path) -> Path:
     """The (K, K) confusion matrix as a heat map with the counts written in; rows true, columns predicted."""
+    return _save(confusion_matrix_figure(matrix, class_names), path)
+
+
+def confusion_matrix_figure(matrix, class_names: list[str]):
+    """The figure of plot_confusion_matrix."""
     matrix = numpy.asarray(matrix)
     figure = _new_figure(8, 7)
     axes = figure.subplots()
@@ -53,7 +60,7 @@ def plot_confusion_matrix(matrix, class_names: list[str], path) -> Path:
             count = int(matrix[row, column])
             axes.text(column, row, str(count), ha="center", va="center", fontsize=8,
                       color="white" if count > threshold else "black")
-    return _save(figure, path)
+    return figure
 
 
 def _filter_images(weights: numpy.ndarray) -> tuple[numpy.ndarray, str]:
@@ -120,6 +127,11 @@ def plot_misclassified(images, true, predicted, class_names: list[str], path, li
 
     images: (N, 28, 28), (N, 784) or (N, 1, 28, 28); true, predicted: (N,) class indices.
     """
+    return _save(misclassified_figure(images, true, predicted, class_names, limit), path)
+
+
+def misclassified_figure(images, true, predicted, class_names: list[str], limit: int = 36):
+    """The figure of plot_misclassified."""
     images = _host(images)
     true = _host(true).astype(numpy.int64).ravel()
     predicted = _host(predicted).astype(numpy.int64).ravel()
@@ -128,7 +140,7 @@ def plot_misclassified(images, true, predicted, class_names: list[str], path, li
     if len(wrong) == 0:
         figure = _new_figure(4, 2)
         figure.text(0.5, 0.5, "no misclassified images", ha="center", va="center")
-        return _save(figure, path)
+        return figure
     pictures = images[wrong].reshape(len(wrong), 28, 28)
     rows, columns = _grid(len(wrong))
     figure = _new_figure(1.6 * columns + 0.5, 1.8 * rows + 0.6)
@@ -141,7 +153,7 @@ def plot_misclassified(images, true, predicted, class_names: list[str], path, li
             k = wrong[index]
             axes.imshow(pictures[index], cmap="gray", vmin=0, vmax=brightest, interpolation="nearest")
             axes.set_title(f"{class_names[true[k]]} -> {class_names[predicted[k]]}", fontsize=7)
-    return _save(figure, path)
+    return figure
 
 
 def _first_layer_weights(model):

@@ -68,7 +68,7 @@ def _is_number(value) -> bool:
 
 
 def _wrong(value) -> str:
-    kinds = {str: "text", list: "a list", dict: "an object", bool: "true/false", type(None): "null"}
+    kinds = {str: "text", list: "a list", dict: "an object", bool: "true/false", int: "a number", float: "a number"}
     return kinds.get(type(value), type(value).__name__)
 
 
