@@ -73,7 +73,7 @@ def metrics_for(saved, checkpoint: str, asked: str | None, say) -> dict | None:
 @click.option("--metrics", "metrics_path", type=click.Path(dir_okay=False, readable=False), default=None,
               help="Metrics JSON from train.py [default: the one beside CHECKPOINT, when it is from the same run; "
                    "without one, no training curves].")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, readable=False), default=None,
               help="Folder for the PNGs [default: beside CHECKPOINT, named after it: runs/cnn.npz -> runs/cnn-plots].")
 @click.option("--dataset", type=click.Choice(DATASET_NAMES), default=None,
               help="Test set to use (default: the checkpoint's own, else mnist).")

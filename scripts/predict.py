@@ -66,7 +66,7 @@ def classify(model, pictures: list, top_k: int, names: list) -> list[list[str]]:
 @click.option("--prepare", type=click.Choice(tuple(STYLES)), default=None,
               help="How each picture becomes a 28x28 input: digits (as MNIST's), clothes (as Fashion-MNIST's), none "
                    "(as it is) [default: as the model's own training pictures were].")
-@click.option("--show", "show_dir", type=click.Path(file_okay=False), default=None,
+@click.option("--show", "show_dir", type=click.Path(file_okay=False, readable=False), default=None,
               help="Write each prepared 28x28, beside its answer, as a PNG into this folder.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--dataset", type=click.Choice(DATASET_NAMES), default=None,

@@ -55,6 +55,18 @@ def _to_json(value, what: str) -> numpy.ndarray:
         raise CheckpointError(f"the checkpoint's {what} cannot be stored as JSON ({error}).") from None
 
 
+def _check_labels(dataset: str | None, run_id: str | None, classes: int) -> None:
+    """What save_checkpoint labels a file with: a known dataset with one class per output, a run id of one line."""
+    if run_id is not None and not is_run_id(run_id):
+        raise CheckpointError(f"run id {run_id!r} is not a line of 1 to {MAX_RUN_ID} printable characters.")
+    if dataset is not None and dataset not in CLASS_NAMES:
+        raise CheckpointError(f"dataset {dataset!r} is not one of {', '.join(CLASS_NAMES)}; name the dataset the "
+                              "model was trained on.")
+    if dataset is not None and len(CLASS_NAMES[dataset]) != classes:
+        raise CheckpointError(f"{dataset} has {len(CLASS_NAMES[dataset])} classes, but the model has {classes} "
+                              "outputs.")
+
+
 def save_checkpoint(path, params: Mapping, model_config: dict, *, optimizer_state: dict | None = None,
                     epoch: int = 0, step_in_epoch: int = 0, rng_state: dict | None = None,
                     epoch_rng_state: dict | None = None, config: dict | None = None, metrics=None,
@@ -85,15 +97,7 @@ def save_checkpoint(path, params: Mapping, model_config: dict, *, optimizer_stat
         raise CheckpointError(f"these parameters and this model config do not make a checkpoint: "
                               f"{first_line(error)}") from None
     parameters_dtype({name: array.dtype for name, array in params.items()}, "the checkpoint to save")
-    classes = output_count(model_config)
-    if run_id is not None and not is_run_id(run_id):
-        raise CheckpointError(f"run id {run_id!r} is not a line of 1 to {MAX_RUN_ID} printable characters.")
-    if dataset is not None and dataset not in CLASS_NAMES:
-        raise CheckpointError(f"dataset {dataset!r} is not one of {', '.join(CLASS_NAMES)}; name the dataset the "
-                              "model was trained on.")
-    if dataset is not None and len(CLASS_NAMES[dataset]) != classes:
-        raise CheckpointError(f"{dataset} has {len(CLASS_NAMES[dataset])} classes, but the model has {classes} "
-                              "outputs.")
+    _check_labels(dataset, run_id, output_count(model_config))
     arrays = dict(params)
     arrays[META + "format"] = numpy.array(FORMAT)
     arrays[META + "version"] = numpy.array(VERSION, dtype=numpy.int64)

@@ -32,7 +32,6 @@ __all__ = [
     "class_names_for",
     "confusion_matrix",
     "dataset_name_of",
-    "digit_preprocessing_warning",
     "evaluate",
     "format_confusion_matrix",
     "format_per_class_accuracy",
@@ -243,11 +242,3 @@ def model_classes(checkpoint, path, asked: str | None = None) -> tuple[list[str]
 def _listing(dataset: str, names) -> str:
     return "the digits 0-9" if dataset == "mnist" else ", ".join(names)
 
-
-def digit_preprocessing_warning(dataset: str | None) -> str | None:
-    """The warning predict gives when it prepares pictures as MNIST digits for a model that is not a digit model."""
-    if dataset in (None, "mnist"):
-        return None
-    return (f"warning: this model was trained on {TITLES[dataset]}, not on digits, yet your pictures are prepared as "
-            "MNIST digits are (light on black, cropped to the ink, centred by mass); read its answers as the "
-            f"{TITLES[dataset]} class each picture looks most like.")
