@@ -23,6 +23,7 @@ __all__ = ["learning_rate_per_step", "plot_training_curves", "training_curves_fi
 
 MAX_POINTS = 2000  # the learning-rate curve's points: a batch-1 run has hundreds of thousands of steps
 MAX_PLANNED = 1000  # epochs beyond the last recorded one that a run in progress may have been planned for
+MAX_IMAGES = 10**9  # an epoch of more images than this is no record of a run: no schedule is recomputed from it
 
 
 def plot_training_curves(metrics: dict, path):
@@ -60,7 +61,8 @@ def _images_per_epoch(epochs: list) -> int | None:
     """The training images of a whole epoch, from its speed and seconds (both written from the same count)."""
     for entry in epochs:
         if "partial_epoch_images" not in entry and entry.get("seconds", 0) > 0 and "images_per_second" in entry:
-            return round(entry["images_per_second"] * entry["seconds"])
+            images = entry["images_per_second"] * entry["seconds"]
+            return round(images) if 1 <= images <= MAX_IMAGES else None
     return None
 
 

@@ -67,6 +67,14 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _finite(value) -> bool:
+    """A number that is neither NaN nor infinite, nor an integer too large to be drawn as a float."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 def _wrong(value) -> str:
     kinds = {str: "text", list: "a list", dict: "an object", bool: "true/false", int: "a number", float: "a number"}
     return kinds.get(type(value), type(value).__name__)
@@ -86,7 +94,7 @@ def _clean_epochs(epochs: list, skipped: list) -> list:
             if not _is_number(value):
                 if value is not None:
                     skipped.append(f"epochs[{index}].{key} ({_wrong(value)})")
-            elif math.isfinite(value):  # NaN and infinity are left out, as a missing value
+            elif _finite(value):  # NaN and infinity are left out, as a missing value
                 record[key] = value
         if not (isinstance(record.get("epoch"), int) and record["epoch"] >= 1):
             record.pop("epoch", None)
@@ -107,7 +115,7 @@ def clean_metrics(metrics: dict) -> tuple[dict, list[str]]:
         elif key in NUMBER_FIELDS and not _is_number(value):
             if value is not None:
                 skipped.append(f"{key} ({_wrong(value)})")
-        elif key in NUMBER_FIELDS and not math.isfinite(value):
+        elif key in NUMBER_FIELDS and not _finite(value):
             continue
         else:
             clean[key] = value
