@@ -1,21 +1,40 @@
 # Two commands a fresh machine needs (see README.md):
-#   make train   set up .venv and train the CNN (the main job)
-#   make test    set up .venv and run the test suite
+#   make train        set up .venv and train the CNN (the main job)
+#   make test         set up .venv and run the whole test suite
+#   make test-quick   the same without the cases marked slow
 # Each creates its own virtual environment when there is none.
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# torch comes first, pinned, so that the test extra's `torch>=2.0` is already met. The pin alone does not
-# choose the CPU build: from the public package index, torch 2.13.0 for Linux is the CUDA build (several GB).
-# On a machine without an NVIDIA GPU, take PyTorch's CPU build from its own index:
-#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# torch comes first, pinned, so that the test extra's `torch>=2.0` is already met. The pin alone does not choose
+# the build: from the public package index, torch 2.13.0 for Linux is the CUDA build (about 2.6 GB with the NVIDIA
+# libraries it pulls in). So where no NVIDIA GPU is found (no nvidia-smi, or nvidia-smi lists no GPU) torch comes
+# from PyTorch's CPU index (a 190 MB wheel), and from the public index where one is. TORCH_INDEX chooses for you:
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu    # the CPU build
+#   make test TORCH_INDEX=                                        # the public index: the CUDA build
 TORCH_SPEC ?= torch==2.13.0
-TORCH_INDEX ?=
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+NVIDIA_SMI ?= nvidia-smi
+ifeq ($(origin TORCH_INDEX),undefined)
+  GPU_FOUND := $(shell if ! command -v $(NVIDIA_SMI) >/dev/null 2>&1; then echo no-nvidia-smi; \
+                 elif $(NVIDIA_SMI) -L 2>/dev/null | grep -q '^GPU '; then echo yes; else echo no-gpu; fi)
+  ifeq ($(GPU_FOUND),yes)
+    TORCH_INDEX :=
+    TORCH_BUILD := the CUDA build from the public index (about 2.6 GB), as nvidia-smi lists an NVIDIA GPU
+  else
+    TORCH_INDEX := $(TORCH_CPU_INDEX)
+    TORCH_BUILD := the CPU build from $(TORCH_CPU_INDEX) (190 MB), as \
+      $(if $(filter no-nvidia-smi,$(GPU_FOUND)),there is no nvidia-smi here,nvidia-smi lists no GPU)
+  endif
+else
+  TORCH_BUILD := from $(or $(TORCH_INDEX),the public index), as TORCH_INDEX says
+endif
 EXTRAS ?= test,plot,standin
 TRAIN_ARGS ?=
+PYTEST_ARGS ?=
 
-.PHONY: train test setup setup-train data clean
+.PHONY: train test test-quick setup setup-train data clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +43,7 @@ $(VENV)/bin/python:
 # One stamp per set of extras, so `make test EXTRAS=test,plot,gpu` installs what it adds. The default test
 # extras include `standin` (cupy importable, no CUDA libraries) so the GPU-path tests run without a GPU.
 $(VENV)/.installed-%: setup.cfg pyproject.toml | $(VENV)/bin/python
+	@echo "Installing $(TORCH_SPEC): $(strip $(TORCH_BUILD))"
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)")
 	$(PY) -m pip install --quiet -e ".[$*]"
 	touch $@
@@ -52,7 +72,11 @@ train: setup-train
 	$(PY) scripts/train.py $(TRAIN_ARGS)
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The suite without the cases marked slow (the ones that train models or time things).
+test-quick: setup
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -101,7 +101,7 @@ def test_bad_pictures_get_a_line_each_and_the_good_ones_are_still_classified(tmp
     assert "196,000,000 pixels is more than the 50 million pixels" in errors[0]
     assert "13000x13000 pixels is more than the 50 million pixels" in errors[1]
     assert "holds NaN or infinite pixel values" in errors[2]
-    assert [line.split(": ")[0] for line in result.stdout.splitlines()[1:]] == [str(good), str(also_good)]
+    assert [line.split(": ")[0] for line in result.stdout.splitlines()[2:]] == [str(good), str(also_good)]
 
 
 def test_a_model_of_12_outputs_is_shown_by_number_and_refuses_ten_class_names(tmp_path):
@@ -109,7 +109,7 @@ def test_a_model_of_12_outputs_is_shown_by_number_and_refuses_ten_class_names(tm
     image = seven(tmp_path / "seven.png")
     shown = run_script("predict", checkpoint, image, "--device", "cpu", "--top", 10)
     assert shown.returncode == 0 and shown.stderr == "", shown.stderr
-    knows, guesses = shown.stdout.splitlines()
+    knows, _prepared, guesses = shown.stdout.splitlines()
     assert knows.endswith("so its classes are shown by number, 0-11")
     numbers = [int(guess.split()[0]) for guess in guesses.split(": ", 1)[1].split(", ")]
     assert len(set(numbers)) == 10 and set(numbers) <= set(range(12))

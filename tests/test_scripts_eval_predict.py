@@ -351,8 +351,10 @@ def test_predict_top_k(cnn_checkpoint, tmp_path):
     result = invoke(predict_script, cnn_checkpoint, seven, inverted, "--top", 3, "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert result.stderr == ""  # a digit model: no warning
-    knows, *lines = result.stdout.splitlines()
+    knows, prepared, *lines = result.stdout.splitlines()
     assert knows == "model: a CNN trained on MNIST (classes: the digits 0-9)"
+    assert prepared == ("pictures: prepared as MNIST's digits were: cropped to the ink, scaled into a 20x20 box, "
+                        "centred by mass, light on black (the model learned from MNIST)")
     assert len(lines) == 2 and lines[0].startswith(f"{seven}: ") and lines[1].startswith(f"{inverted}: ")
     guesses = lines[0].split(": ", 1)[1].split(", ")
     assert len(guesses) == 3
@@ -374,23 +376,32 @@ def test_predict_reports_bad_images_and_goes_on(cnn_checkpoint, tmp_path):
     assert len(errors) == 2
     assert errors[0].startswith("error: ") and "notes.png" in errors[0]
     assert "blank.png" in errors[1] and "blank" in errors[1]
-    assert result.stdout.strip().splitlines()[1:] == [line for line in result.stdout.strip().splitlines()
+    assert result.stdout.strip().splitlines()[2:] == [line for line in result.stdout.strip().splitlines()
                                                       if line.startswith(f"{good}: ")]
-    assert len(result.stdout.strip().splitlines()) == 2
+    assert len(result.stdout.strip().splitlines()) == 3
 
 
-def test_predict_says_the_model_knows_clothes_and_warns_about_digit_preprocessing(mlp_checkpoint, tmp_path):
+def test_predict_prepares_the_pictures_of_a_clothes_model_as_fashion_mnists_and_says_so(mlp_checkpoint, tmp_path):
+    """A Fashion-MNIST model's pictures are prepared as its clothes were, without a warning; --prepare digits is
+    obeyed, with a warning that says what is wrong with that (the warning blamed the picture before)."""
     seven = digit_image(tmp_path / "seven.png")
     result = invoke(predict_script, mlp_checkpoint, seven, "--top", 2, "--device", "cpu")
     assert result.exit_code == 0, result.output
-    knows, guesses = result.stdout.splitlines()
+    knows, prepared, guesses = result.stdout.splitlines()
     assert knows == ("model: an MLP trained on Fashion-MNIST (classes: T-shirt/top, Trouser, Pullover, Dress, Coat, "
                      "Sandal, Shirt, Sneaker, Bag, Ankle boot)")
+    assert prepared == ("pictures: prepared as Fashion-MNIST's clothes were: the item fitted to the 28x28 frame, aspect "
+                        "kept, light on black (the model learned from Fashion-MNIST)")
     assert all(guess.rsplit(" ", 1)[0] in FASHION for guess in guesses.split(": ", 1)[1].split(", "))
-    assert result.stderr.startswith("warning: this model was trained on Fashion-MNIST, not on digits, yet your "
-                                    "pictures are prepared as MNIST digits are")
+    assert result.stderr == ""
     same = invoke(predict_script, mlp_checkpoint, seven, "--top", 2, "--device", "cpu", "--dataset", "fashion-mnist")
     assert same.exit_code == 0 and same.stdout == result.stdout
+    digits = invoke(predict_script, mlp_checkpoint, seven, "--device", "cpu", "--prepare", "digits")
+    assert digits.exit_code == 0, digits.output
+    assert digits.stdout.splitlines()[1].endswith("(as --prepare digits says)")
+    assert digits.stderr == ("warning: this model learned from Fashion-MNIST's clothes, so pictures prepared as digits "
+                             "are unlike those it was trained on; leave out --prepare to prepare them as its training "
+                             "pictures were.\n")
 
 
 def test_predict_never_relabels_the_classes_of_a_checkpoint_that_names_them(mlp_checkpoint, tmp_path):
@@ -414,9 +425,13 @@ def test_predict_with_a_checkpoint_that_does_not_say_its_dataset(tmp_path):
     named = invoke(predict_script, path, seven, "--device", "cpu", "--top", 10, "--dataset", "fashion-mnist")
     assert named.exit_code == 0, named.output
     assert "named as --dataset fashion-mnist says: T-shirt/top, Trouser," in named.stdout.splitlines()[0]
-    assert sorted(guess.rsplit(" ", 1)[0] for guess in named.stdout.splitlines()[1].split(": ", 1)[1].split(", ")) == (
+    assert sorted(guess.rsplit(" ", 1)[0] for guess in named.stdout.splitlines()[2].split(": ", 1)[1].split(", ")) == (
         sorted(FASHION))
-    assert named.stderr.startswith("warning: this model was trained on Fashion-MNIST")
+    assert named.stdout.splitlines()[1].startswith("pictures: prepared as Fashion-MNIST's clothes were")
+    assert named.stdout.splitlines()[1].endswith("(--dataset fashion-mnist names its classes)")
+    assert named.stderr == ""
+    assert result.stdout.splitlines()[1].endswith(
+        "(the checkpoint does not say its dataset; --prepare clothes for garments)")
 
 
 def test_predict_reads_what_train_py_leaves_by_default(tmp_path, monkeypatch):
@@ -476,7 +491,7 @@ def test_plot_of_a_checkpoint_alone_finds_its_metrics_and_writes_beside_it(tmp_p
     names = ["confusion_matrix.png", "first_layer_filters.png", "misclassified.png", "training_curves.png"]
     assert sorted(path.name for path in out.iterdir()) == names
     lines = result.stdout.splitlines()
-    assert lines[0] == "metrics: runs/mnist-mlp-nets.json (beside the checkpoint)"
+    assert lines[0] == "metrics: runs/mnist-mlp-nets.json (beside the checkpoint, from the same run)"
     assert lines[-1] == f"4 plots written to {out}"
     Path("runs/mnist-mlp-nets.json").unlink()  # no metrics beside it: no curves, said so
     result = invoke(plot_script, "runs/mnist-mlp-nets.npz", "--data-dir", data, "--device", "cpu", "--out", "p")
@@ -528,7 +543,7 @@ def test_real_process_predicts(cnn_checkpoint, tmp_path):
     good = digit_image(tmp_path / "seven.png")
     finished = run_script("predict", cnn_checkpoint, good, not_an_image, "--device", "cpu", "--top", 2)
     assert finished.returncode == 1
-    assert finished.stdout.splitlines()[1].startswith(f"{good}: ")
+    assert finished.stdout.splitlines()[2].startswith(f"{good}: ")
     assert finished.stderr.strip().count("\n") == 0 and "picture.jpg" in finished.stderr
     assert "Traceback" not in finished.stderr
 

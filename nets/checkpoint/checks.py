@@ -9,6 +9,7 @@ line naming the field, not met later as a TypeError deep inside training.
     check_optimizer_state(state, param_shapes, dtype, path)     # name, step, hyperparameters, buffers
     check_whole(value, "meta/epoch", path)                      # ints >= 0 (nets.validate's check, worded for a file)
     check_dataset(dataset, class_names, classes, config, path)  # meta/dataset and meta/class_names agree
+    check_run_id(run_id, path)                                  # meta/run_id: a short line of printable text
 
 Each raises CheckpointError (one line) and returns the value checked. The numbers are checked by nets.validate and
 the optimizer state by the optimizer's own checks (nets/optim/base.py), as everywhere else; here they are worded
@@ -28,12 +29,14 @@ from nets.optim import OPTIMIZER_CLASSES
 from nets.validate import Invalid, whole
 
 __all__ = ["check_dataset", "check_finite", "check_optimizer_state", "check_parameters",
-           "check_rng_state", "check_whole", "first_nonfinite", "nonfinite_text", "parameters_dtype"]
+           "check_rng_state", "check_run_id", "check_whole", "is_run_id", "first_nonfinite", "nonfinite_text",
+           "parameters_dtype"]
 
 # The bit generators numpy ships; a saved state names one of them.
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 RESAVE = "save it again, or resume from another checkpoint"
 FLOAT_DTYPES = ("float32", "float64")
+MAX_RUN_ID = 200  # characters of meta/run_id: a run id is a short name, not a document
 
 
 def check_parameters(shapes: dict, model_config, where: str, path) -> dict:
@@ -117,6 +120,21 @@ def check_rng_state(state, field: str, path):
     except Exception as error:  # TypeError, ValueError, KeyError, OverflowError from numpy's own checks
         raise CheckpointError(f"{path} has an unusable {field} ({first_line(error)}); {RESAVE}.") from None
     return state
+
+
+def is_run_id(value) -> bool:
+    """Whether `value` can be a run id: a non-empty string of at most MAX_RUN_ID printable characters (it is printed
+    in messages)."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_RUN_ID and value.isprintable()
+
+
+def check_run_id(run_id, path) -> str:
+    """meta/run_id as is_run_id says; CheckpointError otherwise."""
+    if not is_run_id(run_id):
+        shown = run_id if not isinstance(run_id, str) or len(run_id) <= 40 else run_id[:40] + "..."
+        raise CheckpointError(f"{path} has meta/run_id = {shown!r}; it must be a line of 1 to {MAX_RUN_ID} printable "
+                              f"characters, so {RESAVE}.")
+    return run_id
 
 
 def check_dataset(dataset, class_names, classes: int, config: dict, path) -> tuple[str | None, list | None]:

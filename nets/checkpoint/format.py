@@ -16,8 +16,9 @@ import numpy
 from backend import to_numpy
 from nets.errors import first_line
 
-from nets.checkpoint.checks import (check_dataset, check_finite, check_optimizer_state, check_parameters,
-                                    check_rng_state, check_whole, first_nonfinite, nonfinite_text, parameters_dtype)
+from nets.checkpoint.checks import (MAX_RUN_ID, check_dataset, check_finite, check_optimizer_state, check_parameters,
+                                    check_rng_state, check_run_id, check_whole, first_nonfinite, is_run_id,
+                                    nonfinite_text, parameters_dtype)
 from nets.checkpoint.npz import NpzMembers
 from nets.checkpoint.record import Checkpoint, CheckpointError, NonFiniteError, is_torch_file, require_file
 from nets.data.datasets import CLASS_NAMES
@@ -34,7 +35,7 @@ OPTIM = "optim/"
 # or text string, "i" an integer).
 META_ENTRIES = {"format": "U", "version": "i", "model_config": "U", "epoch": "i", "step_in_epoch": "i",
                 "config": "U", "metrics": "U", "rng_state": "U", "epoch_rng_state": "U", "dataset": "U",
-                "class_names": "U", "images_in_epoch": "i"}
+                "class_names": "U", "images_in_epoch": "i", "run_id": "U"}
 OPTIM_ENTRIES = {"name": "U", "step": "i", "hyperparameters": "U"}
 MAX_META_BYTES = 16 * 2**20  # a metrics history of thousands of epochs is well under this
 
@@ -54,10 +55,22 @@ def _to_json(value, what: str) -> numpy.ndarray:
         raise CheckpointError(f"the checkpoint's {what} cannot be stored as JSON ({error}).") from None
 
 
+def _check_labels(dataset: str | None, run_id: str | None, classes: int) -> None:
+    """What save_checkpoint labels a file with: a known dataset with one class per output, a run id of one line."""
+    if run_id is not None and not is_run_id(run_id):
+        raise CheckpointError(f"run id {run_id!r} is not a line of 1 to {MAX_RUN_ID} printable characters.")
+    if dataset is not None and dataset not in CLASS_NAMES:
+        raise CheckpointError(f"dataset {dataset!r} is not one of {', '.join(CLASS_NAMES)}; name the dataset the "
+                              "model was trained on.")
+    if dataset is not None and len(CLASS_NAMES[dataset]) != classes:
+        raise CheckpointError(f"{dataset} has {len(CLASS_NAMES[dataset])} classes, but the model has {classes} "
+                              "outputs.")
+
+
 def save_checkpoint(path, params: Mapping, model_config: dict, *, optimizer_state: dict | None = None,
                     epoch: int = 0, step_in_epoch: int = 0, rng_state: dict | None = None,
                     epoch_rng_state: dict | None = None, config: dict | None = None, metrics=None,
-                    dataset: str | None = None, images_in_epoch: int | None = None) -> str:
+                    dataset: str | None = None, images_in_epoch: int | None = None, run_id: str | None = None) -> str:
     """Write a checkpoint to `path` atomically (a temporary file beside it, fsync, rename); returns `path`.
 
     params: name -> array (host or device), a model's state_dict(); model_config: that model's config().
@@ -68,6 +81,7 @@ def save_checkpoint(path, params: Mapping, model_config: dict, *, optimizer_stat
     dataset: the dataset the model was trained on; stored with its class names. No suffix is added to `path`.
     images_in_epoch: the images of the epoch under way trained on, stored only when given: when it is not
     step_in_epoch batches of config's batch size (a run resumed mid-epoch with another batch size).
+    run_id: the run that wrote the file, the same string as its metrics JSON's "run_id" (stored when given).
     Parameters holding NaN or infinity are refused (NonFiniteError) before anything is written.
     """
     params = {name: numpy.ascontiguousarray(to_numpy(array)) for name, array in params.items()}
@@ -83,13 +97,7 @@ def save_checkpoint(path, params: Mapping, model_config: dict, *, optimizer_stat
         raise CheckpointError(f"these parameters and this model config do not make a checkpoint: "
                               f"{first_line(error)}") from None
     parameters_dtype({name: array.dtype for name, array in params.items()}, "the checkpoint to save")
-    classes = output_count(model_config)
-    if dataset is not None and dataset not in CLASS_NAMES:
-        raise CheckpointError(f"dataset {dataset!r} is not one of {', '.join(CLASS_NAMES)}; name the dataset the "
-                              "model was trained on.")
-    if dataset is not None and len(CLASS_NAMES[dataset]) != classes:
-        raise CheckpointError(f"{dataset} has {len(CLASS_NAMES[dataset])} classes, but the model has {classes} "
-                              "outputs.")
+    _check_labels(dataset, run_id, output_count(model_config))
     arrays = dict(params)
     arrays[META + "format"] = numpy.array(FORMAT)
     arrays[META + "version"] = numpy.array(VERSION, dtype=numpy.int64)
@@ -99,6 +107,8 @@ def save_checkpoint(path, params: Mapping, model_config: dict, *, optimizer_stat
     if images_in_epoch is not None:
         arrays[META + "images_in_epoch"] = numpy.array(int(images_in_epoch), dtype=numpy.int64)
     arrays[META + "config"] = _to_json(config or {}, "config")
+    if run_id is not None:
+        arrays[META + "run_id"] = numpy.array(run_id)
     if dataset is not None:
         arrays[META + "dataset"] = numpy.array(dataset)
         arrays[META + "class_names"] = _to_json(list(CLASS_NAMES[dataset]), "class names")
@@ -252,10 +262,11 @@ def _checkpoint_from_headers(archive: NpzMembers, headers: dict, scalars: dict, 
     dataset, class_names = check_dataset(str(scalars[META + "dataset"]) if META + "dataset" in scalars else None,
                                          _json(scalars, META + "class_names", path), output_count(model_config), config,
                                          path)
+    run_id = check_run_id(str(scalars[META + "run_id"]), path) if META + "run_id" in scalars else None
     return Checkpoint(params={}, model_config=model_config, dtype=dtype, epoch=epoch, step_in_epoch=step_in_epoch,
                       images_in_epoch=images_in_epoch, optimizer_state=optimizer_state, rng_state=rng_state, epoch_rng_state=epoch_rng_state,
                       config=config, metrics=_json(scalars, META + "metrics", path), dataset=dataset,
-                      class_names=class_names, source="npz", path=os.fspath(path))
+                      class_names=class_names, source="npz", path=os.fspath(path), run_id=run_id)
 
 
 def checkpoint_from_parameters(params: dict, *, source: str, path=None) -> Checkpoint:

@@ -12,7 +12,7 @@ PyTorch engine for evaluate.py --impl torch).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy
 
@@ -32,7 +32,6 @@ __all__ = [
     "class_names_for",
     "confusion_matrix",
     "dataset_name_of",
-    "digit_preprocessing_warning",
     "evaluate",
     "format_confusion_matrix",
     "format_per_class_accuracy",
@@ -197,11 +196,14 @@ def test_set_for(checkpoint, path, dataset: str | None, data_dir, download: bool
                  ) -> tuple[Dataset, str | None]:
     """The test set to score a checkpoint on: --dataset, else the checkpoint's own, else mnist; named by its files
     when they are the other published dataset (-> the line that says so, else None). One-line errors for files that
-    contradict --dataset, an empty test set, and a model without one output per class."""
+    contradict --dataset, an empty test set, and a model without one output per class. The dataset returned holds
+    no training images (its train_images and train_labels are empty)."""
     data = load_dataset(dataset or dataset_name_of(checkpoint), data_dir, download=download)
     data, note = named_by_content(data, f"--dataset {dataset}" if dataset else None)
     require_examples(data, ("test",), purpose)
     check_classes(checkpoint, path, data.class_names, data.title)
+    # Scoring needs the test split alone: the training images (47 MB of Fashion-MNIST) are let go here.
+    data = replace(data, train_images=data.train_images[:0].copy(), train_labels=data.train_labels[:0].copy())
     return data, note
 
 
@@ -240,11 +242,3 @@ def model_classes(checkpoint, path, asked: str | None = None) -> tuple[list[str]
 def _listing(dataset: str, names) -> str:
     return "the digits 0-9" if dataset == "mnist" else ", ".join(names)
 
-
-def digit_preprocessing_warning(dataset: str | None) -> str | None:
-    """The warning predict gives when it prepares pictures as MNIST digits for a model that is not a digit model."""
-    if dataset in (None, "mnist"):
-        return None
-    return (f"warning: this model was trained on {TITLES[dataset]}, not on digits, yet your pictures are prepared as "
-            "MNIST digits are (light on black, cropped to the ink, centred by mass); read its answers as the "
-            f"{TITLES[dataset]} class each picture looks most like.")

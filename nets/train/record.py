@@ -82,7 +82,7 @@ class RunRecord:
                 path, saved.params, self.engine.model_config, optimizer_state=saved.optimizer_state,
                 epoch=state.epoch, step_in_epoch=state.step_in_epoch, rng_state=self.backend.rng.bit_generator.state,
                 epoch_rng_state=state.epoch_rng_state, config=self.settings.as_dict(), metrics=state.history,
-                dataset=self.data_name, images_in_epoch=images)
+                dataset=self.data_name, images_in_epoch=images, run_id=self.run_id)
         except checkpoints.NonFiniteError as error:
             raise Diverged(f"the parameters became NaN or infinite {interrupted_where(state)} ({error.parameter} "
                            f"holds {error.count} such values) while the loss was still finite; training stopped "
