@@ -34,9 +34,10 @@ OPTIM = "optim/"
 # or text string, "i" an integer).
 META_ENTRIES = {"format": "U", "version": "i", "model_config": "U", "epoch": "i", "step_in_epoch": "i",
                 "config": "U", "metrics": "U", "rng_state": "U", "epoch_rng_state": "U", "dataset": "U",
-                "class_names": "U", "images_in_epoch": "i"}
+                "class_names": "U", "images_in_epoch": "i", "run_id": "U", "data_checksums": "U"}
 OPTIM_ENTRIES = {"name": "U", "step": "i", "hyperparameters": "U"}
 MAX_META_BYTES = 16 * 2**20  # a metrics history of thousands of epochs is well under this
+MAX_RUN_ID = 64
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -57,7 +58,8 @@ def _to_json(value, what: str) -> numpy.ndarray:
 def save_checkpoint(path, params: Mapping, model_config: dict, *, optimizer_state: dict | None = None,
                     epoch: int = 0, step_in_epoch: int = 0, rng_state: dict | None = None,
                     epoch_rng_state: dict | None = None, config: dict | None = None, metrics=None,
-                    dataset: str | None = None, images_in_epoch: int | None = None) -> str:
+                    dataset: str | None = None, images_in_epoch: int | None = None, run_id: str | None = None,
+                    data_checksums: dict | None = None) -> str:
     """Write a checkpoint to `path` atomically (a temporary file beside it, fsync, rename); returns `path`.
 
     params: name -> array (host or device), a model's state_dict(); model_config: that model's config().
@@ -68,6 +70,8 @@ def save_checkpoint(path, params: Mapping, model_config: dict, *, optimizer_stat
     dataset: the dataset the model was trained on; stored with its class names. No suffix is added to `path`.
     images_in_epoch: the images of the epoch under way trained on, stored only when given: when it is not
     step_in_epoch batches of config's batch size (a run resumed mid-epoch with another batch size).
+    run_id: the run that wrote it, also written into that run's metrics JSON (the two belong together).
+    data_checksums: {IDX file name: MD5 of its decompressed content} of the data trained on.
     Parameters holding NaN or infinity are refused (NonFiniteError) before anything is written.
     """
     params = {name: numpy.ascontiguousarray(to_numpy(array)) for name, array in params.items()}
@@ -99,6 +103,11 @@ def save_checkpoint(path, params: Mapping, model_config: dict, *, optimizer_stat
     if images_in_epoch is not None:
         arrays[META + "images_in_epoch"] = numpy.array(int(images_in_epoch), dtype=numpy.int64)
     arrays[META + "config"] = _to_json(config or {}, "config")
+    if run_id is not None:
+        arrays[META + "run_id"] = numpy.array(_check_run_id(run_id, "the run id to save"))
+    if data_checksums is not None:
+        arrays[META + "data_checksums"] = _to_json(_check_checksums(data_checksums, "the checksums to save"),
+                                                   "data checksums")
     if dataset is not None:
         arrays[META + "dataset"] = numpy.array(dataset)
         arrays[META + "class_names"] = _to_json(list(CLASS_NAMES[dataset]), "class names")
@@ -116,6 +125,22 @@ def save_checkpoint(path, params: Mapping, model_config: dict, *, optimizer_stat
                 arrays[f"{OPTIM}{state_name}/{name}"] = numpy.ascontiguousarray(to_numpy(array))
     atomic_write(path, lambda file: numpy.savez(file, **arrays))
     return os.fspath(path)
+
+
+def _check_run_id(value, where) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_RUN_ID or not value.isprintable():
+        raise CheckpointError(f"{where} has meta/run_id {str(value)[:80]!r}, not a run id (1 to {MAX_RUN_ID} printable "
+                              "characters); save it again with nets.")
+    return value
+
+
+def _check_checksums(value, where) -> dict:
+    if not isinstance(value, dict) or len(value) > 16 or not all(
+            isinstance(name, str) and len(name) <= 64 and isinstance(digest, str) and len(digest) == 32
+            and all(character in "0123456789abcdef" for character in digest) for name, digest in value.items()):
+        raise CheckpointError(f"{where} has a meta/data_checksums entry that is not a set of file names and MD5 "
+                              "digests; save it again with nets.")
+    return value
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -252,10 +277,15 @@ def _checkpoint_from_headers(archive: NpzMembers, headers: dict, scalars: dict, 
     dataset, class_names = check_dataset(str(scalars[META + "dataset"]) if META + "dataset" in scalars else None,
                                          _json(scalars, META + "class_names", path), output_count(model_config), config,
                                          path)
+    run_id = _check_run_id(str(scalars[META + "run_id"]), path) if META + "run_id" in scalars else None
+    data_checksums = _json(scalars, META + "data_checksums", path)
+    if data_checksums is not None:
+        _check_checksums(data_checksums, path)
     return Checkpoint(params={}, model_config=model_config, dtype=dtype, epoch=epoch, step_in_epoch=step_in_epoch,
                       images_in_epoch=images_in_epoch, optimizer_state=optimizer_state, rng_state=rng_state, epoch_rng_state=epoch_rng_state,
                       config=config, metrics=_json(scalars, META + "metrics", path), dataset=dataset,
-                      class_names=class_names, source="npz", path=os.fspath(path))
+                      class_names=class_names, source="npz", path=os.fspath(path), run_id=run_id,
+                      data_checksums=data_checksums)
 
 
 def checkpoint_from_parameters(params: dict, *, source: str, path=None) -> Checkpoint:

@@ -58,6 +58,8 @@ class Checkpoint:
     class_names: list | None = None
     source: str = "npz"
     path: str | None = None
+    run_id: str | None = None  # the run that wrote it (its metrics JSON names the same), None where the file has none
+    data_checksums: dict | None = None  # {IDX file name: MD5} of the data it was trained on, when the file says
 
     @property
     def model_name(self) -> str:

@@ -14,10 +14,9 @@ checkpoint of the last completed step is written; a NaN loss in Diverged (exit 3
 from __future__ import annotations
 
 import importlib.metadata
-import math
-import os
 import platform
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 
 import numpy
@@ -33,19 +32,16 @@ from nets import outputs
 from nets.data import datasets
 from nets.data.augment import Augmentation
 from nets.data.augment import resolve as resolve_augmentation
-from nets.nn.architecture import parameter_shapes
 from nets.nn.inference import predict_classes
 from nets.nn.models import build_model
 from nets.nn.reference.models import build_reference_model
-from nets.optim.schedules import learning_rate
-from nets.train.engine import EngineState
 from nets.train.graph import eager_because
-from nets.train.interrupt import InterruptFlag, Interrupted
+from nets.train.interrupt import InterruptFlag, Interrupted, interrupted_by
+from nets.train.resume import Resume, settled
 from nets.train.loop import DeviceData, Diverged, TrainingState, epochs_text, fit, interrupted_where
-from nets.train.paths import (check_against_data, check_outputs, output_paths, prepare_outputs, renumber_if_taken,
+from nets.train.paths import (check_against_data, check_outputs, claim_and_save, output_paths, prepare_outputs,
                               saving_plan)
 from nets.train.settings import DEFAULT_DATASET, FALLBACK_DATASET, RunError, RunOptions, RunSettings, resolve_settings
-from nets.validate import Invalid, real
 
 __all__ = ["Resume", "RunResult", "train_run"]
 
@@ -118,125 +114,13 @@ def library_versions(backend) -> dict:
     return versions
 
 
-@dataclass
-class Resume:
-    """The checkpoint --resume names (`checkpoint`, at `path`) and the settings of its run, read once."""
-
-    checkpoint: checkpoints.Checkpoint
-    settings: RunSettings
-    path: str
-
-    @classmethod
-    def load(cls, path) -> "Resume":
-        """The checkpoint with the training state a resume needs; RunError, one line, otherwise."""
-        try:
-            if os.path.isfile(path) and checkpoints.is_torch_file(path):
-                raise RunError(f"{path} is a PyTorch file (torch.save): it holds no optimizer state, epoch or RNG "
-                               f"state, so training cannot resume from it; score it with "
-                               f"{script_command('evaluate', path)}.")
-            resumed = checkpoints.load_checkpoint(path)
-        except checkpoints.CheckpointError as error:
-            raise RunError(str(error)) from None
-        if not resumed.config or "hyper" not in resumed.config:
-            raise RunError(f"{path} holds weights but no training state; it can be evaluated, not resumed.")
-        try:
-            checkpoints.restore_rng(resumed, numpy.random.default_rng())  # the run's own is set in load_into
-        except checkpoints.CheckpointError as error:
-            raise RunError(f"cannot resume from {path}: {error}") from None
-        history = resumed.metrics if resumed.metrics is not None else []
-        if not isinstance(history, list) or not all(
-                isinstance(record, dict) and all(_is_number(record.get(key)) for key in ("seconds", "test_accuracy"))
-                for record in history):
-            raise RunError(f"{path} has a meta/metrics entry that is not the per-epoch list train.py writes; "
-                           "it cannot be resumed.")
-        try:
-            settings = RunSettings.from_dict(resumed.config)
-        except (ValueError, TypeError) as error:  # TypeError: unknown or missing settings
-            raise RunError(f"cannot use these settings from {path} (meta/config): {error}") from None
-        return cls(resumed, settings, str(path))
-
-    @property
-    def images_done(self) -> int:
-        """The images of the epoch under way that the checkpoint's run already trained on (in that epoch's order)."""
-        if self.checkpoint.images_in_epoch is not None:
-            return self.checkpoint.images_in_epoch
-        return self.checkpoint.step_in_epoch * self.settings.hyper.batch_size
-
-    def check_position(self, settings: RunSettings, train_count: int, options: RunOptions, say) -> None:
-        """The resumed epoch and step fit this run, a mid-epoch resume with another batch size is said, and extending
-        a one-cycle schedule is never silent."""
-        path, hyper, planned, resumed = self.path, settings.hyper, self.settings.hyper, self.checkpoint
-        steps_per_epoch = math.ceil(train_count / hyper.batch_size)
-        done = self.images_done
-        if done >= train_count:
-            raise RunError(f"{path} has meta/step_in_epoch {resumed.step_in_epoch} ({done} images of epoch "
-                           f"{resumed.epoch + 1} done), but an epoch here has only {train_count} images "
-                           f"({steps_per_epoch} steps of batch {hyper.batch_size}); resume with the data it was "
-                           "trained with.")
-        if resumed.epoch >= hyper.epochs:
-            raise RunError(f"{path} already finished {epochs_text(resumed.epoch)}; pass --epochs above {resumed.epoch} "
-                           "to train on.")
-        if done and done != resumed.step_in_epoch * hyper.batch_size:
-            say(f"note: {path} stopped {done} of {train_count} images into epoch {resumed.epoch + 1}; this run trains "
-                f"the other {train_count - done} of that epoch in its order, in batches of {hyper.batch_size}, so "
-                "each image is seen once in the epoch.")
-        if planned.schedule != "onecycle" or hyper.schedule != "onecycle":
-            return
-        if (planned.epochs, planned.batch_size) == (hyper.epochs, hyper.batch_size):
-            return  # the same plan of steps: the cycle continues exactly (a new --lr is an explicit change)
-        # What the first run did at its last step, and what the re-planned cycle does at the next one.
-        planned_steps = math.ceil(train_count / planned.batch_size)
-        steps_done = resumed.epoch * planned_steps + resumed.step_in_epoch
-        then = learning_rate("onecycle", planned.lr, min(max(steps_done - 1, 0), planned_steps * planned.epochs - 1),
-                             planned_steps * planned.epochs)
-        now = learning_rate("onecycle", hyper.lr, resumed.epoch * steps_per_epoch + done // hyper.batch_size,
-                            steps_per_epoch * hyper.epochs)
-        change = (f"{path} was trained under a one-cycle schedule planned for {epochs_text(planned.epochs)} (batch "
-                  f"{planned.batch_size}, peak lr {planned.lr:g}); this run re-plans it for "
-                  f"{epochs_text(hyper.epochs)} (batch {hyper.batch_size}, peak lr {hyper.lr:g}), so the learning rate "
-                  f"goes from {then:.3g} at its last step to {now:.3g}")
-        if options.schedule is None:
-            raise RunError(f"{change}, which is not what {epochs_text(hyper.epochs)} in one go would do. Train afresh "
-                           f"with --epochs {hyper.epochs} for that; add --schedule constant --lr F to train on at a "
-                           "fixed rate; or add --schedule onecycle to re-plan the cycle anyway.")
-        say(f"note: {change} (--schedule onecycle); only a resume with the planned --epochs continues exactly.")
-
-    def load_into(self, engine, rng: numpy.random.Generator, settings: RunSettings) -> TrainingState:
-        """The checkpoint's weights and optimizer state into the engine, its RNG state into `rng` -> where training
-        goes on (in batches of this run's size from the image it stopped at); RunError when they do not fit."""
-        resumed, path = self.checkpoint, self.path
-        expected = {name: tuple(shape) for name, shape in parameter_shapes(engine.model_config).items()}
-        given = {name: tuple(array.shape) for name, array in resumed.params.items()}
-        if given != expected:
-            differ = next((f"{name} is {given.get(name)} there but {shape} here" for name, shape in expected.items()
-                           if given.get(name) != shape), "its parameter names differ")
-            raise RunError(f"cannot resume from {path}: its {resumed.model_name} is not the {settings.model} "
-                           f"train.py builds ({differ}); train.py resumes only its own models.")
-        try:
-            engine.load_state(EngineState(resumed.params, resumed.optimizer_state))
-            checkpoints.restore_rng(resumed, rng)
-        except (ValueError, checkpoints.CheckpointError) as error:
-            raise RunError(f"cannot resume from {path}: {error}") from None
-        done = self.images_done
-        return TrainingState(epoch=resumed.epoch, step_in_epoch=done // settings.hyper.batch_size,
-                             images_in_epoch=done, epoch_rng_state=resumed.epoch_rng_state,
-                             history=list(resumed.metrics or []))
-
-
-def _is_number(value) -> bool:
-    try:
-        real(value, "a metric")
-    except Invalid:
-        return False
-    return True
-
-
 def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> RunResult:
     """Run the training the options describe, with engines[impl](settings, initial nets model) as the engine.
     Raises RunError (and other NetsErrors) for user mistakes, all before the first training step where they can
     be known then; see the module doc."""
     resumed = Resume.load(options.resume) if options.resume else None
     settings = resolve_settings(options, resumed.settings if resumed else None)
+    settings = settled(options, settings, resumed, say)  # [nothing-lost] absolute --data-dir; a resume's changes
     paths = output_paths(options, settings)
     check_outputs(options, paths)
     engine, backend = build_engine(settings, engines)
@@ -256,6 +140,8 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
         paths = output_paths(options, settings)
         check_outputs(options, paths)
     check_against_data(paths, data)
+    if resumed:  # [nothing-lost] other files than it trained on: said
+        resumed.check_data(data, say)
     if data.image_shape != MODEL_IMAGE_SHAPE:
         raise RunError(f"{data.source} holds {data.image_shape[0]}x{data.image_shape[1]} images; the models take "
                        f"{MODEL_IMAGE_SHAPE[0]}x{MODEL_IMAGE_SHAPE[1]} (MNIST's format).")
@@ -288,6 +174,7 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
     say(saving_plan(paths, resumed is not None))
     prepare_outputs(options, paths)
     versions = library_versions(backend)
+    run_id = uuid.uuid4().hex  # [nothing-lost] in the checkpoint and its metrics JSON: the two belong together
     started = time.perf_counter()
     # What this run has saved: (path, where) of the last good checkpoint; the resumed file when written back to.
     kept = {"path": paths.checkpoint, "where": interrupted_where(state)} if resumed and paths.checkpoint and (
@@ -307,22 +194,30 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
             "train_seconds": sum(record["seconds"] for record in history),
             "wall_seconds": time.perf_counter() - started,
             "versions": versions,
-            "checkpoint": checkpoint, **stopped,
+            "checkpoint": checkpoint, "run_id": run_id, **stopped,
         }
 
     def save(path: str, current: TrainingState) -> None:
         """The checkpoint of `current` to `path`, never of a diverged model (Diverged instead)."""
-        if not kept and (note := renumber_if_taken(paths)):  # a default path another run took meanwhile
-            say(note)
-            path = paths.checkpoint
         saved = engine.state()
-        try:
+
+        def write(target):
             checkpoints.save_checkpoint(
-                path, saved.params, engine.model_config, optimizer_state=saved.optimizer_state, epoch=current.epoch,
+                target, saved.params, engine.model_config, optimizer_state=saved.optimizer_state, epoch=current.epoch,
                 step_in_epoch=current.step_in_epoch, rng_state=backend.rng.bit_generator.state,
                 epoch_rng_state=current.epoch_rng_state, config=settings.as_dict(), metrics=current.history,
                 dataset=data.name, images_in_epoch=None if current.images_in_epoch in (
-                    None, current.step_in_epoch * hyper.batch_size) else current.images_in_epoch)
+                    None, current.step_in_epoch * hyper.batch_size) else current.images_in_epoch,
+                run_id=run_id, data_checksums=data.checksums or None)
+
+        try:
+            if paths.unclaimed:  # [nothing-lost] the first save to a numbered name claims it, and its metrics' name
+                note = claim_and_save(paths, write, lambda target: metrics_now(current, target))
+                path = paths.interrupt
+                if note:
+                    say(note)
+            else:
+                write(path)
         except checkpoints.NonFiniteError as error:
             raise Diverged(f"the parameters became NaN or infinite {interrupted_where(current)} ({error.parameter} "
                            f"holds {error.count} such values) while the loss was still finite; training stopped "
@@ -371,9 +266,10 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
                                                       data.test_labels, predicted, list(data.class_names))
         except KeyboardInterrupt:
             if not paths.checkpoint:
-                raise Interrupted(state, "interrupted while drawing the plots, after training finished.") from None
-            raise Interrupted(state, f"interrupted while drawing the plots, after training finished: {paths.checkpoint} "
-                                     f"and its metrics are complete; draw them with "
+                raise Interrupted(state, f"{interrupted_by()} while drawing the plots, after training "
+                                         "finished.") from None
+            raise Interrupted(state, f"{interrupted_by()} while drawing the plots, after training finished: "
+                                     f"{paths.checkpoint} and its metrics are complete; draw them with "
                                      f"{script_command('plot', paths.checkpoint, '--out', options.plot)}") from None
     return result
 
@@ -386,15 +282,16 @@ def save_interrupted(state: TrainingState, save, paths, metrics_now) -> NetsErro
         outputs.prepare_file(paths.interrupt, paths.checkpoint_label if paths.checkpoint else "the Ctrl-C checkpoint")
         save(paths.interrupt, state)
     except Diverged as error:
-        return Diverged(f"interrupted {where}, and {error}")
+        return Diverged(f"{interrupted_by()} {where}, and {error}")
     except NetsError as error:
-        return RunError(f"interrupted {where}, but no checkpoint could be written: {error}")
+        return RunError(f"{interrupted_by()} {where}, but no checkpoint could be written: {error}")
     try:
         for path, label in {paths.interrupt_metrics: "the metrics", paths.metrics: paths.metrics_label}.items():
             if path:
                 outputs.write_json(path, metrics_now(state, paths.interrupt), label)
     except NetsError as error:
-        return RunError(f"interrupted {where}: checkpoint written to {paths.interrupt}, but not its metrics: {error}")
-    return Interrupted(state, f"interrupted {where}: checkpoint written to {paths.interrupt}; continue with "
+        return RunError(f"{interrupted_by()} {where}: checkpoint written to {paths.interrupt}, but not its metrics: "
+                        f"{error}")
+    return Interrupted(state, f"{interrupted_by()} {where}: checkpoint written to {paths.interrupt}; continue with "
                               f"--resume {paths.interrupt}")
 
