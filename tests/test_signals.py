@@ -133,6 +133,7 @@ def test_sigterm_before_training_started_is_one_line_and_143(tmp_path):
             process.kill()
     assert (process.returncode, stderr) == (
         143, "interrupted by SIGTERM before training started; no checkpoint was written.\n")
+    assert not [path for path in (tmp_path / "work").rglob("*") if path.is_file()]  # no partial download
 
 
 @pytest.fixture(scope="module")

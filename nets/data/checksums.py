@@ -24,6 +24,8 @@ import re
 import stat
 from pathlib import Path
 
+from nets.outputs import atomic_write
+
 __all__ = ["CACHE_ENV", "CACHE_FILE", "CONTENT_MD5", "cache_dir", "published_files", "remembered_md5"]
 
 # MD5 of the decompressed IDX files of the published releases. They identify the data whatever the
@@ -124,16 +126,11 @@ def _load(path: Path) -> dict:
 
 
 def _store(path: Path, entries: dict) -> None:
-    """Write the cache atomically (a temporary file renamed over it); any OSError leaves things as they were."""
+    """Write the cache atomically (nets.outputs.atomic_write: no signal leaves it half-written or its temporary file
+    behind); any OSError leaves things as they were."""
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            temporary.write_text(json.dumps(entries, indent=1), encoding="utf-8")
-            os.replace(temporary, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                temporary.unlink()
+        atomic_write(path, lambda file: file.write(json.dumps(entries, indent=1).encode("utf-8")))
 
 
 def remembered_md5(path, blob: bytes) -> str:
