@@ -25,6 +25,7 @@ import os
 import signal
 import stat
 import tempfile
+import threading
 from pathlib import Path
 
 from nets.errors import NetsError
@@ -32,7 +33,7 @@ from nets.errors import NetsError
 __all__ = ["OutputError", "atomic_write", "check_file_creatable", "check_folder_creatable", "prepare_file",
            "json_bytes", "prepare_folder", "refuse_overlap", "same_file", "write_json", "write_new"]
 
-HELD_SIGNALS = {getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)}
+HELD_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 class OutputError(NetsError, OSError):
@@ -170,17 +171,22 @@ def prepare_folder(path, option: str | None = None) -> Path:
 
 @contextlib.contextmanager
 def signals_held():
-    """Ctrl-C, SIGTERM and SIGHUP wait until the block is done (they are delivered then, as if they had just come):
-    a file is written whole, and its temporary file removed, whatever arrives meanwhile. Nested blocks hold them
-    until the outermost ends."""
-    if not hasattr(signal, "pthread_sigmask"):  # not on this platform
+    """Ctrl-C, SIGTERM and SIGHUP wait until the block is done, then come as if they had just arrived (to the
+    handlers there were before): a file is written whole, and its temporary file removed, whatever arrives
+    meanwhile. Python runs signal handlers in the main thread only, so in another thread nothing is held."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+    arrived, previous = [], {}
     try:
+        for signum in HELD_SIGNALS:
+            previous[signum] = signal.signal(signum, lambda signum, frame: arrived.append(signum))
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for signum in dict.fromkeys(arrived):
+            signal.raise_signal(signum)
 
 
 def _temporary_beside(path: str) -> str:

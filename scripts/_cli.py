@@ -85,16 +85,17 @@ def missing_packages_line(missing, argv) -> str:
     here = os.path.relpath(root)
     project = "" if here == "." else (here if not (here == ".." or here.startswith(".." + os.sep)) else root)
     python = os.path.join(project, ".venv", "bin", "python")
-    command = " ".join(shlex.quote(word) for word in (python, os.path.join(project, "scripts",
-                                                                             os.path.basename(argv[0])), *argv[1:]))
+    script = os.path.join(project, "scripts", os.path.basename(argv[0]))
+    command = " ".join(shlex.quote(word) for word in (python, script, *argv[1:]))
+    install = f"{shlex.quote(python)} -m pip install -e {shlex.quote((project or '.') + '[plot]')}"
     lacks = f"this Python ({sys.executable or 'python3'}) lacks {', '.join(missing)}, which the project needs"
     if os.path.isfile(python):
         return (f"error: {lacks}; run the script with the project's own Python: `{command}` (if that lacks them too, "
-                f"`{python} -m pip install -e {shlex.quote((project or '.') + '[plot]')}` installs them).\n")
+                f"`{install}` installs them).\n")
     make = f"make -C {shlex.quote(project)} setup-train" if project else "make setup-train"
-    venv = shlex.quote(os.path.join(project, ".venv"))
-    install = f"python3 -m venv {venv} && {python} -m pip install -e {shlex.quote((project or '.') + '[plot]')}"
-    return f"error: {lacks}; set it up with `{make}` (or `{install}`), then run `{command}`.\n"
+    venv = f"python3 -m venv {shlex.quote(os.path.join(project, '.venv'))}"
+    return (f"error: {lacks}; set up the project's own Python with `{make}` (or `{venv} && {install}`), then run "
+            f"`{command}`.\n")
 
 
 def _require_packages() -> None:

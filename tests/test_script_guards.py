@@ -43,8 +43,8 @@ def expected_setup_line(script: str, *arguments) -> str:
     if (ROOT / ".venv" / "bin" / "python").is_file():
         return (f"{lacks}; run the script with the project's own Python: `{command}` (if that lacks them too, "
                 "`.venv/bin/python -m pip install -e '.[plot]'` installs them).")
-    return (f"{lacks}; set it up with `make setup-train` (or `python3 -m venv .venv && .venv/bin/python -m pip install "
-            f"-e '.[plot]'`), then run `{command}`.")
+    return (f"{lacks}; set up the project's own Python with `make setup-train` (or `python3 -m venv .venv && "
+            f".venv/bin/python -m pip install -e '.[plot]'`), then run `{command}`.")
 
 
 @pytest.mark.parametrize("script", NAMES)
