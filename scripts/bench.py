@@ -31,7 +31,7 @@ from nets.devices import gpu_unavailable
 from nets.errors import DeviceError
 from nets.commands import python_command
 from nets.baseline import torch_or_none
-from nets.bench import log
+from nets.bench import MAX_BATCH_SIZE, log
 from nets.bench.report import finish_report, new_report, numpy_blas_info, print_tables, save_plot, write_json
 from nets.bench.device import Options, bench_device, count_standin_launches
 from nets.bench.seed_loop import seed_loop_epoch_seconds
@@ -42,7 +42,6 @@ from nets.validate import real
 
 # Bounds that keep one run within minutes and a few GB: more threads than cores only measure oversubscription (and
 # each thread of NumPy's BLAS and of torch is a process slot); a 4096^3 float32 GEMM is 137 GFLOP and 200 MB.
-MAX_BATCH_SIZE = 2048
 MAX_BATCH_SIZES = 16
 CORES = usable_cores()
 

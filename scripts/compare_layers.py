@@ -15,14 +15,13 @@ from _cli import one_line_errors  # first: it puts the project on sys.path, catc
 import click
 import numpy
 
+from nets.bench import MAX_BATCH_SIZE, MAX_STEP_REPEATS as MAX_REPEATS
 from nets.devices import open_backend
 from nets.bench.reference import comparison_table, count_launches, time_parts
 from nets.bench.report import cpu_model_name, numpy_blas_info
 from nets.nn.models import MODEL_NAMES
 from nets.train.parallel import usable_cores
 
-MAX_BATCH_SIZE = 2048  # the reference allocates every array of a step: bounded as scripts/bench.py bounds its batches
-MAX_REPEATS = 1000
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -13,13 +13,14 @@ trusting a table.
 
 from __future__ import annotations
 
-import os
+from _cli import comma_models, one_line_errors, run  # first: signals, the project's packages, sys.path
 
-from _cli import comma_models, one_line_errors  # first: it puts the project on sys.path, catches an early Ctrl-C
+import os  # noqa: E402
 
-import click
-import numpy
+import click  # noqa: E402
+import numpy  # noqa: E402
 
+from nets.bench import MAX_BATCH_SIZE, MAX_STEP_REPEATS  # noqa: E402  (bench.py's and compare_layers.py's too)
 from nets.devices import open_backend
 from nets.bench.profile import profile_lines, profile_model
 from nets.bench.report import numpy_blas_info
@@ -29,11 +30,12 @@ from nets.train.parallel import usable_cores
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--models", default="cnn,mlp", show_default=True, callback=comma_models,
               help="Comma-separated: cnn, mlp.")
-@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1, MAX_BATCH_SIZE),
+              help=f"1 to {MAX_BATCH_SIZE}, as bench.py takes.")
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "gpu", "auto"]))
-@click.option("--repeats", default=40, show_default=True, type=click.IntRange(1),
-              help="Timed steps per measurement (after 5 warm-up).")
+@click.option("--repeats", default=40, show_default=True, type=click.IntRange(1, MAX_STEP_REPEATS),
+              help=f"Timed steps per measurement (after 5 warm-up), at most {MAX_STEP_REPEATS}.")
 @click.option("--threads", type=click.IntRange(1, usable_cores()), default=None,
               help="Limit NumPy's BLAS (and torch) to this many threads, at most the usable cores.")
 @click.option("--workers", type=click.IntRange(1, usable_cores()), default=1, show_default=True,
@@ -66,4 +68,4 @@ def main(models, batch_size, dtype, device, repeats, threads, workers, no_torch)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

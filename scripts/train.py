@@ -7,19 +7,22 @@ one line on stderr and a non-zero exit.
 
 from __future__ import annotations
 
-import sys
-from dataclasses import fields
+# First: from here on Ctrl-C, SIGTERM and SIGHUP give one line; a Python without numpy, click, ... is told how to set
+# them up; the project is put on sys.path.
+from _cli import Checked, one_line_errors, refuse_empty, run
 
-from _cli import Checked, one_line_errors, refuse_empty  # first: it puts the project on sys.path, catches an early Ctrl-C
+import sys  # noqa: E402
+from dataclasses import fields  # noqa: E402
 
-import click
+import click  # noqa: E402
 
 from backend import HIDDEN_DEVICES
 from nets.commands import script_command
 from nets.baseline.engine import engine_for_run as torch_engine
 from nets.data.augment import AugmentError, Augmentation
 from nets.train.engine import engine_for_run as nets_engine
-from nets.train.interrupt import EXIT_INTERRUPTED, Interrupted
+from nets.train import interrupt
+from nets.train.interrupt import Interrupted
 from nets.train.run import train_run
 from nets.train.settings import RunOptions
 
@@ -80,8 +83,9 @@ class DeviceChoice(click.Choice):
 
 
 KINDS = {  # the numeric kinds ("int>=1", ...) are nets.validate's, as RunSettings checks them
-    "file": lambda: click.Path(dir_okay=False),
-    "folder": lambda: click.Path(file_okay=False),
+    # readable=False: an unreadable --resume or --data-dir is said in one line, exit 1, by the code that reads it
+    "file": lambda: click.Path(dir_okay=False, readable=False),
+    "folder": lambda: click.Path(file_okay=False, readable=False),
     "augment": AugmentChoice,
 }
 
@@ -122,19 +126,32 @@ def main(**given):
     try:
         result = train_run(options, ENGINES, say=say, progress=progress_bar_factory(not quiet and sys.stdout.isatty()))
     except Interrupted as stop:  # not an error: the checkpoint is written (other user errors: see _cli)
-        click.echo(str(stop), err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except KeyboardInterrupt:  # before training started (loading data): once it has, Ctrl-C ends in Interrupted
-        click.echo("interrupted before training started; no checkpoint was written.", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        say_last(str(stop))
+        sys.exit(stop.exit_code)
+    except KeyboardInterrupt as stop:  # before training started (loading data): once it has, a stop signal ends in
+        #                                Interrupted; Stopped for SIGTERM and SIGHUP
+        say_last(f"{interrupt.interrupted_by(getattr(stop, 'signum', None))} before training started; no checkpoint "
+                 "was written.")
+        sys.exit(interrupt.exit_code_of(stop))
     metrics = result.metrics
     impl = f"{metrics['impl']} reference" if metrics["layers"] == "reference" else metrics["impl"]
     click.echo(f"test accuracy: {metrics['test_accuracy']:.2%} ({metrics['model']}, {impl}, "
                f"{metrics['dataset']}, {metrics['device']}, {metrics['train_seconds']:.1f} s of training)")
-    if quiet:
-        return
-    for line in where_it_went(result):
-        click.echo(line)
+    if not quiet:
+        for line in where_it_went(result):
+            click.echo(line)
+    if interrupt.received() is not None:  # a signal while the last epoch finished: it was trained and saved whole
+        say_last(f"{interrupt.interrupted_by()} as training finished; the run is complete and everything it wrote "
+                 "is whole.")
+        sys.exit(interrupt.exit_code(interrupt.received()))
+
+
+def say_last(line: str) -> None:
+    """The run's last line, on stderr; a terminal that hung up (SIGHUP) cannot show it, which changes nothing."""
+    try:
+        click.echo(line, err=True)
+    except OSError:
+        pass
 
 
 def where_it_went(result) -> list[str]:
@@ -156,4 +173,4 @@ def where_it_went(result) -> list[str]:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -95,3 +95,40 @@ def test_same_file_sees_through_spellings_and_links(tmp_path, monkeypatch):
         refuse_overlap("./link.npz", "--json", {"the checkpoint being scored": "y.npz", "nothing": None})
     assert str(info.value) == ("--json ./link.npz is the checkpoint being scored, and writing there would replace it; "
                                "give --json another path.")
+
+
+def test_a_signal_while_a_file_is_written_waits_until_it_is_whole(tmp_path):
+    """Ctrl-C in the middle of atomic_write (here sent by the writer itself, as a user's could land): the file is
+    written whole, no temporary file stays, and the KeyboardInterrupt comes after, as if Ctrl-C had just arrived."""
+    import signal
+
+    target = tmp_path / "c.npz"
+
+    def write(file):
+        file.write(b"first half, ")
+        os.kill(os.getpid(), signal.SIGINT)
+        file.write(b"second half")
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            outputs.atomic_write(target, write)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert target.read_bytes() == b"first half, second half"
+    assert sorted(os.listdir(tmp_path)) == ["c.npz"]
+
+
+def test_signals_held_delivers_them_afterwards_to_the_handler_there_was():
+    import signal
+
+    arrived = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: arrived.append(signum))
+    try:
+        with outputs.signals_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert arrived == []
+        assert arrived == [signal.SIGTERM]  # once: it stops the same thing either way
+    finally:
+        signal.signal(signal.SIGTERM, previous)

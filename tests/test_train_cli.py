@@ -815,7 +815,9 @@ def test_extending_a_finished_one_cycle_run_is_never_silent(tiny_data, tmp_path,
     constant = run("--resume", checkpoint, "--epochs", 2, "--schedule", "constant", "--lr", "1e-4",
                    "--save", tmp_path / "k.npz")
     assert constant.exit_code == 0, constant.output
-    assert "note:" not in constant.output
+    assert [line for line in constant.output.splitlines() if line.startswith("note:")] == [  # the change is said
+        f"note: {checkpoint} was trained under a one-cycle schedule planned for 1 epoch (peak lr 0.003); this run goes "
+        "on at the constant lr 0.0001 (--schedule constant)."]
 
 
 def _rewrite(path, mutate):

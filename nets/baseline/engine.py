@@ -18,6 +18,7 @@ from nets.nn.architecture import input_shape
 from nets.optim import STATE_NAMES
 from nets.train.engine import EngineState
 from nets.train.graph import eager_because
+from nets.train.loop import Diverged
 
 __all__ = ["TorchEngine", "TorchIO", "engine_for_run"]
 
@@ -128,12 +129,23 @@ class TorchEngine:
         logits = self.model(x)
         loss = self.torch.nn.functional.cross_entropy(logits, labels)
         loss.backward()
-        self.optimizer.step()
+        try:
+            self.optimizer.step()
+        except RuntimeError as error:
+            if "overflow" not in str(error):
+                raise
+            raise Diverged(self._overflow_text(lr, error)) from None
         if not self.count_totals:
             return
         with self.torch.no_grad():
             self._totals[0] += loss.detach() * len(labels)
             self._totals[1] += (logits.argmax(dim=1) == labels).sum()
+
+    def _overflow_text(self, lr, error: RuntimeError) -> str:
+        """What a step whose numbers overflowed PyTorch's optimizer says (the nets get a NaN loss, and say so)."""
+        lr = self.optimizer.param_groups[0]["lr"] if lr is None else lr
+        return (f"PyTorch's optimizer step overflowed {self.dtype.name} at lr {lr:g} ({str(error).splitlines()[0]}); "
+                "training stopped. Try a smaller --lr.")
 
     def totals(self) -> tuple[float, int]:
         loss_sum, hits = self._totals.tolist()  # one read of both

@@ -20,6 +20,11 @@ from __future__ import annotations
 import sys
 
 EPOCH_IMAGES = 60_000  # one MNIST training epoch
+# Bounds of the measuring scripts' options (bench.py, profile_step.py, compare_layers.py), which keep one run within
+# minutes and a few GB: a CNN batch of 2048 takes about 1.6 GB (and the reference layers allocate every array of a
+# step); timed steps per measurement at most MAX_STEP_REPEATS.
+MAX_BATCH_SIZE = 2048
+MAX_STEP_REPEATS = 1000
 NUM_CLASSES = 10
 SCHEMA = "nets-bench/1"
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy
 
+from nets.bench import MAX_BATCH_SIZE, MAX_STEP_REPEATS
 from nets.bench.parts import attributed, timer
 
 WARMUP_STEPS = 5  # buffers and tables made, caches and BLAS threads awake
@@ -115,6 +116,13 @@ def torch_step_timer(model, images, labels, device: str, threads: int | None):
     return step
 
 
+def _check_bounds(batch_size: int, repeats: int) -> None:
+    """ValueError outside the bounds the measuring scripts take (nets.bench.MAX_BATCH_SIZE, MAX_STEP_REPEATS)."""
+    if not 1 <= batch_size <= MAX_BATCH_SIZE or not 1 <= repeats <= MAX_STEP_REPEATS:
+        raise ValueError(f"batch_size must be 1 to {MAX_BATCH_SIZE} and repeats 1 to {MAX_STEP_REPEATS}, got "
+                         f"{batch_size} and {repeats}.")
+
+
 def profile_model(name: str, backend, *, batch_size: int, dtype: str, repeats: int, workers: int = 1,
                   with_torch: bool = True, torch_threads: int | None = None) -> Profile:
     """Profile one model on `backend`: the parts of a one-worker step, and whole steps with `workers` CPU threads
@@ -123,6 +131,7 @@ def profile_model(name: str, backend, *, batch_size: int, dtype: str, repeats: i
     from nets.optim import Adam
     from nets.train.engine import NetsEngine
 
+    _check_bounds(batch_size, repeats)
     rng = numpy.random.default_rng(0)
     model = build_model(name, backend=backend, dtype=dtype, rng=rng)
     images, labels_host = mnist_like_batch(rng, batch_size, model.input_shape)

@@ -13,7 +13,8 @@ Layout of a file (every entry a numpy array; strings are numpy unicode scalars):
     meta/rng_state, meta/epoch_rng_state       JSON of numpy bit_generator.state (optional)
     meta/images_in_epoch  int64, only where a run resumed mid-epoch with another batch size (optional)
     meta/dataset     "mnist" or "fashion-mnist"   meta/class_names  JSON list, the classes in output order
-    meta/run_id      the run that wrote the file, as in its metrics JSON's "run_id" (optional)
+    meta/run_id      the run that wrote it; its metrics JSON's "run_id" is the same (optional)
+    meta/data_checksums  JSON {IDX file name: MD5 of its content}, the data it was trained on (optional)
     optim/name       "sgd" or "adam"           optim/step     int64
     optim/hyperparameters  JSON                optim/<state name>/<parameter name>  arrays (exp_avg, ...)
 

@@ -28,7 +28,7 @@ from nets.nn.architecture import a_model, check_shapes, complete_config, config_
 from nets.optim import OPTIMIZER_CLASSES
 from nets.validate import Invalid, whole
 
-__all__ = ["check_dataset", "check_finite", "check_optimizer_state", "check_parameters",
+__all__ = ["check_checksums", "check_dataset", "check_finite", "check_optimizer_state", "check_parameters",
            "check_rng_state", "check_run_id", "check_whole", "is_run_id", "first_nonfinite", "nonfinite_text",
            "parameters_dtype"]
 
@@ -126,6 +126,16 @@ def is_run_id(value) -> bool:
     """Whether `value` can be a run id: a non-empty string of at most MAX_RUN_ID printable characters (it is printed
     in messages)."""
     return isinstance(value, str) and 0 < len(value) <= MAX_RUN_ID and value.isprintable()
+
+
+def check_checksums(value, where) -> dict:
+    """meta/data_checksums: {IDX file name: MD5 hex digest}, a few short entries; CheckpointError otherwise."""
+    if not isinstance(value, dict) or len(value) > 16 or not all(
+            isinstance(name, str) and len(name) <= 64 and isinstance(digest, str) and len(digest) == 32
+            and all(character in "0123456789abcdef" for character in digest) for name, digest in value.items()):
+        raise CheckpointError(f"{where} has a meta/data_checksums entry that is not a set of file names and MD5 "
+                              "digests; save it again with nets.")
+    return value
 
 
 def check_run_id(run_id, path) -> str:

@@ -16,9 +16,9 @@ import numpy
 from backend import to_numpy
 from nets.errors import first_line
 
-from nets.checkpoint.checks import (MAX_RUN_ID, check_dataset, check_finite, check_optimizer_state, check_parameters,
-                                    check_rng_state, check_run_id, check_whole, first_nonfinite, is_run_id,
-                                    nonfinite_text, parameters_dtype)
+from nets.checkpoint.checks import (MAX_RUN_ID, check_checksums, check_dataset, check_finite, check_optimizer_state,
+                                    check_parameters, check_rng_state, check_run_id, check_whole, first_nonfinite,
+                                    is_run_id, nonfinite_text, parameters_dtype)
 from nets.checkpoint.npz import NpzMembers
 from nets.checkpoint.record import Checkpoint, CheckpointError, NonFiniteError, is_torch_file, require_file
 from nets.data.datasets import CLASS_NAMES
@@ -35,7 +35,7 @@ OPTIM = "optim/"
 # or text string, "i" an integer).
 META_ENTRIES = {"format": "U", "version": "i", "model_config": "U", "epoch": "i", "step_in_epoch": "i",
                 "config": "U", "metrics": "U", "rng_state": "U", "epoch_rng_state": "U", "dataset": "U",
-                "class_names": "U", "images_in_epoch": "i", "run_id": "U"}
+                "class_names": "U", "images_in_epoch": "i", "run_id": "U", "data_checksums": "U"}
 OPTIM_ENTRIES = {"name": "U", "step": "i", "hyperparameters": "U"}
 MAX_META_BYTES = 16 * 2**20  # a metrics history of thousands of epochs is well under this
 
@@ -55,8 +55,9 @@ def _to_json(value, what: str) -> numpy.ndarray:
         raise CheckpointError(f"the checkpoint's {what} cannot be stored as JSON ({error}).") from None
 
 
-def _check_labels(dataset: str | None, run_id: str | None, classes: int) -> None:
-    """What save_checkpoint labels a file with: a known dataset with one class per output, a run id of one line."""
+def _labels(dataset: str | None, run_id: str | None, data_checksums: dict | None, classes: int) -> dict:
+    """The meta/ entries that label a file, checked: a known dataset with one class per output (and its class
+    names), a run id of one line, the data's checksums."""
     if run_id is not None and not is_run_id(run_id):
         raise CheckpointError(f"run id {run_id!r} is not a line of 1 to {MAX_RUN_ID} printable characters.")
     if dataset is not None and dataset not in CLASS_NAMES:
@@ -65,12 +66,23 @@ def _check_labels(dataset: str | None, run_id: str | None, classes: int) -> None
     if dataset is not None and len(CLASS_NAMES[dataset]) != classes:
         raise CheckpointError(f"{dataset} has {len(CLASS_NAMES[dataset])} classes, but the model has {classes} "
                               "outputs.")
+    labels = {}
+    if run_id is not None:
+        labels[META + "run_id"] = numpy.array(run_id)
+    if data_checksums is not None:
+        labels[META + "data_checksums"] = _to_json(check_checksums(data_checksums, "the checksums to save"),
+                                                   "data checksums")
+    if dataset is not None:
+        labels[META + "dataset"] = numpy.array(dataset)
+        labels[META + "class_names"] = _to_json(list(CLASS_NAMES[dataset]), "class names")
+    return labels
 
 
 def save_checkpoint(path, params: Mapping, model_config: dict, *, optimizer_state: dict | None = None,
                     epoch: int = 0, step_in_epoch: int = 0, rng_state: dict | None = None,
                     epoch_rng_state: dict | None = None, config: dict | None = None, metrics=None,
-                    dataset: str | None = None, images_in_epoch: int | None = None, run_id: str | None = None) -> str:
+                    dataset: str | None = None, images_in_epoch: int | None = None, run_id: str | None = None,
+                    data_checksums: dict | None = None) -> str:
     """Write a checkpoint to `path` atomically (a temporary file beside it, fsync, rename); returns `path`.
 
     params: name -> array (host or device), a model's state_dict(); model_config: that model's config().
@@ -82,6 +94,7 @@ def save_checkpoint(path, params: Mapping, model_config: dict, *, optimizer_stat
     images_in_epoch: the images of the epoch under way trained on, stored only when given: when it is not
     step_in_epoch batches of config's batch size (a run resumed mid-epoch with another batch size).
     run_id: the run that wrote the file, the same string as its metrics JSON's "run_id" (stored when given).
+    data_checksums: {IDX file name: MD5 of its decompressed content} of the data trained on (stored when given).
     Parameters holding NaN or infinity are refused (NonFiniteError) before anything is written.
     """
     params = {name: numpy.ascontiguousarray(to_numpy(array)) for name, array in params.items()}
@@ -97,8 +110,7 @@ def save_checkpoint(path, params: Mapping, model_config: dict, *, optimizer_stat
         raise CheckpointError(f"these parameters and this model config do not make a checkpoint: "
                               f"{first_line(error)}") from None
     parameters_dtype({name: array.dtype for name, array in params.items()}, "the checkpoint to save")
-    _check_labels(dataset, run_id, output_count(model_config))
-    arrays = dict(params)
+    arrays = {**params, **_labels(dataset, run_id, data_checksums, output_count(model_config))}
     arrays[META + "format"] = numpy.array(FORMAT)
     arrays[META + "version"] = numpy.array(VERSION, dtype=numpy.int64)
     arrays[META + "model_config"] = _to_json(model_config, "model config")
@@ -107,11 +119,6 @@ def save_checkpoint(path, params: Mapping, model_config: dict, *, optimizer_stat
     if images_in_epoch is not None:
         arrays[META + "images_in_epoch"] = numpy.array(int(images_in_epoch), dtype=numpy.int64)
     arrays[META + "config"] = _to_json(config or {}, "config")
-    if run_id is not None:
-        arrays[META + "run_id"] = numpy.array(run_id)
-    if dataset is not None:
-        arrays[META + "dataset"] = numpy.array(dataset)
-        arrays[META + "class_names"] = _to_json(list(CLASS_NAMES[dataset]), "class names")
     for key, value in (("metrics", metrics), ("rng_state", rng_state), ("epoch_rng_state", epoch_rng_state)):
         if value is not None:
             arrays[META + key] = _to_json(value, key.replace("_", " "))
@@ -263,10 +270,14 @@ def _checkpoint_from_headers(archive: NpzMembers, headers: dict, scalars: dict, 
                                          _json(scalars, META + "class_names", path), output_count(model_config), config,
                                          path)
     run_id = check_run_id(str(scalars[META + "run_id"]), path) if META + "run_id" in scalars else None
+    data_checksums = _json(scalars, META + "data_checksums", path)
+    if data_checksums is not None:
+        check_checksums(data_checksums, path)
     return Checkpoint(params={}, model_config=model_config, dtype=dtype, epoch=epoch, step_in_epoch=step_in_epoch,
                       images_in_epoch=images_in_epoch, optimizer_state=optimizer_state, rng_state=rng_state, epoch_rng_state=epoch_rng_state,
                       config=config, metrics=_json(scalars, META + "metrics", path), dataset=dataset,
-                      class_names=class_names, source="npz", path=os.fspath(path), run_id=run_id)
+                      class_names=class_names, source="npz", path=os.fspath(path), run_id=run_id,
+                      data_checksums=data_checksums)
 
 
 def checkpoint_from_parameters(params: dict, *, source: str, path=None) -> Checkpoint:

@@ -41,7 +41,6 @@ class Checkpoint:
     config, metrics: whatever JSON the trainer saved ({} and None when absent). source: "npz" or "torch".
     dataset: the dataset the model was trained on ("mnist", "fashion-mnist"), None when the file does not say
     (a .pt file, or a checkpoint that names none); class_names: its classes in output order, or None.
-    run_id: the run that wrote the file (meta/run_id, also in its metrics JSON), None when the file does not say.
     """
 
     params: dict
@@ -59,7 +58,8 @@ class Checkpoint:
     class_names: list | None = None
     source: str = "npz"
     path: str | None = None
-    run_id: str | None = None
+    run_id: str | None = None  # the run that wrote it (its metrics JSON names the same), None where the file has none
+    data_checksums: dict | None = None  # {IDX file name: MD5} of the data it was trained on, when the file says
 
     @property
     def model_name(self) -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy
 
 from nets.data import download as download_module
-from nets.data.checksums import remembered_md5
+from nets.data.checksums import CONTENT_MD5, published_files, remembered_md5
 from nets.data.idx import DataError, check_counts, check_labels, parse_idx, read_idx_bytes
 
 __all__ = [
@@ -81,25 +81,6 @@ CLASS_NAMES = {
     ),
 }
 
-# MD5 of the decompressed IDX files of the published releases. They identify the data whatever the
-# compression: Debian's dataset-fashion-mnist recompressed the .gz files (so ARCHIVE_MD5 does not
-# match them) but holds the very same bytes.
-CONTENT_MD5 = {
-    "mnist": {
-        "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-        "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
-        "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
-        "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
-    },
-    "fashion-mnist": {
-        "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
-        "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
-        "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
-        "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
-    },
-}
-
-
 class DataNotFoundError(DataError):
     """A dataset is in none of the places searched and could not be downloaded; the message says how to get it."""
 
@@ -114,7 +95,7 @@ class Dataset:
     "downloaded to DIR"); directory: the directory read; verified: True when all four files are,
     once decompressed, byte-identical to the published release (False for other data in that layout);
     release: the published dataset whose four files these are, told by checksum whatever name they were read
-    under (None for other data).
+    under (None for other data); checksums: {file name: MD5 of its decompressed content} of the four files.
     """
 
     name: str
@@ -126,6 +107,7 @@ class Dataset:
     directory: Path
     verified: bool = False
     release: str | None = None
+    checksums: dict = field(default_factory=dict, repr=False)
 
     @property
     def title(self) -> str:
@@ -196,6 +178,8 @@ def _explicit_dir(name: str, data_dir) -> Path:
     )
     if not data_dir.is_dir():
         raise DataNotFoundError(f"--data-dir {data_dir} does not exist or is not a directory; {advice}")
+    for directory in (data_dir, data_dir / name):
+        _require_listable(directory)
     best_missing = None
     for directory in (data_dir, data_dir / name):
         found, missing = dataset_files(directory)
@@ -208,6 +192,17 @@ def _explicit_dir(name: str, data_dir) -> Path:
         f"--data-dir {data_dir} does not hold the {TITLES[name]} files: {directory} lacks {_missing_text(missing)}; "
         f"{advice}"
     )
+
+
+def _require_listable(directory: Path) -> None:
+    """DataError when the folder `directory` is there but cannot be read (its files would seem absent)."""
+    try:
+        os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as error:
+        raise DataError(f"the folder {directory} cannot be read ({error.strerror or error}); check its permissions, "
+                        "or pass another --data-dir.") from None
 
 
 def find_dataset_dir(name: str, data_dir=None) -> Path | None:
@@ -265,6 +260,8 @@ def _read_directory(name: str, directory: Path, source: str) -> Dataset:
     # hashed once per file and remembered by its size and modification time (nets/data/checksums.py)
     digests = {file_name: remembered_md5(found[file_name], blobs[file_name]) for file_name in FILE_NAMES}
     release = next((known for known, published in CONTENT_MD5.items() if digests == published), None)
+    if release is None:
+        _refuse_mixed_releases(directory, found, digests)
     arrays = {}
     for split in ("train", "t10k"):
         images_name, labels_name = f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"
@@ -288,7 +285,19 @@ def _read_directory(name: str, directory: Path, source: str) -> Dataset:
         directory=directory,
         verified=release == name,
         release=release,
+        checksums=digests,
     )
+
+
+def _refuse_mixed_releases(directory: Path, found: dict, digests: dict) -> None:
+    """DataError, one line naming the files, when the four files come from two published datasets (Fashion-MNIST's
+    training files beside MNIST's test files): trained together they would be neither."""
+    releases = published_files(digests)
+    if len(releases) > 1:
+        parts = "; ".join(f"{', '.join(found[name].name for name in names)} {'is' if len(names) == 1 else 'are'} "
+                          f"{TITLES[release]}'s" for release, names in releases.items())
+        raise DataError(f"{directory} mixes the files of two datasets ({parts}, by their published checksums); put "
+                        "each dataset's four files in a folder of its own.")
 
 
 def load_dataset(name: str, data_dir=None, download: bool = True, *, mirrors=None) -> Dataset:

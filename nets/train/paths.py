@@ -6,10 +6,14 @@ plots; all checked before any data is loaded, and said in one line before traini
     check_against_data(paths, data)           # no output over a dataset file
     prepare_outputs(options, paths)           # right before training: the folders
     say(saving_plan(paths, resumed))
+    note = claim_and_save(paths, write_checkpoint, metrics_for)   # the first save to a numbered name
 
 A new run never replaces another run's checkpoint unless the user names that file (--save, or --resume writing
 back): the default path is numbered, runs/mnist-cnn-nets.npz, then runs/mnist-cnn-nets-2.npz, -3, ..., the first
-whose checkpoint and metrics JSON are both free (as is the Ctrl-C checkpoint of a --no-save run).
+whose checkpoint and metrics JSON are both free (as is the Ctrl-C checkpoint of a --no-save run). The number is
+claimed at the first save, for the pair: the checkpoint takes its name only where nothing has it, in one step (a
+hard link of the written file), then its metrics JSON the same way; so of runs started together in one folder each
+keeps its own pair.
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ from nets.data import datasets
 from nets.train.settings import RunOptions, RunSettings
 
 __all__ = ["DEFAULT_RUNS_DIR", "INTERRUPT_DIR", "OutputPaths", "check_against_data", "check_outputs",
-           "default_checkpoint_path", "free_checkpoint_path", "metrics_path_beside", "output_paths", "prepare_outputs",
-           "renumber_if_taken", "saving_plan"]
+           "claim_and_save", "default_checkpoint_path", "free_checkpoint_path", "metrics_path_beside", "output_paths",
+           "prepare_outputs", "saving_plan"]
 
 DEFAULT_RUNS_DIR = Path("runs")
 INTERRUPT_DIR = Path("checkpoints")
+MAX_NUMBER = 100_000  # runs of one kind in one folder; past it, a numbered name is refused (OutputError)
 
 
 @dataclass
@@ -46,6 +51,13 @@ class OutputPaths:
     interrupt_metrics: str | None = None  # the metrics JSON beside the Ctrl-C checkpoint
     resume: str | None = None  # the checkpoint --resume reads
     plot: str | None = None  # the folder of the plots (--plot, given now or by the run a resume continues)
+    numbered_from: str | None = None  # the name the first save numbers after (the default checkpoint, or a --no-save
+    #                                   run's Ctrl-C checkpoint) until that save claims one; None once it has
+
+    @property
+    def unclaimed(self) -> bool:
+        """Whether the next save is the first to a numbered name (claim_and_save, not a plain write)."""
+        return self.numbered_from is not None
 
 
 def default_checkpoint_path(settings: RunSettings) -> str:
@@ -53,15 +65,24 @@ def default_checkpoint_path(settings: RunSettings) -> str:
     return str(DEFAULT_RUNS_DIR / f"{settings.dataset}-{settings.model}-{settings.impl}.npz")
 
 
+def _numbered(path):
+    """path, path-2, path-3, ... (runs/cnn.npz -> runs/cnn-2.npz), as strings."""
+    path = Path(path)
+    for number in range(1, MAX_NUMBER + 1):
+        yield str(path if number == 1 else path.with_name(f"{path.stem}-{number}{path.suffix}"))
+    raise outputs.OutputError(f"{path} and {MAX_NUMBER - 1} numbered names after it are all taken; pass --save PATH, "
+                              "or move earlier runs elsewhere.")
+
+
+def _taken(checkpoint: str) -> bool:
+    return os.path.lexists(checkpoint) or os.path.lexists(metrics_path_beside(checkpoint))
+
+
 def free_checkpoint_path(path) -> str:
     """`path` when neither it nor the metrics JSON beside it exists, else the first free one of path-2, path-3, ...
-    (runs/cnn.npz -> runs/cnn-2.npz): a new run's own file, replacing no other run's."""
-    path = Path(path)
-    candidate, number = path, 1
-    while os.path.lexists(candidate) or os.path.lexists(metrics_path_beside(str(candidate))):
-        number += 1
-        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
-    return str(candidate)
+    (runs/cnn.npz -> runs/cnn-2.npz): a new run's own file, replacing no other run's. Free now: the first save
+    claims it (claim_and_save), and takes the next number if another run has claimed it meanwhile."""
+    return next(name for name in _numbered(path) if not _taken(name))
 
 
 def metrics_path_beside(checkpoint: str) -> str:
@@ -89,22 +110,43 @@ def output_paths(options: RunOptions, settings: RunSettings) -> OutputPaths:
         metrics, metrics_label = metrics_path_beside(checkpoint), "the metrics"
     else:
         metrics, metrics_label = None, None
-    interrupt = checkpoint or free_checkpoint_path(INTERRUPT_DIR / f"{settings.model}-{settings.impl}-interrupted.npz")
+    numbered_from = default
+    if checkpoint:
+        interrupt = checkpoint
+    else:
+        numbered_from = str(INTERRUPT_DIR / f"{settings.model}-{settings.impl}-interrupted.npz")
+        interrupt = free_checkpoint_path(numbered_from)
     interrupt_metrics = metrics if checkpoint else metrics_path_beside(interrupt)
     return OutputPaths(checkpoint, label, metrics, metrics_label, interrupt, default, interrupt_metrics, options.resume,
-                       settings.plot)
+                       settings.plot, numbered_from)
 
 
-def renumber_if_taken(paths: OutputPaths) -> str | None:
-    """Right before the first save to a default (numbered) path: when another run has taken it meanwhile, move this
-    run's checkpoint and metrics to the next free number; -> the line that says so, or None."""
-    if not paths.default or not (os.path.lexists(paths.checkpoint) or os.path.lexists(paths.metrics)):
+def claim_and_save(paths: OutputPaths, write_checkpoint, metrics_for) -> str | None:
+    """The first save to a numbered name (paths.unclaimed): the checkpoint written by write_checkpoint(path) under the
+    first number whose checkpoint and metrics JSON are both free, each name taken only where nothing has it, in one
+    step (outputs.write_new), the metrics JSON beside it (when it goes there) written from metrics_for(checkpoint
+    path). Of runs claiming names together, each gets its own pair. paths then names the claimed files; -> the line
+    saying the number differs from the one announced, or None."""
+    planned = paths.interrupt
+    beside = paths.interrupt_metrics == metrics_path_beside(planned)  # else --metrics-json: written as usual
+    for candidate in _numbered(paths.numbered_from):
+        if _taken(candidate) or not outputs.write_new(candidate, write_checkpoint):
+            continue
+        metrics = metrics_path_beside(candidate)
+        if not beside or outputs.write_new(metrics, lambda target: outputs.atomic_write(
+                target, lambda file: file.write(outputs.json_bytes(metrics_for(candidate))))):
+            break
+        os.unlink(candidate)  # its metrics' name was taken meanwhile (not by a run, which claims checkpoints first)
+    if paths.checkpoint:
+        paths.checkpoint = candidate
+    paths.interrupt, paths.numbered_from = candidate, None
+    if beside:
+        paths.interrupt_metrics = metrics_path_beside(candidate)
+        if paths.metrics_label == "the metrics":
+            paths.metrics = paths.interrupt_metrics
+    if candidate == planned:
         return None
-    taken = paths.checkpoint
-    paths.checkpoint = paths.interrupt = free_checkpoint_path(taken)
-    if paths.metrics_label == "the metrics":
-        paths.metrics = paths.interrupt_metrics = metrics_path_beside(paths.checkpoint)
-    return f"note: {taken} was written meanwhile by another run; this run saves to {paths.checkpoint} instead."
+    return f"note: {planned} was taken meanwhile by another run; this run saves to {candidate} instead."
 
 
 def _advice(label: str | None) -> str:

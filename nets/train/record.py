@@ -1,6 +1,6 @@
 """What a training run keeps as it goes: its metrics, its checkpoints and the last good one, and where it stopped.
 
-    record = RunRecord(settings, paths, engine, backend, data_name, data_source, device, say=print)
+    record = RunRecord(settings, paths, engine, backend, data, device, say=print)
     record.epoch_ended(state)            # after each epoch: the checkpoint, then its metrics JSON
     error = record.interrupted(state)    # after Ctrl-C: the checkpoint of the last completed step -> the error to raise
     record.finished(state)               # the final metrics, written and returned
@@ -19,9 +19,9 @@ import uuid
 from nets import checkpoint as checkpoints
 from nets import outputs
 from nets.errors import NetsError
-from nets.train.interrupt import Interrupted
+from nets.train.interrupt import Interrupted, interrupted_by
 from nets.train.loop import Diverged, TrainingState, interrupted_where
-from nets.train.paths import OutputPaths, renumber_if_taken
+from nets.train.paths import OutputPaths, claim_and_save
 from nets.train.settings import RunError, RunSettings
 
 __all__ = ["RunRecord", "library_versions"]
@@ -41,10 +41,12 @@ class RunRecord:
     """A run's checkpoints and metrics. last_good: (path, where the run stood) of the last checkpoint this run wrote,
     or of the checkpoint it resumed from when it writes back into it; None before the first."""
 
-    def __init__(self, settings: RunSettings, paths: OutputPaths, engine, backend, data_name: str, data_source: str,
-                 device: str, resumed_from: str | None = None, resumed_state: TrainingState | None = None, say=print):
+    def __init__(self, settings: RunSettings, paths: OutputPaths, engine, backend, data, device: str,
+                 resumed_from: str | None = None, resumed_state: TrainingState | None = None, say=print):
+        """data: the nets.data.datasets.Dataset trained on (its name, source and checksums go into the files)."""
         self.settings, self.paths, self.engine, self.backend, self.say = settings, paths, engine, backend, say
-        self.data_name, self.data_source, self.device = data_name, data_source, device
+        self.data_name, self.data_source, self.device = data.name, data.source, device
+        self.data_checksums = data.checksums or None
         self.run_id = uuid.uuid4().hex
         self.versions = library_versions(backend)
         self.started = time.perf_counter()
@@ -69,20 +71,28 @@ class RunRecord:
         }
 
     def save(self, path: str, state: TrainingState) -> str:
-        """The checkpoint of `state` to `path` (the next free number when another run took a default path meanwhile)
-        -> where it went; Diverged instead of saving NaN or infinite parameters."""
-        if self.last_good is None and (note := renumber_if_taken(self.paths)):
-            self.say(note)
-            path = self.paths.checkpoint
+        """The checkpoint of `state` to `path` -> where it went: the first save to a numbered name claims the first
+        free number with its metrics' name (paths.claim_and_save), so runs started together keep their own pair.
+        Diverged instead of saving NaN or infinite parameters."""
         saved, hyper = self.engine.state(), self.settings.hyper
         images = None if state.images_in_epoch in (None, state.step_in_epoch * hyper.batch_size) else (
             state.images_in_epoch)
-        try:
+
+        def write(target):
             checkpoints.save_checkpoint(
-                path, saved.params, self.engine.model_config, optimizer_state=saved.optimizer_state,
+                target, saved.params, self.engine.model_config, optimizer_state=saved.optimizer_state,
                 epoch=state.epoch, step_in_epoch=state.step_in_epoch, rng_state=self.backend.rng.bit_generator.state,
                 epoch_rng_state=state.epoch_rng_state, config=self.settings.as_dict(), metrics=state.history,
-                dataset=self.data_name, images_in_epoch=images, run_id=self.run_id)
+                dataset=self.data_name, images_in_epoch=images, run_id=self.run_id, data_checksums=self.data_checksums)
+
+        try:
+            if self.paths.unclaimed:
+                note = claim_and_save(self.paths, write, lambda target: self.metrics(state, target))
+                path = self.paths.interrupt
+                if note:
+                    self.say(note)
+            else:
+                write(path)
         except checkpoints.NonFiniteError as error:
             raise Diverged(f"the parameters became NaN or infinite {interrupted_where(state)} ({error.parameter} "
                            f"holds {error.count} such values) while the loss was still finite; training stopped "
@@ -119,14 +129,15 @@ class RunRecord:
             outputs.prepare_file(paths.interrupt, paths.checkpoint_label if paths.checkpoint else "the Ctrl-C checkpoint")
             saved_to = self.save(paths.interrupt, state)
         except Diverged as error:
-            return Diverged(f"interrupted {where}, and {error}")
+            return Diverged(f"{interrupted_by()} {where}, and {error}")
         except NetsError as error:
-            return RunError(f"interrupted {where}, but no checkpoint could be written: {error}")
+            return RunError(f"{interrupted_by()} {where}, but no checkpoint could be written: {error}")
         try:
             for path, label in {paths.interrupt_metrics: "the metrics", paths.metrics: paths.metrics_label}.items():
                 if path:
                     outputs.write_json(path, self.metrics(state, saved_to), label)
         except NetsError as error:
-            return RunError(f"interrupted {where}: checkpoint written to {saved_to}, but not its metrics: {error}")
-        return Interrupted(state, f"interrupted {where}: checkpoint written to {saved_to}; continue with "
+            return RunError(f"{interrupted_by()} {where}: checkpoint written to {saved_to}, but not its metrics: "
+                            f"{error}")
+        return Interrupted(state, f"{interrupted_by()} {where}: checkpoint written to {saved_to}; continue with "
                                   f"--resume {saved_to}")

@@ -1,20 +1,26 @@
-"""Resuming a run: the checkpoint --resume names, checked for what a resume needs, and put back into the engine.
+"""Resuming a run: the checkpoint --resume names (Resume), checked for what a resume needs and against what this run
+asks for (the dataset, the schedule, the data files it trained on), then put back into the engine.
 
-    resumed = Resume.load("runs/cnn.npz")                     # RunError, one line, for a file that cannot resume
-    resumed.check_position(settings, train_count, options, say)  # the epoch and step fit this run
-    state = resumed.load_into(engine, rng, settings)          # weights, optimizer state and RNG -> TrainingState
+    resumed = Resume.load(options.resume)              # RunError, one line, for a checkpoint that cannot resume
+    settings = resolve_settings(options, resumed.settings)
+    settings = settled(options, settings, resumed, say)  # --data-dir made absolute; another --dataset refused
+    resumed.check_data(data, say)                        # other files than it trained on: said
+    resumed.check_position(settings, train_count, options, say)   # refused, or said in one line
+    state = resumed.load_into(engine, rng, settings)
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy
 
-from nets import checkpoint as checkpoints
 from nets.commands import script_command
+
+from nets import checkpoint as checkpoints
+from nets.data.datasets import TITLES
 from nets.nn.architecture import parameter_shapes
 from nets.optim.schedules import learning_rate
 from nets.train.engine import EngineState
@@ -22,7 +28,9 @@ from nets.train.loop import TrainingState, epochs_text
 from nets.train.settings import RunError, RunOptions, RunSettings
 from nets.validate import Invalid, real
 
-__all__ = ["Resume"]
+__all__ = ["Resume", "settled"]
+
+SCHEDULE_WORDS = {"onecycle": "one-cycle"}
 
 
 @dataclass
@@ -36,6 +44,13 @@ class Resume:
     @classmethod
     def load(cls, path) -> "Resume":
         """The checkpoint with the training state a resume needs; RunError, one line, otherwise."""
+        try:
+            os.stat(path)
+        except PermissionError as error:  # a folder on the way cannot be entered: not "no checkpoint there"
+            raise RunError(f"--resume {path} cannot be reached ({error.strerror}); check the permissions of the "
+                           "folders on its path.") from None
+        except OSError:
+            pass  # missing, or a name too long: load_checkpoint says which
         try:
             if os.path.isfile(path) and checkpoints.is_torch_file(path):
                 raise RunError(f"{path} is a PyTorch file (torch.save): it holds no optimizer state, epoch or RNG "
@@ -108,6 +123,18 @@ class Resume:
                            "fixed rate; or add --schedule onecycle to re-plan the cycle anyway.")
         say(f"note: {change} (--schedule onecycle); only a resume with the planned --epochs continues exactly.")
 
+    def check_data(self, data, say) -> None:
+        """Say, in one line, when the data files (a nets.data.datasets.Dataset) are not those the checkpoint's run
+        trained on, by the checksums it recorded (an older checkpoint records none: nothing is said)."""
+        recorded = self.checkpoint.data_checksums
+        if not recorded or not data.checksums or recorded == data.checksums:
+            return
+        differ = [name for name in sorted(set(recorded) | set(data.checksums))
+                  if recorded.get(name) != data.checksums.get(name)]
+        say(f"note: the files in {data.directory} are not those {self.path} was trained on ({', '.join(differ)} "
+            f"{'differs' if len(differ) == 1 else 'differ'} from the checksums it recorded); training goes on with "
+            "these.")
+
     def load_into(self, engine, rng: numpy.random.Generator, settings: RunSettings) -> TrainingState:
         """The checkpoint's weights and optimizer state into the engine, its RNG state into `rng` -> where training
         goes on (in batches of this run's size from the image it stopped at); RunError when they do not fit."""
@@ -136,3 +163,33 @@ def _is_number(value) -> bool:
     except Invalid:
         return False
     return True
+
+
+def settled(options: RunOptions, settings: RunSettings, resumed: Resume | None, say) -> RunSettings:
+    """The run's settings with --data-dir as an absolute path, so that a resume from another folder reads the files the
+    run read (a path recorded relative by an older checkpoint is said); for a resume, another --dataset refused and
+    another schedule said, in one line each."""
+    data_dir = options.data_dir
+    if data_dir is None and resumed and settings.data_dir and not os.path.isabs(os.path.expanduser(settings.data_dir)):
+        data_dir = settings.data_dir
+        say(f"note: {resumed.path} names --data-dir {data_dir} relative to the folder it was trained in; it is read "
+            f"from {os.path.abspath(os.path.expanduser(data_dir))} here (pass --data-dir to read another).")
+    if data_dir is not None:
+        settings = replace(settings, data_dir=os.path.abspath(os.path.expanduser(data_dir)))
+    if resumed is None:
+        return settings
+    before = resumed.settings
+    if options.dataset is not None and options.dataset != before.dataset:
+        raise RunError(f"{resumed.path} was trained on {TITLES[before.dataset]}; --dataset {options.dataset} would "
+                       f"go on with other data. Resume without --dataset, or train afresh with --dataset "
+                       f"{options.dataset}.")
+    was, now = before.hyper, settings.hyper
+    if was.schedule != now.schedule:
+        given = f"--schedule {now.schedule}" if options.schedule is not None else f"--recipe {settings.recipe}"
+        then, going = (f"at the constant lr {hyper.lr:g}" if hyper.schedule == "constant" else
+                       f"under a {SCHEDULE_WORDS.get(hyper.schedule, hyper.schedule)} schedule planned for "
+                       f"{epochs_text(hyper.epochs)} (peak lr {hyper.lr:g})" for hyper in (was, now))
+        if now.schedule != "constant":
+            going += ", from the point that schedule has reached by now"
+        say(f"note: {resumed.path} was trained {then}; this run goes on {going} ({given}).")
+    return settings

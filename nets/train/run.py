@@ -29,11 +29,11 @@ from nets.nn.inference import predict_classes
 from nets.nn.models import build_model
 from nets.nn.reference.models import build_reference_model
 from nets.train.graph import eager_because
-from nets.train.interrupt import InterruptFlag, Interrupted
+from nets.train.interrupt import InterruptFlag, Interrupted, interrupted_by
 from nets.train.loop import DeviceData, Diverged, TrainingState, epochs_text, fit
 from nets.train.paths import check_against_data, check_outputs, output_paths, prepare_outputs, saving_plan
 from nets.train.record import RunRecord
-from nets.train.resume import Resume
+from nets.train.resume import Resume, settled
 from nets.train.settings import DEFAULT_DATASET, FALLBACK_DATASET, RunError, RunOptions, RunSettings, resolve_settings
 
 __all__ = ["Resume", "RunResult", "train_run"]
@@ -60,6 +60,7 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
     be known then; see the module doc."""
     resumed = Resume.load(options.resume) if options.resume else None
     settings = resolve_settings(options, resumed.settings if resumed else None)
+    settings = settled(options, settings, resumed, say)  # an absolute --data-dir; what a resume changes, said
     paths = output_paths(options, settings)
     check_outputs(options, paths)
     engine, backend = build_engine(settings, engines)
@@ -72,6 +73,7 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
         require_plots()
     data, settings, paths = load_data(options, settings, paths, say)
     if resumed:
+        resumed.check_data(data, say)
         resumed.check_position(settings, len(data.train_labels), options, say)
     device_data = DeviceData.move(engine.io, data, engine.input_shape, settings.dtype)
     state = resumed.load_into(engine, backend.rng, settings) if resumed else TrainingState()
@@ -85,8 +87,8 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
         say(f"training step runs eager ({eager})")
     say(saving_plan(paths, resumed is not None))
     prepare_outputs(options, paths)
-    record = RunRecord(settings, paths, engine, backend, data.name, data.source, device,
-                       resumed_from=options.resume, resumed_state=state, say=say)
+    record = RunRecord(settings, paths, engine, backend, data, device, resumed_from=options.resume,
+                       resumed_state=state, say=say)
     state, metrics, stop_asked = train_and_save(record, device_data, state, options, progress, say)
     result = RunResult(metrics=metrics, checkpoint_path=paths.checkpoint, metrics_path=paths.metrics,
                        resumed_from=options.resume, data_dir=settings.data_dir)
@@ -215,7 +217,7 @@ def draw_plots(engine, device_data: DeviceData, data, result: RunResult, folder:
                                      data.test_labels, predicted, list(data.class_names))
     except KeyboardInterrupt:
         if not result.checkpoint_path:
-            raise Interrupted(state, "interrupted while drawing the plots, after training finished.") from None
-        raise Interrupted(state, f"interrupted while drawing the plots, after training finished: "
+            raise Interrupted(state, f"{interrupted_by()} while drawing the plots, after training finished.") from None
+        raise Interrupted(state, f"{interrupted_by()} while drawing the plots, after training finished: "
                                  f"{result.checkpoint_path} and its metrics are complete; draw them with "
                                  f"{script_command('plot', result.checkpoint_path, '--out', folder)}") from None
