@@ -23,7 +23,7 @@ import os
 import sys
 from pathlib import Path
 
-from _cli import Checked, comma_list, comma_models, one_line_errors  # first: it puts the project on sys.path, catches an early Ctrl-C
+from _cli import Checked, comma_list, comma_models, one_line_errors, run  # first: signals, packages, sys.path
 
 import click
 
@@ -49,7 +49,8 @@ CORES = usable_cores()
 def comma_ints(context, parameter, value):
     items = comma_list(value)
     if not items or len(items) > MAX_BATCH_SIZES:
-        raise click.BadParameter(f"give 1 to {MAX_BATCH_SIZES} batch sizes, each 1 to {MAX_BATCH_SIZE}, e.g. 32,128,256")
+        raise click.BadParameter(f"give 1 to {MAX_BATCH_SIZES} batch sizes, each 1 to {MAX_BATCH_SIZE}, "
+                                 "e.g. 32,128,256")
     try:
         numbers = [int(item) for item in items]
     except ValueError:
@@ -167,4 +168,4 @@ def main(device, models, batch_sizes, json_path, repeats, warmup, sample_seconds
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from _cli import one_line_errors  # first: it puts the project on sys.path, catches an early Ctrl-C
+from _cli import one_line_errors, run  # first: signals, the project's packages, sys.path
 
 import click
 import numpy
@@ -62,4 +62,4 @@ def main(models, batch_size, repeats, device):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from _cli import one_line_errors, refuse_empty  # first: it puts the project on sys.path, catches an early Ctrl-C
+from _cli import one_line_errors, refuse_empty, run  # first: signals, the project's packages, sys.path
 
 import click
 
@@ -130,4 +130,4 @@ def main(checkpoint, dataset, data_dir, device, batch_size, json_path, replace_m
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from _cli import one_line_errors, refuse_empty  # first: it puts the project on sys.path, catches an early Ctrl-C
+from _cli import one_line_errors, refuse_empty, run  # first: signals, the project's packages, sys.path
 
 import click
 
@@ -108,4 +108,4 @@ def main(checkpoint, metrics_path, out_dir, dataset, data_dir, device, batch_siz
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from _cli import fail, one_line_errors, refuse_empty  # first: it puts the project on sys.path, catches an early Ctrl-C
+from _cli import fail, one_line_errors, refuse_empty, run  # first: signals, the project's packages, sys.path
 
 import click
 import numpy
@@ -120,4 +120,4 @@ def main(paths, checkpoint, top_k, prepare, show_dir, device, dataset):
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -161,7 +161,8 @@ def where_it_went(result) -> list[str]:
     if result.checkpoint_path is None:
         lines.append("checkpoint: none written (--no-save)")
     else:
-        back = " (written back to the checkpoint it resumed from)" if result.checkpoint_path == result.resumed_from else ""
+        resumed_here = result.checkpoint_path == result.resumed_from
+        back = " (written back to the checkpoint it resumed from)" if resumed_here else ""
         lines.append(f"checkpoint: {result.checkpoint_path}{back}; "
                      f"score it with: {script_command('evaluate', result.checkpoint_path, *data_dir)}")
     if result.metrics_path is None:
