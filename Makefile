@@ -34,7 +34,7 @@ EXTRAS ?= test,plot,standin
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: train test test-quick setup setup-train data clean
+.PHONY: train test test-quick notebook setup setup-train data clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,11 @@ test: setup
 # The suite without the cases marked slow (the ones that train models or time things).
 test-quick: setup
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# The course notebook (notebooks/course.ipynb) in Jupyter, in the browser: installs Jupyter into .venv first.
+notebook: setup-train
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)") notebook
+	$(PY) -m jupyter notebook notebooks/course.ipynb
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
