@@ -124,15 +124,17 @@ trap 'on_signal INT 2' INT
 trap 'on_signal TERM 15' TERM
 trap 'on_signal HUP 1' HUP
 
-# step NAME OWN_LIMIT LOG COMMAND...: run COMMAND (output appended to LOG) under min(OWN_LIMIT, time left); record it.
-# The command runs in the background and is waited for, so a signal reaches the trap at once. Returns its exit code.
+# step NAME OWN_LIMIT LOG COMMAND...: run COMMAND (output appended to LOG) under min(OWN_LIMIT, time left) and record
+# it (DEFER=1: leave the record to the caller), with NOTE as its note when it passed, else the log's last line. The
+# command runs in the background and is waited for, so a signal reaches the trap at once. Returns its exit code.
 step() {
-  local name="$1" own="$2" log="$3" left limit started rc status elapsed
+  local name="$1" own="$2" log="$3" left limit started rc note
   shift 3
   left=$((END - $(date +%s)))
+  STEP_ELAPSED=0
   if [ "$left" -lt "$MIN_STEP" ]; then
     STEP_STATUS="SKIP (deadline: $((left > 0 ? left : 0)) s left)"
-    record "$name" "$STEP_STATUS" 0
+    [ "${DEFER:-0}" -eq 1 ] || record "$name" "$STEP_STATUS" 0
     return 125
   fi
   limit=$((own < left ? own : left))
@@ -144,16 +146,16 @@ step() {
   wait "$CHILD"
   rc=$?
   CHILD=""
-  elapsed=$(($(date +%s) - started))
-  status=PASS
+  STEP_ELAPSED=$(($(date +%s) - started))
+  STEP_STATUS=PASS note="${NOTE:-}"
   if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-    status="FAIL (its ${own} s limit)"
-    [ "$limit" -lt "$own" ] && status="CUT (deadline, after ${elapsed} s)"
+    STEP_STATUS="FAIL (its ${own} s limit)"
+    [ "$limit" -lt "$own" ] && STEP_STATUS="CUT (deadline, after ${STEP_ELAPSED} s)"
   elif [ "$rc" -ne 0 ]; then
-    status="FAIL (exit $rc)"
+    STEP_STATUS="FAIL (exit $rc)"
   fi
-  STEP_STATUS="$status"
-  record "$name" "$status" "$elapsed" "${NOTE:-}"
+  [ "$rc" -eq 0 ] || note="$(grep -v '^\s*$' "$log" | tail -n 1 | cut -c1-110)"
+  [ "${DEFER:-0}" -eq 1 ] || record "$name" "$STEP_STATUS" "$STEP_ELAPSED" "$note"
   return "$rc"
 }
 
@@ -162,23 +164,25 @@ missing() {
   if [ -f "$SCRATCH/missing" ]; then grep -qx "$1" "$SCRATCH/missing"; else ! "$PY" -c "import $1" >/dev/null 2>&1; fi
 }
 
-# pytest_step NAME OWN_LIMIT LOG PYTEST-ARGUMENTS...: the suite's cases of this mode; a gpu case skipped is a failure.
+# pytest_step NAME OWN_LIMIT LOG PYTEST-ARGUMENTS...: the suite's cases of this mode; one of them skipped is a failure.
 pytest_step() {
-  local name="$1" own="$2" log="$3"
+  local name="$1" own="$2" log="$3" rc status result
   shift 3
   if missing pytest; then
     record "$name" "SKIP (pytest is missing)" 0 "carry its wheel in .whl/"
     return
   fi
-  NOTE="$(basename "$log")" step "$name" "$own" "$log" "$PY" -m pytest -q -rs -p no:cacheprovider --tb=short \
+  DEFER=1 step "$name" "$own" "$log" "$PY" -m pytest -q -rs -p no:cacheprovider --tb=short \
     --basetemp "$SCRATCH/pytest" -m "$MARK" "$@"
-  local rc=$?
-  [ "$rc" -eq 125 ] && return "$rc"
-  grep -E '(passed|failed|error|skipped|deselected|no tests ran)' "$log" | tail -n 1 | sed 's/^/      /' >>"$SUMMARY"
+  rc=$?
+  status="$STEP_STATUS"
+  result="$(grep -E '[0-9]+ (passed|failed|skipped|deselected|errors?)|no tests ran' "$log" | tail -n 1 | tr -d '=' |
+    sed 's/^ *//; s/ *$//')"
   if [ "$rc" -eq 0 ] && grep -qE "no GPU backend here|cupy is not importable here" "$log"; then
-    record "$name" "FAIL (cases of $MARK skipped)" 0 \
-      "$(grep -m 1 -oE "(no GPU backend here|cupy is not importable).*" "$log")"
+    status="FAIL (cases of $MARK skipped)"
+    result="$result; $(grep -m 1 -oE "(no GPU backend here|cupy is not importable)[^.]*" "$log")"
   fi
+  record "$name" "$status" "$STEP_ELAPSED" "$(basename "$log"): ${result:-no result}"
   return "$rc"
 }
 
