@@ -298,7 +298,8 @@ for run in $RUNS; do
     --model "$model" --impl "$impl" --graph "$graph" --epochs "$epochs" --recipe "$recipe" --dataset fashion-mnist \
     --data-dir "$DATA"
   echo "$? $STEP_STATUS" >"$SCRATCH/$name.rc"
-  grep -h "test accuracy\|CUDA graph" "$OUT/train.log" | tail -n 2 | sed 's/^/      /' >>"$SUMMARY"
+  sed -n "/^---- train $name (/,\$p" "$OUT/train.log" | grep -E "test accuracy|CUDA graph|runs eager" |
+    sed 's/^/      /' >>"$SUMMARY"
 done
 "$PY" - "$SCRATCH" "$OUT/train.json" "$DATA_NOTE" "$RUNS" <<'EOF' >>"$OUT/train.log" 2>&1
 import json, sys
