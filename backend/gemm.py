@@ -5,86 +5,18 @@ is being captured and in the eager step before it (backend/graphs.py), when cuBL
     gemm(a, b, out)          # out[...] = a @ b; a (M, K), b (K, N) or (K,), out (M, N) or (M,) C-contiguous
 
 Operands are the layouts the layers use: C-contiguous arrays and their transposes (F-contiguous), as views of
-larger buffers. cuBLAS is column-major, so a row-major product out = a @ b is computed as its transpose,
-out^T = b^T a^T: cuBLAS's "A" is b's memory and its "B" is a's, each read as stored (a C-contiguous matrix is the
-column-major transpose of itself) or transposed (an F-contiguous one). `gemm_arguments` derives those arguments;
-the stand-in's emulated cuBLAS (backend/standin/cublas.py) runs them, so the derivation is tested on any machine.
+larger buffers; backend/layout.py derives cuBLAS's arguments for them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy
 
-from . import array_module, graphs
+from . import graphs
+from .core import array_module
+from .cublas import CublasError
 
-__all__ = ["GemmCall", "gemm", "gemm_arguments"]
-
-OP_N, OP_T = 0, 1  # cublasOperation_t
-
-
-@dataclass(frozen=True)
-class GemmCall:
-    """cublas<t>gemm's arguments for out = a @ b (alpha 1, beta 0); pointers are device addresses."""
-
-    dtype: numpy.dtype
-    transa: int
-    transb: int
-    m: int
-    n: int
-    k: int
-    a: int
-    lda: int
-    b: int
-    ldb: int
-    c: int
-    ldc: int
-
-
-def _stored(matrix, what: str) -> tuple[int, int]:
-    """(operation, leading dimension) that reads the row-major `matrix` (R, C) as its column-major transpose
-    (C, R): as stored when C-contiguous, transposed when F-contiguous."""
-    rows, cols = matrix.shape
-    if matrix.flags.c_contiguous:
-        return OP_N, max(1, cols)
-    if matrix.flags.f_contiguous:
-        return OP_T, max(1, rows)
-    raise ValueError(f"gemm: {what} of shape {tuple(matrix.shape)} is neither C- nor F-contiguous; cuBLAS reads "
-                     "matrices with one packed axis (pass a contiguous array or its transpose).")
-
-
-def _span(array) -> tuple[int, int]:
-    start = array.data.ptr
-    extent = sum((size - 1) * stride for size, stride in zip(array.shape, array.strides)) + array.itemsize
-    return start, start + extent
-
-
-def gemm_arguments(a, b, out) -> GemmCall:
-    """The cuBLAS call for out[...] = a @ b (see the module docstring); ValueError or TypeError for what cuBLAS
-    could not take."""
-    if a.ndim != 2 or b.ndim not in (1, 2):
-        raise ValueError(f"gemm takes a matrix and a matrix or vector, got shapes {tuple(a.shape)} and {tuple(b.shape)}.")
-    m, k = a.shape
-    b2 = b.reshape(b.shape[0], 1) if b.ndim == 1 else b
-    n = b2.shape[1]
-    expected = (m,) if b.ndim == 1 else (m, n)
-    if b2.shape[0] != k or tuple(out.shape) != expected:
-        raise ValueError(f"gemm: shapes {tuple(a.shape)} @ {tuple(b.shape)} -> {tuple(out.shape)} do not fit.")
-    if not out.flags.c_contiguous:
-        raise ValueError("gemm: out must be C-contiguous.")
-    dtype = numpy.dtype(out.dtype)
-    if dtype not in (numpy.float32, numpy.float64) or a.dtype != dtype or b.dtype != dtype:
-        raise TypeError(f"gemm takes float32 or float64 arrays of one dtype, got {a.dtype}, {b.dtype} -> {out.dtype}.")
-    if out.size and any(_overlap(_span(out), _span(operand)) for operand in (a, b) if operand.size):
-        raise ValueError("gemm: out overlaps an operand; cuBLAS's result would be undefined.")
-    transa, lda = _stored(b2, "b")  # cuBLAS's A: b's memory, for out^T = b^T a^T
-    transb, ldb = _stored(a, "a")
-    return GemmCall(dtype, transa, transb, n, m, k, b.data.ptr, lda, a.data.ptr, ldb, out.data.ptr, max(1, n))
-
-
-def _overlap(first, second) -> bool:
-    return first[0] < second[1] and second[0] < first[1]
+__all__ = ["gemm"]
 
 
 def gemm(a, b, out=None):
@@ -92,17 +24,22 @@ def gemm(a, b, out=None):
 
     a (M, K); b (K, N) or (K,); out (M, N) or (M,), C-contiguous; operands C- or F-contiguous (see the module
     docstring). NumPy, and CuPy elsewhere: xp.matmul. On CuPy (or the stand-in) during capture and the warm-up step
-    before it (graphs.direct_stream()): cuBLAS directly, on that stream.
+    before it (graphs.direct_path()): cuBLAS directly, through its stream's handle.
     """
     if type(a) is numpy.ndarray and type(b) is numpy.ndarray:  # the CPU's path, without the checks below
         return numpy.matmul(a, b, out=out)
     xp = array_module(a, b, out)
     if out is None:
         out = xp.empty((a.shape[0],) if b.ndim == 1 else (a.shape[0], b.shape[1]), dtype=numpy.result_type(a.dtype, b.dtype))
-    stream = None if xp is numpy else graphs.direct_stream()
-    if stream is None:
+    path = None if xp is numpy else graphs.direct_path()
+    if path is None:
         return xp.matmul(a, b, out=out)
-    from .cublas import cublas_for
-
-    cublas_for(xp, stream).gemm(a, b, out)
+    if path.capturing:
+        path.cublas.gemm(a, b, out)
+        return out
+    try:  # the warm-up before a capture: a product cuBLAS cannot take is CuPy's, and the step stays eager
+        path.cublas.gemm(a, b, out)
+    except (CublasError, ValueError, TypeError) as error:
+        path.refuse(error)
+        xp.matmul(a, b, out=out)
     return out

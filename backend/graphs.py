@@ -3,14 +3,18 @@ which records and replays the same way on any machine (backend/standin/capture.p
 
     stream = side_stream(xp)                  # capture cannot use the default stream
     with on_stream(xp, stream):               # every step of the run on it, in order
+        prepare(xp, stream)                   # the stream's cuBLAS handle, before any of the step's device work
+        with direct_cublas(xp, stream) as warm_up:
+            step()                            # eagerly, its products through that handle: kernels loaded now
         graph = capture(xp, stream, step)     # step's work recorded, not run; its GEMMs go to cuBLAS directly
         graph.launch()                        # one host call runs every kernel of the step
 
-While `capture` runs, and inside `direct_cublas` (a step's eager warm-up before its capture), `direct_stream()` is
-that stream and backend.gemm calls cuBLAS through a handle of its own for the stream (backend/cublas.py): the
-warm-up loads the very kernels the capture records, with the same handle and workspace. What the function
-touches must stay where it is (no allocation, no copy to or from the host, no sync): a graph replays the same
-kernels on the same memory with the same scalars.
+While `capture` runs, and inside `direct_cublas`, `direct_path()` says so, and backend.gemm calls cuBLAS through the
+stream's own handle (backend/cublas.py): the warm-up loads the very kernels the capture records, with the same
+handle and workspace. A product the handle cannot take during the warm-up (an operand layout cuBLAS cannot read,
+a refused call) is computed by xp.matmul instead, and `warm_up.refused` keeps the first such error: that step must
+not be captured. What the function touches must stay where it is (no allocation, no copy to or from the host, no
+sync): a graph replays the same kernels on the same memory with the same scalars.
 """
 
 from __future__ import annotations
@@ -18,30 +22,57 @@ from __future__ import annotations
 import contextlib
 import ctypes
 
-__all__ = ["CapturedGraph", "capture", "direct_cublas", "direct_stream", "on_stream", "side_stream"]
+from .cublas import Cublas, cublas_for
 
-_direct = None  # the stream whose products go to cuBLAS directly (during `capture` and `direct_cublas`), else None
+__all__ = ["CapturedGraph", "DirectPath", "capture", "direct_cublas", "direct_path", "on_stream", "prepare",
+           "side_stream"]
 
 
-def direct_stream():
-    """The stream backend.gemm sends products to cuBLAS on directly, or None (it calls xp.matmul)."""
+class DirectPath:
+    """Products sent to cuBLAS directly through `cublas` on `stream`: while a graph is captured (capturing), or in a
+    step's eager warm-up before it, where `refused` keeps the first error of a product cuBLAS could not take."""
+
+    def __init__(self, stream, cublas: Cublas, capturing: bool):
+        self.stream, self.cublas, self.capturing = stream, cublas, capturing
+        self.refused: Exception | None = None
+
+    def refuse(self, error: Exception) -> None:
+        if self.refused is None:
+            self.refused = error
+
+
+_direct: DirectPath | None = None  # during `capture` and `direct_cublas`
+
+
+def direct_path() -> DirectPath | None:
+    """Where backend.gemm sends products to cuBLAS directly now, or None (it calls xp.matmul)."""
     return _direct
+
+
+def prepare(xp, stream) -> Cublas:
+    """The cuBLAS handle of `stream`, made now if need be (library lookup, cublasCreate, its stream, its workspace,
+    its math mode): a step's set-up, before any of its device work. CublasError when it cannot be made."""
+    return cublas_for(xp, stream)
+
+
+@contextlib.contextmanager
+def _directed(path: DirectPath):
+    global _direct
+    previous, _direct = _direct, path
+    try:
+        with path.stream:
+            yield path
+    finally:
+        _direct = previous
 
 
 @contextlib.contextmanager
 def direct_cublas(xp, stream):
-    """Inside the block, backend.gemm calls cuBLAS directly on `stream` (current inside), through the handle a
-    capture on it will use: run a step's warm-up so, and its capture records kernels already loaded."""
-    from .cublas import cublas_for
-
-    global _direct
-    cublas_for(xp, stream)
-    previous, _direct = _direct, stream
-    try:
-        with stream:
-            yield
-    finally:
-        _direct = previous
+    """Inside the block, backend.gemm calls cuBLAS directly on `stream` (current inside), through the handle a capture
+    on it will use: run a step's warm-up so, and its capture records kernels already loaded. Yields the DirectPath,
+    whose `refused` says whether a product had to go through xp.matmul instead."""
+    with _directed(DirectPath(stream, prepare(xp, stream), capturing=False)) as path:
+        yield path
 
 
 class CapturedGraph:
@@ -74,9 +105,10 @@ def on_stream(xp, stream):
 
 def capture(xp, stream, function) -> CapturedGraph:
     """Record what function() does on `stream` (current inside) as a graph, without running it; its matrix products
-    go to cuBLAS through the stream's own handle, bound before capture begins. Whatever function() raises ends the
-    capture unrecorded and is raised again."""
-    with direct_cublas(xp, stream):
+    go to cuBLAS through the stream's own handle, made and bound before capture begins. Whatever function() raises
+    ends the capture unrecorded and is raised again. The graph keeps its stream, and so the stream's handle and
+    workspace, which its cuBLAS kernels use."""
+    with _directed(DirectPath(stream, prepare(xp, stream), capturing=True)):
         stream.begin_capture()
         try:
             function()

@@ -37,6 +37,25 @@ def make_backend(name):
     return backend_module.get_backend("cpu", seed=0)
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: a case that runs on a GPU: the gpu param of the backend fixtures, and the "
+                                       "GPU-only tests (`pytest -m gpu` selects them all)")
+    config.addinivalue_line("markers", "standin: a case run on the strict CuPy stand-in by the backend fixtures "
+                                       "(`pytest -m standin`)")
+
+
+def pytest_collection_modifyitems(items):
+    """Mark each case of the backend fixtures with its device, gpu or standin, so that `-m gpu` runs on a GPU just
+    the cases that need one (scripts/gpu_check.sh)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None:
+            continue
+        for name in ("backend", "device_backend"):
+            if callspec.params.get(name) in ("gpu", "standin"):
+                item.add_marker(callspec.params[name])
+
+
 @pytest.fixture(params=BACKEND_NAMES)
 def backend(request):
     """A Backend for each of cpu, the CuPy stand-in and gpu; the last two skip where they cannot run."""

@@ -1,16 +1,12 @@
 """CUDA-graph capture on the strict stand-in: captured work is recorded, not run, and replayed by Graph.launch;
-what CuPy and CUDA refuse during capture is refused, in their words; backend.gemm's direct cuBLAS path is
-emulated call by call (backend/standin/capture.py, cublas.py; backend/gemm.py, cublas.py, graphs.py)."""
-
-import ctypes
+what CuPy and CUDA refuse during capture is refused, in their words, and so is a kernel launched for the first
+time inside a capture (backend/standin/capture.py). backend.gemm's direct cuBLAS path: tests/test_direct_cublas.py."""
 
 import numpy
 import pytest
 
 from backend import gemm, graphs
-from backend.cublas import CublasError, cublas_for
-from backend.gemm import gemm_arguments
-from backend.standin.capture import CaptureAllocationError, CaptureStreamError
+from backend.standin.capture import CaptureAllocationError, CaptureStreamError, KernelNotLoadedError
 
 
 def device(xp, shape=(4, 5), seed=0, dtype=numpy.float32):
@@ -36,6 +32,7 @@ def test_captured_work_is_not_run_until_the_graph_is_launched(standin):
     before = a.get()
     stream = standin.cuda.Stream(non_blocking=True)
     scale = 3.0
+    standin.multiply(a.copy(), scale, out=a.copy())  # the kernel loaded before the capture
     graph = capturing(standin, stream, lambda: standin.multiply(a, scale, out=a))
     scale = 5.0  # noqa: F841  a scalar is captured by value, as CUDA captures kernel arguments
     numpy.testing.assert_array_equal(a.get(), before)
@@ -47,6 +44,7 @@ def test_captured_work_is_not_run_until_the_graph_is_launched(standin):
 def test_a_launch_is_one_host_call_and_the_kernels_are_counted_at_capture(standin):
     a, b = device(standin), device(standin, seed=1)
     stream = standin.cuda.Stream(non_blocking=True)
+    standin.add(b, b)  # the kernel loaded before the capture
     mark = standin.counter.mark()
 
     def step():
@@ -108,6 +106,8 @@ def test_cupy_matmul_during_capture_is_refused_but_backend_gemm_is_captured(stan
     with pytest.raises(NotImplementedError, match="calling cuBLAS API during stream capture is currently unsupported"):
         capturing(standin, stream, lambda: standin.matmul(a, b, out=out))
     with graphs.on_stream(standin, stream):
+        with graphs.direct_cublas(standin, stream):  # the warm-up: the GEMM's kernel loaded through the same handle
+            gemm(a, b, standin.empty((6, 4), dtype=numpy.float32))
         graph = graphs.capture(standin, stream, lambda: gemm(a, b, out))
         assert not out.get().any()  # recorded, not run
         graph.launch()
@@ -121,6 +121,7 @@ def test_an_allocation_during_capture_is_refused_unless_the_async_pool_allocates
     with pytest.raises(CaptureAllocationError, match="default memory pool while the stream is capturing"):
         capturing(standin, stream, lambda: a + 1)
     standin.cuda.set_allocator(standin.cuda.MemoryAsyncPool().malloc)
+    a + 1  # the kernel loaded before the capture
     made = []
     graph = capturing(standin, stream, lambda: made.append(a + 1))
     assert numpy.isnan(made[0].get()).all()  # a graph's memory holds nothing until a replay writes it
@@ -142,90 +143,37 @@ def test_work_on_another_stream_during_capture_is_refused(standin):
 def test_a_graph_refuses_to_run_once_memory_it_uses_is_freed(standin):
     a = device(standin, (3,))
     stream = standin.cuda.Stream(non_blocking=True)
+    standin.add(a, 1)
     graph = capturing(standin, stream, lambda: standin.add(a, 1, out=a))
     del a
     with pytest.raises(RuntimeError, match="after memory it uses was freed"):
         graph.launch(stream)
 
 
-# ---------------------------------------------------------------------------------- gemm and the emulated cuBLAS
-
-
-def layouts(xp, shape, seed):
-    host = numpy.random.default_rng(seed).standard_normal(shape).astype(numpy.float32)
-    c_order = xp.asarray(host)
-    f_order = xp.asarray(numpy.ascontiguousarray(host.T)).T  # the same matrix, F-contiguous
-    return host, {"C": c_order, "F": f_order}
-
-
-@pytest.mark.parametrize("left", ["C", "F"])
-@pytest.mark.parametrize("right", ["C", "F", "vector"])
-def test_captured_gemm_equals_matmul_bit_for_bit_for_every_layout(standin, left, right):
-    a_host, a_layouts = layouts(standin, (7, 5), 0)
-    if right == "vector":
-        b_host = numpy.random.default_rng(1).standard_normal(5).astype(numpy.float32)
-        b = standin.asarray(b_host)
-    else:
-        b_host, b_layouts = layouts(standin, (5, 3), 1)
-        b = b_layouts[right]
-    a = a_layouts[left]
-    shape = (7,) if right == "vector" else (7, 3)
-    eager, captured = standin.empty(shape, numpy.float32), standin.empty(shape, numpy.float32)
-    gemm(a, b, eager)
-    stream = graphs.side_stream(standin)
-    with graphs.on_stream(standin, stream):
-        graphs.capture(standin, stream, lambda: gemm(a, b, captured)).launch()
-    numpy.testing.assert_array_equal(captured.get(), eager.get())
-    numpy.testing.assert_allclose(captured.get(), a_host @ b_host, rtol=1e-5)
-
-
-def test_gemm_arguments_refuse_what_cublas_cannot_take(standin):
-    a, b = device(standin, (6, 8)), device(standin, (8, 4), seed=1)
-    out = standin.empty((6, 4), dtype=numpy.float32)
-    with pytest.raises(ValueError, match="neither C- nor F-contiguous"):
-        gemm_arguments(a[:, ::2], b[::2], out)
-    with pytest.raises(ValueError, match="out must be C-contiguous"):
-        gemm_arguments(a, b, standin.empty((4, 6), dtype=numpy.float32).T)
-    with pytest.raises(ValueError, match="overlaps an operand"):
-        square = device(standin, (4, 4))
-        gemm_arguments(square, square, square)
-    with pytest.raises(TypeError, match="float32 or float64"):
-        gemm_arguments(a.astype(numpy.float64), b, out)
-    call = gemm_arguments(a, b.T.copy().T, out)  # b F-contiguous: read transposed, leading dimension 8
-    assert (call.transa, call.lda, call.transb, call.ldb, call.m, call.n, call.k) == (1, 8, 0, 8, 4, 6, 8)
-
-
-def test_the_emulated_cublas_holds_the_call_to_cublas_rules(standin):
-    library = standin.emulated_cublas()
-    handle = ctypes.c_void_p()
-    assert library.cublasCreate_v2(ctypes.byref(handle)) == 0
-    a, b = device(standin, (2, 3)), device(standin, (3, 2), seed=1)
-    c = standin.empty((2, 2), dtype=numpy.float32)
-    one, zero = ctypes.c_float(1.0), ctypes.c_float(0.0)
-
-    def sgemm(lda):
-        return library.cublasSgemm_v2(handle, 0, 0, 2, 2, 3, ctypes.byref(one), b.data.ptr, lda, a.data.ptr, 3,
-                                      ctypes.byref(zero), c.data.ptr, 2)
-
-    assert sgemm(lda=1) == 7  # CUBLAS_STATUS_INVALID_VALUE: a leading dimension shorter than a column
-    assert sgemm(lda=2) == 0
-    numpy.testing.assert_allclose(c.get(), a.get() @ b.get(), rtol=1e-6)
-    with pytest.raises(ValueError, match="outside every live array"):
-        library.cublasSgemm_v2(handle, 0, 0, 2, 2, 3, ctypes.byref(one), b.data.ptr + 4096, 2, a.data.ptr, 3,
-                               ctypes.byref(zero), c.data.ptr, 2)
+def test_a_kernel_first_launched_inside_a_capture_is_refused(standin):
+    """CuPy compiles a kernel (NVRTC) and loads its module the first time it runs: inside a capture that would
+    happen while the stream captures. The stand-in remembers every kernel run outside a capture, by its name and the
+    dtypes it runs on, and refuses a new one inside."""
+    a = device(standin, (3,))
     stream = standin.cuda.Stream(non_blocking=True)
-    with pytest.raises(CaptureStreamError, match="bound to stream 0"):  # the handle is still on the default stream
-        capturing(standin, stream, lambda: sgemm(lda=2))
-    assert library.cublasSetStream_v2(handle, ctypes.c_void_p(stream.ptr)) == 0
-    with pytest.raises(CaptureAllocationError, match="without a workspace of its own"):
-        capturing(standin, stream, lambda: sgemm(lda=2))
+    first_time = r"cupy\.multiply \(float32, float, ->, float32\) is launched for the first time while the stream"
+    with pytest.raises(KernelNotLoadedError, match=first_time):
+        capturing(standin, stream, lambda: standin.multiply(a, 2.0, out=a))
+    standin.multiply(a, 2.0, out=a)  # now loaded: the same kernel is captured
+    capturing(standin, stream, lambda: standin.multiply(a, 3.0, out=a))
+    zero_d, doubles = standin.zeros((), numpy.float32), a.astype(numpy.float64)
+    refused = [
+        lambda: standin.multiply(a, a, out=a),  # another signature: an array where a Python scalar was
+        lambda: standin.multiply(a, zero_d, out=a),  # a 0-d array is an array
+        lambda: standin.multiply(doubles, 2.0, out=doubles),  # another dtype
+        lambda: standin.add(a, 2.0, out=a),  # another ufunc
+    ]
+    for action in refused:
+        with pytest.raises(KernelNotLoadedError):
+            capturing(standin, stream, action)
+    other = type(standin)(standin._signatures.cupy)  # another device: nothing is loaded there
+    b = other.asarray(numpy.ones(3, dtype=numpy.float32))
+    other_stream = other.cuda.Stream(non_blocking=True)
+    with pytest.raises(KernelNotLoadedError):
+        capturing(other, other_stream, lambda: other.multiply(b, 2.0, out=b))
 
-
-def test_a_failed_cublas_call_is_one_clear_error(standin):
-    stream, other = standin.cuda.Stream(non_blocking=True), standin.cuda.Stream(non_blocking=True)
-    cublas = cublas_for(standin, stream)
-    assert cublas is cublas_for(standin, stream) and cublas is not cublas_for(standin, other)  # a handle per stream
-    assert cublas._workspace is not cublas_for(standin, other)._workspace
-    cublas._library.cublasDestroy_v2(cublas._handle)
-    with pytest.raises(CublasError, match="cublasSetStream_v2 failed: CUBLAS_STATUS_NOT_INITIALIZED"):
-        cublas.bind(stream)

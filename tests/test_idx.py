@@ -7,8 +7,6 @@ import threading
 
 import numpy
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from nets.data.idx import DataError, read_idx, read_images, read_labels, read_pair
 from crafted_files import MEMORY_BOUND, gzip_of, peak_of
@@ -71,20 +69,6 @@ def test_multi_member_gzip_is_read_whole(tmp_path, images):
 def test_empty_dataset_is_allowed(tmp_path):
     path = write_idx(tmp_path / "images", numpy.zeros((0, 28, 28), dtype=numpy.uint8))
     assert read_images(path).shape == (0, 28, 28)
-
-
-@settings(max_examples=25, deadline=None)
-@given(
-    shape=st.lists(st.integers(0, 5), min_size=1, max_size=4),
-    seed=st.integers(0, 2**32 - 1),
-    compressed=st.booleans(),
-)
-def test_any_uint8_array_round_trips(tmp_path_factory, shape, seed, compressed):
-    array = numpy.random.default_rng(seed).integers(0, 256, size=shape, dtype=numpy.uint8)
-    path = write_idx(tmp_path_factory.mktemp("idx") / "array", array, gzip=compressed)
-    got = read_idx(path)
-    assert got.shape == array.shape
-    numpy.testing.assert_array_equal(got, array)
 
 
 # --- bad files, each raw and gzip ------------------------------------------------------------

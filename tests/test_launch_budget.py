@@ -4,13 +4,16 @@ A training step of these small models costs what its launches cost on a GPU, and
 deterministic, so they are held here: at batch 128, Adam, float32, through the engine train.py uses,
 at most 40 launches per MLP step and 70 per CNN step (125 and 210 before the GPU rework, counted by this
 stand-in; the issue estimated 123 and 208), at most 18 for a CNN prediction, and no host sync, no
-host/device copy and no allocation inside a step. `scripts/bench.py --count-launches`
-prints where the launches go, layer by layer.
+host/device copy and no allocation inside a step. A batch of one (the course notebook's recipe) launches
+what a batch of 128 does, and its step is captured and replayed as one graph launch too.
+`scripts/bench.py --count-launches` prints where the launches go, layer by layer.
 """
 
 import numpy
 import pytest
 
+from conftest import make_backend
+from nets.data.batches import EpochOrder
 from nets.nn.models import build_model
 from nets.optim import SGD, Adam
 from nets.train.engine import NetsEngine
@@ -39,10 +42,10 @@ def engine_and_data(backend, name, count=512, optimizer="adam"):
     return engine, images, labels
 
 
-def one_step(standin_gpu, name, optimizer="adam"):
+def one_step(standin_gpu, name, optimizer="adam", batch=BATCH):
     engine, images, labels = engine_and_data(standin_gpu, name, optimizer=optimizer)
     engine.plan([1e-3] * 10)
-    index = standin_gpu.asarray(numpy.arange(BATCH))
+    index = standin_gpu.asarray(numpy.arange(batch))
     for _ in range(3):  # warm-up: buffers, index tables, workspaces
         engine.train_step(*engine.batch(images, labels, index))
     x, y = engine.batch(images, labels, index)
@@ -62,6 +65,37 @@ def test_a_training_step_keeps_to_its_launch_budget(standin_gpu, name, optimizer
     assert tally.memsets == 0 and tally.memcpys == 0
     # every array the step writes has a stable home (what a captured CUDA graph needs): nothing is allocated
     assert tally.allocations == 0, [(event.name, event.site) for event in tally.where("alloc")]
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_a_batch_of_one_launches_what_a_batch_of_128_does_and_is_captured(standin_gpu, name):
+    """The loss head's row reductions take CuPy's own reduction kernel at every batch size: with one row a reversed
+    view is C-contiguous, where CUB's segmented reduction would allocate its result each step (a graph cannot hold
+    that). So the step of one image keeps to the budget, allocates nothing, and replays as one graph launch."""
+    one, engine, images = one_step(standin_gpu, name, batch=1)
+    many, _, _ = one_step(make_backend("standin"), name)
+    assert one.launches == many.launches <= BUDGET[name], (one.by_site(), many.by_site())
+    assert one.allocations == one.syncs == one.transfers == 0, one.where("alloc")
+    labels = standin_gpu.asarray(numpy.random.default_rng(2).integers(0, 10, 4))
+    order = EpochOrder(standin_gpu, 4, 1)
+    order.start(numpy.arange(4))
+
+    def step():
+        engine.train_step(*engine.batch(images[:4], labels, order.next_rows()))
+
+    graphed = engine.graphed(step, "on")
+    engine.plan([1e-3] * 4, capacity=4)
+    counter = standin_gpu.xp.counter
+    with graphed.on_stream():
+        mark = counter.mark()
+        graphed()  # the warm-up, eager
+        warm_up = counter.since(mark)
+        graphed()  # captured, then launched
+        mark = counter.mark()
+        graphed()
+        replay = counter.since(mark)
+    assert graphed.kernels == warm_up.launches  # the very kernels of the eager warm-up
+    assert (replay.graph_launches, replay.host_calls, replay.launches, replay.allocations) == (1, 1, 0, 0)
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn"])

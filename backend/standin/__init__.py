@@ -16,6 +16,7 @@ so this runs in CI through the gpu extra.
 
 from __future__ import annotations
 
+from ..core import Backend, import_cupy
 from .array import DeviceArray
 from .counter import KERNEL_KINDS, Counter, Event, Tally
 from .module import StrictCupy
@@ -37,15 +38,11 @@ __all__ = [
 
 def strict_cupy() -> StrictCupy | None:
     """A fresh stand-in module (its own counter), or None when cupy cannot be imported here."""
-    from .. import _import_cupy
-
-    cupy = _import_cupy()
+    cupy = import_cupy()
     return None if cupy is None else StrictCupy(cupy)
 
 
 def standin_backend(seed: int = 0):
     """A gpu Backend whose xp is a fresh stand-in, or None when cupy cannot be imported here."""
-    from .. import Backend
-
     xp = strict_cupy()
     return None if xp is None else Backend("gpu", xp, seed)

@@ -36,6 +36,14 @@ def is_scalar(value) -> bool:
     return isinstance(value, (numbers.Number, numpy.generic)) and not isinstance(value, numpy.ndarray)
 
 
+def kinds(*values) -> tuple:
+    """How a kernel sees its operands, for the signature that tells kernels apart: an array by its dtype, a scalar by
+    its type (CuPy passes a Python scalar by value, so a kernel with one is not the kernel with a 0-d array); a string
+    stands for itself ("->" between inputs and outputs)."""
+    return tuple(value.dtype.name if isinstance(value, DeviceArray) else value if isinstance(value, str)
+                 else type(value).__name__ for value in values)
+
+
 def _basic_key(key) -> bool:
     """True when indexing with `key` makes a view (ints, slices, None, Ellipsis only)."""
     parts = key if isinstance(key, tuple) else (key,)
@@ -325,3 +333,17 @@ class DeviceArray:
 
     def __ipow__(self, other):
         return self._ufunc("power", self, other, out=self)
+
+
+class StandinMemory:
+    """cupy.cuda.Memory of the stand-in: `size` bytes of device memory outside the memory pool (cudaMalloc, 256-byte
+    aligned), freed with this object; `ptr` resolves in the emulated cuBLAS like an array's."""
+
+    ALIGNMENT = 256
+
+    def __init__(self, xp, size):
+        raw = numpy.zeros(int(size) + self.ALIGNMENT, dtype=numpy.uint8)
+        skip = -raw.__array_interface__["data"][0] % self.ALIGNMENT
+        self.size = int(size)
+        self._array = DeviceArray(raw[skip:skip + self.size], xp, Allocation("cupy.cuda.Memory"))
+        self.ptr = self._array.data.ptr if self.size else 0

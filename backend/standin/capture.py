@@ -19,13 +19,19 @@ of CuPy 14.2, and the CUDA runtime's own errors):
     begin_capture on the default stream                         RuntimeError: cannot capture on the default ...
     an allocation from the default memory pool                  CaptureAllocationError (the stand-in's rule)
     work on another stream while one captures                   CaptureStreamError (the stand-in's rule)
+    a kernel launched for the first time                        KernelNotLoadedError (the stand-in's rule)
 
-The last two are stricter than CuPy, which lets both through in its default relaxed capture mode, because both
+The last three are stricter than CuPy, which lets both through in its default relaxed capture mode, because both
 break a replayed step silently: a block the default pool hands out during capture is not owned by the graph,
 so after capture the pool can give it to another array and every replay writes into that array (cupy#8318);
 work on another stream runs once, now, and never again. Allocate before capture, or use MemoryAsyncPool
-(`xp.cuda.set_allocator(xp.cuda.MemoryAsyncPool().malloc)`), whose blocks a graph owns. A replay also refuses
-to run when an array it recorded was freed since (CUDA would read and write memory given to someone else).
+(`xp.cuda.set_allocator(xp.cuda.MemoryAsyncPool().malloc)`), whose blocks a graph owns. A kernel (its name and the
+dtypes it runs on, a cuBLAS GEMM by its arguments) that this device never ran before the capture would be compiled
+(NVRTC) and its module loaded while the stream captures, or cuBLAS's loaded lazily: the stand-in remembers every
+kernel run outside a capture and refuses a new one inside it, so a step is run eagerly with the same kernels first
+(CuPy's own cache key also holds the arrays' dimensions and layout, which the stand-in leaves out). A replay also
+refuses to run when an array it recorded was freed since (CUDA would read and write memory given to someone else).
+`xp.cuda.Memory(size)` is a raw allocation outside the pool (cudaMalloc), refused during capture too.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from __future__ import annotations
 import itertools
 import weakref
 
+from .counter import Tally
 from .signatures import NotModelledError
 
 D2H_REFUSED = "the current stream is capturing, so D2H transfers are disallowed"
@@ -44,7 +51,8 @@ STREAM_CAPTURE_INVALIDATED = 901  # cudaErrorStreamCaptureInvalidated
 STREAM_CAPTURE_IMPLICIT = 906  # cudaErrorStreamCaptureImplicit
 ILLEGAL_STATE = 401  # cudaErrorIllegalState
 
-__all__ = ["CaptureAllocationError", "CaptureStreamError", "Recording", "StandinGraph", "StreamState", "make_cuda"]
+__all__ = ["CaptureAllocationError", "CaptureStreamError", "KernelNotLoadedError", "Recording", "StandinGraph",
+           "StreamState", "make_cuda"]
 
 
 class CaptureAllocationError(RuntimeError):
@@ -53,6 +61,10 @@ class CaptureAllocationError(RuntimeError):
 
 class CaptureStreamError(RuntimeError):
     """Device work on a stream other than the one capturing (see the module docstring)."""
+
+
+class KernelNotLoadedError(RuntimeError):
+    """A kernel launched for the first time while a stream captures (see the module docstring)."""
 
 
 class Allocation:
@@ -89,8 +101,6 @@ class StandinGraph:
     kernels: the kernel launches recorded (what one replay runs); tally: all recorded events (counter.Tally)."""
 
     def __init__(self, xp, recording: Recording):
-        from .counter import Tally
-
         self._xp = xp
         self._work = tuple(recording.work)
         self._blocks = tuple(recording.blocks.values())
@@ -239,6 +249,9 @@ class _Cuda:
         self.Stream = type("Stream", (StandinStream,), {"_xp": xp})
         self.Stream.null = self.Stream(null=True)
         self.MemoryAsyncPool = MemoryAsyncPool
+
+    def Memory(self, size):  # noqa: N802 (CuPy's name)
+        return self._xp._raw_memory(size)
 
     def get_current_stream(self, device_id=-1):
         return self._xp._streams.current(self.Stream.null)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy
 
-from .array import DeviceArray
+from .array import DeviceArray, kinds
 from .signatures import cupy_function
 
 
@@ -104,7 +104,7 @@ class Creation:
 
         array = self._produce(compute, "arange")
         if array.size:
-            self._launch("elementwise", "cupy.arange")
+            self._launch("elementwise", "cupy.arange", kinds("->", array))
         return array
 
     # ------------------------------------------------------------------ filling and assignment
@@ -136,7 +136,7 @@ class Creation:
         if zero and data.flags.c_contiguous:
             self._launch_memset("fill(0)")
         else:
-            self._launch("elementwise", "fill")
+            self._launch("elementwise", "fill", kinds(array))
 
     def _assign(self, target: DeviceArray, value):
         """target[...] = value for a basic-index view `target` (cupy _scatter_op 'update')."""
@@ -158,6 +158,6 @@ class Creation:
             if numpy.may_share_memory(target._data, value._data):
                 source = self._copy_of(lambda: value._data.copy(), "setitem (input overlapping the target)", value)
             if target.size:
-                self._launch("copy", "setitem")
+                self._launch("copy", "setitem", kinds(source, "->", target))
         data, source_data = target._data, source._data
         self._run(lambda: data.__setitem__(Ellipsis, source_data), target, source)

@@ -2,9 +2,11 @@
 memory with cuBLAS's rules, so that how the project drives cuBLAS is tested on any machine:
 
     cublasCreate_v2(byref(handle))                        a handle; its stream is the legacy default stream
+    cublasDestroy_v2(handle)                              the handle's end
     cublasSetStream_v2(handle, stream)                    binds the handle to a stream, and (as cuBLAS documents)
                                                           resets its workspace to the library's default pool
     cublasSetWorkspace_v2(handle, pointer, bytes)         a workspace of the caller's (256-byte aligned)
+    cublasSetMathMode(handle, mode)                       cublasMath_t: default, pedantic, TF32 (kept, not emulated)
     cublasSgemm_v2 / cublasDgemm_v2(handle, transa, transb, m, n, k, byref(alpha), A, lda, B, ldb, byref(beta),
                                     C, ldc)               C = alpha op(A) op(B) + beta C, column-major
 
@@ -12,7 +14,8 @@ Matrices are column-major with leading dimensions, and the pointers are the stan
 to the block of memory they fall in (a pointer or an extent outside every live block is refused, where CUDA would
 fault). A GEMM runs on its handle's stream: while a stream captures, a handle bound to another stream is refused
 (the call would run now, outside the graph), and so is a handle without a workspace of its own (cuBLAS would
-allocate one during capture). Under capture the call is one recorded kernel; otherwise it runs now and counts one.
+allocate one during capture), and so is a GEMM (routine, transposes and sizes) no handle ran outside a capture (its
+kernel may not be loaded yet). Under capture the call is one recorded kernel; otherwise it runs now and counts one.
 
 The product is computed by NumPy on the operands as a row-major caller sees them (op(B)^T @ op(A)^T, transposed),
 so a replayed GEMM equals the eager `xp.matmul` bit for bit; a wrong transpose, leading dimension or m/n/k order
@@ -32,6 +35,8 @@ from .counter import Event, call_site
 OP_N, OP_T = 0, 1
 STATUS_SUCCESS, STATUS_NOT_INITIALIZED, STATUS_INVALID_VALUE = 0, 1, 7
 WORKSPACE_ALIGNMENT = 256
+MATH_MODES = (0, 1, 2, 3)  # cublasMath_t: default, tensor op (deprecated), pedantic, TF32 tensor op
+DISALLOW_REDUCED_PRECISION_REDUCTION = 16  # a flag that may be or-ed into a mode
 
 
 class MemoryPointer:
@@ -61,7 +66,6 @@ class EmulatedCublas:
         self._handles: dict = {}
         self._ids = itertools.count(0x1000)
         self._arrays = weakref.WeakValueDictionary()  # address -> a live stand-in array starting there
-        self.clients: dict = {}  # the project's Cublas per stream over this library (backend/cublas.py keeps them)
 
     def pointer_to(self, array) -> MemoryPointer:
         address = array._data.__array_interface__["data"][0]
@@ -71,7 +75,7 @@ class EmulatedCublas:
     # ------------------------------------------------------------------ handles
     def cublasCreate_v2(self, handle_reference):  # noqa: N802 (cuBLAS's names)
         handle = next(self._ids)
-        self._handles[handle] = {"stream": 0, "workspace": None}
+        self._handles[handle] = {"stream": 0, "workspace": None, "math_mode": 0}
         handle_reference._obj.value = handle
         return STATUS_SUCCESS
 
@@ -95,6 +99,22 @@ class EmulatedCublas:
         self._block(address, size, "the workspace")
         state["workspace"] = (address, size)
         return STATUS_SUCCESS
+
+    def cublasSetMathMode(self, handle, mode):  # noqa: N802
+        state = self._handles.get(_value(handle))
+        if state is None:
+            return STATUS_NOT_INITIALIZED
+        mode = int(_value(mode))
+        if mode & ~DISALLOW_REDUCED_PRECISION_REDUCTION not in MATH_MODES:
+            return STATUS_INVALID_VALUE
+        state["math_mode"] = mode
+        return STATUS_SUCCESS
+
+    def handle_state(self, handle) -> dict | None:
+        """What the library knows of a live handle ({"stream", "workspace", "math_mode"}), or None when there is
+        no such handle (never made, or destroyed)."""
+        state = self._handles.get(_value(handle))
+        return None if state is None else dict(state)
 
     # ------------------------------------------------------------------ memory
     def _block(self, address: int, extent: int, what: str):
@@ -155,8 +175,10 @@ class EmulatedCublas:
                 out[...] = alpha * product + beta * out
 
         capture = xp._streams.capture
+        kernel = (name, (numpy.dtype(dtype).name, transa, transb, m, n, k))
         if capture is None:
             work()
+            xp._kernel_loaded(*kernel)
             xp.counter.record("gemm", name)
             return STATUS_SUCCESS
         if state["stream"] != capture.stream.ptr:
@@ -167,6 +189,7 @@ class EmulatedCublas:
             raise CaptureAllocationError(
                 f"{name} during capture on a handle without a workspace of its own: cuBLAS would allocate one while "
                 "capturing; give it one with cublasSetWorkspace (after cublasSetStream, which resets it).")
+        xp._kernel_loaded(*kernel)
         capture.touch((array_a, array_b, array_c))
         capture.work.append(work)
         capture.events.append(Event("gemm", name, call_site()))

@@ -11,7 +11,7 @@ import numbers
 
 import numpy
 
-from .array import DeviceArray, is_scalar
+from .array import DeviceArray, is_scalar, kinds
 from .signatures import NotModelledError, cupy_function
 
 
@@ -49,10 +49,10 @@ class Indexing:
         if arrays > 1:
             self._launch_memset("getitem (multiple index arrays)")
             for _ in range(arrays):
-                self._launch("elementwise", "getitem (index arithmetic)")
+                self._launch("elementwise", "getitem (index arithmetic)", ("int64",))
         result = self._produce(lambda: array._data[parts], "getitem (advanced index)", array, *_devices(key))
         if result.size:
-            self._launch("gather", "getitem (advanced index)")
+            self._launch("gather", "getitem (advanced index)", kinds(array, *_devices(key)))
         return result
 
     def _advanced_setitem(self, array, key, value):
@@ -60,7 +60,7 @@ class Indexing:
         if arrays > 1:
             self._launch_memset("setitem (multiple index arrays)")
             for _ in range(arrays):
-                self._launch("elementwise", "setitem (index arithmetic)")
+                self._launch("elementwise", "setitem (index arithmetic)", ("int64",))
         sources = _devices(key)
         if isinstance(value, DeviceArray):
             self._require_device(value, "setitem")
@@ -71,7 +71,7 @@ class Indexing:
         data = array._data
         self._run(lambda: data.__setitem__(parts, value), array, *sources,
                   dry=lambda: numpy.broadcast_to(value, data[parts].shape))
-        self._launch("scatter", "setitem (advanced index)")
+        self._launch("scatter", "setitem (advanced index)", kinds(array, *sources))
 
     @cupy_function()
     def take(self, a, indices, axis=None, out=None):
@@ -102,7 +102,7 @@ class Indexing:
             self._run(lambda: target.__setitem__(Ellipsis, compute()), out, *sources)
             result = out
         if result.size:
-            self._launch("gather", "cupy.take")
+            self._launch("gather", "cupy.take", kinds(a, indices))
         return result
 
     @cupy_function()
@@ -120,7 +120,7 @@ class Indexing:
         raw = [v._data if isinstance(v, DeviceArray) else v for v in (condition, x, y)]
         result = self._produce(lambda: numpy.where(*raw), "cupy.where (result)", *_devices((condition, x, y)))
         if result.size:
-            self._launch("elementwise", "cupy.where")
+            self._launch("elementwise", "cupy.where", kinds(condition, x, y))
         return result
 
     @cupy_function()
@@ -130,12 +130,12 @@ class Indexing:
         # cupy/_indexing/indexing.py: an arange per other axis, then a[tuple of index arrays]
         for _ in range(a.ndim - 1):
             self._alloc("take_along_axis (arange)")
-            self._launch("elementwise", "take_along_axis (arange)")
+            self._launch("elementwise", "take_along_axis (arange)", ("int64",))
         self._alloc("take_along_axis (flat index)")
         self._launch_memset("take_along_axis (flat index)")
         for _ in range(a.ndim):
-            self._launch("elementwise", "take_along_axis (index arithmetic)")
-        self._launch("gather", "take_along_axis")
+            self._launch("elementwise", "take_along_axis (index arithmetic)", kinds(indices))
+        self._launch("gather", "take_along_axis", kinds(a, indices))
         return self._produce(lambda: numpy.take_along_axis(a._data, indices._data, axis), "take_along_axis (result)",
                              a, indices)
 
@@ -145,11 +145,11 @@ class Indexing:
         self._require_device(indices, "cupy.put_along_axis")
         for _ in range(arr.ndim - 1):
             self._alloc("put_along_axis (arange)")
-            self._launch("elementwise", "put_along_axis (arange)")
+            self._launch("elementwise", "put_along_axis (arange)", ("int64",))
         self._alloc("put_along_axis (flat index)")
         self._launch_memset("put_along_axis (flat index)")
         for _ in range(arr.ndim):
-            self._launch("elementwise", "put_along_axis (index arithmetic)")
+            self._launch("elementwise", "put_along_axis (index arithmetic)", kinds(indices))
         sources = (indices,)
         if isinstance(values, DeviceArray):
             self._require_device(values, "cupy.put_along_axis")
@@ -158,7 +158,7 @@ class Indexing:
         data, index = arr._data, indices._data
         self._run(lambda: numpy.put_along_axis(data, index, values, axis), arr, *sources,
                   dry=lambda: numpy.put_along_axis(data.copy(), index, values, axis))
-        self._launch("scatter", "put_along_axis")
+        self._launch("scatter", "put_along_axis", kinds(arr, *sources))
 
     # ------------------------------------------------------------------ shape
     @cupy_function()
@@ -196,7 +196,7 @@ class Indexing:
             result = self._produce(compute, "concatenate (result)", *tup)
         for part in tup:  # _concatenate: one elementwise copy per input
             if part.size:
-                self._launch("copy", "concatenate")
+                self._launch("copy", "concatenate", kinds(part, "->", result))
         return result
 
     @cupy_function()
@@ -207,6 +207,6 @@ class Indexing:
             raise NotModelledError("cupy.pad other than constant zeros is not modelled by the stand-in.")
         padded = self._produce(lambda: numpy.pad(array._data, pad_width), "pad", array)  # empty, fill(0), copy
         self._launch_memset("pad (fill 0)")
-        self._launch("copy", "pad (the original area)")
+        self._launch("copy", "pad (the original area)", kinds(array))
         return padded
 

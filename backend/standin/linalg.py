@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy
 
+from .array import kinds
 from .capture import CUBLAS_REFUSED
 from .signatures import NotModelledError, cupy_function
 
@@ -18,7 +19,7 @@ class LinearAlgebra:
     def _gemm_operand(self, data: numpy.ndarray, what: str) -> None:
         """_mat_to_cublas_contiguous: cuBLAS takes C- or F-contiguous matrices; anything else is copied first."""
         if not (data.flags.c_contiguous or data.flags.f_contiguous):
-            self._launch("copy", f"{what} (operand not contiguous)")
+            self._launch("copy", f"{what} (operand not contiguous)", (data.dtype.name,))
             self._alloc(f"{what} (operand copy)")
 
     @cupy_function()
@@ -51,17 +52,17 @@ class LinearAlgebra:
             if out.shape != result.shape:
                 raise ValueError("Output array has an invalid size")
         if a.ndim == 1 and b.ndim == 1:  # tensordot_core's m == n == 1 path: (a * b).sum() with CUB
-            self._launch("elementwise", f"{name} (vector product)")
+            self._launch("elementwise", f"{name} (vector product)", kinds(a, b))
             self._alloc(f"{name} (product)")
             self._alloc(f"{name} (CUB workspace)")
-            self._launch("reduction", f"{name} (vector sum)")
+            self._launch("reduction", f"{name} (vector sum)", (result.dtype.name,))
             if out is not None:
-                self._launch("copy", f"{name} (CUB result into out=)")
+                self._launch("copy", f"{name} (CUB result into out=)", kinds(out))
         elif result.size and a.size and b.size:
             if max(a.ndim, b.ndim) > 2:  # batched: ascontiguousarray of both, then a strided batched GEMM
                 for operand in (a, b):
                     if not operand._data.flags.c_contiguous:
-                        self._launch("copy", f"{name} (batched operand)")
+                        self._launch("copy", f"{name} (batched operand)", kinds(operand))
                         self._alloc(f"{name} (batched operand)")
             else:
                 self._gemm_operand(a._data if a.ndim == 2 else a._data[None], name)
@@ -71,9 +72,9 @@ class LinearAlgebra:
                       and not numpy.may_share_memory(out._data, b._data))
             if out is not None and not direct:
                 self._alloc(f"{name} (temporary result)")
-            self._launch("gemm", name)
+            self._launch("gemm", name, kinds(a, b, "->", out) if out is not None else kinds(a, b))
             if out is not None and not direct:
-                self._launch("copy", f"{name} (into out=)")
+                self._launch("copy", f"{name} (into out=)", kinds(out))
         elif out is not None and out.size:
             self._launch_memset(f"{name} (empty operand: zeros)")
         if out is not None:

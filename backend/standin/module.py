@@ -26,11 +26,13 @@ Anything else CuPy has raises NotModelledError: model it before code may use it.
 
 from __future__ import annotations
 
+import os
+
 import numpy
 
-from .array import DeviceArray, is_scalar
+from .array import DeviceArray, StandinMemory, is_scalar, kinds
 from .capture import (D2H_REFUSED, H2D_REFUSED, STREAM_CAPTURE_UNSUPPORTED, Allocation, CaptureAllocationError,
-                      CaptureStreamError, StreamState, make_cuda)
+                      CaptureStreamError, KernelNotLoadedError, StreamState, make_cuda)
 from .counter import Counter, Event, call_site
 from .creation import Creation
 from .cublas import EmulatedCublas
@@ -78,7 +80,7 @@ class StandinUfunc:
             xp._run(lambda: ufunc(*raw, out=targets, **kwargs), *devices, *outputs,
                     dry=lambda: ufunc(*raw, out=tuple(numpy.empty_like(t) for t in targets), **kwargs))
             if all(t.size for t in targets):
-                xp._launch("elementwise", name)
+                xp._launch("elementwise", name, kinds(*inputs, "->", *outputs))
             return outputs[0] if self.nout == 1 else tuple(outputs)
 
         def result(position):
@@ -87,8 +89,25 @@ class StandinUfunc:
 
         wrapped = [xp._produce(lambda i=i: result(i), f"{name} (result)", *devices) for i in range(self.nout)]
         if all(array.size for array in wrapped):
-            xp._launch("elementwise", name)
+            xp._launch("elementwise", name, kinds(*inputs, "->", *wrapped))
         return wrapped[0] if self.nout == 1 else tuple(wrapped)
+
+
+class _Core:
+    """cupy._core's get_compute_type, as CuPy decides it for a matmul: TF32 for float32 where CUPY_TF32 is above 0
+    (read at the first call, as CuPy reads it), else the default (cupy/_core/_routines_linalg.pyx)."""
+
+    COMPUTE_TYPE_DEFAULT, COMPUTE_TYPE_TF32 = 1, 7
+
+    def __init__(self):
+        self._types: dict = {}
+
+    def get_compute_type(self, dtype):
+        dtype = numpy.dtype(dtype)
+        if dtype not in self._types:
+            tf32 = dtype.char in "fF" and int(os.getenv("CUPY_TF32", "0")) > 0
+            self._types[dtype] = self.COMPUTE_TYPE_TF32 if tf32 else self.COMPUTE_TYPE_DEFAULT
+        return self._types[dtype]
 
 
 class StrictCupy(Creation, Indexing, LinearAlgebra, Reductions):
@@ -108,6 +127,8 @@ class StrictCupy(Creation, Indexing, LinearAlgebra, Reductions):
         self.__version__ = f"{cupy.__version__} (stand-in)"
         self._ufuncs: dict[str, StandinUfunc] = {}
         self._cublas = None
+        self._loaded_kernels: set = set()  # (name, signature) of every kernel launched outside a capture
+        self._core = _Core()
 
     def __repr__(self):
         return f"<strict CuPy stand-in of cupy {self.__version__}>"
@@ -136,6 +157,13 @@ class StrictCupy(Creation, Indexing, LinearAlgebra, Reductions):
             self._cublas = EmulatedCublas(self)
         return self._cublas
 
+    def _raw_memory(self, size) -> StandinMemory:
+        """cupy.cuda.Memory(size): device memory outside the pool (cudaMalloc); refused during capture."""
+        if self._recording() is not None:
+            raise CaptureAllocationError("cupy.cuda.Memory (cudaMalloc) while the stream is capturing; allocate it "
+                                         "before capture.")
+        return StandinMemory(self, size)
+
     def _pointer_to(self, array):
         """DeviceArray.data: a pointer the emulated cuBLAS can resolve to the array's memory."""
         return self.emulated_cublas().pointer_to(array)
@@ -161,8 +189,22 @@ class StrictCupy(Creation, Indexing, LinearAlgebra, Reductions):
         else:
             capture.events.append(Event(kind, name, call_site()))
 
-    def _launch(self, kind, name):
+    def _launch(self, kind, name, signature=()):
+        """A kernel launch: `name` and `signature` (the dtypes it runs on, a Python scalar by its type's name) say
+        which kernel. Outside a capture the kernel is then loaded; inside one, a kernel never loaded is refused."""
+        self._kernel_loaded(name, signature)
         self._event(kind, name)
+
+    def _kernel_loaded(self, name, signature) -> None:
+        key = (name, tuple(signature))
+        if self._streams.capture is None:
+            self._loaded_kernels.add(key)
+        elif key not in self._loaded_kernels:
+            shown = ", ".join(map(str, key[1]))
+            raise KernelNotLoadedError(
+                f"{name} ({shown}) is launched for the first time while the stream captures: CuPy would compile it and "
+                "load its module during the capture. Run the step eagerly once, launching the same kernels, before "
+                "capturing it.")
 
     def _launch_memset(self, name):
         self._event("memset", name)
@@ -208,7 +250,7 @@ class StrictCupy(Creation, Indexing, LinearAlgebra, Reductions):
         """A new device array made by one copy kernel (astype, copy, flatten, ...) from compute()."""
         array = self._produce(compute, name, *sources)
         if array.size:
-            self._launch("copy", name)
+            self._launch("copy", name, kinds(*sources, "->", array))
         return array
 
     def _new(self, data: numpy.ndarray, name: str) -> DeviceArray:

@@ -117,6 +117,7 @@ class Reductions:
         name = f"cupy.{op}"
         if data.size == 0:
             return
+        signature = (data.dtype.name,) if dtype is None else (data.dtype.name, "->", numpy.dtype(dtype).name)
         reduce_axes, out_axes = _reduction_axes(axis, data.ndim)
         c_order, f_order = data.flags.c_contiguous, data.flags.f_contiguous
         order = "C" if c_order else "F"
@@ -131,17 +132,17 @@ class Reductions:
                 self._alloc(f"{name} (CUB workspace)")
                 tile = CUB_SINGLE_TILE if data.dtype.itemsize <= 4 else CUB_SINGLE_TILE // 2
                 for _ in range(1 if data.size <= tile else 2):
-                    self._launch("reduction", f"{name} (cub::DeviceReduce)")
+                    self._launch("reduction", f"{name} (cub::DeviceReduce)", signature)
                 if op in ("argmax", "argmin"):
-                    self._launch("copy", f"{name} (CUB key to int64)")
+                    self._launch("copy", f"{name} (CUB key to int64)", signature)
                     self._alloc(f"{name} (index)")
-                self._reduction_tail(op, name, out_given)
+                self._reduction_tail(op, name, out_given, signature)
                 return
             if compatible and op not in ("argmax", "argmin") and _trailing_or_leading(reduce_axes, data.ndim, order):
                 self._alloc(f"{name} (CUB result)")
                 self._alloc(f"{name} (CUB workspace)")
-                self._launch("reduction", f"{name} (cub::DeviceSegmentedReduce)")
-                self._reduction_tail(op, name, out_given)
+                self._launch("reduction", f"{name} (cub::DeviceSegmentedReduce)", signature)
+                self._reduction_tail(op, name, out_given, signature)
                 return
         # CuPy's own reduction kernel (_reduction.pyx), with CUB's block reduction when it applies
         if not out_given:
@@ -151,13 +152,13 @@ class Reductions:
                  and contiguous >= CUB_BLOCK_REDUCTION_MIN)
         if block and not out_axes:
             self._alloc(f"{name} (two-pass workspace)")
-            self._launch("reduction", f"{name} (pass 1)")
-            self._launch("reduction", f"{name} (pass 2)")
+            self._launch("reduction", f"{name} (pass 1)", signature)
+            self._launch("reduction", f"{name} (pass 2)", signature)
         else:
-            self._launch("reduction", name)
+            self._launch("reduction", name, signature)
 
-    def _reduction_tail(self, op, name, out_given):
+    def _reduction_tail(self, op, name, out_given, signature):
         if op == "mean":
-            self._launch("elementwise", f"{name} (divide by the count)")
+            self._launch("elementwise", f"{name} (divide by the count)", signature)
         if out_given:
-            self._launch("copy", f"{name} (CUB result into out=)")
+            self._launch("copy", f"{name} (CUB result into out=)", signature)

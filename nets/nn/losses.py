@@ -87,9 +87,11 @@ class SoftmaxCrossEntropy:
             raise ValueError(f"this head takes (N, {self.classes}) logits, got {tuple(logits.shape)}.")
         space = self._workspace(n, logits.dtype, xp)
         shifted, exp, sums, onehot = space["shifted"], space["exp"], space["sums"], space["onehot"]
-        # The row maxima via the rows reversed: a layout CUB does not take, so CuPy runs its own reduction
-        # kernel, straight into the workspace (CUB would hand out a fresh array, or copy into out=).
-        rowmax = xp.max(logits[::-1], axis=1, keepdims=True, out=space["rowmax"][::-1])[::-1]
+        # The row maxima over the middle axis of an (N, K, 1) view: CUB's segmented reduction takes only the last
+        # axes of a C-contiguous array, so CuPy runs its own reduction kernel, straight into the workspace, at every
+        # batch size (CUB would hand out a fresh array and copy it into out=, which a captured graph cannot hold).
+        rowmax = space["rowmax"]
+        xp.max(logits[:, :, None], axis=1, keepdims=True, out=rowmax[:, :, None])
         xp.subtract(logits, rowmax, out=shifted)
         xp.exp(shifted, out=exp)
         gemm(exp, space["weights"], sums)  # [N * sum_e, sum_e] per row
@@ -97,7 +99,7 @@ class SoftmaxCrossEntropy:
         xp.take(space["minus_eye_over_n"], labels, axis=0, out=onehot)
         xp.divide(exp, sums[:, :1], out=exp)
         exp += onehot
-        winners = logits.argmax(axis=1, out=space["winners"])  # CuPy's own kernel: straight into the buffer
+        winners = logits.argmax(axis=1, out=space["winners"])  # CUB's argmax is a whole-array one: CuPy's own kernel
         xp.take(space["eye_times_n"], winners, axis=0, out=space["hits"])
         gemm(space["matrix"], space["u"], space["stats"])
         space["totals"] += space["stats"]

@@ -16,6 +16,9 @@ class SGD(Optimizer):
         buf = g (first step), then buf = momentum * buf + (1 - dampening) * g
         g = g + momentum * buf (nesterov) or buf
         param -= lr * g
+
+    The first step computes buf = 0 * buf + 1 * g (buf starts as zeros) with the kernels every later step launches,
+    so a step captured as a CUDA graph after one eager step launches no kernel that step did not.
     """
 
     name = "sgd"
@@ -89,15 +92,12 @@ class SGD(Optimizer):
         scratch_a, scratch_b = group.scratch
         if momentum != 0.0:
             buf = group.state["momentum_buffer"]
-            if not self._buffer_started:
-                buf[...] = direction
+            started = self._buffer_started
+            buf *= momentum if started else 0.0  # zeros before the first step: 0 * buf + g is g, as torch starts it
+            if float(self.dampening) == 0.0:
+                buf += direction
             else:
-                buf *= momentum
-                damping = 1.0 - float(self.dampening)
-                if damping == 1.0:
-                    buf += direction
-                else:
-                    buf += xp.multiply(direction, damping, out=scratch_b)
+                buf += xp.multiply(direction, 1.0 - float(self.dampening) if started else 1.0, out=scratch_b)
             if self.nesterov:
                 xp.multiply(buf, momentum, out=scratch_b)
                 scratch_b += direction

@@ -3,8 +3,14 @@ host call per step (backend/graphs.py), on CuPy or on the strict stand-in.
 
     step = GraphedStep(backend, optimizer, function, strict=False, note=print)
     with step.on_stream():          # the whole run on the graph's stream, in order
-        step()                      # 1st call: eager (buffers, index tables and kernels are made)
+        step()                      # 1st call: the stream's cuBLAS handle, then the step eagerly (buffers, index
+                                    # tables and kernels are made; its products go through that handle)
         step()                      # 2nd: captured, then replayed; every later call: replayed
+
+Whatever keeps the step from being captured (the cuBLAS handle cannot be set up, cuBLAS refuses a product of the
+warm-up, the capture fails) makes it run eagerly from then on, with one line saying why (--graph auto), or stops the
+run with GraphError (--graph on). The handle is set up before any of the step's device work, so a failure there
+leaves nothing half done; a step that has started is never run again (its batch's rows have moved on).
 
 `function` is one full-batch step that reads everything from the device: its batch's rows at a device counter
 (nets/data/batches.py EpochOrder), the learning rate at the optimizer's device index (capturable), the images'
@@ -79,10 +85,8 @@ class GraphedStep:
             if self._eager_because is not None:
                 self._function()
                 return
-            if not self._warm:  # its products through the cuBLAS handle the capture uses: kernels loaded before it
-                with graphs.direct_cublas(self._xp, self._stream):
-                    self._function()
-                self._warm = True
+            if not self._warm:
+                self._warm_up()
                 return
             if not self._capture():
                 self._function()
@@ -92,18 +96,36 @@ class GraphedStep:
         self._graph.launch()
         self._optimizer.replayed_step()
 
+    def _warm_up(self) -> None:
+        """The first call: the stream's cuBLAS handle first (lookup, create, stream, workspace), then the step eagerly
+        with its products through that handle, so its capture records kernels already loaded."""
+        try:
+            graphs.prepare(self._xp, self._stream)
+        except Exception as error:  # nothing of the step has run yet
+            self._give_up(f"cuBLAS could not be set up: {first_line(error)}", error)
+            self._function()
+            return
+        with graphs.direct_cublas(self._xp, self._stream) as warm_up:
+            self._function()
+        self._warm = True
+        if warm_up.refused is not None:  # the step ran, that product through CuPy: the graph would lack it
+            self._give_up(f"cuBLAS refused a product of the step: {first_line(warm_up.refused)}", warm_up.refused)
+
+    def _give_up(self, reason: str, error: BaseException) -> None:
+        """The step is not captured: GraphError under --graph on, else eager from now on, and note() says why."""
+        if self._strict:
+            raise GraphError(f"the training step could not be captured as a CUDA graph ({reason}); "
+                             "run with --graph off.") from error
+        self._eager_because = reason
+        self.description = f"training step runs eager: capturing it as a CUDA graph failed ({reason})"
+        self._note(self.description)
+
     def _capture(self) -> bool:
         try:
             with self._optimizer.host_state_kept():  # capture runs the step's Python, not its device work
                 self._graph = graphs.capture(self._xp, self._stream, self._function)
         except Exception as error:
-            reason = first_line(error)
-            if self._strict:
-                raise GraphError(f"the training step could not be captured as a CUDA graph ({reason}); "
-                                 "run with --graph off.") from error
-            self._eager_because = reason
-            self.description = f"training step runs eager: capturing it as a CUDA graph failed ({reason})"
-            self._note(self.description)
+            self._give_up(first_line(error), error)
             return False
         kernels = self._graph.kernels
         self.description = (f"training step captured as a CUDA graph ({kernels} kernels)" if kernels is not None
