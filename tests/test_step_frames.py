@@ -73,3 +73,13 @@ def test_cpu_workers_reach_the_first_layer_in_four_frames():
     for _, frames, _ in workers:
         assert frames[:2] == ["forward_step", "_share_gradients"] and frames[2] == "_serve", frames
     assert max(len(frames) for _, frames, on_fit in paths if on_fit) <= MAX_FRAMES
+
+
+def test_a_captured_step_runs_eagerly_once_in_three_frames_then_replays_without_python(standin_gpu):
+    paths = recorded_paths(standin_gpu, "mlp", workers=1, graph="on")
+    eager = [path for path in paths if "capture" not in path[1]]
+    recorded = [path for path in paths if "capture" in path[1]]
+    # 3 full batches: the warm-up runs eagerly from train_epoch, the second is recorded by the capture (no step a
+    # reader steps through: nothing runs), and every replay after runs no Python of the layers at all
+    assert eager == [("MainThread", ["forward_step", "train_step", "train_epoch"], True)]
+    assert len(recorded) == 1

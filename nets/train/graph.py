@@ -2,14 +2,17 @@
 host call per step (backend/graphs.py), on CuPy or on the strict stand-in.
 
     step = GraphedStep(backend, optimizer, function, strict=False, note=print)
-    with step.on_stream():          # the whole run on the graph's stream, in order
-        step()                      # 1st call: the stream's cuBLAS handle, then the step eagerly (buffers, index
+    with step.on_stream():          # the run on the graph's stream; the stream's cuBLAS handle is set up first
+        for each full batch:
+            if step.ready():        # captured (the first time: after one eager step), so
+                step.replay()       # one host call runs the whole step
+            else:
+                function()          # eagerly, by the caller: the first one warms the step up (buffers, index
                                     # tables and kernels are made; its products go through that handle)
-        step()                      # 2nd: captured, then replayed; every later call: replayed
 
 Whatever keeps the step from being captured (the cuBLAS handle cannot be set up, cuBLAS refuses a product of the
 warm-up, the capture fails) makes it run eagerly from then on, with one line saying why (--graph auto), or stops the
-run with GraphError (--graph on). The handle is set up before any of the step's device work, so a failure there
+run with GraphError (--graph on). The handle is set up before any of the run's device work, so a failure there
 leaves nothing half done; a step that has started is never run again (its batch's rows have moved on).
 
 `function` is one full-batch step that reads everything from the device: its batch's rows at a device counter
@@ -20,6 +23,8 @@ kept here: a replay runs no Python.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 from backend import graphs
 from nets.errors import NetsError, first_line
@@ -60,6 +65,7 @@ class GraphedStep:
         self._stream = graphs.side_stream(self._xp)
         self._graph = None
         self._warm = False
+        self._direct = None  # the direct cuBLAS path of on_stream's block
         self._eager_because: str | None = None
         self.description = "training step: eager until captured"
 
@@ -68,9 +74,25 @@ class GraphedStep:
         """The stream the graph is captured on and replayed on (every step's work must be issued on it)."""
         return self._stream
 
+    @contextlib.contextmanager
     def on_stream(self):
-        """The block's device work on the graph's stream (synchronized on the way in and out)."""
-        return graphs.on_stream(self._xp, self._stream)
+        """The block's device work on the graph's stream (synchronized on the way in and out), every product of it
+        through the stream's own cuBLAS handle, set up on the way in, as the captured step's will be: so the eager
+        steps (the warm-up first) load the kernels the capture records. A handle that cannot be set up: the step
+        runs eagerly, through CuPy (GraphError under --graph on)."""
+        with graphs.on_stream(self._xp, self._stream):
+            try:
+                graphs.prepare(self._xp, self._stream)
+            except Exception as error:  # nothing of the run's device work has been done yet
+                self._give_up(f"cuBLAS could not be set up: {first_line(error)}", error)
+                yield
+                return
+            with graphs.direct_cublas(self._xp, self._stream) as direct:
+                self._direct = direct
+                try:
+                    yield
+                finally:
+                    self._direct = None
 
     @property
     def kernels(self) -> int | None:
@@ -80,36 +102,35 @@ class GraphedStep:
         """Something the graph reads was reallocated (a longer learning-rate plan): capture again on the next call."""
         self._graph = None
 
+    def ready(self) -> bool:
+        """Whether the coming full batch's step is a replay (call replay()); False: the caller runs it eagerly (inside
+        on_stream). The first full batch runs eagerly, the warm-up; the second is captured, then replayed."""
+        if self._eager_because is not None:
+            return False
+        if self._graph is not None:
+            return True
+        if not self._warm:
+            self._warm = True
+            return False
+        refused = self._direct.refused if self._direct is not None else None
+        if refused is not None:  # a product of the warm-up went through CuPy: the graph would lack it
+            self._give_up(f"cuBLAS refused a product of the step: {first_line(refused)}", refused)
+            return False
+        return self._capture()
+
     def __call__(self) -> None:
-        if self._graph is None:
-            if self._eager_because is not None:
-                self._function()
-                return
-            if not self._warm:
-                self._warm_up()
-                return
-            if not self._capture():
-                self._function()
-                return
+        """One full-batch step, inside on_stream: replayed when ready(), else run eagerly here."""
+        if self.ready():
+            self.replay()
+        else:
+            self._function()
+
+    def replay(self) -> None:
+        """The full-batch step, replayed with one host call; the optimizer's host step count kept."""
         if self._optimizer.steps_planned_ahead() < 1:
             raise RuntimeError("a captured step ran past the learning-rate plan; plan() the coming steps first.")
         self._graph.launch()
         self._optimizer.replayed_step()
-
-    def _warm_up(self) -> None:
-        """The first call: the stream's cuBLAS handle first (lookup, create, stream, workspace), then the step eagerly
-        with its products through that handle, so its capture records kernels already loaded."""
-        try:
-            graphs.prepare(self._xp, self._stream)
-        except Exception as error:  # nothing of the step has run yet
-            self._give_up(f"cuBLAS could not be set up: {first_line(error)}", error)
-            self._function()
-            return
-        with graphs.direct_cublas(self._xp, self._stream) as warm_up:
-            self._function()
-        self._warm = True
-        if warm_up.refused is not None:  # the step ran, that product through CuPy: the graph would lack it
-            self._give_up(f"cuBLAS refused a product of the step: {first_line(warm_up.refused)}", warm_up.refused)
 
     def _give_up(self, reason: str, error: BaseException) -> None:
         """The step is not captured: GraphError under --graph on, else eager from now on, and note() says why."""

@@ -144,8 +144,8 @@ def train_epoch(epochs: "Epochs", state: TrainingState, stop: "Stop", bar: "Prog
     engine, order, data = epochs.engine, epochs.order, epochs.data
     images, loss_sum, hits, started = 0, 0.0, 0, time.perf_counter()
     for batch in order.batches():
-        if batch.full and epochs.graphed is not None:
-            epochs.graphed()  # the full-batch step, captured as a CUDA graph after its first call
+        if batch.full and epochs.graphed is not None and epochs.graphed.ready():
+            epochs.graphed.replay()  # the full-batch step as a CUDA graph (captured after one eager step)
         else:
             engine.train_step(*engine.batch(data.train_images, data.train_labels, order.rows(batch), epochs.moves))
         images += batch.size
