@@ -50,4 +50,4 @@ def test_every_cell_runs(tmp_path):
     assert "mlp nets :" in printed and "cnn torch:" in printed and "CNN test accuracy" in printed
     images = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
               if "image/png" in output.get("data", {})]
-    assert len(images) >= 3  # the pictures, the curves, the confusion matrix, the prediction
+    assert len(images) >= 4  # the pictures, the curves, the confusion matrix, the prediction
