@@ -102,8 +102,8 @@ def gpu_problem() -> GpuProblem | None:
         # CUB's precompiled reduction, so neither would find a missing NVRTC
         (cupy.arange(4, dtype=cupy.float32) * 2).sum().item()
     except Exception as error:
-        return GpuProblem(f"CuPy is installed but could not compile and run a kernel on the GPU ({_first_line(error)}).",
-                          fix=INSTALL_CUDA_LIBRARIES)
+        return GpuProblem("CuPy is installed but could not compile and run a kernel on the GPU "
+                          f"({_first_line(error)}).", fix=INSTALL_CUDA_LIBRARIES)
     try:
         matrix = cupy.asarray(numpy.ones((2, 2), dtype=numpy.float32))  # a copy, no kernel: this probes cuBLAS alone
         float((matrix @ matrix).sum())  # cuBLAS, which every layer's matrix products need

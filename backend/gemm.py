@@ -30,7 +30,8 @@ def gemm(a, b, out=None):
         return numpy.matmul(a, b, out=out)
     xp = array_module(a, b, out)
     if out is None:
-        out = xp.empty((a.shape[0],) if b.ndim == 1 else (a.shape[0], b.shape[1]), dtype=numpy.result_type(a.dtype, b.dtype))
+        out = xp.empty((a.shape[0],) if b.ndim == 1 else (a.shape[0], b.shape[1]),
+                       dtype=numpy.result_type(a.dtype, b.dtype))
     path = None if xp is numpy else graphs.direct_path()
     if path is None:
         return xp.matmul(a, b, out=out)

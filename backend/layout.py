@@ -59,7 +59,8 @@ def gemm_arguments(a, b, out) -> GemmCall:
     """The cuBLAS call for out[...] = a @ b (see the module docstring); ValueError or TypeError for what cuBLAS
     could not take."""
     if a.ndim != 2 or b.ndim not in (1, 2):
-        raise ValueError(f"gemm takes a matrix and a matrix or vector, got shapes {tuple(a.shape)} and {tuple(b.shape)}.")
+        raise ValueError("gemm takes a matrix and a matrix or vector, "
+                         f"got shapes {tuple(a.shape)} and {tuple(b.shape)}.")
     m, k = a.shape
     b2 = b.reshape(b.shape[0], 1) if b.ndim == 1 else b
     n = b2.shape[1]

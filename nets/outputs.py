@@ -164,7 +164,8 @@ def prepare_folder(path, option: str | None = None) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise OutputError(f"{label}: cannot create the folder {path} ({_reason(error)}); choose another path.") from error
+        raise OutputError(f"{label}: cannot create the folder {path} ({_reason(error)}); "
+                          "choose another path.") from error
     _probe(path, label)
     return path
 

@@ -111,7 +111,8 @@ def fold_gpu_skip(report) -> None:
     if report.skipped and isinstance(longrepr, tuple) and len(longrepr) == 3:
         reason = str(longrepr[2])
         if reason.removeprefix("Skipped: ").startswith(NO_GPU):
-            report.longrepr = (__file__, None, f"the gpu cases (cpu and standin ran): {reason.removeprefix('Skipped: ')}")
+            report.longrepr = (__file__, None,
+                               f"the gpu cases (cpu and standin ran): {reason.removeprefix('Skipped: ')}")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -27,7 +27,8 @@ def map_id(augmentation, flip, dy, dx):
 
 @pytest.mark.parametrize("text, flip, shift, name", [
     ("none", False, 0, "none"), ("flip", True, 0, "flip"), ("shift", False, 2, "shift:2"),
-    ("shift:3", False, 3, "shift:3"), ("flip+shift", True, 2, "flip+shift:2"), ("shift:1+flip", True, 1, "flip+shift:1"),
+    ("shift:3", False, 3, "shift:3"), ("flip+shift", True, 2, "flip+shift:2"),
+    ("shift:1+flip", True, 1, "flip+shift:1"),
 ])
 def test_names_parse_to_one_canonical_spelling(text, flip, shift, name):
     augmentation = Augmentation.parse(text)

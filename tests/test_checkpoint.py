@@ -20,7 +20,8 @@ import nets.checkpoint.record as record_module
 from conftest import torch_or_skip
 from crafted_files import (MEMORY_BOUND, members_of, npy_header, peak_of, stored, write_zip, zeros_deflate, zeros_npz,
                            zeros_of_layers)
-from nets.baseline.checkpoint import export_torch_state_dict, load_any_checkpoint, load_torch_state_dict, save_torch_state_dict
+from nets.baseline.checkpoint import (export_torch_state_dict, load_any_checkpoint, load_torch_state_dict,
+                                      save_torch_state_dict)
 from nets.checkpoint import CheckpointError, load_checkpoint, restore_model, restore_rng, save_checkpoint
 from nets.nn.architecture import config_from_shapes
 from nets.nn.models import build_model
@@ -289,7 +290,8 @@ def test_an_unreadable_file_is_named_as_such(saved_mlp, monkeypatch):
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(record_module, "open", refuse, raising=False)  # as for a file without read permission (not root)
+    # as for a file without read permission (not root)
+    monkeypatch.setattr(record_module, "open", refuse, raising=False)
     with pytest.raises(CheckpointError) as info:
         load_any_checkpoint(path)
     assert says(info, path, "cannot be read (Permission denied)", "check its permissions")
@@ -389,7 +391,8 @@ def test_rng_state_problems(tmp_path, saved_mlp, backend):
     assert load_checkpoint(bare).optimizer_state is None
     with pytest.raises(CheckpointError, match="holds no RNG state"):
         restore_rng(load_checkpoint(bare), numpy.random.default_rng())
-    with pytest.raises(CheckpointError, match="its meta/rng_state is a state of PCG64, but training shuffles with MT19937"):
+    with pytest.raises(CheckpointError,
+                       match="its meta/rng_state is a state of PCG64, but training shuffles with MT19937"):
         restore_rng(load_checkpoint(path), numpy.random.Generator(numpy.random.MT19937()))
 
 
@@ -417,7 +420,8 @@ def test_a_bare_npz_of_parameters_loads_with_its_model_read_off_the_shapes(tmp_p
         numpy.savez(tmp_path / "bare.npz", **model.state_dict())
         loaded = load_checkpoint(tmp_path / "bare.npz")
         expected = {key: value for key, value in model.config().items() if key != "init"}
-        assert loaded.model_config == config_from_shapes({k: v.shape for k, v in model.state_dict().items()}) == expected
+        shapes = {k: v.shape for k, v in model.state_dict().items()}
+        assert loaded.model_config == config_from_shapes(shapes) == expected
         assert loaded.optimizer_state is None and loaded.dataset is None
 
 
@@ -495,7 +499,7 @@ def test_load_any_checkpoint_reads_nets_checkpoints_too(saved_mlp):
     assert checkpoint.source == "npz" and checkpoint.epoch == 2 and checkpoint.model_config == model.config()
 
 
-# ---------------------------------------------------------------------------------------------- metadata, checked on load
+# -------------------------------------------------------------------------------------------- metadata, checked on load
 
 
 def _set(arrays, key, value):
@@ -529,7 +533,8 @@ def _set_json(arrays, key, mutate):
     (lambda a: a.update({"optim/exp_avg/fc1.weight": numpy.zeros((2, 2))}), "optim/exp_avg/fc1.weight of shape (2, 2)"),
     (lambda a: a.update({"optim/momentum_buffer/fc1.weight": a["fc1.weight"]}), "optim/momentum_buffer/..."),
     (lambda a: _set_json(a, "meta/model_config", lambda c: {**c, "init": "xavier"}), "init 'xavier'"),
-    (lambda a: _set_json(a, "meta/model_config", lambda c: {**c, "name": "cnn"}), "meta/model_config: the cnn config has unknown keys sizes"),
+    (lambda a: _set_json(a, "meta/model_config", lambda c: {**c, "name": "cnn"}),
+     "meta/model_config: the cnn config has unknown keys sizes"),
     (lambda a: _set(a, "meta/model_config", json.dumps({"name": "cnn"})), "the parameters are those of an MLP"),
     (lambda a: _set(a, "meta/version", "one"), "meta/version of shape () and dtype <U3"),
     (lambda a: _set(a, "meta/config", "[1]"), "meta/config = [1]"),
@@ -594,7 +599,8 @@ def _cpu_mlp_checkpoint(path):
     import backend as backend_module
 
     model = small_model("mlp", backend_module.get_backend("cpu"))
-    return save(path, model, Adam(model.parameters(), lr=0.01), numpy.random.default_rng(0), config={"dataset": "mnist"})
+    return save(path, model, Adam(model.parameters(), lr=0.01), numpy.random.default_rng(0),
+                config={"dataset": "mnist"})
 
 
 @pytest.mark.parametrize("declared", [2**30, 60 * 2**20], ids=["1GiB", "60MiB"])
@@ -659,7 +665,8 @@ def test_a_pytorch_file_whose_storage_inflates_is_refused_unread(tmp_path):
     path = write_zip(tmp_path / "bomb.pt", members)
     program = ("import sys, torch\n"
                "from nets.baseline.checkpoint import load_any_checkpoint\n"
-               "def peak(): return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM'))\n"
+               "def peak(): return next(int(l.split()[1]) for l in open('/proc/self/status') "
+               "if l.startswith('VmHWM'))\n"
                "before = peak()\n"
                "try:\n    load_any_checkpoint(sys.argv[1])\nexcept Exception as error:\n    print(error)\n"
                "print((peak() - before) * 1024)\n")

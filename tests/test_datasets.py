@@ -13,7 +13,8 @@ import numpy
 import pytest
 
 from nets.data import datasets, download
-from nets.data.datasets import CONTENT_MD5, FILE_NAMES, DataNotFoundError, find_dataset_dir, load_dataset, to_labels, to_model_input
+from nets.data.datasets import (CONTENT_MD5, FILE_NAMES, DataNotFoundError, find_dataset_dir, load_dataset, to_labels,
+                                to_model_input)
 from nets.data.idx import DataError
 from idx_files import make_dataset, serve_directory, write_dataset, write_idx
 

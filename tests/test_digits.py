@@ -123,7 +123,7 @@ def test_truncated_jpeg(tmp_path):
         load_digit(path)
 
 
-# ---------------------------------------------------------------------------------------------- big pictures, little memory
+# ------------------------------------------------------------------------------------------ big pictures, little memory
 
 
 @pytest.mark.parametrize("side, channels", [(10_000, 1), (13_000, 3), (14_000, 1)])

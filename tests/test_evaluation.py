@@ -7,7 +7,8 @@ import pytest
 from nets.data.datasets import to_model_input
 from nets.nn.inference import count_correct, predict_classes, predict_probabilities
 from nets.nn.models import build_model
-from nets.report.evaluation import class_names_for, confusion_matrix, dataset_name_of, evaluate, format_confusion_matrix, format_report, per_class_accuracy, top_classes
+from nets.report.evaluation import (class_names_for, confusion_matrix, dataset_name_of, evaluate,
+                                    format_confusion_matrix, format_report, per_class_accuracy, top_classes)
 
 
 def test_confusion_matrix_by_hand():

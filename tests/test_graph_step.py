@@ -30,7 +30,9 @@ def make_engine(gpu, model, optimizer="adam"):
 
 
 def run(gpu, model, optimizer, graph, *, engine=None, rng=None, state=None, stop_after_steps=None):
-    """fit() for 2 epochs on a fixed small dataset (flips and shifts, one-cycle); returns (engine, state, lines said)."""
+    """fit() for 2 epochs on a fixed small dataset (flips and shifts, one-cycle).
+
+    Returns (engine, state, lines said)."""
     data_rng = numpy.random.default_rng(5)
     shape = (COUNT, 1, 28, 28) if model == "cnn" else (COUNT, 784)
     data = DeviceData(gpu.asarray(data_rng.random(shape, dtype=numpy.float32)),

@@ -26,7 +26,8 @@ threading.Thread.start = start
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
-WARNING = "warning: could not start 1 CPU worker thread (can't start new thread); each batch runs on one thread instead."
+WARNING = ("warning: could not start 1 CPU worker thread (can't start new thread); "
+           "each batch runs on one thread instead.")
 
 
 def run_without_threads(script, *args, cwd):

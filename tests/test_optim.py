@@ -67,7 +67,8 @@ def max_relative_deviation(ours, theirs):
     The parameters are O(1), and torch's add(alpha=) is a fused multiply-add, so SGD differs from it
     by an ulp of the operands; where `param - lr * grad` cancels to near zero that is no ulp of the result.
     """
-    return max(float(numpy.max(numpy.abs(ours[k] - theirs[k]) / numpy.maximum(numpy.abs(theirs[k]), 1.0))) for k in ours)
+    return max(float(numpy.max(numpy.abs(ours[k] - theirs[k]) / numpy.maximum(numpy.abs(theirs[k]), 1.0)))
+               for k in ours)
 
 
 @pytest.mark.parametrize("settings", SGD_SETTINGS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()))
@@ -81,7 +82,8 @@ def test_sgd_matches_torch(backend, dtype, settings, steps):
     assert max_relative_deviation(ours, theirs) <= TOLERANCE[dtype.name]
 
 
-@pytest.mark.parametrize("settings", ADAM_SETTINGS, ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "defaults")
+@pytest.mark.parametrize("settings", ADAM_SETTINGS,
+                         ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "defaults")
 def test_adam_matches_torch_over_several_steps(backend, dtype, settings):
     gradients = host_gradient_sequence(6, dtype)
     ours = run_ours(Adam, settings, backend, dtype, gradients)
@@ -160,7 +162,8 @@ def test_a_step_allocates_no_parameter_sized_temporaries(make):
 ])
 def test_state_dict_round_trip_continues_bit_exactly(backend, dtype, make):
     steps = 4
-    gradients = [{n: backend.asarray(g) for n, g in grads.items()} for grads in host_gradient_sequence(2 * steps, dtype)]
+    gradients = [{n: backend.asarray(g) for n, g in grads.items()}
+                 for grads in host_gradient_sequence(2 * steps, dtype)]
 
     straight = {name: backend.asarray(a) for name, a in host_parameters(dtype).items()}
     optimizer = make(straight)

@@ -23,8 +23,8 @@ def blocks():
         if language != "python":
             continue
         following = found[index + 1] if index + 1 < len(found) else None
-        shown = following[1] if following and following[0] == "text" and not PAGE.read_text()[end:following[3]].strip() \
-            else None
+        shown = (following[1] if following and following[0] == "text"
+                 and not PAGE.read_text()[end:following[3]].strip() else None)
         pairs.append((body, shown))
     return pairs
 

@@ -18,7 +18,8 @@ from nets.optim import SGD, Adam
 from nets.train.reference import LossTotals, PlannedReference
 
 CONV_CASES = [  # (in_channels, out_channels, kernel, stride, padding, height, width)
-    (1, 4, 3, 1, 0, 7, 7), (3, 4, 3, 2, 1, 7, 6), (2, 3, 2, 2, 0, 6, 7), (3, 2, (2, 3), 1, 0, 5, 6), (2, 3, 3, 1, 2, 5, 5),
+    (1, 4, 3, 1, 0, 7, 7), (3, 4, 3, 2, 1, 7, 6), (2, 3, 2, 2, 0, 6, 7), (3, 2, (2, 3), 1, 0, 5, 6),
+    (2, 3, 3, 1, 2, 5, 5),
 ]
 POOL_CASES = [(2, 2), (2, 1), (3, 2), (3, 1), (2, 3), (1, 1), ((2, 3), 2), ((2, 1), 1)]  # (kernel, stride)
 
@@ -253,7 +254,7 @@ def test_fast_pooling_equals_the_reference_exactly_on_ties(backend, kernel, stri
     for x_host in [integers(rng, (2, 3, 7, 8), -2, 3), mnist_like_images(rng, 2, 9, 3)[:, :, :7] - 0.5]:
         x = backend.asarray(x_host)
         dy = backend.asarray(integers(rng, (2, 3) + reference.MaxPool2d(kernel, stride).forward(x).shape[2:], 1, 9))
-        oracle = [reference.ReLU(), reference.MaxPool2d(kernel, stride)] if relu else [reference.MaxPool2d(kernel, stride)]
+        oracle = ([reference.ReLU()] if relu else []) + [reference.MaxPool2d(kernel, stride)]
         y = x
         for part in oracle:
             y = part.forward(y)
@@ -336,7 +337,8 @@ def test_the_flat_optimizers_agree_with_the_reference_and_share_its_state(backen
             oracle.step()
         for key in params:
             ours, theirs = backend.to_numpy(buffer[key]), backend.to_numpy(params[key])
-            assert ours.dtype == dtype and numpy.max(numpy.abs(ours - theirs) / numpy.maximum(abs(theirs), 1)) < tolerance
+            assert ours.dtype == dtype
+            assert numpy.max(numpy.abs(ours - theirs) / numpy.maximum(abs(theirs), 1)) < tolerance
 
     steps(flat, oracle, grads[:4])
     flat_state, oracle_state = flat.state_dict(), oracle.state_dict()
@@ -346,7 +348,8 @@ def test_the_flat_optimizers_agree_with_the_reference_and_share_its_state(backen
         key: set(value) for key, value in flat_state["state"].items()}
     crossed_flat = {"sgd": SGD, "adam": Adam}[name](buffer, lr=1.0)
     crossed_flat.load_state_dict(oracle_state)
-    crossed_oracle = PlannedReference({"sgd": reference.SGD, "adam": reference.Adam}[name](params, lr=1.0), lambda: current)
+    crossed_oracle = PlannedReference({"sgd": reference.SGD, "adam": reference.Adam}[name](params, lr=1.0),
+                                      lambda: current)
     crossed_oracle.load_state_dict(flat_state)
     assert crossed_oracle.state_dict()["hyperparameters"] == flat_state["hyperparameters"]
     steps(crossed_flat, crossed_oracle, grads[4:])

@@ -390,8 +390,8 @@ def test_predict_prepares_the_pictures_of_a_clothes_model_as_fashion_mnists_and_
     knows, prepared, guesses = result.stdout.splitlines()
     assert knows == ("model: an MLP trained on Fashion-MNIST (classes: T-shirt/top, Trouser, Pullover, Dress, Coat, "
                      "Sandal, Shirt, Sneaker, Bag, Ankle boot)")
-    assert prepared == ("pictures: prepared as Fashion-MNIST's clothes were: the item fitted to the 28x28 frame, aspect "
-                        "kept, light on black (the model learned from Fashion-MNIST)")
+    assert prepared == ("pictures: prepared as Fashion-MNIST's clothes were: the item fitted to the 28x28 frame, "
+                        "aspect kept, light on black (the model learned from Fashion-MNIST)")
     assert all(guess.rsplit(" ", 1)[0] in FASHION for guess in guesses.split(": ", 1)[1].split(", "))
     assert result.stderr == ""
     same = invoke(predict_script, mlp_checkpoint, seven, "--top", 2, "--device", "cpu", "--dataset", "fashion-mnist")

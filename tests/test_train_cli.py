@@ -146,15 +146,17 @@ def test_notebook_recipe_and_explicit_overrides(tiny_data, tmp_path):
                  "--quiet")
     assert result.exit_code == 0, result.output
     metrics = json.loads(path.read_text())
-    assert (metrics["optimizer"], metrics["lr"], metrics["batch_size"], metrics["epochs"][0]["epoch"]) == ("sgd", 0.01, 1, 1)
+    assert ((metrics["optimizer"], metrics["lr"], metrics["batch_size"], metrics["epochs"][0]["epoch"])
+            == ("sgd", 0.01, 1, 1))
     assert metrics["recipe"] == "notebook"
     result = run("--model", "cnn", "--recipe", name, "--data-dir", tiny_data, "--epochs", 1, "--batch-size", 64,
                  "--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9", "--weight-decay", "1e-4", "--seed", 3,
                  "--dtype", "float64", "--metrics-json", path, "--quiet")
     assert result.exit_code == 0, result.output
     metrics = json.loads(path.read_text())
-    assert (metrics["recipe"], metrics["optimizer"], metrics["lr"], metrics["batch_size"]) == ("notebook", "sgd", 0.05, 64)
-    assert (metrics["momentum"], metrics["weight_decay"], metrics["seed"], metrics["dtype"]) == (0.9, 1e-4, 3, "float64")
+    assert (metrics["recipe"], metrics["optimizer"], metrics["lr"]) == ("notebook", "sgd", 0.05)
+    assert (metrics["batch_size"], metrics["momentum"], metrics["weight_decay"]) == (64, 0.9, 1e-4)
+    assert (metrics["seed"], metrics["dtype"]) == (3, "float64")
 
 
 @pytest.mark.parametrize("impl", ["nets", "torch"])
@@ -763,13 +765,15 @@ def test_resume_of_a_checkpoint_with_broken_training_state_is_one_line(tiny_data
     common = dict(optimizer_state=saved.optimizer_state, epoch=saved.epoch)
 
     no_rng = tmp_path / "no-rng.npz"
-    checkpoints.save_checkpoint(no_rng, saved.params, saved.model_config, config=saved.config, metrics=saved.metrics, **common)
+    checkpoints.save_checkpoint(no_rng, saved.params, saved.model_config, config=saved.config, metrics=saved.metrics,
+                                **common)
     line = one_line_error(run("--resume", no_rng, "--epochs", 2))
     assert "no RNG state" in line and str(no_rng) in line
 
     odd_config = tmp_path / "odd-config.npz"
     config = {**saved.config, "hyper": {**saved.config["hyper"], "warp_factor": 9}}
-    checkpoints.save_checkpoint(odd_config, saved.params, saved.model_config, config=config, rng_state=saved.rng_state, **common)
+    checkpoints.save_checkpoint(odd_config, saved.params, saved.model_config, config=config, rng_state=saved.rng_state,
+                                **common)
     line = one_line_error(run("--resume", odd_config, "--epochs", 2))
     assert "warp_factor" in line and str(odd_config) in line
 
@@ -852,7 +856,8 @@ def _json_entry(key, mutate):
     (lambda a: a.update({"meta/epoch_rng_state": numpy.array(json.dumps(numpy.random.MT19937(1).state,
                                                                         default=lambda value: value.tolist()))}),
      "its meta/epoch_rng_state is a state of MT19937, but training shuffles with PCG64"),
-    (_json_entry("optim/hyperparameters", lambda h: {**h, "betas": [0.9, 1.0]}), "optim/hyperparameters betas[1] = 1.0"),
+    (_json_entry("optim/hyperparameters", lambda h: {**h, "betas": [0.9, 1.0]}),
+     "optim/hyperparameters betas[1] = 1.0"),
     (_json_entry("meta/config", lambda c: {**c, "hyper": {**c["hyper"], "lr": float("nan")}}),
      "meta/config): hyper.lr must be a finite number > 0, got nan."),
     (_json_entry("meta/config", lambda c: {**c, "hyper": {**c["hyper"], "schedule": "cosine"}}),
@@ -925,8 +930,9 @@ def test_resuming_a_pytorch_state_dict_says_why_it_cannot(tmp_path):
 
     path = save_torch_state_dict(tmp_path / "mlp.pt", build_model("mlp", backend=backend.get_backend("cpu")))
     line = one_line_error(run("--resume", path))
-    assert all(part in line for part in (f"{path} is a PyTorch file (torch.save)", "no optimizer state, epoch or RNG state",
-                                         "cannot resume", f"scripts/evaluate.py {path}"))
+    assert all(part in line for part in (f"{path} is a PyTorch file (torch.save)",
+                                         "no optimizer state, epoch or RNG state", "cannot resume",
+                                         f"scripts/evaluate.py {path}"))
 
 
 @pytest.mark.parametrize("model, optimizer", [("mlp", ("--optimizer", "adam")), ("cnn", ("--optimizer", "adam")),

@@ -47,7 +47,8 @@ def kinds(*values) -> tuple:
 def _basic_key(key) -> bool:
     """True when indexing with `key` makes a view (ints, slices, None, Ellipsis only)."""
     parts = key if isinstance(key, tuple) else (key,)
-    return all(part is None or part is Ellipsis or isinstance(part, (slice, numbers.Integral)) and not isinstance(part, bool)
+    return all(part is None or part is Ellipsis
+               or isinstance(part, (slice, numbers.Integral)) and not isinstance(part, bool)
                for part in parts)
 
 

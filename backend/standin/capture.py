@@ -121,12 +121,14 @@ class StandinGraph:
         xp = self._xp
         self._check_stream(stream)
         if xp._streams.capture is not None:
-            raise NotModelledError("launching a graph inside a capture (a child graph) is not modelled by the stand-in.")
+            raise NotModelledError("launching a graph inside a capture (a child graph) "
+                                   "is not modelled by the stand-in.")
         freed = [name for reference, name in self._blocks if reference() is None]
         if freed:
-            raise RuntimeError(f"a captured graph was launched after memory it uses was freed ({', '.join(freed[:3])}); "
-                               "CUDA would read and write memory handed to other arrays. Keep every array a graph "
-                               "uses alive (and in place) for as long as the graph is replayed.")
+            raise RuntimeError("a captured graph was launched after memory it uses was freed "
+                               f"({', '.join(freed[:3])}); CUDA would read and write memory handed to other arrays. "
+                               "Keep every array a graph uses alive (and in place) "
+                               "for as long as the graph is replayed.")
         xp._event("graph", f"Graph.launch ({self.kernels} kernels)")
         for work in self._work:
             work()
@@ -215,7 +217,8 @@ class MemoryAsyncPool:
         self.pool_handles = pool_handles
 
     def malloc(self, size):
-        raise NotImplementedError("the stand-in allocates through its arrays; set_allocator(pool.malloc) selects this pool.")
+        raise NotImplementedError("the stand-in allocates through its arrays; "
+                                  "set_allocator(pool.malloc) selects this pool.")
 
 
 class _Runtime:

@@ -100,7 +100,9 @@ class Creation:
     @cupy_function()
     def arange(self, start, stop=None, step=1, dtype=None):
         def compute():
-            return numpy.arange(start, stop, step, dtype=dtype) if stop is not None else numpy.arange(start, dtype=dtype)
+            if stop is None:
+                return numpy.arange(start, dtype=dtype)
+            return numpy.arange(start, stop, step, dtype=dtype)
 
         array = self._produce(compute, "arange")
         if array.size:

@@ -31,7 +31,8 @@ __all__ = ["export_torch_state_dict", "load_any_checkpoint", "load_torch_checkpo
 def export_torch_state_dict(model) -> dict:
     """The model's parameters as an ordered dict of CPU torch tensors (copies), ready for torch load_state_dict."""
     torch = require_torch()
-    return {name: torch.from_numpy(numpy.array(to_numpy(array), copy=True)) for name, array in model.parameters().items()}
+    return {name: torch.from_numpy(numpy.array(to_numpy(array), copy=True))
+            for name, array in model.parameters().items()}
 
 
 def save_torch_state_dict(path, model) -> str:
@@ -57,7 +58,8 @@ def load_torch_state_dict(path_or_mapping) -> dict:
         if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
             state = state[wrapper]
     if not isinstance(state, Mapping):
-        raise CheckpointError(f"{where} holds a {type(state).__name__}, not a state_dict (a dict of parameter tensors).")
+        raise CheckpointError(f"{where} holds a {type(state).__name__}, "
+                              "not a state_dict (a dict of parameter tensors).")
     if state and all(str(key).startswith("module.") for key in state):
         state = {key[len("module."):]: value for key, value in state.items()}
     params = {}
@@ -69,7 +71,8 @@ def load_torch_state_dict(path_or_mapping) -> dict:
             try:
                 value = value.detach().cpu().numpy()
             except TypeError as error:  # bfloat16 and other dtypes numpy lacks
-                raise CheckpointError(f"{where}: parameter {name} cannot become a numpy array ({first_line(error)}); convert it to float32 first.") from None
+                raise CheckpointError(f"{where}: parameter {name} cannot become a numpy array "
+                                      f"({first_line(error)}); convert it to float32 first.") from None
         if not isinstance(value, numpy.ndarray):
             raise CheckpointError(f"{where}: entry {name} is a {type(value).__name__}, not a tensor.")
         params[str(name)] = numpy.array(value, copy=True)

@@ -68,7 +68,8 @@ def load_nets_params_into(torch_model, params) -> None:
     state = torch_model.state_dict()
     values = {name: numpy.ascontiguousarray(to_numpy(value)) for name, value in params.items()}
     check_shapes({name: value.shape for name, value in values.items()},
-                 {name: tuple(tensor.shape) for name, tensor in state.items()}, "cnn" if "conv1.weight" in state else "mlp")
+                 {name: tuple(tensor.shape) for name, tensor in state.items()},
+                 "cnn" if "conv1.weight" in state else "mlp")
     with torch.no_grad():
         for name, tensor in state.items():
             tensor.copy_(torch.from_numpy(values[name]).to(tensor.dtype))

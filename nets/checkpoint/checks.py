@@ -54,8 +54,8 @@ def check_parameters(shapes: dict, model_config, where: str, path) -> dict:
         check_shapes(shapes, expected, model_config["name"])
     except ValueError as error:
         raise CheckpointError(f"{path}: {where} describes {a_model(model_config['name'])} that does not fit the "
-                              f"stored parameters ({first_line(error).rstrip('.')}); the file is inconsistent, so save it "
-                              "again.") from None
+                              f"stored parameters ({first_line(error).rstrip('.')}); the file is inconsistent, "
+                              "so save it again.") from None
     return model_config
 
 

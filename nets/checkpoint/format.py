@@ -129,7 +129,8 @@ def save_checkpoint(path, params: Mapping, model_config: dict, *, optimizer_stat
         for state_name, per_param in optimizer_state["state"].items():
             for name, array in per_param.items():
                 if name not in params:
-                    raise CheckpointError(f"optimizer state {state_name} names {name!r}, which is not a model parameter.")
+                    raise CheckpointError(f"optimizer state {state_name} names {name!r}, "
+                                          "which is not a model parameter.")
                 arrays[f"{OPTIM}{state_name}/{name}"] = numpy.ascontiguousarray(to_numpy(array))
     atomic_write(path, lambda file: numpy.savez(file, **arrays))
     return os.fspath(path)
@@ -168,7 +169,8 @@ def _check_version(values: dict, path) -> None:
     first files, from before versions were written)."""
     version = check_whole(values.get(META + "version", 0), "meta/version", path)
     if version > VERSION:
-        raise CheckpointError(f"{path} is checkpoint format version {version}; this code reads up to {VERSION}, so update nets.")
+        raise CheckpointError(f"{path} is checkpoint format version {version}; "
+                              f"this code reads up to {VERSION}, so update nets.")
     if version < VERSION:
         raise CheckpointError(f"{path} is checkpoint format version {version}, an older format that this version does "
                               f"not read (it reads version {VERSION}); train the model again.")
@@ -207,7 +209,8 @@ def load_checkpoint(path) -> Checkpoint:
     """
     path = require_file(path)
     if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"{path} is not an .npz checkpoint (not a zip archive: truncated, or another kind of file).")
+        raise CheckpointError(f"{path} is not an .npz checkpoint "
+                              "(not a zip archive: truncated, or another kind of file).")
     if is_torch_file(path):
         raise CheckpointError(f"{path} is a PyTorch file (torch.save), not an .npz checkpoint; evaluate.py and "
                               "predict.py read it as it is.")
@@ -223,7 +226,8 @@ def load_checkpoint(path) -> Checkpoint:
         if META + "format" not in scalars:
             # A bare np.savez(path, **state_dict): parameters only, the architecture read off their shapes.
             if len(headers) != len(archive.members):
-                raise CheckpointError(f"{path} has meta/ or optim/ entries but no meta/format; save it again with nets.")
+                raise CheckpointError(f"{path} has meta/ or optim/ entries but no meta/format; "
+                                      "save it again with nets.")
             check_parameters({key: member.shape for key, member in headers.items()}, None,
                              "the parameters' own architecture", path)
             parameters_dtype({key: member.dtype for key, member in headers.items()}, path)
@@ -274,9 +278,9 @@ def _checkpoint_from_headers(archive: NpzMembers, headers: dict, scalars: dict, 
     if data_checksums is not None:
         check_checksums(data_checksums, path)
     return Checkpoint(params={}, model_config=model_config, dtype=dtype, epoch=epoch, step_in_epoch=step_in_epoch,
-                      images_in_epoch=images_in_epoch, optimizer_state=optimizer_state, rng_state=rng_state, epoch_rng_state=epoch_rng_state,
-                      config=config, metrics=_json(scalars, META + "metrics", path), dataset=dataset,
-                      class_names=class_names, source="npz", path=os.fspath(path), run_id=run_id,
+                      images_in_epoch=images_in_epoch, optimizer_state=optimizer_state, rng_state=rng_state,
+                      epoch_rng_state=epoch_rng_state, config=config, metrics=_json(scalars, META + "metrics", path),
+                      dataset=dataset, class_names=class_names, source="npz", path=os.fspath(path), run_id=run_id,
                       data_checksums=data_checksums)
 
 

@@ -80,7 +80,8 @@ class NpzMembers:
         try:
             self._archive = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
-            raise CheckpointError(f"{path} is a corrupt .npz checkpoint ({first_line(error)}); save it again.") from None
+            raise CheckpointError(f"{path} is a corrupt .npz checkpoint ({first_line(error)}); "
+                                  "save it again.") from None
         try:
             self.members = self._read_headers()
         except BaseException:

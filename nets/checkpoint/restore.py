@@ -44,7 +44,8 @@ def restore_rng(checkpoint: Checkpoint, rng) -> None:
         raise CheckpointError("the checkpoint holds no RNG state; it was saved without one.")
     bit_generator = rng.bit_generator
     kind = type(bit_generator).__name__
-    for field, state in (("meta/rng_state", checkpoint.rng_state), ("meta/epoch_rng_state", checkpoint.epoch_rng_state)):
+    for field, state in (("meta/rng_state", checkpoint.rng_state),
+                         ("meta/epoch_rng_state", checkpoint.epoch_rng_state)):
         saved = None if state is None else state.get("bit_generator")
         if state is not None and saved != kind:
             raise CheckpointError(f"its {field} is a state of {saved}, but training shuffles with {kind}; "

@@ -256,7 +256,8 @@ def _read_directory(name: str, directory: Path, source: str) -> Dataset:
     found, missing = dataset_files(directory)
     if missing:
         raise DataNotFoundError(f"{directory} lacks {_missing_text(missing)}; put the missing files there.")
-    blobs = {file_name: read_idx_bytes(path, ndim=3 if "images" in file_name else 1) for file_name, path in found.items()}
+    blobs = {file_name: read_idx_bytes(path, ndim=3 if "images" in file_name else 1)
+             for file_name, path in found.items()}
     # hashed once per file and remembered by its size and modification time (nets/data/checksums.py)
     digests = {file_name: remembered_md5(found[file_name], blobs[file_name]) for file_name in FILE_NAMES}
     release = next((known for known, published in CONTENT_MD5.items() if digests == published), None)

@@ -245,7 +245,8 @@ def check_labels(labels: numpy.ndarray, path, num_classes: int = 10) -> numpy.nd
     if bad.size:
         index = int(bad[0])
         raise DataError(
-            f"{path} has label {int(labels[index])} at index {index} ({_count(bad.size, 'label')} out of range in all); "
+            f"{path} has label {int(labels[index])} at index {index} "
+            f"({_count(bad.size, 'label')} out of range in all); "
             f"labels must be 0..{num_classes - 1}, so the file is corrupt or not a labels file of this dataset."
         )
     return labels

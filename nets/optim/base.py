@@ -168,7 +168,8 @@ class Optimizer:
             )
         for name, param in self.params.items():
             if grads[name].shape != param.shape:
-                raise ValueError(f"gradient {name} has shape {tuple(grads[name].shape)}, parameter has {tuple(param.shape)}.")
+                raise ValueError(f"gradient {name} has shape {tuple(grads[name].shape)}, "
+                                 f"parameter has {tuple(param.shape)}.")
         return [grads[group.name] for group in self.groups]
 
     def _update(self, group, grad, coefficients) -> None:

@@ -134,7 +134,8 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
     return state
 
 
-def train_epoch(epochs: "Epochs", state: TrainingState, stop: "Stop", bar: "ProgressBar") -> tuple[int, float, int, float]:
+def train_epoch(epochs: "Epochs", state: TrainingState, stop: "Stop",
+                bar: "ProgressBar") -> tuple[int, float, int, float]:
     """The steps of one epoch, from where `state` stands -> (images, summed loss, hits, seconds).
 
     Each batch: forward, loss, backward and update (NetsEngine.train_step), or the same step replayed as a CUDA graph

@@ -161,7 +161,8 @@ def _advice(label: str | None) -> str:
 
 def _checked_outputs(paths: OutputPaths) -> list:
     """(path, label) of every file the run may write."""
-    files = [(paths.checkpoint, paths.checkpoint_label) if paths.checkpoint else (paths.interrupt, "the Ctrl-C checkpoint"),
+    files = [(paths.checkpoint, paths.checkpoint_label) if paths.checkpoint
+             else (paths.interrupt, "the Ctrl-C checkpoint"),
              (paths.metrics, paths.metrics_label)]
     if paths.interrupt_metrics != paths.metrics:
         files.append((paths.interrupt_metrics, "the Ctrl-C checkpoint's metrics"))

@@ -126,7 +126,8 @@ class RunRecord:
         (Interrupted saying where they went, Diverged, or RunError when they could not be written)."""
         paths, where = self.paths, interrupted_where(state)
         try:
-            outputs.prepare_file(paths.interrupt, paths.checkpoint_label if paths.checkpoint else "the Ctrl-C checkpoint")
+            outputs.prepare_file(paths.interrupt,
+                                 paths.checkpoint_label if paths.checkpoint else "the Ctrl-C checkpoint")
             saved_to = self.save(paths.interrupt, state)
         except Diverged as error:
             return Diverged(f"{interrupted_by()} {where}, and {error}")

@@ -190,7 +190,8 @@ def train_and_save(record: RunRecord, device_data: DeviceData, state: TrainingSt
     settings = record.settings
     with InterruptFlag() as ctrl_c:
         try:
-            # Overflow shows up as a NaN/inf loss, which fit() reports in one line; numpy's warnings would only add noise.
+            # Overflow shows up as a NaN/inf loss, which fit() reports in one line;
+            # numpy's warnings would only add noise.
             with numpy.errstate(over="ignore", invalid="ignore"):
                 state = fit(record.engine, device_data, settings.hyper, record.backend.rng, state=state,
                             on_epoch_end=record.epoch_ended, progress=None if options.quiet else progress,

@@ -33,15 +33,16 @@ from nets.optim.schedules import SCHEDULES
 from nets.train.graph import GRAPH_MODES, eager_because
 from nets.validate import KINDS, by_kind, choice
 
-__all__ = ["DEFAULT_DATASET", "DTYPES", "FALLBACK_DATASET", "Hyperparameters", "IMPLS", "LAYER_SETS", "RECIPES", "RECIPE_NAMES",
-           "RunError", "RunOptions", "RunSettings", "hyper_overrides", "recipe_defaults", "resolve_hyperparameters",
-           "resolve_settings"]
+__all__ = ["DEFAULT_DATASET", "DTYPES", "FALLBACK_DATASET", "Hyperparameters", "IMPLS", "LAYER_SETS", "RECIPES",
+           "RECIPE_NAMES", "RunError", "RunOptions", "RunSettings", "hyper_overrides", "recipe_defaults",
+           "resolve_hyperparameters", "resolve_settings"]
 
 RECIPE_NAMES = ("default", "notebook")
 DEFAULT_DATASET = "mnist"
 FALLBACK_DATASET = "fashion-mnist"
 IMPLS = ("nets", "torch")
-LAYER_SETS = ("fast", "reference")  # --layers: the fast layers of nets/nn/layers, or the plain ones of nets/nn/reference
+# --layers: the fast layers of nets/nn/layers, or the plain ones of nets/nn/reference
+LAYER_SETS = ("fast", "reference")
 DTYPES = ("float32", "float64")
 
 

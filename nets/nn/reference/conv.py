@@ -21,7 +21,8 @@ def output_size(size, kernel, stride, padding):
 
 
 def im2col(x, kh, kw, stride=1, padding=0):
-    """x: (N, C, H, W) -> col: (N, C, KH, KW, OH, OW), col[n, c, i, j, oh, ow] = x_padded[n, c, stride*oh + i, stride*ow + j].
+    """x: (N, C, H, W) -> col: (N, C, KH, KW, OH, OW), with
+    col[n, c, i, j, oh, ow] = x_padded[n, c, stride*oh + i, stride*ow + j].
 
     A loop over the KH * KW kernel offsets, not over pixels: offset (i, j) of every window reads rows
     i, i + stride, ... and columns j, j + stride, ... of the padded image, one strided slice copied at once for

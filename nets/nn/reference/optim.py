@@ -70,7 +70,8 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """torch.optim.Adam (L2 weight decay added to the gradient, not AdamW): at step t, with g = grad + weight_decay * param,
+    """torch.optim.Adam (L2 weight decay added to the gradient, not AdamW). At step t:
+        g = grad + weight_decay * param
         m = beta1 * m + (1 - beta1) * g                 a running mean of the gradient
         v = beta2 * v + (1 - beta2) * g * g             and of its square
         param -= lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
@@ -133,5 +134,6 @@ def load_optimizer_state(optimizer: Optimizer, state_dict) -> None:
     for state_name, arrays in state_dict["state"].items():
         for name, array in arrays.items():
             param = optimizer.params[name]
-            optimizer.state[state_name][name] = array_module(param).asarray(array, dtype=param.dtype).reshape(param.shape)
+            restored = array_module(param).asarray(array, dtype=param.dtype)
+            optimizer.state[state_name][name] = restored.reshape(param.shape)
     optimizer.step_count = int(state_dict["step"])
