@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from conftest import torch_or_skip
 from layer_checks import check_layer_gradients, mnist_like_images, parity_tolerance, relative_error, tie_free
 from nets.nn.layers import Conv2d, col2im, im2col
-from nets.nn.layers.conv import STRATEGIES
+from nets.nn.layers import gather
+from nets.nn.layers.base import TWINS
 
 CONV_CASES = [  # (in_channels, out_channels, kernel, stride, padding, height, width)
     (1, 4, 3, 1, 0, 7, 7),
@@ -93,18 +94,19 @@ def test_too_small_input_is_a_clear_error():
         im2col(numpy.zeros((1, 1, 2, 2)), 3, 3)
 
 
-@pytest.fixture(params=STRATEGIES)
-def strategy(request):
-    """Both ways of filling col and running col2im, on every backend (each is the default of one)."""
+@pytest.fixture(params=TWINS)
+def twin(request):
+    """Both twins (the cpu's strided copies, the gpu's gathers), forced on every backend (each is the default of
+    one)."""
     return request.param
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv_gradients_match_finite_differences(backend, case, product_mode, strategy):
+def test_conv_gradients_match_finite_differences(backend, case, product_mode, twin):
     c, f, kernel, stride, padding, h, w = case
     rng = numpy.random.default_rng(3)
     layer = Conv2d(c, f, kernel, stride, padding, rng=rng, init="torch", dtype="float64").to(backend)
-    layer.strategy = strategy
+    layer.twin = twin
     x = backend.asarray(tie_free(rng, (2, c, h, w)))
     check_layer_gradients(layer, x, backend)
 
@@ -123,12 +125,12 @@ def product_mode(request, monkeypatch):
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv_matches_torch(backend, dtype, case, product_mode, strategy):
+def test_conv_matches_torch(backend, dtype, case, product_mode, twin):
     torch = torch_or_skip()
     c, f, kernel, stride, padding, h, w = case
     rng = numpy.random.default_rng(4)
     layer = Conv2d(c, f, kernel, stride, padding, rng=rng, init="torch", dtype=dtype).to(backend)
-    layer.strategy = strategy
+    layer.twin = twin
     x_host = mnist_like_images(rng, 3, size=max(h, w), channels=c)[:, :, :h, :w].astype(dtype)
     y = layer.forward(backend.asarray(x_host))
     dy_host = rng.standard_normal(y.shape).astype(dtype)
@@ -169,29 +171,30 @@ def test_conv_forward_without_train_caches_nothing(backend):
 
 @pytest.mark.parametrize("case", CONV_CASES)
 @pytest.mark.parametrize("layout", ["nchw", "channel-major"])
-def test_the_two_strategies_agree_exactly_on_integers(backend, case, layout):
-    """Small integers make every sum exact, so the strided and gather strategies must agree bit for bit,
-    whatever the input's memory layout; and the default is gather on a device, strided on the host."""
+def test_the_two_twins_agree_exactly_on_integers(backend, case, layout):
+    """Small integers make every sum exact, so the cpu and gpu twins must agree bit for bit, and give dx in x's
+    layout, whatever that is; and the default is the gpu twin on a device, the cpu twin on the host."""
     c, f, kernel, stride, padding, h, w = case
     rng = numpy.random.default_rng(6)
     x_host = rng.integers(-3, 4, size=(3, c, h, w)).astype(numpy.float64)
     results = {}
-    for strategy in STRATEGIES:
+    for twin in TWINS:
         layer = Conv2d(c, f, kernel, stride, padding, rng=numpy.random.default_rng(7), dtype="float64").to(backend)
         weights = numpy.random.default_rng(9).integers(-2, 3, size=layer.params["weight"].shape)
         layer.params["weight"][...] = backend.asarray(weights.astype(numpy.float64))
-        layer.strategy = strategy
+        layer.twin = twin
         x = backend.asarray(x_host)
         if layout == "channel-major":
             x = backend.xp.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
         y = layer.forward(x)
         dy = backend.asarray(numpy.random.default_rng(8).integers(-3, 4, size=y.shape).astype(numpy.float64))
         dx = layer.backward(dy)
-        results[strategy] = [backend.to_numpy(a).copy() for a in (y, dx, layer.grads["weight"], layer.grads["bias"])]
-    for ours, theirs in zip(results["strided"], results["gather"]):
+        assert gather.layout_of(dx) == gather.layout_of(x), twin  # dx keeps x's layout
+        results[twin] = [backend.to_numpy(a).copy() for a in (y, dx, layer.grads["weight"], layer.grads["bias"])]
+    for ours, theirs in zip(results["cpu"], results["gpu"]):
         numpy.testing.assert_array_equal(ours, theirs)
-    assert Conv2d(1, 1, 3, rng=numpy.random.default_rng(0)).strategy_for(backend.asarray(numpy.zeros(1))) == (
-        "gather" if backend.is_gpu else "strided")
+    assert Conv2d(1, 1, 3, rng=numpy.random.default_rng(0)).twin_for(backend.asarray(numpy.zeros(1))) == (
+        "gpu" if backend.is_gpu else "cpu")
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -75,9 +75,9 @@ def test_a_training_step_matches_with_and_without_workers():
         numpy.testing.assert_allclose(results[0][2][key], results[1][2][key], rtol=1e-8, atol=1e-12, err_msg=key)
 
 
-def test_an_mlp_batch_gathered_into_its_input_slot_splits_across_workers():
-    """The MLP's batch home is its first Linear's input slot, (N, 785) with a column of ones; each replica takes the
-    pixels and keeps a slot of its own (profile_step.py --workers 2 splits an MLP)."""
+def test_an_mlp_batch_gathered_into_its_input_with_ones_splits_across_workers():
+    """The MLP's batch home is its first Linear's input_with_ones, (N, 785) with a column of ones; each replica takes
+    the pixels and keeps one of its own (profile_step.py --workers 2 splits an MLP)."""
     results = []
     for workers in (1, 2):
         model, images, labels = model_and_batch("mlp", 64)

@@ -28,8 +28,8 @@ class Model:
     part of any parameter name. All parameters live in one ParameterBuffer (nets/nn/parameters.py).
 
     Inside a training step the layers hand each other the arrays they keep (see layers/base.py): a ReLU
-    writes straight into the next Linear's input slot, whose column of ones carries the bias into the
-    matrix product, and the first Linear's slot is where the batch is gathered (`input_slot`).
+    writes straight into the next Linear's input_with_ones, whose column of ones carries the bias into the
+    matrix product, and the first Linear's is where the batch is gathered (`input_with_ones`).
     """
 
     name = "model"
@@ -73,23 +73,24 @@ class Model:
 
     def forward_step(self, x, train=True):
         """The forward a training step runs: x is on the device in the model's dtype, either (N, *input_shape)
-        or, for a model whose first layer is Linear, its input slot (`input_slot`). In training the
-        logits are the last layer's buffer, overwritten by the next step."""
+        or, for a model whose first layer is Linear, its input with a column of ones (`input_with_ones`). In
+        training the logits are the last layer's buffer, overwritten by the next step."""
         layers = self.layers
         for index, (_, layer) in enumerate(layers):
-            slot = None
-            if train and layer.writes_into_slots and index + 1 < len(layers) and isinstance(layers[index + 1][1], Linear):
-                slot = layers[index + 1][1].input_slot(x.shape[0], array_module(x), x.dtype)
-            y = layer.forward(x, train=train, out=None if slot is None else slot[:, :-1])
-            x = y if slot is None else slot
+            following = layers[index + 1][1] if index + 1 < len(layers) else None
+            with_ones = None
+            if train and layer.writes_into_next_input and isinstance(following, Linear):
+                with_ones = following.input_with_ones(x.shape[0], array_module(x), x.dtype)
+            y = layer.forward(x, train=train, out=None if with_ones is None else with_ones[:, :-1])
+            x = y if with_ones is None else with_ones
         return x
 
-    def input_slot(self, n):
-        """Where a training step gathers a batch of n: the first Linear's (n, in + 1) slot (write the images
-        into slot[:, :-1]), or None when the first layer takes a plain array."""
+    def input_with_ones(self, n):
+        """Where a training step gathers a batch of n: the first Linear's (n, in + 1) input with a column of ones
+        (write the images into [:, :-1]), or None when the first layer takes a plain array."""
         first = self.layers[0][1]
         if isinstance(first, Linear):
-            return first.input_slot(n, self.backend.xp, self.dtype)
+            return first.input_with_ones(n, self.backend.xp, self.dtype)
         return None
 
     def backward(self, dlogits, need_input_grad=True):
@@ -109,8 +110,8 @@ class Model:
         return dy
 
     def loss_head(self):
-        """The loss a training step runs on the logits (NetsEngine.train_step, nets/train/engine.py): dlogits out, totals
-        kept."""
+        """The loss a training step runs on the logits (NetsEngine.train_step, nets/train/engine.py): dlogits out,
+        totals kept."""
         return SoftmaxCrossEntropy(self.classes)
 
     def loss_and_gradients(self, x, labels):

@@ -131,13 +131,13 @@ class NetsEngine:
 
     def homes(self, n):
         """(x, images, labels) homes for a batch of n: x is what the model takes, images the part of it that
-        holds the pixels (the first Linear's input slot keeps a column of ones beside them), labels (n,) int64."""
+        holds the pixels (the first Linear's input_with_ones keeps a column of ones beside them), labels (n,) int64."""
         homes = self._homes.get(n)
         if homes is None:
             model, xp = self.model, self.model.backend.xp
-            slot = model.input_slot(n)
-            if slot is not None:
-                x, images = slot, slot[:, :-1]
+            with_ones = model.input_with_ones(n)
+            if with_ones is not None:
+                x, images = with_ones, with_ones[:, :-1]
             else:
                 x = images = xp.empty((n, *model.input_shape), dtype=model.dtype)
             homes = self._homes[n] = (x, images, xp.empty(n, dtype=numpy.int64))

@@ -3,9 +3,9 @@
 Why: on the CPU, NumPy runs each element-wise pass (im2col copies, col2im adds, pooling, ReLU) on one core,
 while BLAS spreads only the matrix products over the others. Splitting the batch across threads, each with
 a single-threaded BLAS, keeps every core busy for the whole step (NumPy releases the GIL inside its loops).
-Measured on 2 cores, CNN, batch 128, float32: 18.0 ms -> 12.1 ms per training step; at batch 32 it gained
-nothing (4.45 -> 4.59 ms), and the MLP's 0.8 ms steps ran 1.6x slower split: each model class says in
-`min_per_worker` how many examples a worker needs to be worth it (None: never split).
+A short step gains less from the split than the hand-off to the threads costs, so each model class says in
+`min_per_worker` how many examples a worker needs to be worth it (None: never split); docs/performance.md has
+the timings behind those numbers.
 
 The replicas compute with the model's own parameter buffer (`shared_values`: optimizers update it in place,
 so every replica sees each update) and keep their own activations, buffers, gradients and loss head. The
@@ -162,8 +162,8 @@ class DataParallel:
         """Fill the model's gradient buffer with the gradient over the whole batch; the replicas' heads
         add the batch's loss and hits to their totals. This thread runs the first share, the workers the others."""
         count = len(labels)
-        if tuple(x.shape[1:]) != tuple(self.model.input_shape):  # the model's input slot: its pixels, without the
-            x = x[:, :-1]  # column of ones, which each replica's first Linear keeps in a slot of its own
+        if tuple(x.shape[1:]) != tuple(self.model.input_shape):  # the model's input_with_ones: its pixels, without
+            x = x[:, :-1]  # the column of ones, which each replica's first Linear keeps in an array of its own
         shares = self._shares(count)
         others = [(self._share_gradients, (index, x, labels, *share)) for index, share in enumerate(shares) if index]
         (start, stop), replica = shares[0], self.replicas[0]

@@ -12,11 +12,11 @@ __all__ = ["ReLU", "Flatten"]
 class ReLU(Layer):
     """x: any shape -> max(x, 0), same shape and dtype. The gradient at x == 0 is 0, as in PyTorch.
 
-    One launch forward (into `out` when given: a Linear's input slot), two backward (the mask y > 0
-    is taken then, so an evaluation forward costs only the one).
+    One launch forward (into `out` when given: the next Linear's input beside its column of ones), two
+    backward (the mask y > 0 is taken then, so an evaluation forward costs only the one).
     """
 
-    writes_into_slots = True
+    writes_into_next_input = True
 
     def __init__(self):
         super().__init__()

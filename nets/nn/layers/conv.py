@@ -10,13 +10,13 @@ and with the parameter block B = [W2.T; bias] (K + 1, F), W2 = weight.reshape(F,
 where y2/dy2 are y/dy stored channel-major, (F, N, OH, OW): Conv2d returns y as a transposed view of y2
 and takes dy2 as a free view when dy comes back in that layout (see layers/base.py).
 
-Two strategies fill col and run col2im, chosen per backend in `Conv2d.strategy_for`:
-    "strided" (the CPU; Conv2d.im2col_cpu, col2im_cpu): one strided copy per kernel offset (KH * KW of them)
-        and, for col2im, one strided add per offset: long SIMD loops, and thin weight matrices run in column
-        blocks (BLOCK_COLUMNS);
-    "gather" (the GPU; Conv2d.im2col_gpu, col2im_gpu): one `take` with an index table for im2col, and col2im
-        as a gather and a row sum over the inverse table (layers/gather.py): 2 launches each instead of 9 or 18.
-Both are tested against each other, against the reference (nets/nn/reference/conv.py) and against PyTorch.
+Two twins fill col and run col2im, chosen by the Layer base (layers/base.py):
+    forward_cpu / backward_cpu: one strided copy per kernel offset (KH * KW of them) and, for col2im, one
+        strided add per offset: long SIMD loops; thin weight matrices run in column blocks (BLOCK_COLUMNS);
+    forward_gpu / backward_gpu: one `take` with an index table for im2col, and col2im as a gather and a row sum
+        over the inverse table (layers/gather.py): 2 launches each instead of 9 or 18.
+Both give dx in x's layout, and are tested against each other, against the reference
+(nets/nn/reference/conv.py) and against PyTorch.
 """
 
 from __future__ import annotations
@@ -29,13 +29,11 @@ from nets.nn.layers import gather
 from nets.nn.layers.base import Layer, he_or_torch_init
 from nets.validate import whole as check_whole
 
-__all__ = ["Conv2d", "STRATEGIES", "check_pair", "check_whole", "conv_output_size", "im2col", "col2im"]
+__all__ = ["Conv2d", "check_pair", "check_whole", "conv_output_size", "im2col", "col2im"]
 
-STRATEGIES = ("strided", "gather")
-
-# Products with a thin weight matrix (conv1: 16 x 10) over N * OH * OW = 86528 columns ran 1.5-2.5x
-# faster, single-threaded, in blocks of 4096 columns: OpenBLAS then takes its small-matrix kernel.
-# Wider layers (conv2: 32 x 145) ran 3-14% slower blocked, so they get one call.
+# On the host, a product whose weight matrix has at most THIN_MATRIX_ENTRIES entries (conv1's 16 x 10) runs in
+# blocks of BLOCK_COLUMNS columns, where OpenBLAS takes its small-matrix kernel; wider ones (conv2's 32 x 145)
+# run as one call. docs/performance.md gives the timings behind the two numbers.
 BLOCK_COLUMNS = 4096
 THIN_MATRIX_ENTRIES = 1024
 
@@ -87,7 +85,8 @@ def col2im(col, x_shape, kh, kw, stride=1, padding=0, out=None):
     Each column entry is added back to the pixel it was copied from, so pixels shared by
     overlapping windows receive the sum: <im2col(x), y> == <x, col2im(y)>.
     dx is returned channel-major (a view of (C, N, H, W) memory), the layout the adds run in;
-    `out`, if given, is that (C, N, H, W) memory (used when padding is 0).
+    `out`, if given, is a (C, N, H, W) array to add into (used when padding is 0): a transposed view of
+    (N, C, H, W) memory gives dx NCHW-contiguous.
     """
     xp = array_module(col)
     n, c, h, w = x_shape
@@ -131,13 +130,14 @@ class Conv2d(Layer):
     params: weight (F, C, KH, KW), bias (F,), as in PyTorch's nn.Conv2d: views of the block (K + 1, F).
     Parameters start on the host (drawn from the numpy Generator `rng`); a model (or `layer.to(backend)`)
     moves them into its parameter buffer. y comes back channel-major (see the module docstring); x and dy
-    may be NCHW-contiguous or channel-major (anything else is copied to NCHW first).
+    may be NCHW-contiguous or channel-major (anything else is copied to NCHW first); dx comes back in x's layout.
 
     The maths is nets/nn/reference/conv.py's; read that first. Here:
-        forward    im2col_cpu or im2col_gpu fills col, then one product y2 = B.T @ col
-        backward   one product dB = col @ dy2.T, then col2im_cpu or col2im_gpu makes dx from B[:K] @ dy2
-    `strategy_for` chooses, in forward only ("strided" runs the _cpu methods, "gather" the _gpu ones);
-    backward takes what forward chose. strategy: "strided" or "gather" to force one; None picks per backend.
+        forward    im2col fills col (the cpu twin by strided copies, the gpu twin by a gather), then one product
+                   y2 = B.T @ col
+        backward   one product dB = col @ dy2.T, then col2im makes dx from B[:K] @ dy2 (strided adds on the cpu,
+                   a gather and a sum on the gpu)
+    The Layer base chooses the twin (layers/base.py); `layer.twin = "cpu"` or `"gpu"` forces one.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *, rng, init="he", dtype="float32"):
@@ -153,8 +153,7 @@ class Conv2d(Layer):
         weight, bias = he_or_torch_init(rng, (self.out_channels, self.in_channels, kh, kw), self.columns, init, dtype)
         self.params = {"weight": weight, "bias": bias}
         self.grads = {"weight": weight * 0, "bias": bias * 0}
-        self.strategy = None
-        self._cache = None  # (x shape, layout, strategy, col) of the last training forward
+        self._cache = None  # (x shape, x's layout, col) of the last training forward
         self._tables = {}
         self._start_on_the_host()
 
@@ -162,80 +161,79 @@ class Conv2d(Layer):
         kh, kw = self.kernel_size
         return {"weight": block[:-1].T.reshape(self.out_channels, self.in_channels, kh, kw), "bias": block[-1]}
 
-    def strategy_for(self, x) -> str:
-        """The one place the strategy is chosen: gather on a device (launches), strided on the host (SIMD)."""
-        if self.strategy is not None:
-            return self.strategy
-        return "gather" if is_device_array(x) else "strided"
-
-    def _geometry(self, x):
+    def check_input(self, x) -> None:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"Conv2d({self.in_channels}, {self.out_channels}, ...) takes (N, {self.in_channels}, H, W) "
                 f"inputs, got shape {tuple(x.shape)}."
             )
+
+    def _columns(self, x, train):
+        """The column matrix home for x, (K + 1, N * OH * OW), its last row ones (the bias rides on it)."""
         (kh, kw), stride, padding = self.kernel_size, self.stride, self.padding
         n, _, h, w = x.shape
-        return n, conv_output_size(h, kh, stride, padding), conv_output_size(w, kw, stride, padding)
-
-    def forward(self, x, train=True, out=None):
-        """x: (N, C, H, W) -> (N, F, OH, OW) channel-major; caches the column matrix when train."""
-        n, out_h, out_w = self._geometry(x)
+        columns = n * conv_output_size(h, kh, stride, padding) * conv_output_size(w, kw, stride, padding)
         xp = array_module(x, self._block)
-        strategy = self.strategy_for(x)
-        columns = n * out_h * out_w
-        col = self._buffer("col" if train else "col_eval", xp, (self.columns + 1, columns), x.dtype,
-                           fill=_ones_in_last_row)  # the last row stays ones: the bias rides on it
-        if strategy == "gather":
-            x, layout = self.im2col_gpu(x, xp, col[:-1])
-        else:
-            x, layout = self.im2col_cpu(x, col[:-1])
-        f = self.out_channels
+        return self._buffer("col" if train else "col_eval", xp, (self.columns + 1, columns), x.dtype,
+                            fill=_ones_in_last_row)
+
+    def _product(self, x, layout, col, train):
+        """y2 = B.T @ col, returned as the (N, F, OH, OW) view of its channel-major memory; caches col when train."""
+        xp = array_module(x, self._block)
+        f, columns = self.out_channels, col.shape[1]
         y2 = self._buffer("y", xp, (f, columns), x.dtype) if train else xp.empty((f, columns), dtype=x.dtype)
         _matmul(self._block.T, col, y2)
         if train:
-            self._cache = (x.shape, layout, strategy, col)
+            self._cache = (x.shape, layout, col)
+        (kh, kw), stride, padding = self.kernel_size, self.stride, self.padding
+        n, _, h, w = x.shape
+        out_h, out_w = conv_output_size(h, kh, stride, padding), conv_output_size(w, kw, stride, padding)
         return y2.reshape(f, n, out_h, out_w).transpose(1, 0, 2, 3)
 
-    def backward(self, dy, need_input_grad=True):
-        """dy: (N, F, OH, OW) -> dx: (N, C, H, W) in x's layout; fills grads["weight"] and grads["bias"].
-
-        need_input_grad=False skips dx (returns None): the first layer of a net never needs it.
-        """
-        if self._cache is None:
-            raise RuntimeError("Conv2d.backward needs a forward(x, train=True) first.")
-        x_shape, layout, strategy, col = self._cache
+    def _weight_gradient(self, dy):
+        """dB = col @ dy2.T into the gradient block -> dy2, dy as (F, N * OH * OW) (free when dy is channel-major)."""
         n, f, out_h, out_w = dy.shape
-        dy2 = dy.transpose(1, 0, 2, 3).reshape(f, n * out_h * out_w)  # free when dy is channel-major
-        _gram(col, dy2, self._grad_block)
+        dy2 = dy.transpose(1, 0, 2, 3).reshape(f, n * out_h * out_w)
+        _gram(self._cache[2], dy2, self._grad_block)
+        return dy2
+
+    # ------------------------------------------------------------------ cpu: strided copies and adds, long SIMD loops
+    def forward_cpu(self, x, train=True, out=None):
+        """x: (N, C, H, W) -> (N, F, OH, OW) channel-major: col by one strided copy per kernel offset (the reference's
+        loop), then one product; caches col when train."""
+        col = self._columns(x, train)
+        im2col(x, *self.kernel_size, self.stride, self.padding, out=col[:-1])
+        return self._product(x, gather.layout_of(x) or "nchw", col, train)
+
+    def backward_cpu(self, dy, need_input_grad=True):
+        """dy: (N, F, OH, OW) -> dx: (N, C, H, W) in x's layout: dB in one product, then dx = col2im(B[:K] @ dy2), one
+        product and one strided add per kernel offset. need_input_grad=False skips dx (returns None)."""
+        dy2 = self._weight_gradient(dy)
         if not need_input_grad:
             return None
+        x_shape, layout, _ = self._cache
         xp = array_module(dy, self._block)
-        if strategy == "gather":
-            return self.col2im_gpu(dy2, x_shape, layout, xp)
-        return self.col2im_cpu(dy2, x_shape, xp)
-
-    # ------------------------------------------------------------------ strided (CPU): long SIMD loops
-    def im2col_cpu(self, x, col):
-        """col[...] = im2col(x): one strided copy per kernel offset (the reference's loop). -> (x, its layout)."""
-        im2col(x, *self.kernel_size, self.stride, self.padding, out=col)
-        return x, gather.layout_of(x)
-
-    def col2im_cpu(self, dy2, x_shape, xp):
-        """dx = col2im(B[:K] @ dy2): one product, then one strided add per kernel offset."""
         k, columns = self.columns, dy2.shape[1]
         dcol = _matmul(self._block[:-1], dy2, self._buffer("dcol", xp, (k, columns), dy2.dtype))
         (kh, kw), (n, c, h, w) = self.kernel_size, x_shape
-        dx_by_channel = None if self.padding else self._buffer("dx", xp, (c, n, h, w), dy2.dtype)
-        return col2im(dcol, x_shape, kh, kw, self.stride, self.padding, out=dx_by_channel)
+        memory = self._buffer("dx", xp, (c, n, h, w) if layout == "cnhw" else (n, c, h, w), dy2.dtype)
+        by_channel = memory if layout == "cnhw" else memory.transpose(1, 0, 2, 3)  # (C, N, H, W) view, x's layout
+        if self.padding:  # the adds run in a zero-bordered array of col2im's own, then the inside is copied over
+            by_channel[...] = col2im(dcol, x_shape, kh, kw, self.stride, self.padding).transpose(1, 0, 2, 3)
+        else:
+            col2im(dcol, x_shape, kh, kw, self.stride, self.padding, out=by_channel)
+        return gather.from_flat(memory.reshape(-1), x_shape, layout)
 
-    # ------------------------------------------------------------------ gather (GPU): few launches
-    def im2col_gpu(self, x, xp, col):
-        """col[...] = im2col(x) in one gather through an index table (plus one copy into a zero-bordered buffer when
-        padded). -> (x, its layout): x is copied to NCHW first when its memory is in neither layout."""
+    # ------------------------------------------------------------------ gpu: gathers, few launches
+    def forward_gpu(self, x, train=True, out=None):
+        """x: (N, C, H, W) -> (N, F, OH, OW) channel-major: col in one gather through an index table (plus one copy into
+        a zero-bordered buffer when padded), then one product; x is copied to NCHW first when its memory is in
+        neither layout."""
+        xp = array_module(x, self._block)
         layout = gather.layout_of(x)
         if layout is None:  # the tables address NCHW or channel-major memory
             x, layout = xp.ascontiguousarray(x), "nchw"
+        col = self._columns(x, train)
         table = self._table(x.shape, layout, xp, "im2col")
         source, source_layout = x, layout
         if self.padding:
@@ -244,12 +242,18 @@ class Conv2d(Layer):
             source = self._buffer("padded", xp, (n, c, h + 2 * p, w + 2 * p), x.dtype, fill=_zeros)
             source[:, :, p:p + h, p:p + w] = x  # the border stays zero from the allocation
             source_layout = "nchw"
-        xp.take(gather.flat_memory(source, source_layout), table, out=col)
-        return x, layout
+        xp.take(gather.flat_memory(source, source_layout), table, out=col[:-1])
+        return self._product(x, layout, col, train)
 
-    def col2im_gpu(self, dy2, x_shape, layout, xp):
-        """dx = col2im(B[:K] @ dy2): one product into a vector ending in a zero, then a gather of every pixel's
-        copies through the inverse table and their sum (layers/gather.py): no scattered adds."""
+    def backward_gpu(self, dy, need_input_grad=True):
+        """dy: (N, F, OH, OW) -> dx: (N, C, H, W) in x's layout: dB in one product, then dx = col2im(B[:K] @ dy2): one
+        product into a vector ending in a zero, then a gather of every pixel's copies through the inverse table and
+        their sum (layers/gather.py): no scattered adds. need_input_grad=False skips dx (returns None)."""
+        dy2 = self._weight_gradient(dy)
+        if not need_input_grad:
+            return None
+        x_shape, layout, _ = self._cache
+        xp = array_module(dy, self._block)
         k, columns = self.columns, dy2.shape[1]
         dcol_ext = self._buffer("dcol", xp, (k * columns + 1,), dy2.dtype, fill=_zero_in_last_cell)
         gemm(self._block[:-1], dy2, dcol_ext[:-1].reshape(k, columns))
@@ -262,7 +266,7 @@ class Conv2d(Layer):
         return gather.from_flat(flat, x_shape, layout)
 
     def _table(self, x_shape, layout, xp, which):
-        """A device index table of the gather strategy for this input shape and layout, built on first use:
+        """A device index table of the gpu twin for this input shape and layout, built on first use:
         "im2col" (K, N*OH*OW) for the forward, "col2im" (its inverse) for the input gradient."""
         key = (x_shape, layout, id(xp), which)
         table = self._tables.get(key)
