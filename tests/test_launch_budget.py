@@ -75,6 +75,8 @@ def test_a_prediction_keeps_to_its_launch_budget(standin_gpu, name):
     tally = counter.since(mark)
     assert tally.launches <= PREDICT_BUDGET[name], tally.by_site()
     assert tally.syncs == 0 and tally.transfers == 0
+    # the evaluation forward reuses buffers it keeps (sized once): only argmax's result is a new array
+    assert tally.allocations == 1, [(event.name, event.site) for event in tally.where("alloc")]
 
 
 def test_a_gathered_batch_is_two_launches_into_the_steps_homes(standin_gpu):

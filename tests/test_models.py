@@ -268,3 +268,21 @@ def test_a_batch_of_the_wrong_shape_is_a_clear_error(backend):
     model = MLP(backend=backend)
     with pytest.raises(ValueError, match=r"takes inputs of shape \(N, 784\), got \(2, 1, 28, 28\)"):
         model.forward(numpy.zeros((2, 1, 28, 28), dtype="float32"))
+
+
+def test_a_prediction_keeps_nothing_for_backward_and_sizes_its_buffers_once(backend):
+    """predict runs the layers' evaluation forward: no layer can run backward after it; on the CPU batches beyond
+    the model's cpu_chunk run in chunks of exactly that size, so a second, larger batch makes no new buffers."""
+    model = build_model("cnn", backend=backend, dtype="float32", rng=numpy.random.default_rng(0))
+    rng = numpy.random.default_rng(1)
+    first = model.predict(rng.random((70, 1, 28, 28), dtype=numpy.float32))
+    kept = sum(len(layer._buffers) for _, layer in model.layers)
+    images = rng.random((101, 1, 28, 28), dtype=numpy.float32)
+    logits = backend.to_numpy(model.predict(images))
+    assert sum(len(layer._buffers) for _, layer in model.layers) == (kept if not backend.is_gpu else kept * 2)
+    one_by_one = numpy.concatenate([backend.to_numpy(model.predict(images[i:i + 1])) for i in (0, 50, 100)])
+    numpy.testing.assert_allclose(logits[[0, 50, 100]], one_by_one, rtol=1e-5, atol=1e-5)
+    assert first.shape == (70, 10) and logits.shape == (101, 10)
+    for _, layer in model.layers:
+        with pytest.raises(RuntimeError, match="forward"):
+            layer.backward(backend.xp.ones((1, 1), dtype=numpy.float32))

@@ -39,7 +39,8 @@ def test_split_batch_gives_the_whole_batch_loss_gradients_and_logits(name, count
     loss_sum, hits = parallel.totals()
     assert loss_sum == pytest.approx(float(loss) * count, rel=1e-12)
     assert hits == int((logits.argmax(axis=1) == labels).sum())
-    numpy.testing.assert_allclose(parallel.forward(x), model.forward(x, train=False), rtol=1e-12)
+    # both predict in chunks (Model.cpu_chunk) of other sizes: the same sums, rounded in another order
+    numpy.testing.assert_allclose(parallel.forward(x), model.forward(x, train=False), rtol=1e-12, atol=1e-13)
 
 
 def test_small_batches_are_not_split():

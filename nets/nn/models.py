@@ -36,6 +36,8 @@ class Model:
     layer_set = "fast"  # train.py --layers fast; nets/nn/reference/models.py builds the same nets from the reference
     # Fewest examples per CPU worker thread worth splitting a batch for (nets/train/parallel.py); None: never split.
     min_per_worker = None
+    # Most examples one CPU thread runs through the layers at a time (predict_step); None: the whole batch at once.
+    cpu_chunk = None
 
     def __init__(self, config, *, backend, dtype="float32", init="he", rng=None, shared_values=None):
         """config: a model config (complete_config checks it); shared_values: another model's parameters().flat to
@@ -47,6 +49,7 @@ class Model:
         self.input_shape, self.classes = input_shape(config), output_count(config)
         self.layers = build_layers(config, rng=backend.rng if rng is None else rng, init=init, dtype=self.dtype)
         self._parameters = ParameterBuffer(self.layers, backend.xp, self.dtype, shared_values=shared_values)
+        self._logits = {}  # batch size -> the logits predict_step fills chunk by chunk
 
     def _input(self, x):
         x = self.backend.asarray(x, dtype=self.dtype)
@@ -59,8 +62,7 @@ class Model:
 
     def forward(self, x, train=True):
         """x: (N, *input_shape) -> logits (N, classes), a fresh array; x is cast to the model's dtype."""
-        logits = self.forward_step(self._input(x), train=train)
-        return logits.copy() if train else logits
+        return (self.forward_step(self._input(x), train=True) if train else self.predict_step(x)).copy()
 
     @property
     def io(self):
@@ -79,11 +81,30 @@ class Model:
         for index, (_, layer) in enumerate(layers):
             following = layers[index + 1][1] if index + 1 < len(layers) else None
             with_ones = None
-            if train and layer.writes_into_next_input and isinstance(following, Linear):
-                with_ones = following.input_with_ones(x.shape[0], array_module(x), x.dtype)
+            if layer.writes_into_next_input and isinstance(following, Linear):
+                with_ones = following.input_with_ones(x.shape[0], array_module(x), x.dtype, train)
             y = layer.forward(x, train=train, out=None if with_ones is None else with_ones[:, :-1])
             x = y if with_ones is None else with_ones
         return x
+
+    def predict_step(self, x):
+        """Logits (N, classes) in evaluation mode of x (N, *input_shape), cast to the model's dtype: the layers keep
+        nothing for backward and reuse their evaluation buffers. On the CPU a batch of more than `cpu_chunk` examples
+        runs in chunks of exactly that many (the last one overlapping the one before), so those buffers are sized
+        once whatever the batch, and stay small. The result is a buffer of this model's, overwritten by its next
+        prediction of as many examples."""
+        x = self._input(x)
+        n = x.shape[0]
+        chunk = n if self.backend.is_gpu or self.cpu_chunk is None else self.cpu_chunk
+        if n <= chunk:
+            return self.forward_step(x, train=False)
+        logits = self._logits.get(n)
+        if logits is None:
+            logits = self._logits[n] = self.backend.xp.empty((n, self.classes), dtype=self.dtype)
+        for start in range(0, n, chunk):
+            start = min(start, n - chunk)  # rows the last chunk shares with the one before get the same logits again
+            logits[start:start + chunk] = self.forward_step(x[start:start + chunk], train=False)
+        return logits
 
     def input_with_ones(self, n):
         """Where a training step gathers a batch of n: the first Linear's (n, in + 1) input with a column of ones
@@ -210,6 +231,7 @@ class CNN(Model):
 
     name = "cnn"
     min_per_worker = 32  # fewer examples per thread gain nothing from the split (docs/performance.md)
+    cpu_chunk = 32  # docs/performance.md: the chunk sizes measured
 
     def __init__(self, in_channels=1, channels=(16, 32), hidden=48, classes=10, image_size=28, *, backend,
                  dtype="float32", init="he", rng=None, shared_values=None):

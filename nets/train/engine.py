@@ -80,7 +80,7 @@ class Engine(Protocol):
     def reset_totals(self) -> None: ...
 
     def predict(self, x):
-        """Logits (N, classes) of a batch on the device, in evaluation mode."""
+        """Logits (N, classes) of a batch on the device, in evaluation mode (valid until the next predict)."""
 
     def state(self) -> EngineState: ...
 
@@ -184,10 +184,11 @@ class NetsEngine:
             self.parallel.reset_totals()
 
     def predict(self, x):
-        """Logits (N, classes) in evaluation mode (split over CPU threads when it pays)."""
+        """Logits (N, classes) in evaluation mode (split over CPU threads when it pays): a buffer the next prediction
+        of as many examples overwrites."""
         if self.parallel is not None and self.parallel.splits(len(x)):
             return self.parallel.forward(x)
-        return self.model.forward(x, train=False)
+        return self.model.predict_step(x)
 
     def state(self) -> EngineState:
         return EngineState(self.model.state_dict(), self.optimizer.state_dict())

@@ -141,6 +141,7 @@ class DataParallel:
         self.heads = [SoftmaxCrossEntropy(model.classes) for _ in self.replicas]
         self._blas = _single_threaded_blas()
         self._scratch = None
+        self._logits = {}  # batch size -> the logits forward fills share by share
 
     def _workers_for(self, count) -> int:
         """How many workers share a batch of `count`: each gets at least min_per_worker examples."""
@@ -188,13 +189,20 @@ class DataParallel:
         replica.backward_step(self.heads[index](logits, labels[start:stop]))
 
     def forward(self, x):
-        """Evaluation logits of a batch, split across the workers (the caller checks `splits` first)."""
-        shares = self._shares(len(x))
-        others = [(self.replicas[index].forward, (x[start:stop], False))
-                  for index, (start, stop) in enumerate(shares) if index]
-        with self._single_threaded_blas(), self._threads.running(others) as results:
-            first = self.replicas[0].forward(x[shares[0][0]:shares[0][1]], train=False)
-        return numpy.concatenate([first, *results])
+        """Evaluation logits of a batch, split across the workers (the caller checks `splits` first): each writes
+        its share into one array kept per batch size, which the next prediction of as many examples overwrites."""
+        count = len(x)
+        logits = self._logits.get(count)
+        if logits is None:
+            logits = self._logits[count] = numpy.empty((count, self.model.classes), dtype=self.model.dtype)
+        shares = self._shares(count)
+        others = [(self._share_logits, (index, x, logits, *share)) for index, share in enumerate(shares) if index]
+        with self._single_threaded_blas(), self._threads.running(others):
+            self._share_logits(0, x, logits, *shares[0])
+        return logits
+
+    def _share_logits(self, index, x, logits, start, stop) -> None:
+        logits[start:stop] = self.replicas[index].predict_step(x[start:stop])
 
     def totals(self) -> tuple[float, int]:
         loss, hits = 0.0, 0

@@ -25,8 +25,8 @@ class ReLU(Layer):
     def forward(self, x, train=True, out=None):
         """x -> max(x, 0), into `out` when given; keeps the result when train."""
         xp = array_module(x)
-        if out is None and train:
-            out = self._buffer("y", xp, x.shape, x.dtype)
+        if out is None:
+            out = self._buffer("y" if train else "y_eval", xp, x.shape, x.dtype)
         y = xp.maximum(x, 0, out=out)
         if train:
             self._y = y
@@ -58,7 +58,7 @@ class Flatten(Layer):
         if x.flags.c_contiguous:
             return x.reshape(n, -1)
         xp = array_module(x)
-        y = self._buffer("y", xp, (n, x.size // n), x.dtype) if train else xp.empty((n, x.size // n), dtype=x.dtype)
+        y = self._buffer("y" if train else "y_eval", xp, (n, x.size // n), x.dtype)
         y.reshape(x.shape)[...] = x  # the one reordering copy a channel-major input needs
         return y
 

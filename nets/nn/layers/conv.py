@@ -181,7 +181,7 @@ class Conv2d(Layer):
         """y2 = B.T @ col, returned as the (N, F, OH, OW) view of its channel-major memory; caches col when train."""
         xp = array_module(x, self._block)
         f, columns = self.out_channels, col.shape[1]
-        y2 = self._buffer("y", xp, (f, columns), x.dtype) if train else xp.empty((f, columns), dtype=x.dtype)
+        y2 = self._buffer("y" if train else "y_eval", xp, (f, columns), x.dtype)
         _matmul(self._block.T, col, y2)
         if train:
             self._cache = (x.shape, layout, col)

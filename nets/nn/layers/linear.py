@@ -49,27 +49,32 @@ class Linear(Layer):
     def block_views(self, block) -> dict:
         return {"weight": block[:-1].T, "bias": block[-1]}
 
-    def input_with_ones(self, n, xp, dtype):
+    def input_with_ones(self, n, xp, dtype, train=True):
         """An (n, in + 1) array this layer keeps, its last column ones: write the input into [:, :in], then
-        pass the whole array to forward, and the bias rides in the product."""
-        return self._buffer("input_with_ones", xp, (n, self.in_features + 1), dtype, fill=_ones_in_last_column)
+        pass the whole array to forward, and the bias rides in the product. Training and evaluation have one
+        each (`train`), so a prediction between a training forward and its backward leaves the latter's alone."""
+        key = "input_with_ones" if train else "input_with_ones_eval"
+        return self._buffer(key, xp, (n, self.in_features + 1), dtype, fill=_ones_in_last_column)
 
-    def _kept_input_with_ones(self, n, dtype):
-        cached = self._buffers.get(("input_with_ones", (n, self.in_features + 1), dtype))
-        return None if cached is None else cached[1]
+    def _is_kept_input_with_ones(self, x) -> bool:
+        for key in ("input_with_ones", "input_with_ones_eval"):
+            cached = self._buffers.get((key, (x.shape[0], self.in_features + 1), x.dtype))
+            if cached is not None and x is cached[1]:
+                return True
+        return False
 
     def forward(self, x, train=True, out=None):
         """x: (N, in), or the layer's input_with_ones (N, in + 1) -> (N, out); caches x when train."""
         block = self._block
-        has_ones = x.ndim == 2 and x is self._kept_input_with_ones(x.shape[0], x.dtype)
+        has_ones = x.ndim == 2 and self._is_kept_input_with_ones(x)
         if not has_ones and (x.ndim != 2 or x.shape[1] != self.in_features):
             raise ValueError(
                 f"Linear({self.in_features}, {self.out_features}) takes (N, {self.in_features}) inputs, "
                 f"got shape {tuple(x.shape)}; flatten the input first."
             )
         xp = array_module(x, block)
-        if out is None and train:
-            out = self._buffer("y", xp, (x.shape[0], self.out_features), x.dtype)
+        if out is None:
+            out = self._buffer("y" if train else "y_eval", xp, (x.shape[0], self.out_features), x.dtype)
         if has_ones:  # ones last: the bias rides in the product
             y = gemm(x, block, out)
         else:

@@ -104,7 +104,7 @@ class MaxPool2d(Layer):
         windows = self._buffer("windows" if train else "windows_eval", xp, (width, count), x.dtype, fill=fill)
         xp.take(gather.flat_memory(x, layout), windows_table, out=windows[1:] if self.relu else windows)
         if not train:
-            return windows.max(axis=0).reshape(out_shape)
+            return windows.max(axis=0, out=self._buffer("y_eval", xp, (count,), x.dtype)).reshape(out_shape)
         y = windows.max(axis=0, out=self._buffer("y", xp, (count,), x.dtype))
         winners = windows.argmax(axis=0, out=self._buffer("winners", xp, (count,), xp.int64))
         self._cache = (x.shape, layout, winners, tables)

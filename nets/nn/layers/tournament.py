@@ -124,7 +124,7 @@ def pool_forward(x, kernel, stride, relu, buffer, train):
                            won if train else None)
     # y is NCHW whatever x's layout: the reordering rides on this copy, and Flatten gets a free reshape
     out_shape = geometry["out_shape"]
-    y = buffer("y", out_shape, x.dtype) if train else xp.empty(out_shape, x.dtype)
+    y = buffer("y" if train else "y_eval", out_shape, x.dtype)
     corners = _corners(column_max, geometry, stride, channel_major)
     positive = None
     if relu:
