@@ -20,12 +20,14 @@ Parameters live in a block (`block_shape`, laid out for the layer's matrix produ
 A model binds every block to a slice of one flat buffer; a new layer has a host buffer of its own, and
 `layer.to(backend)` gives it one on another backend.
 
-Buffers: in training, every array a layer writes (its result, its input gradient, its scratch) lives in a
-work buffer the layer keeps per shape, so a step allocates nothing of its own and every array has a stable
-home from one step to the next (what a captured CUDA graph needs). Results handed out of a training
-forward or backward are therefore overwritten by the next one; an evaluation forward (train=False)
-returns fresh arrays. 4-D activations may come back "channel-major": an (N, C, H, W) view of (C, N, H, W)
-memory, the order the convolution's matrix products produce; `is_channel_major` tells the layouts apart.
+Buffers: every array a layer writes (its result, its input gradient, its scratch) lives in a work buffer the
+layer keeps per shape, so a step allocates nothing of its own and every array has a stable home from one step
+to the next (what a captured CUDA graph needs); an evaluation forward (train=False) has buffers of its own, and
+keeps nothing for backward. Results handed out of a forward or backward are therefore overwritten by the next
+one of the same kind. 4-D activations are (N, C, H, W) arrays, whose memory each twin lays out as its products
+and passes want: channel-last, an (N, C, H, W) view of (N, H, W, C) memory (the cpu twins), or channel-major, a
+view of (C, N, H, W) memory (the gpu twins); every layer takes any layout, and `is_channel_last` /
+`is_channel_major` tell them apart.
 """
 
 from __future__ import annotations
@@ -36,13 +38,18 @@ from backend import array_module, is_device_array, to_numpy
 
 from nets.nn.reference.init import INITS, he_or_torch_init  # noqa: F401  (the layers draw their weights so)
 
-__all__ = ["INITS", "Layer", "TWINS", "he_or_torch_init", "is_channel_major"]
+__all__ = ["INITS", "Layer", "TWINS", "he_or_torch_init", "is_channel_last", "is_channel_major"]
 
 TWINS = ("cpu", "gpu")  # the values of Layer.twin besides None
 
 def is_channel_major(x) -> bool:
     """True for a 4-D (N, C, H, W) array stored as (C, N, H, W) memory (and not also NCHW-contiguous)."""
     return x.ndim == 4 and not x.flags.c_contiguous and x.transpose(1, 0, 2, 3).flags.c_contiguous
+
+
+def is_channel_last(x) -> bool:
+    """True for a 4-D (N, C, H, W) array stored as (N, H, W, C) memory (with one channel, NCHW-contiguous is too)."""
+    return x.ndim == 4 and x.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
 class Layer:

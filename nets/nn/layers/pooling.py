@@ -5,9 +5,10 @@ ties, and a plain `x == max` mask would send the gradient to every tied pixel; b
 FIRST maximum of each window in row-major order, exactly PyTorch's choice. NaN inputs are not supported.
 Two twins, chosen by the Layer base (layers/base.py):
 
-forward_cpu / backward_cpu: window maxima as knockout tournaments over shifted views of the image memory
-(layers/tournament.py, module functions): a few long SIMD loops over whole images instead of NumPy's short
-inner loops over windows. The method, step by step, is in that file's docstring.
+forward_cpu / backward_cpu: window maxima as knockout tournaments over strided views of channel-last images
+(layers/tournament.py, module functions): a few element-wise passes over whole images, each moving C-vectors
+or whole rows, instead of NumPy's short inner loops over windows. y and dx come back channel-last. The method,
+step by step, is in that file's docstring.
 
 forward_gpu / backward_gpu, where a step costs its launches: one `take`
 copies every window into a column of a (KH * KW, windows) matrix; `max` and `argmax` down the columns give
@@ -41,9 +42,9 @@ def _zero_in_last_cell(array):
 class MaxPool2d(Layer):
     """x: (N, C, H, W) -> y: (N, C, OH, OW), OH = (H - kernel) // stride + 1 (no padding).
 
-    Any kernel and stride; stride defaults to the kernel size as in PyTorch. y is NCHW; dx keeps
-    x's layout (NCHW or channel-major). The twins: forward_cpu / backward_cpu (the tournaments of
-    layers/tournament.py) and forward_gpu / backward_gpu (below); `layer.twin` forces one (layers/base.py).
+    Any kernel and stride; stride defaults to the kernel size as in PyTorch. x may be in any memory layout. The
+    twins: forward_cpu / backward_cpu (the tournaments of layers/tournament.py; y and dx channel-last) and
+    forward_gpu / backward_gpu (below; y NCHW, dx in x's layout); `layer.twin` forces one (layers/base.py).
 
     relu=True makes it max(maxpool(x), 0), which equals maxpool(relu(x)) with the same gradient,
     ties included (a window whose first maximum is <= 0 sends no gradient either way; one with
@@ -70,7 +71,7 @@ class MaxPool2d(Layer):
 
     # ------------------------------------------------------------------ cpu: tournaments (layers/tournament.py)
     def forward_cpu(self, x, train=True, out=None):
-        """x: (N, C, H, W) -> y: (N, C, OH, OW) NCHW: a row stage, a column stage, y read at the window corners."""
+        """x: (N, C, H, W) -> y: (N, C, OH, OW) channel-last: a row stage, then a column stage, over strided views."""
         xp = array_module(x)
         y, saved = tournament.pool_forward(x, self.kernel_size, self.stride, self.relu, self._buffers_on(xp), train)
         if train:
@@ -78,7 +79,7 @@ class MaxPool2d(Layer):
         return y
 
     def backward_cpu(self, dy, need_input_grad=True):
-        """dy: (N, C, OH, OW) -> dx in x's layout: dy down the column stage's matches, then the row stage's."""
+        """dy: (N, C, OH, OW) -> dx channel-last: dy down the column stage's matches, then the row stage's."""
         if not need_input_grad:
             return None
         return tournament.pool_backward(dy, self._cache, self._buffers_on(array_module(dy)))
