@@ -271,15 +271,19 @@ def test_a_batch_of_the_wrong_shape_is_a_clear_error(backend):
 
 
 def test_a_prediction_keeps_nothing_for_backward_and_sizes_its_buffers_once(backend):
-    """predict runs the layers' evaluation forward: no layer can run backward after it; on the CPU batches beyond
-    the model's cpu_chunk run in chunks of exactly that size, so a second, larger batch makes no new buffers."""
+    """predict runs the layers' evaluation forward: no layer can run backward after it; on the CPU the layers before
+    the first Linear run batches beyond the model's cpu_chunk in chunks of exactly that size, so a second, larger
+    batch makes no new buffers there."""
     model = build_model("cnn", backend=backend, dtype="float32", rng=numpy.random.default_rng(0))
+    convolutional = [layer for _, layer in model.layers[:model.layers.index(("fc1", model.layers[-3][1]))]]
+    assert [type(layer).__name__ for layer in convolutional] == ["Conv2d", "MaxPool2d", "Conv2d", "MaxPool2d",
+                                                                 "Flatten"]
     rng = numpy.random.default_rng(1)
     first = model.predict(rng.random((70, 1, 28, 28), dtype=numpy.float32))
-    kept = sum(len(layer._buffers) for _, layer in model.layers)
+    kept = sum(len(layer._buffers) for layer in convolutional)
     images = rng.random((101, 1, 28, 28), dtype=numpy.float32)
     logits = backend.to_numpy(model.predict(images))
-    assert sum(len(layer._buffers) for _, layer in model.layers) == (kept if not backend.is_gpu else kept * 2)
+    assert sum(len(layer._buffers) for layer in convolutional) == (kept if not backend.is_gpu else kept * 2)
     one_by_one = numpy.concatenate([backend.to_numpy(model.predict(images[i:i + 1])) for i in (0, 50, 100)])
     numpy.testing.assert_allclose(logits[[0, 50, 100]], one_by_one, rtol=1e-5, atol=1e-5)
     assert first.shape == (70, 10) and logits.shape == (101, 10)

@@ -58,7 +58,8 @@ def test_replicas_compute_with_the_parameters_an_optimizer_updates():
     optimizer.step()
     updated = model.forward(x, train=False)
     assert not numpy.allclose(updated, before, rtol=1e-3)  # the step changed the model's answers...
-    numpy.testing.assert_allclose(parallel.forward(x), updated, rtol=1e-4)  # ...and the replicas' (float32)
+    # ...and the replicas' (float32, the products summed in chunks of other sizes: rounding of the logits' scale)
+    numpy.testing.assert_allclose(parallel.forward(x), updated, rtol=1e-4, atol=1e-6 * numpy.abs(updated).max())
 
 
 def test_a_training_step_matches_with_and_without_workers():

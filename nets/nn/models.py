@@ -73,15 +73,19 @@ class Model:
         """Logits (N, classes) in evaluation mode: x (N, *input_shape), host or device, any float dtype."""
         return self.forward(x, train=False)
 
-    def forward_step(self, x, train=True):
+    def forward_step(self, x, train=True, start=0, stop=None, into=None):
         """The forward a training step runs: x is on the device in the model's dtype, either (N, *input_shape)
         or, for a model whose first layer is Linear, its input with a column of ones (`input_with_ones`). In
-        training the logits are the last layer's buffer, overwritten by the next step."""
+        training the logits are the last layer's buffer, overwritten by the next step. A layer that can writes its
+        result into the next Linear's input with ones. start, stop: run only layers[start:stop], the last of them
+        writing into `into` (rows of the next Linear's input with ones) when given."""
         layers = self.layers
-        for index, (_, layer) in enumerate(layers):
+        stop = len(layers) if stop is None else stop
+        for index in range(start, stop):
+            layer = layers[index][1]
             following = layers[index + 1][1] if index + 1 < len(layers) else None
-            with_ones = None
-            if layer.writes_into_next_input and isinstance(following, Linear):
+            with_ones = into if index == stop - 1 else None
+            if with_ones is None and layer.writes_into_next_input and isinstance(following, Linear):
                 with_ones = following.input_with_ones(x.shape[0], array_module(x), x.dtype, train)
             y = layer.forward(x, train=train, out=None if with_ones is None else with_ones[:, :-1])
             x = y if with_ones is None else with_ones
@@ -89,22 +93,23 @@ class Model:
 
     def predict_step(self, x):
         """Logits (N, classes) in evaluation mode of x (N, *input_shape), cast to the model's dtype: the layers keep
-        nothing for backward and reuse their evaluation buffers. On the CPU a batch of more than `cpu_chunk` examples
-        runs in chunks of exactly that many (the last one overlapping the one before), so those buffers are sized
-        once whatever the batch, and stay small. The result is a buffer of this model's, overwritten by its next
+        nothing for backward and reuse their evaluation buffers. On the CPU, the layers before the first Linear run
+        a batch of more than `cpu_chunk` examples in chunks of exactly that many (the last one overlapping the one
+        before), so their buffers are sized once whatever the batch, and stay small; each chunk's features land in
+        their rows of the first Linear's input, and the Linear layers take the whole batch at once (a product of
+        more rows reads the weights fewer times). The result is a buffer of this model's, overwritten by its next
         prediction of as many examples."""
         x = self._input(x)
-        n = x.shape[0]
+        n, layers = x.shape[0], self.layers
         chunk = n if self.backend.is_gpu or self.cpu_chunk is None else self.cpu_chunk
-        if n <= chunk:
+        head = next((index for index, (_, layer) in enumerate(layers) if isinstance(layer, Linear)), len(layers))
+        if n <= chunk or head == 0:
             return self.forward_step(x, train=False)
-        logits = self._logits.get(n)
-        if logits is None:
-            logits = self._logits[n] = self.backend.xp.empty((n, self.classes), dtype=self.dtype)
+        features = layers[head][1].input_with_ones(n, self.backend.xp, self.dtype, train=False)
         for start in range(0, n, chunk):
-            start = min(start, n - chunk)  # rows the last chunk shares with the one before get the same logits again
-            logits[start:start + chunk] = self.forward_step(x[start:start + chunk], train=False)
-        return logits
+            start = min(start, n - chunk)  # rows the last chunk shares with the one before get the same values again
+            self.forward_step(x[start:start + chunk], False, 0, head, into=features[start:start + chunk])
+        return self.forward_step(features, False, head)
 
     def input_with_ones(self, n):
         """Where a training step gathers a batch of n: the first Linear's (n, in + 1) input with a column of ones

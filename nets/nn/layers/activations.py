@@ -44,7 +44,13 @@ class ReLU(Layer):
 
 
 class Flatten(Layer):
-    """x: (N, d1, d2, ...) -> (N, d1 * d2 * ...), in C (PyTorch NCHW) order, whatever x's memory layout."""
+    """x: (N, d1, d2, ...) -> (N, d1 * d2 * ...), in C (PyTorch NCHW) order, whatever x's memory layout.
+
+    Given `out` (the next Linear's input beside its column of ones), forward copies x there, in that order;
+    otherwise a C-contiguous x is reshaped for free and any other layout copied once.
+    """
+
+    writes_into_next_input = True
 
     def __init__(self):
         super().__init__()
@@ -55,6 +61,9 @@ class Flatten(Layer):
         if train:
             self._x_shape = x.shape
         n = x.shape[0]
+        if out is not None:
+            out.reshape(x.shape)[...] = x
+            return out
         if x.flags.c_contiguous:
             return x.reshape(n, -1)
         xp = array_module(x)
