@@ -91,8 +91,9 @@ class Conv2d(Layer):
         weight, bias = he_or_torch_init(rng, (self.out_channels, self.in_channels, kh, kw), self.columns, init, dtype)
         self.params = {"weight": weight, "bias": bias}
         self.grads = {"weight": weight * 0, "bias": bias * 0}
-        self._cache = None  # (x shape, x's layout, col) of the last training forward
+        self._cache = None  # what the last training forward kept for backward (its twin's own form)
         self._tables = {}
+        self._sizes = {}  # input shape -> (OH, OW)
         self._start_on_the_host()
 
     def block_views(self, block) -> dict:
@@ -108,9 +109,8 @@ class Conv2d(Layer):
 
     def _columns(self, x, train):
         """The column matrix home for x, (K + 1, N * OH * OW), its last row ones (the bias rides on it)."""
-        (kh, kw), stride, padding = self.kernel_size, self.stride, self.padding
-        n, _, h, w = x.shape
-        columns = n * conv_output_size(h, kh, stride, padding) * conv_output_size(w, kw, stride, padding)
+        out_h, out_w = self._output_size(x.shape)
+        columns = x.shape[0] * out_h * out_w
         xp = array_module(x, self._block)
         return self._buffer("col" if train else "col_eval", xp, (self.columns + 1, columns), x.dtype,
                             fill=_ones_in_last_row)
@@ -123,10 +123,8 @@ class Conv2d(Layer):
         _matmul(self._block.T, col, y2)
         if train:
             self._cache = (x.shape, layout, col)
-        (kh, kw), stride, padding = self.kernel_size, self.stride, self.padding
-        n, _, h, w = x.shape
-        out_h, out_w = conv_output_size(h, kh, stride, padding), conv_output_size(w, kw, stride, padding)
-        return y2.reshape(f, n, out_h, out_w).transpose(1, 0, 2, 3)
+        out_h, out_w = self._output_size(x.shape)
+        return y2.reshape(f, x.shape[0], out_h, out_w).transpose(1, 0, 2, 3)
 
     def _weight_gradient(self, dy):
         """dB = col @ dy2.T into the gradient block -> dy2, dy as (F, N * OH * OW) (free when dy is channel-major)."""
@@ -198,8 +196,13 @@ class Conv2d(Layer):
         return padded.transpose(0, 3, 1, 2)
 
     def _output_size(self, x_shape):
-        (kh, kw), stride, padding = self.kernel_size, self.stride, self.padding
-        return (conv_output_size(x_shape[2], kh, stride, padding), conv_output_size(x_shape[3], kw, stride, padding))
+        """(OH, OW) for an input of x_shape (ValueError, one sentence, when the kernel does not fit)."""
+        sizes = self._sizes.get(x_shape)
+        if sizes is None:
+            (kh, kw), stride, padding = self.kernel_size, self.stride, self.padding
+            sizes = self._sizes[x_shape] = (conv_output_size(x_shape[2], kh, stride, padding),
+                                            conv_output_size(x_shape[3], kw, stride, padding))
+        return sizes
 
     def _patches(self, x, train):
         """P (N * OH * OW, K + 1): the patches of channel-last x (zero-bordered when padded) and a column of ones."""

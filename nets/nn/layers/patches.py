@@ -101,7 +101,7 @@ def patch_rows(image, kh, kw, stride, out):
     """image: (N, H, W, C) -> out: (N * OH * OW, KH * KW * C) (or any array of that shape, e.g. a patch matrix's
     first K columns), the layout in the module docstring, by one copy per kernel offset."""
     n, h, w, c = image.shape
-    out_h, out_w = conv_output_size(h, kh, stride, 0), conv_output_size(w, kw, stride, 0)
+    out_h, out_w = (h - kh) // stride + 1, (w - kw) // stride + 1
     windows = out.reshape(n, out_h, out_w, kh, kw, c)
     for ki in range(kh):
         for kj in range(kw):
@@ -113,7 +113,7 @@ def add_patch_rows(patches, out, kh, kw, stride):
     """The adjoint of patch_rows: out (N, H, W, C) = 0, then every (N * OH * OW, KH * KW * C) patch entry added to
     the pixel it came from, one strided add per kernel offset."""
     n, h, w, c = out.shape
-    out_h, out_w = conv_output_size(h, kh, stride, 0), conv_output_size(w, kw, stride, 0)
+    out_h, out_w = (h - kh) // stride + 1, (w - kw) // stride + 1
     windows = patches.reshape(n, out_h, out_w, kh, kw, c)
     out.fill(0)
     for ki in range(kh):

@@ -61,6 +61,7 @@ class MaxPool2d(Layer):
         self.stride = check_whole(stride, "MaxPool2d stride") if stride is not None else kh
         self._cache = None  # what the last training forward kept for backward (its twin's own form)
         self._tables = {}
+        self._trees = (pairing_tree(kw), pairing_tree(kh))  # the cpu twin's tournaments: row stage, column stage
 
     def check_input(self, x) -> None:
         if x.ndim != 4:
@@ -73,7 +74,8 @@ class MaxPool2d(Layer):
     def forward_cpu(self, x, train=True, out=None):
         """x: (N, C, H, W) -> y: (N, C, OH, OW) channel-last: a row stage, then a column stage, over strided views."""
         xp = array_module(x)
-        y, saved = tournament.pool_forward(x, self.kernel_size, self.stride, self.relu, self._buffers_on(xp), train)
+        y, saved = tournament.pool_forward(x, self.kernel_size, self.stride, self.relu, self._buffers_on(xp), train,
+                                           self._trees)
         if train:
             self._cache = saved
         return y

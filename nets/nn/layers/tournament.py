@@ -66,11 +66,12 @@ def pairing_tree(count):
 
 @dataclass
 class Saved:
-    """What a training pool_forward keeps for pool_backward: x's shape (N, C, H, W), the window, the results of the
-    matches (won[(stage, node)] = right > left) and, with relu, where y > 0 (else None)."""
+    """What a training pool_forward keeps for pool_backward: x's shape (N, C, H, W), the trees of the row and column
+    stages, the results of the matches (won[(stage, node)] = right > left) and, with relu, where y > 0 (else
+    None)."""
 
     x_shape: tuple
-    kernel: tuple
+    trees: tuple
     stride: int
     won: dict
     positive: object
@@ -95,24 +96,25 @@ def _leaf(array, axis, offset, count, stride):
     return array[tuple(index)]
 
 
-def pool_forward(x, kernel, stride, relu, buffer, train):
+def pool_forward(x, kernel, stride, relu, buffer, train, trees=None):
     """x: (N, C, H, W) -> (y: an (N, C, OH, OW) view of channel-last memory, Saved or None): a row stage, then a
-    column stage (rectified on its last pass when relu)."""
+    column stage (rectified on its last pass when relu). trees: (pairing_tree(KW), pairing_tree(KH)), if made."""
     xp = array_module(x)
     (kh, kw), (n, c, h, w) = kernel, x.shape
     out_h, out_w = conv_output_size(h, kh, stride, 0), conv_output_size(w, kw, stride, 0)
+    row_tree, column_tree = trees or (pairing_tree(kw), pairing_tree(kh))
     image = channel_last(x, buffer, "x")
     won = {} if train else None
     rows = buffer("row_max", (n, h, out_w, c), x.dtype)
-    _play(xp, pairing_tree(kw), lambda j: _leaf(image, 2, j, out_w, stride), rows, "row", buffer, won)
+    _play(xp, row_tree, lambda j: _leaf(image, 2, j, out_w, stride), rows, "row", buffer, won)
     y = buffer("y" if train else "y_eval", (n, out_h, out_w, c), x.dtype)
-    _play(xp, pairing_tree(kh), lambda i: _leaf(rows, 1, i, out_h, stride), y, "column", buffer, won)
+    _play(xp, column_tree, lambda i: _leaf(rows, 1, i, out_h, stride), y, "column", buffer, won)
     positive = None
     if relu:
         xp.maximum(y, 0, out=y)
         if train:
             positive = xp.greater(y, 0, out=buffer("positive", y.shape, xp.bool_))
-    saved = Saved(tuple(x.shape), tuple(kernel), stride, won, positive) if train else None
+    saved = Saved(tuple(x.shape), (row_tree, column_tree), stride, won, positive) if train else None
     return y.transpose(0, 3, 1, 2), saved
 
 
@@ -120,7 +122,7 @@ def pool_backward(dy, saved: Saved, buffer):
     """dy: (N, C, OH, OW), any layout -> dx: an (N, C, H, W) view of channel-last memory: dy down the column stage's
     matches into the row stage's gradient, then down the row stage's into dx."""
     xp = array_module(dy)
-    (kh, kw), stride, (n, c, h, w) = saved.kernel, saved.stride, saved.x_shape
+    (row_tree, column_tree), stride, (n, c, h, w) = saved.trees, saved.stride, saved.x_shape
     out_h, out_w = dy.shape[2:]
     gradient = buffer("gradient", (n, out_h, out_w, c), dy.dtype)
     if saved.positive is not None:
@@ -128,9 +130,9 @@ def pool_backward(dy, saved: Saved, buffer):
     else:
         gradient[...] = dy.transpose(0, 2, 3, 1)
     rows = buffer("row_gradient", (n, h, out_w, c), dy.dtype)
-    _route_stage(xp, pairing_tree(kh), gradient, rows, 1, out_h, stride, "column", saved.won, buffer)
+    _route_stage(xp, column_tree, gradient, rows, 1, out_h, stride, "column", saved.won, buffer)
     dx = buffer("dx", (n, h, w, c), dy.dtype)
-    _route_stage(xp, pairing_tree(kw), rows, dx, 2, out_w, stride, "row", saved.won, buffer)
+    _route_stage(xp, row_tree, rows, dx, 2, out_w, stride, "row", saved.won, buffer)
     return dx.transpose(0, 3, 1, 2)
 
 
