@@ -9,7 +9,7 @@ from conftest import torch_or_skip
 from layer_checks import check_layer_gradients, mnist_like_images, parity_tolerance, relative_error, tie_free
 from nets.nn.layers import Conv2d, col2im, im2col
 from nets.nn.layers import gather
-from nets.nn.layers.base import TWINS
+from nets.nn.layers.base import TWINS, is_channel_last
 
 CONV_CASES = [  # (in_channels, out_channels, kernel, stride, padding, height, width)
     (1, 4, 3, 1, 0, 7, 7),
@@ -102,12 +102,13 @@ def twin(request):
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv_gradients_match_finite_differences(backend, case, product_mode, twin):
+@pytest.mark.parametrize("layout", ["nchw", "channel-last"])
+def test_conv_gradients_match_finite_differences(backend, case, product_mode, twin, layout):
     c, f, kernel, stride, padding, h, w = case
     rng = numpy.random.default_rng(3)
     layer = Conv2d(c, f, kernel, stride, padding, rng=rng, init="torch", dtype="float64").to(backend)
     layer.twin = twin
-    x = backend.asarray(tie_free(rng, (2, c, h, w)))
+    x = in_layout(backend, backend.asarray(tie_free(rng, (2, c, h, w))), layout)
     check_layer_gradients(layer, x, backend)
 
 
@@ -169,11 +170,20 @@ def test_conv_forward_without_train_caches_nothing(backend):
         layer.backward(y)
 
 
+def in_layout(backend, x, layout):
+    """The same (N, C, H, W) values stored NCHW, channel-major (C, N, H, W) or channel-last (N, H, W, C)."""
+    order = {"nchw": (0, 1, 2, 3), "channel-major": (1, 0, 2, 3), "channel-last": (0, 2, 3, 1)}[layout]
+    back = tuple(order.index(axis) for axis in range(4))
+    return backend.xp.ascontiguousarray(x.transpose(order)).transpose(back)
+
+
 @pytest.mark.parametrize("case", CONV_CASES)
-@pytest.mark.parametrize("layout", ["nchw", "channel-major"])
+@pytest.mark.parametrize("layout", ["nchw", "channel-major", "channel-last"])
 def test_the_two_twins_agree_exactly_on_integers(backend, case, layout):
-    """Small integers make every sum exact, so the cpu and gpu twins must agree bit for bit, and give dx in x's
-    layout, whatever that is; and the default is the gpu twin on a device, the cpu twin on the host."""
+    """Small integers make every sum exact, so the cpu and gpu twins must agree bit for bit, whatever x's layout:
+    the gpu twin gives dx in x's layout (NCHW for a channel-last x, which it copies so), the cpu twin in x's for
+    NCHW or channel-major x and channel-last for a channel-last one; y comes channel-last from the cpu twin. The
+    default is the gpu twin on a device, the cpu twin on the host."""
     c, f, kernel, stride, padding, h, w = case
     rng = numpy.random.default_rng(6)
     x_host = rng.integers(-3, 4, size=(3, c, h, w)).astype(numpy.float64)
@@ -183,13 +193,15 @@ def test_the_two_twins_agree_exactly_on_integers(backend, case, layout):
         weights = numpy.random.default_rng(9).integers(-2, 3, size=layer.params["weight"].shape)
         layer.params["weight"][...] = backend.asarray(weights.astype(numpy.float64))
         layer.twin = twin
-        x = backend.asarray(x_host)
-        if layout == "channel-major":
-            x = backend.xp.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+        x = in_layout(backend, backend.asarray(x_host), layout)
         y = layer.forward(x)
         dy = backend.asarray(numpy.random.default_rng(8).integers(-3, 4, size=y.shape).astype(numpy.float64))
         dx = layer.backward(dy)
-        assert gather.layout_of(dx) == gather.layout_of(x), twin  # dx keeps x's layout
+        if twin == "cpu":
+            assert is_channel_last(y) and (is_channel_last(dx) if layout == "channel-last" else
+                                           gather.layout_of(dx) == gather.layout_of(x))
+        else:
+            assert gather.layout_of(dx) == (gather.layout_of(x) or "nchw")
         results[twin] = [backend.to_numpy(a).copy() for a in (y, dx, layer.grads["weight"], layer.grads["bias"])]
     for ours, theirs in zip(results["cpu"], results["gpu"]):
         numpy.testing.assert_array_equal(ours, theirs)
@@ -226,3 +238,23 @@ def test_im2col_and_conv_output_size_refuse_impossible_geometry(kernel, stride, 
     assert str(info.value) == message
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         im2col(numpy.zeros((1, 1, 7, 7)), kernel, kernel, stride, padding)
+
+
+@pytest.mark.parametrize("kh, kw, stride", [(3, 3, 1), (2, 3, 2), (1, 1, 1), (3, 2, 3)])
+def test_the_patch_matrix_and_its_adjoint(backend, kh, kw, stride):
+    """patch_rows lays channel-last windows out as rows (columns (ki, kj, c)), the same numbers im2col puts in
+    columns; add_patch_rows, fed the entries grouped by kernel offset, is its adjoint."""
+    from nets.nn.layers.patches import add_patch_rows, patch_rows
+
+    rng = numpy.random.default_rng(11)
+    x_host = rng.standard_normal((2, 3, 7, 8))
+    image = backend.xp.ascontiguousarray(backend.asarray(x_host).transpose(0, 2, 3, 1))
+    out_h, out_w = (7 - kh) // stride + 1, (8 - kw) // stride + 1
+    rows = patch_rows(image, kh, kw, stride, backend.xp.empty((2 * out_h * out_w, kh * kw * 3)))
+    col = reference_im2col(x_host, kh, kw, stride, 0).reshape(3, kh, kw, 2 * out_h * out_w)
+    numpy.testing.assert_array_equal(backend.to_numpy(rows), col.transpose(3, 1, 2, 0).reshape(rows.shape))
+    y_host = rng.standard_normal(rows.shape)
+    offsets = backend.asarray(y_host.reshape(-1, kh * kw, 3).transpose(1, 0, 2).copy())
+    dx = add_patch_rows(offsets, backend.xp.empty((2, 7, 8, 3)), kh, kw, stride)
+    left = float((backend.to_numpy(rows) * y_host).sum())
+    assert left == pytest.approx(float((x_host.transpose(0, 2, 3, 1) * backend.to_numpy(dx)).sum()), rel=1e-12)

@@ -35,8 +35,15 @@ def forward_backward(layer, x, dy_for):
 
 
 def channel_major(backend, x):
-    """The same (N, C, H, W) values stored as (C, N, H, W) memory, the layout the fast Conv2d hands on."""
+    """The same (N, C, H, W) values stored as (C, N, H, W) memory, the layout the gpu twins hand on."""
     return backend.xp.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+
+
+def in_layout(backend, x, layout):
+    """x as NCHW, channel-major or channel-last (N, H, W, C) memory: the cpu twins hand on the last."""
+    if layout == "channel-last":
+        return backend.xp.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    return channel_major(backend, x) if layout == "channel-major" else x
 
 
 # ------------------------------------------------------------------ the reference against PyTorch
@@ -221,7 +228,7 @@ def same_parameters(backend, oracle, layer, rng):
 
 @pytest.mark.parametrize("case", CONV_CASES)
 @pytest.mark.parametrize("twin", fast.TWINS)
-@pytest.mark.parametrize("layout", ["nchw", "channel-major"])
+@pytest.mark.parametrize("layout", ["nchw", "channel-major", "channel-last"])
 def test_fast_conv_equals_the_reference_exactly(backend, case, twin, layout):
     c, f, kernel, stride, padding, h, w = case
     rng = numpy.random.default_rng(6)
@@ -238,7 +245,7 @@ def test_fast_conv_equals_the_reference_exactly(backend, case, twin, layout):
         return dy
 
     expected = host(backend, forward_backward(oracle, x, dy_for))
-    got = host(backend, forward_backward(layer, channel_major(backend, x) if layout == "channel-major" else x, dy_for))
+    got = host(backend, forward_backward(layer, in_layout(backend, x, layout), dy_for))
     for name, ours, theirs in zip(["y", "dx", "weight", "bias"], got, expected):
         numpy.testing.assert_array_equal(ours, theirs, err_msg=name)
 
@@ -260,7 +267,7 @@ def test_fast_conv_agrees_with_the_reference_in_float32(backend, twin):
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("kernel, stride", POOL_CASES)
 @pytest.mark.parametrize("twin", fast.TWINS)
-@pytest.mark.parametrize("layout", ["nchw", "channel-major"])
+@pytest.mark.parametrize("layout", ["nchw", "channel-major", "channel-last"])
 def test_fast_pooling_equals_the_reference_exactly_on_ties(backend, kernel, stride, relu, twin, layout):
     """MaxPool2d(relu=True) is the fused max(maxpool(x), 0): the reference runs ReLU, then MaxPool2d."""
     rng = numpy.random.default_rng(2)
@@ -277,7 +284,7 @@ def test_fast_pooling_equals_the_reference_exactly_on_ties(backend, kernel, stri
             dx = part.backward(dx)
         layer = fast.MaxPool2d(kernel, stride, relu=relu)
         layer.twin = twin
-        got = host(backend, [layer.forward(channel_major(backend, x) if layout == "channel-major" else x)])
+        got = host(backend, [layer.forward(in_layout(backend, x, layout))])
         got += host(backend, [layer.backward(dy)])
         for name, ours, theirs in zip(["y", "dx"], got, host(backend, [y, dx])):
             numpy.testing.assert_array_equal(ours, theirs, err_msg=name)

@@ -185,10 +185,13 @@ class Conv2d(Layer):
             else:
                 col2im(dcol, x_shape, kh, kw, self.stride, p, out=by_channel)
             return gather.from_flat(memory.reshape(-1), x_shape, layout)
-        dpatches = matrix.reshape(-1)[: columns * k].reshape(columns, k)  # the first K * M numbers of P's memory
-        gemm(dy_rows, self._rows_block(xp)[:-1].T, dpatches)
+        # dP grouped by kernel offset, dP[(ki, kj)] = dy_rows @ W(ki, kj).T (M, C), one batched product into the first
+        # K * M numbers of P's memory
+        offsets = matrix.reshape(-1)[: columns * k].reshape(kh * kw, columns, c)
+        weights = self._rows_block(xp)[:-1].reshape(kh * kw, c, self.out_channels).transpose(0, 2, 1)
+        xp.matmul(dy_rows, weights, out=offsets)
         padded = self._buffer("dx_padded" if p else "dx", xp, (n, h + 2 * p, w + 2 * p, c), dy.dtype)
-        add_patch_rows(dpatches, padded, kh, kw, self.stride)
+        add_patch_rows(offsets, padded, kh, kw, self.stride)
         if p:
             dx = self._buffer("dx", xp, (n, h, w, c), dy.dtype)
             dx[...] = padded[:, p:p + h, p:p + w]

@@ -14,10 +14,13 @@ per output pixel, so that the product with the weights comes out channel-last to
 `patch_rows` fills it with one copy per kernel offset, each moving C-vectors for every sample and output pixel at
 once (the reference's loop over offsets, nets/nn/reference/conv.py, with the channel axis last).
 `add_patch_rows` is its adjoint: each entry added back to the pixel it was copied from, so pixels shared by
-overlapping windows receive the sum, <patch_rows(x), p> == <x, add_patch_rows(p)>.
+overlapping windows receive the sum, <patch_rows(x), p> == <x, add_patch_rows(p)>; it takes the entries grouped
+by kernel offset, (KH * KW, N * OH * OW, C), so that each add runs over whole rows of C-vectors.
 """
 
 from __future__ import annotations
+
+import numpy
 
 from backend import array_module
 
@@ -98,10 +101,20 @@ def _offset(image, ki, kj, out_h, out_w, stride):
 
 
 def patch_rows(image, kh, kw, stride, out):
-    """image: (N, H, W, C) -> out: (N * OH * OW, KH * KW * C) (or any array of that shape, e.g. a patch matrix's
-    first K columns), the layout in the module docstring, by one copy per kernel offset."""
+    """image: (N, H, W, C) C-contiguous -> out: (N * OH * OW, KH * KW * C) (or any array of that shape, e.g. a patch
+    matrix's first K columns), the layout in the module docstring, by one copy per kernel offset; for a NumPy
+    image one copy per kernel row instead, since the KW pixels of a window's row are KW * C contiguous numbers
+    (NumPy's as_strided views them, overlapping, for every window at once)."""
     n, h, w, c = image.shape
     out_h, out_w = (h - kh) // stride + 1, (w - kw) // stride + 1
+    if isinstance(image, numpy.ndarray) and isinstance(out, numpy.ndarray) and image.flags.c_contiguous:
+        window_rows = out.reshape(n, out_h, out_w, kh, kw * c)
+        step = image.itemsize
+        for ki in range(kh):
+            window_rows[:, :, :, ki] = numpy.lib.stride_tricks.as_strided(
+                image[:, ki:], shape=(n, out_h, out_w, kw * c),
+                strides=(h * w * c * step, stride * w * c * step, stride * c * step, step), writeable=False)
+        return out
     windows = out.reshape(n, out_h, out_w, kh, kw, c)
     for ki in range(kh):
         for kj in range(kw):
@@ -109,14 +122,16 @@ def patch_rows(image, kh, kw, stride, out):
     return out
 
 
-def add_patch_rows(patches, out, kh, kw, stride):
-    """The adjoint of patch_rows: out (N, H, W, C) = 0, then every (N * OH * OW, KH * KW * C) patch entry added to
-    the pixel it came from, one strided add per kernel offset."""
+def add_patch_rows(offsets, out, kh, kw, stride):
+    """The adjoint of patch_rows, from the patch matrix's entries grouped by kernel offset: offsets
+    (KH * KW, N * OH * OW, C), offsets[(ki, kj), (n, oh, ow), c] = patches[(n, oh, ow), (ki, kj, c)] -> out
+    (N, H, W, C) = 0, then each offset's entries added to the pixels they came from, one strided add per offset
+    over whole rows of C-vectors."""
     n, h, w, c = out.shape
     out_h, out_w = (h - kh) // stride + 1, (w - kw) // stride + 1
-    windows = patches.reshape(n, out_h, out_w, kh, kw, c)
+    windows = offsets.reshape(kh, kw, n, out_h, out_w, c)
     out.fill(0)
     for ki in range(kh):
         for kj in range(kw):
-            _offset(out, ki, kj, out_h, out_w, stride)[...] += windows[:, :, :, ki, kj, :]
+            _offset(out, ki, kj, out_h, out_w, stride)[...] += windows[ki, kj]
     return out
