@@ -272,7 +272,7 @@ def test_a_batch_of_the_wrong_shape_is_a_clear_error(backend):
 
 def test_a_prediction_keeps_nothing_for_backward_and_sizes_its_buffers_once(backend):
     """predict runs the layers' evaluation forward: no layer can run backward after it; on the CPU the layers before
-    the first Linear run batches beyond the model's cpu_chunk in chunks of exactly that size, so a second, larger
+    the first Linear run batches beyond the model's predict_chunk in chunks of exactly that size, so a second, larger
     batch makes no new buffers there."""
     model = build_model("cnn", backend=backend, dtype="float32", rng=numpy.random.default_rng(0))
     convolutional = [layer for _, layer in model.layers[:model.layers.index(("fc1", model.layers[-3][1]))]]

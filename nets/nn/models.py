@@ -36,8 +36,9 @@ class Model:
     layer_set = "fast"  # train.py --layers fast; nets/nn/reference/models.py builds the same nets from the reference
     # Fewest examples per CPU worker thread worth splitting a batch for (nets/train/parallel.py); None: never split.
     min_per_worker = None
-    # Most examples one CPU thread runs through the layers at a time (predict_step); None: the whole batch at once.
-    cpu_chunk = None
+    # Most examples one CPU thread runs through the layers at a time: in training (nets/train/parallel.py) and in
+    # prediction (predict_step, the layers before the first Linear); None: the whole batch at once.
+    train_chunk = predict_chunk = None
 
     def __init__(self, config, *, backend, dtype="float32", init="he", rng=None, shared_values=None):
         """config: a model config (complete_config checks it); shared_values: another model's parameters().flat to
@@ -49,7 +50,8 @@ class Model:
         self.input_shape, self.classes = input_shape(config), output_count(config)
         self.layers = build_layers(config, rng=backend.rng if rng is None else rng, init=init, dtype=self.dtype)
         self._parameters = ParameterBuffer(self.layers, backend.xp, self.dtype, shared_values=shared_values)
-        self._logits = {}  # batch size -> the logits predict_step fills chunk by chunk
+        self._first_linear = next((index for index, (_, layer) in enumerate(self.layers) if isinstance(layer, Linear)),
+                                  len(self.layers))  # predict_step chunks the layers before it
 
     def _input(self, x):
         x = self.backend.asarray(x, dtype=self.dtype)
@@ -94,16 +96,15 @@ class Model:
     def predict_step(self, x):
         """Logits (N, classes) in evaluation mode of x (N, *input_shape), cast to the model's dtype: the layers keep
         nothing for backward and reuse their evaluation buffers. On the CPU, the layers before the first Linear run
-        a batch of more than `cpu_chunk` examples in chunks of exactly that many (the last one overlapping the one
+        a batch of more than `predict_chunk` examples in chunks of exactly that many (the last one overlapping the one
         before), so their buffers are sized once whatever the batch, and stay small; each chunk's features land in
         their rows of the first Linear's input, and the Linear layers take the whole batch at once (a product of
         more rows reads the weights fewer times). The result is a buffer of this model's, overwritten by its next
         prediction of as many examples."""
         x = self._input(x)
-        n, layers = x.shape[0], self.layers
-        chunk = n if self.backend.is_gpu or self.cpu_chunk is None else self.cpu_chunk
-        head = next((index for index, (_, layer) in enumerate(layers) if isinstance(layer, Linear)), len(layers))
-        if n <= chunk or head == 0:
+        n, layers, head = x.shape[0], self.layers, self._first_linear
+        chunk = self.predict_chunk
+        if head == 0 or chunk is None or n <= chunk or self.backend.is_gpu:
             return self.forward_step(x, train=False)
         features = layers[head][1].input_with_ones(n, self.backend.xp, self.dtype, train=False)
         for start in range(0, n, chunk):
@@ -236,7 +237,7 @@ class CNN(Model):
 
     name = "cnn"
     min_per_worker = 32  # fewer examples per thread gain nothing from the split (docs/performance.md)
-    cpu_chunk = 32  # docs/performance.md: the chunk sizes measured
+    train_chunk, predict_chunk = 16, 32  # docs/performance.md: the chunk sizes measured
 
     def __init__(self, in_channels=1, channels=(16, 32), hidden=48, classes=10, image_size=28, *, backend,
                  dtype="float32", init="he", rng=None, shared_values=None):

@@ -9,7 +9,7 @@ the timings behind those numbers.
 
 The replicas compute with the model's own parameter buffer (`shared_values`: optimizers update it in place,
 so every replica sees each update) and keep their own activations, buffers, gradients and loss head. Each
-worker runs its share in chunks of at most the model's `cpu_chunk` examples (forward and backward of one chunk,
+worker runs its share in chunks of at most the model's `train_chunk` examples (forward and backward of one chunk,
 then the next), so its buffers are sized for a chunk, not a share. The batch gradient is the size-weighted mean
 of the chunks' gradients, what one pass over the whole batch computes up to float rounding, combined over the
 flat gradient buffers in a few whole-buffer operations:
@@ -189,8 +189,8 @@ class DataParallel:
             self._accumulate(index, (stop - start) / count, first == 0)
 
     def _chunks(self, start, stop) -> list:
-        """A share (start, stop) as chunks of at most the model's cpu_chunk examples, of (nearly) equal sizes."""
-        chunk = self.model.cpu_chunk or (stop - start)
+        """A share (start, stop) as chunks of at most the model's train_chunk examples, of (nearly) equal sizes."""
+        chunk = self.model.train_chunk or (stop - start)
         pieces = -(-(stop - start) // chunk)
         bounds = numpy.linspace(start, stop, pieces + 1).round().astype(int).tolist()
         return list(zip(bounds[:-1], bounds[1:]))
