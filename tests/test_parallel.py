@@ -132,7 +132,7 @@ def test_threads_that_cannot_start_leave_one_worker_and_say_so(monkeypatch, caps
 
 
 def test_a_worker_runs_its_share_in_chunks_and_its_buffers_are_a_chunks():
-    """Each worker runs forward and backward chunk by chunk (the CNN's train_chunk, 16), adding the chunks' gradients
+    """Each worker runs forward and backward chunk by chunk (the CNN's train_chunk, 32), adding the chunks' gradients
     up weighted by their sizes: the whole batch's gradient, from buffers sized for one chunk."""
     model, x, labels = model_and_batch("cnn", 128)
     model.loss_and_gradients(x, labels)
@@ -141,8 +141,8 @@ def test_a_worker_runs_its_share_in_chunks_and_its_buffers_are_a_chunks():
     parallel.gradients(x, labels)
     for key, value in model.gradients().items():
         numpy.testing.assert_allclose(value, expected[key], rtol=1e-10, atol=1e-14, err_msg=key)
-    assert model.train_chunk == 16 and parallel._chunks(0, 64) == [(0, 16), (16, 32), (32, 48), (48, 64)]
-    assert parallel._chunks(64, 99) == [(64, 76), (76, 87), (87, 99)]  # nearly equal chunks, none over 16
+    assert model.train_chunk == 32 and parallel._chunks(0, 64) == [(0, 32), (32, 64)]
+    assert parallel._chunks(64, 99) == [(64, 82), (82, 99)]  # nearly equal chunks, none over 32
     for replica in parallel.replicas:
         conv1 = replica.layers[0][1]
-        assert {shape for (key, shape, _) in conv1._buffers if key == "col"} == {(10, 16 * 26 * 26)}
+        assert {shape for (key, shape, _) in conv1._buffers if key == "col"} == {(10, 32 * 26 * 26)}

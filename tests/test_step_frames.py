@@ -67,10 +67,9 @@ def test_cpu_workers_reach_the_first_layer_in_four_frames():
     paths = recorded_paths(get_backend("cpu"), "cnn", workers=2, graph="off", batch_size=64)
     caller = [path for path in paths if path[0] == "MainThread"]
     workers = [path for path in paths if path[0] != "MainThread"]
-    # the calling thread runs the first share itself; a worker thread's own stack starts at its share; each share
-    # of 32 runs as two chunks of the CNN's train_chunk, 16
-    assert caller == [("MainThread", ["forward_step", "gradients", "train_step", "train_epoch"], True)] * 6
-    assert len(workers) == 6 and all(not on_fit for _, _, on_fit in workers)
+    # the calling thread runs the first share itself; a worker thread's own stack starts at its share
+    assert caller == [("MainThread", ["forward_step", "gradients", "train_step", "train_epoch"], True)] * 3
+    assert len(workers) == 3 and all(not on_fit for _, _, on_fit in workers)
     for _, frames, _ in workers:
         assert frames[:2] == ["forward_step", "_share_gradients"] and frames[2] == "_serve", frames
     assert max(len(frames) for _, frames, on_fit in paths if on_fit) <= MAX_FRAMES

@@ -22,9 +22,10 @@ A model binds every block to a slice of one flat buffer; a new layer has a host 
 
 Buffers: every array a layer writes (its result, its input gradient, its scratch) lives in a work buffer the
 layer keeps per shape, so a step allocates nothing of its own and every array has a stable home from one step
-to the next (what a captured CUDA graph needs); an evaluation forward (train=False) has buffers of its own, and
-keeps nothing for backward. Results handed out of a forward or backward are therefore overwritten by the next
-one of the same kind. 4-D activations are (N, C, H, W) arrays, whose memory each twin lays out as its products
+to the next (what a captured CUDA graph needs); an evaluation forward (train=False) keeps nothing for backward,
+and has buffers of its own for whatever backward reads (a result backward does not read, such as the cpu twins'
+outputs, may share its home with training's). Results handed out of a forward or backward are therefore
+overwritten by the next one. 4-D activations are (N, C, H, W) arrays, whose memory each twin lays out as its products
 and passes want: channel-last, an (N, C, H, W) view of (N, H, W, C) memory (the cpu twins), or channel-major, a
 view of (C, N, H, W) memory (the gpu twins); every layer takes any layout, and `is_channel_last` /
 `is_channel_major` tell them apart.

@@ -141,7 +141,8 @@ class Conv2d(Layer):
         xp = array_module(x, self._block)
         n, out_h, out_w = x.shape[0], *self._output_size(x.shape)
         layout = gather.layout_of(x)
-        y = self._buffer("y_rows" if train else "y_rows_eval", xp, (n * out_h * out_w, self.out_channels), x.dtype)
+        # one home for y in training and evaluation: backward never reads it (it reads P or col)
+        y = self._buffer("y_rows", xp, (n * out_h * out_w, self.out_channels), x.dtype)
         if layout is not None:  # NCHW or channel-major memory: copies along image rows
             col = self._columns(x, train)
             im2col(x, *self.kernel_size, self.stride, self.padding, out=col[:-1])

@@ -107,7 +107,7 @@ def pool_forward(x, kernel, stride, relu, buffer, train, trees=None):
     won = {} if train else None
     rows = buffer("row_max", (n, h, out_w, c), x.dtype)
     _play(xp, row_tree, lambda j: _leaf(image, 2, j, out_w, stride), rows, "row", buffer, won)
-    y = buffer("y" if train else "y_eval", (n, out_h, out_w, c), x.dtype)
+    y = buffer("y", (n, out_h, out_w, c), x.dtype)  # training and evaluation alike: backward never reads it
     _play(xp, column_tree, lambda i: _leaf(rows, 1, i, out_h, stride), y, "column", buffer, won)
     positive = None
     if relu:
