@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import numpy
 
-from backend import array_module, to_numpy
+from backend import to_numpy
 
 from nets.nn.architecture import MODEL_NAMES, check_shapes, complete_config, input_shape, output_count, walk
 from nets.nn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU
+from nets.nn.layers.base import module_of
 from nets.nn.losses import SoftmaxCrossEntropy, softmax_cross_entropy
 from nets.nn.parameters import ParameterBuffer
 
@@ -88,7 +89,7 @@ class Model:
             following = layers[index + 1][1] if index + 1 < len(layers) else None
             with_ones = into if index == stop - 1 else None
             if with_ones is None and layer.writes_into_next_input and isinstance(following, Linear):
-                with_ones = following.input_with_ones(x.shape[0], array_module(x), x.dtype, train)
+                with_ones = following.input_with_ones(x.shape[0], module_of(x), x.dtype, train)
             y = layer.forward(x, train=train, out=None if with_ones is None else with_ones[:, :-1])
             x = y if with_ones is None else with_ones
         return x

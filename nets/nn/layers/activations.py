@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from backend import array_module
-
-from nets.nn.layers.base import Layer
+from nets.nn.layers.base import Layer, module_of
 
 __all__ = ["ReLU", "Flatten"]
 
@@ -24,7 +22,7 @@ class ReLU(Layer):
 
     def forward(self, x, train=True, out=None):
         """x -> max(x, 0), into `out` when given; keeps the result when train."""
-        xp = array_module(x)
+        xp = module_of(x)
         if out is None:
             out = self._buffer("y" if train else "y_eval", xp, x.shape, x.dtype)
         y = xp.maximum(x, 0, out=out)
@@ -38,7 +36,7 @@ class ReLU(Layer):
             raise RuntimeError("ReLU.backward needs a forward(x, train=True) first.")
         if not need_input_grad:
             return None
-        xp = array_module(dy)
+        xp = module_of(dy)
         positive = xp.greater(self._y, 0, out=self._buffer("positive", xp, dy.shape, xp.bool_))
         return xp.multiply(dy, positive, out=self._buffer("dx", xp, dy.shape, dy.dtype))
 
@@ -66,7 +64,7 @@ class Flatten(Layer):
             return out
         if x.flags.c_contiguous:
             return x.reshape(n, -1)
-        xp = array_module(x)
+        xp = module_of(x)
         y = self._buffer("y" if train else "y_eval", xp, (n, x.size // n), x.dtype)
         y.reshape(x.shape)[...] = x  # the one reordering copy a channel-major input needs
         return y

@@ -39,9 +39,18 @@ from backend import array_module, is_device_array, to_numpy
 
 from nets.nn.reference.init import INITS, he_or_torch_init  # noqa: F401  (the layers draw their weights so)
 
-__all__ = ["INITS", "Layer", "TWINS", "he_or_torch_init", "is_channel_last", "is_channel_major"]
+__all__ = ["INITS", "Layer", "TWINS", "he_or_torch_init", "is_channel_last", "is_channel_major", "module_of"]
 
 TWINS = ("cpu", "gpu")  # the values of Layer.twin besides None
+
+def module_of(*arrays):
+    """The array module of the arrays: NumPy at once when every one is a NumPy array (the CPU's steps call this
+    for every layer), else backend.array_module's answer, which refuses host and device arrays mixed."""
+    for array in arrays:
+        if type(array) is not numpy.ndarray:
+            return array_module(*arrays)
+    return numpy
+
 
 def is_channel_major(x) -> bool:
     """True for a 4-D (N, C, H, W) array stored as (C, N, H, W) memory (and not also NCHW-contiguous)."""

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import numpy
 
-from backend import array_module, gemm, is_device_array
+from backend import gemm, is_device_array
 
 from nets.nn.layers import gather
-from nets.nn.layers.base import Layer, he_or_torch_init, is_channel_last
+from nets.nn.layers.base import Layer, he_or_torch_init, is_channel_last, module_of
 from nets.nn.layers.patches import add_patch_rows, col2im, conv_output_size, im2col, patch_rows
 from nets.validate import whole as check_whole
 
@@ -111,13 +111,13 @@ class Conv2d(Layer):
         """The column matrix home for x, (K + 1, N * OH * OW), its last row ones (the bias rides on it)."""
         out_h, out_w = self._output_size(x.shape)
         columns = x.shape[0] * out_h * out_w
-        xp = array_module(x, self._block)
+        xp = module_of(x, self._block)
         return self._buffer("col" if train else "col_eval", xp, (self.columns + 1, columns), x.dtype,
                             fill=_ones_in_last_row)
 
     def _product(self, x, layout, col, train):
         """y2 = B.T @ col, returned as the (N, F, OH, OW) view of its channel-major memory; caches col when train."""
-        xp = array_module(x, self._block)
+        xp = module_of(x, self._block)
         f, columns = self.out_channels, col.shape[1]
         y2 = self._buffer("y" if train else "y_eval", xp, (f, columns), x.dtype)
         _matmul(self._block.T, col, y2)
@@ -138,7 +138,7 @@ class Conv2d(Layer):
         """x: (N, C, H, W) -> (N, F, OH, OW) channel-last: one product whose rows are output pixels, y = P @ B_rows
         (patches of a channel-last x, layers/patches.py) or y = col.T @ B (the column matrix of an NCHW or
         channel-major x, filled as im2col does); caches P or col when train."""
-        xp = array_module(x, self._block)
+        xp = module_of(x, self._block)
         n, out_h, out_w = x.shape[0], *self._output_size(x.shape)
         layout = gather.layout_of(x)
         # one home for y in training and evaluation: backward never reads it (it reads P or col)
@@ -161,7 +161,7 @@ class Conv2d(Layer):
         one product, then dx from one product into the memory of P or col (no longer needed) and one strided add
         per kernel offset. need_input_grad=False skips dx (returns None)."""
         kind, x_shape, layout, matrix = self._cache
-        xp = array_module(dy, self._block)
+        xp = module_of(dy, self._block)
         n, f, out_h, out_w = dy.shape
         if is_channel_last(dy):
             dy_rows = dy.transpose(0, 2, 3, 1).reshape(-1, f)
@@ -210,7 +210,7 @@ class Conv2d(Layer):
 
     def _patches(self, x, train):
         """P (N * OH * OW, K + 1): the patches of channel-last x (zero-bordered when padded) and a column of ones."""
-        xp = array_module(x, self._block)
+        xp = module_of(x, self._block)
         (kh, kw), p = self.kernel_size, self.padding
         n, c, h, w = x.shape
         out_h, out_w = self._output_size(x.shape)
@@ -254,7 +254,7 @@ class Conv2d(Layer):
         """x: (N, C, H, W) -> (N, F, OH, OW) channel-major: col in one gather through an index table (plus one copy into
         a zero-bordered buffer when padded), then one product; x is copied to NCHW first when its memory is in
         neither layout."""
-        xp = array_module(x, self._block)
+        xp = module_of(x, self._block)
         layout = gather.layout_of(x)
         if layout is None:  # the tables address NCHW or channel-major memory
             x, layout = xp.ascontiguousarray(x), "nchw"
@@ -278,7 +278,7 @@ class Conv2d(Layer):
         if not need_input_grad:
             return None
         x_shape, layout, _ = self._cache
-        xp = array_module(dy, self._block)
+        xp = module_of(dy, self._block)
         k, columns = self.columns, dy2.shape[1]
         dcol_ext = self._buffer("dcol", xp, (k * columns + 1,), dy2.dtype, fill=_zero_in_last_cell)
         gemm(self._block[:-1], dy2, dcol_ext[:-1].reshape(k, columns))
@@ -324,7 +324,7 @@ def _matmul(a, b, out):
     """out[...] = a @ b (a: (P, Q), b: (Q, M)), in column blocks when a is thin (see BLOCK_COLUMNS)."""
     if not _thin(a):
         return gemm(a, b, out)
-    xp = array_module(a, b)
+    xp = module_of(a, b)
     for start in range(0, b.shape[1], BLOCK_COLUMNS):
         xp.matmul(a, b[:, start : start + BLOCK_COLUMNS], out=out[:, start : start + BLOCK_COLUMNS])
     return out
@@ -334,7 +334,7 @@ def _matmul_rows(a, b, out):
     """out[...] = a @ b (a: (M, Q), b: (Q, F)), in row blocks when b is thin (see BLOCK_COLUMNS)."""
     if not _thin(b):
         return gemm(a, b, out)
-    xp = array_module(a, b)
+    xp = module_of(a, b)
     for start in range(0, a.shape[0], BLOCK_COLUMNS):
         xp.matmul(a[start : start + BLOCK_COLUMNS], b, out=out[start : start + BLOCK_COLUMNS])
     return out
@@ -344,7 +344,7 @@ def _gram(a, b, out):
     """out[...] = a @ b.T (a: (K, M), b: (F, M), out: (K, F)), summed over column blocks when out is thin."""
     if not _thin(out):
         return gemm(a, b.T, out)
-    xp = array_module(a, b)
+    xp = module_of(a, b)
     xp.matmul(a[:, :BLOCK_COLUMNS], b[:, :BLOCK_COLUMNS].T, out=out)
     for start in range(BLOCK_COLUMNS, a.shape[1], BLOCK_COLUMNS):
         out += xp.matmul(a[:, start : start + BLOCK_COLUMNS], b[:, start : start + BLOCK_COLUMNS].T)

@@ -15,9 +15,9 @@ buffer itself (and only it: any other (N, in + 1) array is refused) as x1.
 
 from __future__ import annotations
 
-from backend import array_module, gemm
+from backend import gemm
 
-from nets.nn.layers.base import Layer, he_or_torch_init
+from nets.nn.layers.base import Layer, he_or_torch_init, module_of
 from nets.nn.layers.conv import check_whole
 
 __all__ = ["Linear"]
@@ -72,7 +72,7 @@ class Linear(Layer):
                 f"Linear({self.in_features}, {self.out_features}) takes (N, {self.in_features}) inputs, "
                 f"got shape {tuple(x.shape)}; flatten the input first."
             )
-        xp = array_module(x, block)
+        xp = module_of(x, block)
         if out is None:
             out = self._buffer("y" if train else "y_eval", xp, (x.shape[0], self.out_features), x.dtype)
         if has_ones:  # ones last: the bias rides in the product
@@ -92,7 +92,7 @@ class Linear(Layer):
         if self._x is None:
             raise RuntimeError("Linear.backward needs a forward(x, train=True) first.")
         x, block, grad_block = self._x, self._block, self._grad_block
-        xp = array_module(dy, x)
+        xp = module_of(dy, x)
         if self._x_has_ones:
             gemm(x.T, dy, grad_block)
         else:

@@ -21,10 +21,8 @@ overlap.
 
 from __future__ import annotations
 
-from backend import array_module
-
 from nets.nn.layers import gather, tournament
-from nets.nn.layers.base import Layer
+from nets.nn.layers.base import Layer, module_of
 from nets.nn.layers.conv import check_pair, check_whole, conv_output_size
 from nets.nn.layers.tournament import pairing_tree
 
@@ -73,7 +71,7 @@ class MaxPool2d(Layer):
     # ------------------------------------------------------------------ cpu: tournaments (layers/tournament.py)
     def forward_cpu(self, x, train=True, out=None):
         """x: (N, C, H, W) -> y: (N, C, OH, OW) channel-last: a row stage, then a column stage, over strided views."""
-        xp = array_module(x)
+        xp = module_of(x)
         y, saved = tournament.pool_forward(x, self.kernel_size, self.stride, self.relu, self._buffers_on(xp), train,
                                            self._trees)
         if train:
@@ -84,7 +82,7 @@ class MaxPool2d(Layer):
         """dy: (N, C, OH, OW) -> dx channel-last: dy down the column stage's matches, then the row stage's."""
         if not need_input_grad:
             return None
-        return tournament.pool_backward(dy, self._cache, self._buffers_on(array_module(dy)))
+        return tournament.pool_backward(dy, self._cache, self._buffers_on(module_of(dy)))
 
     def _buffers_on(self, xp):
         """buffer(key, shape, dtype): this layer's kept work arrays on xp, as the tournament functions take them."""
@@ -93,7 +91,7 @@ class MaxPool2d(Layer):
     # ------------------------------------------------------------------ gpu: gathers, few launches
     def forward_gpu(self, x, train=True, out=None):
         """x: (N, C, H, W) -> y: (N, C, OH, OW): every window gathered into a column, then max and argmax down them."""
-        xp = array_module(x)
+        xp = module_of(x)
         layout = gather.layout_of(x)
         if layout is None:
             x, layout = xp.ascontiguousarray(x), "nchw"
@@ -117,7 +115,7 @@ class MaxPool2d(Layer):
         """dy: (N, C, OH, OW) -> dx in x's layout: dy spread over a one-hot of each argmax, gathered back to pixels."""
         if not need_input_grad:
             return None
-        xp = array_module(dy)
+        xp = module_of(dy)
         x_shape, layout, winners, tables = self._cache
         count, width = winners.shape[0], tables["width"]
         spread_ext = self._buffer("spread", xp, (width * count + 1,), dy.dtype, fill=_zero_in_last_cell)

@@ -43,9 +43,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backend import array_module
-
-from nets.nn.layers.base import is_channel_last
+from nets.nn.layers.base import is_channel_last, module_of
 from nets.nn.layers.conv import conv_output_size
 
 __all__ = ["Saved", "channel_last", "pairing_tree", "pool_backward", "pool_forward"]
@@ -99,7 +97,7 @@ def _leaf(array, axis, offset, count, stride):
 def pool_forward(x, kernel, stride, relu, buffer, train, trees=None):
     """x: (N, C, H, W) -> (y: an (N, C, OH, OW) view of channel-last memory, Saved or None): a row stage, then a
     column stage (rectified on its last pass when relu). trees: (pairing_tree(KW), pairing_tree(KH)), if made."""
-    xp = array_module(x)
+    xp = module_of(x)
     (kh, kw), (n, c, h, w) = kernel, x.shape
     out_h, out_w = conv_output_size(h, kh, stride, 0), conv_output_size(w, kw, stride, 0)
     row_tree, column_tree = trees or (pairing_tree(kw), pairing_tree(kh))
@@ -121,7 +119,7 @@ def pool_forward(x, kernel, stride, relu, buffer, train, trees=None):
 def pool_backward(dy, saved: Saved, buffer):
     """dy: (N, C, OH, OW), any layout -> dx: an (N, C, H, W) view of channel-last memory: dy down the column stage's
     matches into the row stage's gradient, then down the row stage's into dx."""
-    xp = array_module(dy)
+    xp = module_of(dy)
     (row_tree, column_tree), stride, (n, c, h, w) = saved.trees, saved.stride, saved.x_shape
     out_h, out_w = dy.shape[2:]
     gradient = buffer("gradient", (n, out_h, out_w, c), dy.dtype)
