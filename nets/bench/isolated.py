@@ -76,8 +76,9 @@ def _prepare(spec: ImplSpec):
 
 
 def serve(spec: ImplSpec, connection) -> None:
-    """A child's life: build and warm up, say ("ready", {"peak_mb", "pid", "torch_loaded"}), then answer ("steps", phase, seconds) with the
-    steps that make a sample last that long and ("sample", phase, steps) with their wall seconds, until None."""
+    """A child's life: build and warm up, say ("ready", {"peak_mb", "pid", "torch_loaded"}), then answer
+    ("steps", phase, seconds) with the steps that make a sample last that long and ("sample", phase, steps) with
+    their wall seconds, until None."""
     try:
         runner, peak = _prepare(spec)
         connection.send(("ready", {"peak_mb": peak, "pid": os.getpid(), "torch_loaded": "torch" in sys.modules}))

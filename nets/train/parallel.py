@@ -176,10 +176,13 @@ class DataParallel:
                 logits = replica.forward_step(x[start:stop], train=True)
                 replica.backward_step(head(logits, labels[start:stop]))
                 self._accumulate(0, (stop - start) / count, first == 0)
-        total = self.model.gradients().flat
-        total[...] = self._sums[0]
-        for index in range(1, len(shares)):
-            total += self._sums[index]
+        total, sums = self.model.gradients().flat, self._sums
+        if len(shares) == 1:
+            total[...] = sums[0]
+        else:
+            self.model.backend.xp.add(sums[0], sums[1], out=total)
+        for index in range(2, len(shares)):
+            total += sums[index]
 
     def _share_gradients(self, index, x, labels, share, count) -> None:
         replica, head = self.replicas[index], self.heads[index]
