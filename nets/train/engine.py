@@ -99,10 +99,10 @@ class NetsEngine:
         loss_sum, hits = engine.totals()                   # the running totals, read in one host sync
 
     Every array a step writes has a stable home between steps: the layers' buffers, the loss head's workspace and
-    the input homes here, one set per batch size. At batch 128 a step launches 38 kernels for the MLP and 57 for
+    the input homes here, one set per batch size. At batch 128 a step launches 38 kernels for the MLP and 56 for
     the CNN, as the strict CuPy stand-in counts them (tests/test_launch_budget.py holds them to their budgets); the
     optimizer is planned ahead (`plan`) so the learning rate is read on the device too, and, when capturable (the
-    step a CUDA graph replays), picked at a device index: 2 launches more, 40 and 59.
+    step a CUDA graph replays), picked at a device index: 2 launches more, 40 and 58.
     """
 
     impl = "nets"
