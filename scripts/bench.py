@@ -1,16 +1,18 @@
 #!/usr/bin/env python
-"""Throughput of the nets (NumPy on the CPU, CuPy on the GPU) beside PyTorch eager, and the arithmetic floor.
+"""Throughput of the nets (NumPy on the CPU, CuPy on the GPU) beside PyTorch, and the arithmetic floor.
 
     python scripts/bench.py --device cpu --models mlp,cnn --batch-sizes 32,128,256 --json runs/bench_cpu.json
     python scripts/bench.py --models cnn --batch-sizes 128 --repeats 2      # a quick look (seconds)
     python scripts/bench.py --count-launches --models mlp,cnn --batch-sizes 128 --repeats 1   # where launches go
 
-For every (model, device, batch size) both implementations get the same model, the same synthetic batch of
-MNIST's shape (already on the device), float32 and Adam. Training steps (forward, backward, optimizer step)
-and inference (forward in eval mode; torch under `inference_mode`) are timed separately. Each implementation
-warms up first (its peak memory is read then); the timed samples alternate nets, torch, nets, torch ... so
-that drift on a shared machine hits both, and medians are reported. On the GPU the clock is read only after
-synchronizing. Torch gets as many CPU threads as NumPy's BLAS.
+For every (model, device, batch size) the implementations (the nets, torch eager and, for the CNN on the CPU,
+torch with channels_last) get the same model, the same synthetic batch of MNIST's shape (already on the
+device), float32 and Adam. Training steps (forward, backward, optimizer step) and inference (forward in eval
+mode; torch under `inference_mode`) are timed separately. Each implementation warms up first (its peak memory
+is read then); on the CPU each runs in a process of its own. The timed samples alternate nets, torch, ...
+round by round, so that drift on a shared machine hits all of them; medians are reported with the spread of
+the samples. On the GPU the clock is read only after synchronizing. Torch gets as many CPU threads as NumPy's
+BLAS.
 
 stdout gets markdown tables (throughput and nets/torch ratio per row; the arithmetic floor); progress goes
 to stderr. docs/performance.md says how to read and reproduce them.
@@ -87,8 +89,9 @@ def comma_ints(context, parameter, value):
 @click.option("--seed-loop", "seed_loop_samples", type=click.IntRange(0, 60_000), default=0, show_default=True,
               help="Also time the course notebook's per-sample NumPy MLP loop on this many samples "
                    "(e.g. 2000) and extrapolate to a 60k epoch.")
-@click.option("--channels-last/--no-channels-last", default=False, show_default=True,
-              help="Add torch with channels_last memory format as a second CPU reference for the CNN.")
+@click.option("--channels-last/--no-channels-last", default=True, show_default=True,
+              help="Time torch with channels_last tensors (oneDNN's direct convolutions) beside torch eager, as "
+                   "the strongest CPU reference for the CNN.")
 @click.option("--count-launches/--no-count-launches", default=False, show_default=True,
               help="Count kernel launches per step: per layer and pass with the strict CuPy stand-in (any "
                    "machine, needs cupy importable); on a GPU also with the PyTorch profiler (nets and torch).")
@@ -139,7 +142,7 @@ def main(device, models, batch_sizes, json_path, repeats, warmup, sample_seconds
         torch.set_num_threads(thread_count)
 
     options = Options(models, batch_sizes, repeats, warmup, sample_seconds, gemm_size,
-                      channels_last, count_launches, tf32, cudnn_benchmark, graphs)
+                      channels_last, count_launches, tf32, cudnn_benchmark, graphs, threads)
     report = new_report(options, torch=torch, blas=blas, threads=thread_count, skipped=skipped,
                         load_start=load_start, argv=sys.argv)
     try:

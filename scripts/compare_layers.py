@@ -28,7 +28,7 @@ from nets.train.parallel import usable_cores
 @click.option("--models", default="mlp,cnn", show_default=True, help="Comma-separated: mlp, cnn.")
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(1, MAX_BATCH_SIZE))
 @click.option("--repeats", default=20, show_default=True, type=click.IntRange(1, MAX_REPEATS),
-              help="Timed steps of each strategy (after 3 warm-up steps); the figures are their medians.")
+              help="Timed steps of each layer set (after 3 warm-up steps); the figures are their medians.")
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "gpu", "auto"]))
 @one_line_errors
 def main(models, batch_size, repeats, device):

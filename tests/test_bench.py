@@ -56,7 +56,11 @@ def test_bench_writes_json_and_prints_tables(tmp_path):
     assert isinstance(report["warnings"], list)
 
     impls = {"nets", "torch"} if torch_importable() else {"nets"}
-    assert {(row["model"], row["impl"]) for row in report["rows"]} == {(m, i) for m in ("mlp", "cnn") for i in impls}
+    expected = {(m, i) for m in ("mlp", "cnn") for i in impls}
+    if torch_importable():  # the strongest CPU reference for the CNN, by default
+        expected.add(("cnn", "torch_channels_last"))
+    assert {(row["model"], row["impl"]) for row in report["rows"]} == expected
+    assert report["settings"]["isolation"].startswith("cpu: each implementation in a process of its own")
     for row in report["rows"]:
         assert ROW_FIELDS <= set(row)
         assert row["device"] == "cpu" and row["batch_size"] == 4
@@ -67,6 +71,8 @@ def test_bench_writes_json_and_prints_tables(tmp_path):
 
     stdout = result.stdout
     assert "| model | device | batch |" in stdout and "train epoch nets/torch" in stdout
+    if torch_importable():
+        assert "train epoch nets/channels_last" in stdout and "infer nets/channels_last" in stdout
     assert "| mlp | cpu | 4 |" in stdout and "| cnn | cpu | 4 |" in stdout
     if torch_importable():
         floors = {floor["model"]: floor for floor in report["floor"]}
@@ -76,6 +82,29 @@ def test_bench_writes_json_and_prints_tables(tmp_path):
         assert "Arithmetic floor" in stdout
     if "--plot" in arguments:
         assert (tmp_path / "bench.png").stat().st_size > 0
+
+
+def test_each_cpu_implementation_runs_in_a_process_of_its_own_and_the_rounds_alternate():
+    """The nets' process never loads torch, torch's does; each process's peak is its own; every implementation gets
+    one sample per round."""
+    from nets.bench.isolated import ImplProcesses, ImplSpec
+
+    impls = ["nets", "torch"] if torch_importable() else ["nets", "nets"]
+    with ImplProcesses([ImplSpec(impl, "mlp", 4, warmup=1, threads=1) for impl in impls]) as processes:
+        facts = processes.ready()
+        samples = processes.samples("infer", repeats=3, sample_seconds=0.001, batch_size=4)
+    assert len({fact["pid"] for fact in facts} | {os.getpid()}) == 3
+    assert [fact["torch_loaded"] for fact in facts] == [impl != "nets" for impl in impls]
+    assert all(fact["peak_mb"] is None or fact["peak_mb"] >= 0 for fact in facts)
+    assert [len(values) for values in samples] == [3, 3] and all(value > 0 for row in samples for value in row)
+
+
+def test_a_failing_bench_process_is_one_clear_error():
+    from nets.bench.isolated import ImplProcesses, ImplSpec
+
+    with pytest.raises(RuntimeError, match="the bench process of nets failed: ValueError: unknown model 'resnet'"):
+        with ImplProcesses([ImplSpec("nets", "resnet", 4, warmup=1, threads=1)]) as processes:
+            processes.ready()
 
 
 def test_bench_skips_torch_rows_without_torch(tmp_path):
@@ -139,8 +168,9 @@ def test_each_figure_has_its_spread_and_untrustworthy_ones_are_warned_about():
     assert report["warnings"] == ["cnn cpu batch 128 torch train: the samples range from 30 to 95 img/s (3.2x), so its "
                                   "median is not trustworthy; measure again on a quieter machine."]
     report["load_average"]["end"] = [2.5, 1, 1]
-    assert trust_warnings(report)[-1] == ("the load average was 1.0 at the start and 2.5 at the end, above the 2 usable "
-                                          "cores: other work competed with every figure, so none is trustworthy.")
+    assert trust_warnings(report)[-1] == ("the load average was 1.0 at the start and 2.5 at the end, above the 2 "
+                                          "usable cores: other work competed with every figure, so none is "
+                                          "trustworthy.")
     printed = io.StringIO()
     print_tables(report, file=printed)
     text = printed.getvalue()
@@ -183,7 +213,8 @@ def test_standin_launches_attributes_every_cnn_launch():
 def test_bench_unknown_model_is_a_usage_error(models):
     result = run_bench(*TINY, "--models", models, timeout=120)
     assert result.returncode == 2, result.stderr
-    assert "Invalid value for '--models'" in result.stderr and "give a comma-separated list of mlp, cnn" in result.stderr
+    assert "Invalid value for '--models'" in result.stderr
+    assert "give a comma-separated list of mlp, cnn" in result.stderr
     assert "Traceback" not in result.stderr
 
 

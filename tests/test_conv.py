@@ -6,7 +6,8 @@ import pytest
 from conftest import torch_or_skip
 from layer_checks import check_layer_gradients, mnist_like_images, parity_tolerance, relative_error, tie_free
 from nets.nn.layers import Conv2d, col2im, im2col
-from nets.nn.layers.conv import STRATEGIES
+from nets.nn.layers import gather
+from nets.nn.layers.base import TWINS, is_channel_last
 
 CONV_CASES = [  # (in_channels, out_channels, kernel, stride, padding, height, width)
     (1, 4, 3, 1, 0, 7, 7),
@@ -70,19 +71,21 @@ def test_too_small_input_is_a_clear_error():
         im2col(numpy.zeros((1, 1, 2, 2)), 3, 3)
 
 
-@pytest.fixture(params=STRATEGIES)
-def strategy(request):
-    """Both ways of filling col and running col2im, on every backend (each is the default of one)."""
+@pytest.fixture(params=TWINS)
+def twin(request):
+    """Both twins (the cpu's strided copies, the gpu's gathers), forced on every backend (each is the default of
+    one)."""
     return request.param
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv_gradients_match_finite_differences(backend, case, product_mode, strategy):
+@pytest.mark.parametrize("layout", ["nchw", "channel-last"])
+def test_conv_gradients_match_finite_differences(backend, case, product_mode, twin, layout):
     c, f, kernel, stride, padding, h, w = case
     rng = numpy.random.default_rng(3)
     layer = Conv2d(c, f, kernel, stride, padding, rng=rng, init="torch", dtype="float64").to(backend)
-    layer.strategy = strategy
-    x = backend.asarray(tie_free(rng, (2, c, h, w)))
+    layer.twin = twin
+    x = in_layout(backend, backend.asarray(tie_free(rng, (2, c, h, w))), layout)
     check_layer_gradients(layer, x, backend)
 
 
@@ -100,12 +103,12 @@ def product_mode(request, monkeypatch):
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv_matches_torch(backend, dtype, case, product_mode, strategy):
+def test_conv_matches_torch(backend, dtype, case, product_mode, twin):
     torch = torch_or_skip()
     c, f, kernel, stride, padding, h, w = case
     rng = numpy.random.default_rng(4)
     layer = Conv2d(c, f, kernel, stride, padding, rng=rng, init="torch", dtype=dtype).to(backend)
-    layer.strategy = strategy
+    layer.twin = twin
     x_host = mnist_like_images(rng, 3, size=max(h, w), channels=c)[:, :, :h, :w].astype(dtype)
     y = layer.forward(backend.asarray(x_host))
     dy_host = rng.standard_normal(y.shape).astype(dtype)
@@ -144,31 +147,43 @@ def test_conv_forward_without_train_caches_nothing(backend):
         layer.backward(y)
 
 
+def in_layout(backend, x, layout):
+    """The same (N, C, H, W) values stored NCHW, channel-major (C, N, H, W) or channel-last (N, H, W, C)."""
+    order = {"nchw": (0, 1, 2, 3), "channel-major": (1, 0, 2, 3), "channel-last": (0, 2, 3, 1)}[layout]
+    back = tuple(order.index(axis) for axis in range(4))
+    return backend.xp.ascontiguousarray(x.transpose(order)).transpose(back)
+
+
 @pytest.mark.parametrize("case", CONV_CASES)
-@pytest.mark.parametrize("layout", ["nchw", "channel-major"])
-def test_the_two_strategies_agree_exactly_on_integers(backend, case, layout):
-    """Small integers make every sum exact, so the strided and gather strategies must agree bit for bit,
-    whatever the input's memory layout; and the default is gather on a device, strided on the host."""
+@pytest.mark.parametrize("layout", ["nchw", "channel-major", "channel-last"])
+def test_the_two_twins_agree_exactly_on_integers(backend, case, layout):
+    """Small integers make every sum exact, so the cpu and gpu twins must agree bit for bit, whatever x's layout:
+    the gpu twin gives dx in x's layout (NCHW for a channel-last x, which it copies so), the cpu twin in x's for
+    NCHW or channel-major x and channel-last for a channel-last one; y comes channel-last from the cpu twin. The
+    default is the gpu twin on a device, the cpu twin on the host."""
     c, f, kernel, stride, padding, h, w = case
     rng = numpy.random.default_rng(6)
     x_host = rng.integers(-3, 4, size=(3, c, h, w)).astype(numpy.float64)
     results = {}
-    for strategy in STRATEGIES:
+    for twin in TWINS:
         layer = Conv2d(c, f, kernel, stride, padding, rng=numpy.random.default_rng(7), dtype="float64").to(backend)
         weights = numpy.random.default_rng(9).integers(-2, 3, size=layer.params["weight"].shape)
         layer.params["weight"][...] = backend.asarray(weights.astype(numpy.float64))
-        layer.strategy = strategy
-        x = backend.asarray(x_host)
-        if layout == "channel-major":
-            x = backend.xp.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+        layer.twin = twin
+        x = in_layout(backend, backend.asarray(x_host), layout)
         y = layer.forward(x)
         dy = backend.asarray(numpy.random.default_rng(8).integers(-3, 4, size=y.shape).astype(numpy.float64))
         dx = layer.backward(dy)
-        results[strategy] = [backend.to_numpy(a).copy() for a in (y, dx, layer.grads["weight"], layer.grads["bias"])]
-    for ours, theirs in zip(results["strided"], results["gather"]):
+        if twin == "cpu":
+            assert is_channel_last(y) and (is_channel_last(dx) if layout == "channel-last" else
+                                           gather.layout_of(dx) == gather.layout_of(x))
+        else:
+            assert gather.layout_of(dx) == (gather.layout_of(x) or "nchw")
+        results[twin] = [backend.to_numpy(a).copy() for a in (y, dx, layer.grads["weight"], layer.grads["bias"])]
+    for ours, theirs in zip(results["cpu"], results["gpu"]):
         numpy.testing.assert_array_equal(ours, theirs)
-    assert Conv2d(1, 1, 3, rng=numpy.random.default_rng(0)).strategy_for(backend.asarray(numpy.zeros(1))) == (
-        "gather" if backend.is_gpu else "strided")
+    assert Conv2d(1, 1, 3, rng=numpy.random.default_rng(0)).twin_for(backend.asarray(numpy.zeros(1))) == (
+        "gpu" if backend.is_gpu else "cpu")
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -200,3 +215,23 @@ def test_im2col_and_conv_output_size_refuse_impossible_geometry(kernel, stride, 
     assert str(info.value) == message
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         im2col(numpy.zeros((1, 1, 7, 7)), kernel, kernel, stride, padding)
+
+
+@pytest.mark.parametrize("kh, kw, stride", [(3, 3, 1), (2, 3, 2), (1, 1, 1), (3, 2, 3)])
+def test_the_patch_matrix_and_its_adjoint(backend, kh, kw, stride):
+    """patch_rows lays channel-last windows out as rows (columns (ki, kj, c)), the same numbers im2col puts in
+    columns; add_patch_rows, fed the entries grouped by kernel offset, is its adjoint."""
+    from nets.nn.layers.patches import add_patch_rows, patch_rows
+
+    rng = numpy.random.default_rng(11)
+    x_host = rng.standard_normal((2, 3, 7, 8))
+    image = backend.xp.ascontiguousarray(backend.asarray(x_host).transpose(0, 2, 3, 1))
+    out_h, out_w = (7 - kh) // stride + 1, (8 - kw) // stride + 1
+    rows = patch_rows(image, kh, kw, stride, backend.xp.empty((2 * out_h * out_w, kh * kw * 3)))
+    col = reference_im2col(x_host, kh, kw, stride, 0).reshape(3, kh, kw, 2 * out_h * out_w)
+    numpy.testing.assert_array_equal(backend.to_numpy(rows), col.transpose(3, 1, 2, 0).reshape(rows.shape))
+    y_host = rng.standard_normal(rows.shape)
+    offsets = backend.asarray(y_host.reshape(-1, kh * kw, 3).transpose(1, 0, 2).copy())
+    dx = add_patch_rows(offsets, backend.xp.empty((2, 7, 8, 3)), kh, kw, stride)
+    left = float((backend.to_numpy(rows) * y_host).sum())
+    assert left == pytest.approx(float((x_host.transpose(0, 2, 3, 1) * backend.to_numpy(dx)).sum()), rel=1e-12)

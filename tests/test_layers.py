@@ -5,7 +5,7 @@ import pytest
 
 from conftest import torch_or_skip
 from layer_checks import check_layer_gradients, parity_tolerance, relative_error, tie_free
-from nets.nn.layers import Flatten, Linear, ReLU, he_or_torch_init
+from nets.nn.layers import Flatten, Layer, Linear, ReLU, he_or_torch_init
 
 
 def test_linear_gradients_match_finite_differences(backend):
@@ -133,3 +133,35 @@ def test_a_new_layer_computes_on_the_host_before_any_to():
 
     conv = Conv2d(1, 2, 3, rng=rng)
     assert conv.forward(numpy.ones((1, 1, 5, 5), dtype=numpy.float32)).shape == (1, 2, 3, 3)
+
+
+class Twins(Layer):
+    """A layer whose twins say which of them ran: forward returns the twin's name, backward the pair's."""
+
+    def forward_cpu(self, x, train=True, out=None):
+        return "forward_cpu"
+
+    def forward_gpu(self, x, train=True, out=None):
+        return "forward_gpu"
+
+    def backward_cpu(self, dy, need_input_grad=True):
+        return "backward_cpu"
+
+    def backward_gpu(self, dy, need_input_grad=True):
+        return "backward_gpu"
+
+
+def test_the_layer_base_chooses_a_twin_by_the_input_and_backward_follows_the_training_forward(backend):
+    layer, x = Twins(), backend.asarray(numpy.zeros(2, dtype="float32"))
+    native = "gpu" if backend.is_gpu else "cpu"
+    other = "cpu" if native == "gpu" else "gpu"
+    with pytest.raises(RuntimeError, match="forward"):
+        layer.backward(x)
+    assert layer.forward(x) == f"forward_{native}" and layer.backward(x) == f"backward_{native}"
+    layer.twin = other  # forced: the other twin on this device
+    assert layer.forward(x, train=False) == f"forward_{other}"
+    assert layer.backward(x) == f"backward_{native}"  # an evaluation forward leaves backward's twin alone
+    assert layer.forward(x) == f"forward_{other}" and layer.backward(x) == f"backward_{other}"
+    layer.twin = "tpu"
+    with pytest.raises(ValueError, match=r"Twins.twin is 'tpu'; it must be one of \('cpu', 'gpu'\) or None."):
+        layer.forward(x)

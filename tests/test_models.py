@@ -177,7 +177,8 @@ def test_load_state_dict_casts_floats_only(backend):
     [
         (lambda s: s.pop("fc1.bias"), "lack .*fc1.bias"),
         (lambda s: s.update(extra=numpy.zeros(1)), "have .*extra"),
-        (lambda s: s.update({"fc2.weight": numpy.zeros((2, 5))}), r"fc2.weight has shape \(2, 5\), but .* has \(2, 4\)"),
+        (lambda s: s.update({"fc2.weight": numpy.zeros((2, 5))}),
+         r"fc2.weight has shape \(2, 5\), but .* has \(2, 4\)"),
     ],
 )
 def test_load_state_dict_errors_are_one_line_and_change_nothing(backend, change, message):
@@ -210,7 +211,8 @@ def test_loss_and_gradients_equals_separate_calls(backend):
 
 
 def test_torch_baseline_imports_without_torch():
-    code = ("import sys; sys.modules['torch'] = None; import nets.baseline, nets.baseline.models, nets.baseline.engine, "
+    code = ("import sys; sys.modules['torch'] = None; "
+            "import nets.baseline, nets.baseline.models, nets.baseline.engine, "
             "nets.baseline.checkpoint; assert nets.baseline.torch_or_none() is None")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -268,3 +270,25 @@ def test_a_batch_of_the_wrong_shape_is_a_clear_error(backend):
     model = MLP(backend=backend)
     with pytest.raises(ValueError, match=r"takes inputs of shape \(N, 784\), got \(2, 1, 28, 28\)"):
         model.forward(numpy.zeros((2, 1, 28, 28), dtype="float32"))
+
+
+def test_a_prediction_keeps_nothing_for_backward_and_sizes_its_buffers_once(backend):
+    """predict runs the layers' evaluation forward: no layer can run backward after it; on the CPU the layers before
+    the first Linear run batches beyond the model's predict_chunk in chunks of exactly that size, so a second, larger
+    batch makes no new buffers there."""
+    model = build_model("cnn", backend=backend, dtype="float32", rng=numpy.random.default_rng(0))
+    convolutional = [layer for _, layer in model.layers[:model.layers.index(("fc1", model.layers[-3][1]))]]
+    assert [type(layer).__name__ for layer in convolutional] == ["Conv2d", "MaxPool2d", "Conv2d", "MaxPool2d",
+                                                                 "Flatten"]
+    rng = numpy.random.default_rng(1)
+    first = model.predict(rng.random((70, 1, 28, 28), dtype=numpy.float32))
+    kept = sum(len(layer._buffers) for layer in convolutional)
+    images = rng.random((101, 1, 28, 28), dtype=numpy.float32)
+    logits = backend.to_numpy(model.predict(images))
+    assert sum(len(layer._buffers) for layer in convolutional) == (kept if not backend.is_gpu else kept * 2)
+    one_by_one = numpy.concatenate([backend.to_numpy(model.predict(images[i:i + 1])) for i in (0, 50, 100)])
+    numpy.testing.assert_allclose(logits[[0, 50, 100]], one_by_one, rtol=1e-5, atol=1e-5)
+    assert first.shape == (70, 10) and logits.shape == (101, 10)
+    for _, layer in model.layers:
+        with pytest.raises(RuntimeError, match="forward"):
+            layer.backward(backend.xp.ones((1, 1), dtype=numpy.float32))

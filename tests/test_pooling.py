@@ -6,25 +6,25 @@ import pytest
 from conftest import torch_or_skip
 from layer_checks import check_layer_gradients, mnist_like_images, tie_free
 from nets.nn.layers import MaxPool2d
-from nets.nn.layers.pooling import STRATEGIES
+from nets.nn.layers.base import TWINS, is_channel_last
 
 POOL_CASES = [  # (kernel, stride)
     (2, 2), (2, 1), (3, 2), (3, 1), (2, 3), (3, 3), (1, 1), (1, 2), ((2, 3), 2), ((1, 2), 2), ((2, 1), 1)
 ]
 
 
-@pytest.fixture(params=STRATEGIES)
-def strategy(request):
-    """Both ways of pooling, on every backend (each is the default of one)."""
+@pytest.fixture(params=TWINS)
+def twin(request):
+    """Both twins (the cpu's tournaments, the gpu's gathers), forced on every backend (each is the default of one)."""
     return request.param
 
 
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("kernel, stride", POOL_CASES)
-def test_pool_gradients_match_finite_differences(backend, kernel, stride, relu, strategy):
+def test_pool_gradients_match_finite_differences(backend, kernel, stride, relu, twin):
     rng = numpy.random.default_rng(0)
     layer = MaxPool2d(kernel, stride, relu=relu)
-    layer.strategy = strategy
+    layer.twin = twin
     check_layer_gradients(layer, backend.asarray(tie_free(rng, (2, 3, 7, 8))), backend)
 
 
@@ -45,13 +45,13 @@ def tied_inputs(rng, dtype):
 
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("kernel, stride", POOL_CASES)
-def test_pool_with_ties_gives_exactly_torchs_gradient(backend, dtype, kernel, stride, relu, strategy):
+def test_pool_with_ties_gives_exactly_torchs_gradient(backend, dtype, kernel, stride, relu, twin):
     rng = numpy.random.default_rng(1)
     for x_host in tied_inputs(rng, dtype):
         if relu:  # ties among negatives and at zero too
             x_host = x_host - numpy.asarray(1, dtype=dtype)
         layer = MaxPool2d(kernel, stride, relu=relu)
-        layer.strategy = strategy
+        layer.twin = twin
         y = layer.forward(backend.asarray(x_host))
         # small integers: every sum of gradients is exact, so any difference is a wrong pixel
         dy_host = rng.integers(1, 9, size=y.shape).astype(dtype)
@@ -119,23 +119,27 @@ def test_pairing_tree_keeps_earlier_offsets_on_the_left():
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("kernel, stride", POOL_CASES)
 @pytest.mark.parametrize("layout", ["nchw", "channel-major"])
-def test_the_two_strategies_agree_exactly(backend, kernel, stride, relu, layout):
+def test_the_two_twins_agree_exactly(backend, kernel, stride, relu, layout):
     rng = numpy.random.default_rng(2)
     x_host = rng.integers(-2, 3, size=(2, 3, 7, 8)).astype(numpy.float64)  # ties everywhere
     results = {}
-    for strategy in STRATEGIES:
+    for twin in TWINS:
         layer = MaxPool2d(kernel, stride, relu=relu)
-        layer.strategy = strategy
+        layer.twin = twin
         x = backend.asarray(x_host)
         if layout == "channel-major":
             x = backend.xp.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
         y = layer.forward(x)
         dy = backend.asarray(numpy.random.default_rng(3).integers(1, 9, size=y.shape).astype(numpy.float64))
         dx = layer.backward(dy)
-        assert dx.flags.c_contiguous == (layout == "nchw")  # dx keeps x's layout
-        results[strategy] = [backend.to_numpy(a).copy() for a in (y, dx)]
-    for ours, theirs in zip(results["tournament"], results["gather"]):
+        if twin == "gpu":
+            assert dx.flags.c_contiguous == (layout == "nchw")  # dx keeps x's layout
+        else:
+            assert is_channel_last(y) and is_channel_last(dx)  # the cpu twin works channel-last, whatever x's layout
+        results[twin] = [backend.to_numpy(a).copy() for a in (y, dx)]
+    for ours, theirs in zip(results["cpu"], results["gpu"]):
         numpy.testing.assert_array_equal(ours, theirs)
+    assert MaxPool2d(2).twin_for(backend.asarray(numpy.zeros(1))) == ("gpu" if backend.is_gpu else "cpu")
 
 
 @pytest.mark.parametrize("kernel, stride, message", [

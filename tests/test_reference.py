@@ -1,5 +1,5 @@
 """The reference layers (nets/nn/reference) as the oracle: each checked against PyTorch, by finite differences in
-float64 and (im2col/col2im) as an adjoint pair; then every fast layer, both strategies of Conv2d and MaxPool2d, the
+float64 and (im2col/col2im) as an adjoint pair; then every fast layer, both twins of Conv2d and MaxPool2d, the
 fused ReLU pooling, the loss head and the flat optimizers checked against them, forward and every gradient."""
 
 import numpy
@@ -9,8 +9,6 @@ from conftest import torch_or_skip
 from layer_checks import (check_layer_gradients, mnist_like_images, numerical_gradient, parity_tolerance,
                           relative_error, tie_free)
 from nets.nn import layers as fast
-from nets.nn.layers import conv as fast_conv
-from nets.nn.layers import pooling as fast_pooling
 from nets.nn import reference
 from nets.nn.losses import SoftmaxCrossEntropy
 from nets.nn.parameters import ParameterBuffer
@@ -36,8 +34,15 @@ def forward_backward(layer, x, dy_for):
 
 
 def channel_major(backend, x):
-    """The same (N, C, H, W) values stored as (C, N, H, W) memory, the layout the fast Conv2d hands on."""
+    """The same (N, C, H, W) values stored as (C, N, H, W) memory, the layout the gpu twins hand on."""
     return backend.xp.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+
+
+def in_layout(backend, x, layout):
+    """x as NCHW, channel-major or channel-last (N, H, W, C) memory: the cpu twins hand on the last."""
+    if layout == "channel-last":
+        return backend.xp.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    return channel_major(backend, x) if layout == "channel-major" else x
 
 
 # ------------------------------------------------------------------ the reference against PyTorch
@@ -207,14 +212,14 @@ def same_parameters(backend, oracle, layer, rng):
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
-@pytest.mark.parametrize("strategy", fast_conv.STRATEGIES)
-@pytest.mark.parametrize("layout", ["nchw", "channel-major"])
-def test_fast_conv_equals_the_reference_exactly(backend, case, strategy, layout):
+@pytest.mark.parametrize("twin", fast.TWINS)
+@pytest.mark.parametrize("layout", ["nchw", "channel-major", "channel-last"])
+def test_fast_conv_equals_the_reference_exactly(backend, case, twin, layout):
     c, f, kernel, stride, padding, h, w = case
     rng = numpy.random.default_rng(6)
     oracle = reference.Conv2d(c, f, kernel, stride, padding, rng=rng, dtype="float64", xp=backend.xp)
     layer = fast.Conv2d(c, f, kernel, stride, padding, rng=rng, dtype="float64").to(backend)
-    layer.strategy = strategy
+    layer.twin = twin
     same_parameters(backend, oracle, layer, rng)
     x = backend.asarray(integers(rng, (3, c, h, w)))
     dy = None
@@ -225,17 +230,17 @@ def test_fast_conv_equals_the_reference_exactly(backend, case, strategy, layout)
         return dy
 
     expected = host(backend, forward_backward(oracle, x, dy_for))
-    got = host(backend, forward_backward(layer, channel_major(backend, x) if layout == "channel-major" else x, dy_for))
+    got = host(backend, forward_backward(layer, in_layout(backend, x, layout), dy_for))
     for name, ours, theirs in zip(["y", "dx", "weight", "bias"], got, expected):
         numpy.testing.assert_array_equal(ours, theirs, err_msg=name)
 
 
-@pytest.mark.parametrize("strategy", fast_conv.STRATEGIES)
-def test_fast_conv_agrees_with_the_reference_in_float32(backend, strategy):
+@pytest.mark.parametrize("twin", fast.TWINS)
+def test_fast_conv_agrees_with_the_reference_in_float32(backend, twin):
     rng = numpy.random.default_rng(8)
     oracle = reference.Conv2d(16, 32, 3, rng=numpy.random.default_rng(0), xp=backend.xp)
     layer = fast.Conv2d(16, 32, 3, rng=numpy.random.default_rng(0)).to(backend)  # the same draws: the same weights
-    layer.strategy = strategy
+    layer.twin = twin
     x = backend.asarray(rng.random((8, 16, 13, 13), dtype=numpy.float32))
     dy = backend.asarray(rng.standard_normal((8, 32, 11, 11)).astype(numpy.float32))
     expected = host(backend, forward_backward(oracle, x, lambda y: dy))
@@ -246,9 +251,9 @@ def test_fast_conv_agrees_with_the_reference_in_float32(backend, strategy):
 
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("kernel, stride", POOL_CASES)
-@pytest.mark.parametrize("strategy", fast_pooling.STRATEGIES)
-@pytest.mark.parametrize("layout", ["nchw", "channel-major"])
-def test_fast_pooling_equals_the_reference_exactly_on_ties(backend, kernel, stride, relu, strategy, layout):
+@pytest.mark.parametrize("twin", fast.TWINS)
+@pytest.mark.parametrize("layout", ["nchw", "channel-major", "channel-last"])
+def test_fast_pooling_equals_the_reference_exactly_on_ties(backend, kernel, stride, relu, twin, layout):
     """MaxPool2d(relu=True) is the fused max(maxpool(x), 0): the reference runs ReLU, then MaxPool2d."""
     rng = numpy.random.default_rng(2)
     for x_host in [integers(rng, (2, 3, 7, 8), -2, 3), mnist_like_images(rng, 2, 9, 3)[:, :, :7] - 0.5]:
@@ -262,8 +267,8 @@ def test_fast_pooling_equals_the_reference_exactly_on_ties(backend, kernel, stri
         for part in reversed(oracle):
             dx = part.backward(dx)
         layer = fast.MaxPool2d(kernel, stride, relu=relu)
-        layer.strategy = strategy
-        got = host(backend, [layer.forward(channel_major(backend, x) if layout == "channel-major" else x)])
+        layer.twin = twin
+        got = host(backend, [layer.forward(in_layout(backend, x, layout))])
         got += host(backend, [layer.backward(dy)])
         for name, ours, theirs in zip(["y", "dx"], got, host(backend, [y, dx])):
             numpy.testing.assert_array_equal(ours, theirs, err_msg=name)
@@ -276,9 +281,9 @@ def test_fast_linear_relu_and_flatten_equal_the_reference_exactly(backend):
     same_parameters(backend, oracle, layer, rng)
     x, dy = backend.asarray(integers(rng, (4, 12))), backend.asarray(integers(rng, (4, 5)))
     expected = host(backend, forward_backward(oracle, x, lambda y: dy))
-    slot = layer.input_slot(4, backend.xp, numpy.float64)  # the fast form: the bias rides on a column of ones
-    slot[:, :-1] = x
-    for given in (x, slot):
+    with_ones = layer.input_with_ones(4, backend.xp, numpy.float64)  # the fast form: the bias rides on the ones
+    with_ones[:, :-1] = x
+    for given in (x, with_ones):
         for name, ours, theirs in zip(["y", "dx", "weight", "bias"],
                                       host(backend, forward_backward(layer, given, lambda y: dy)), expected):
             numpy.testing.assert_array_equal(ours, theirs, err_msg=name)

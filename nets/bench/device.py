@@ -1,4 +1,5 @@
-"""One device's benchmark: every model and batch size, nets beside torch, rows and floors into the report."""
+"""One device's benchmark: every model and batch size, nets beside torch, rows and floors into the report. On the
+CPU each implementation is timed in a process of its own (isolated.py); on a GPU they share this one."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from nets.commands import install_hint, torch_install_hint
 from nets.bench import EPOCH_IMAGES, log
 from nets.bench.flops import gemm_gflops, layer_gemms, train_flops_per_image, train_step_gemm_shapes
 from nets.bench.launches import count_kernel_launches, standin_capture, standin_launches
+from nets.bench.isolated import ImplProcesses, ImplSpec
 from nets.bench.memory import CpuPeakMemory, CupyPeakMemory, NoPeakMemory, TorchCudaPeakMemory
 from nets.bench.runners import TorchGraphRunner, make_batch, nets_runner, torch_runner
 from nets.bench.timing import alternate_rounds, spread
+from nets.nn.architecture import input_shape
 
 
 @dataclass
@@ -32,6 +35,7 @@ class Options:
     tf32: bool
     cudnn_benchmark: bool
     graphs: bool = True  # on a GPU, also each training step captured as a CUDA graph (nets_graph, torch_graph)
+    threads: int | None = None  # --threads: NumPy's BLAS limited to this many in every process (None: as it is)
 
 
 @dataclass
@@ -54,8 +58,13 @@ class Row:
     def epoch_seconds(self) -> float | None:
         return EPOCH_IMAGES / self.train_images_per_second if self.train_images_per_second else None
 
+    def set_samples(self, phase: str, values: list) -> None:
+        """The samples (images/s) of "train" or "infer", and their median as the figure."""
+        setattr(self, f"{phase}_samples_images_per_second", list(values))
+        setattr(self, f"{phase}_images_per_second", statistics.median(values))
+
     def as_json(self) -> dict:
-        data = dict(self.__dict__)
+        data = {key: value for key, value in self.__dict__.items() if key != "runner"}
         data["train_epoch_seconds"] = self.epoch_seconds
         # the best sample: less disturbed by other processes than the median on a shared machine
         for phase in ("train", "infer"):
@@ -65,128 +74,169 @@ class Row:
         return data
 
 
-def bench_device(device: str, options, torch, report: dict) -> None:
-    """All models and batch sizes on one device; appends to report["rows"] and report["floor"]."""
-    backend = backend_module.get_backend(device, seed=0)
-    torch_problem = None
+def torch_problem_on(device: str, torch, report: dict) -> str | None:
+    """Why the torch rows are skipped on `device` (said on stderr and in report["skipped"]), or None."""
+    problem = None
     if torch is None:
-        torch_problem = f"torch is not installed ({torch_install_hint()}); torch rows skipped"
+        problem = f"torch is not installed ({torch_install_hint()}); torch rows skipped"
     elif device == "gpu" and not torch.cuda.is_available():
-        torch_problem = "torch has no CUDA here (a CPU build?); torch rows skipped on the gpu"
-    if torch_problem:
-        log(f"[{device}] {torch_problem}")
-        report["skipped"].append(f"{device}: {torch_problem}")
+        problem = "torch has no CUDA here (a CPU build?); torch rows skipped on the gpu"
+    if problem:
+        log(f"[{device}] {problem}")
+        report["skipped"].append(f"{device}: {problem}")
+    return problem
 
+
+def bench_device(device: str, options, torch, report: dict) -> None:
+    """All models and batch sizes on one device; appends to report["rows"] and report["floor"]. On the CPU each
+    implementation runs in a process of its own (isolated.py); on a GPU all run here, one after another."""
+    backend = backend_module.get_backend(device, seed=0)
+    torch_problem = torch_problem_on(device, torch, report)
     if device == "gpu":
-        report["machine"]["gpu"] = backend.device_name()
-        report["versions"].update(backend.library_versions())
-        if torch is not None and torch_problem is None:
-            report["versions"]["cudnn"] = torch.backends.cudnn.version()
-            # the same float32 arithmetic as CuPy's matmul: no TF32 in torch either
-            torch.backends.cuda.matmul.allow_tf32 = options.tf32
-            torch.backends.cudnn.allow_tf32 = options.tf32
-            torch.backends.cudnn.benchmark = options.cudnn_benchmark
-        nets_probe = CupyPeakMemory(backend.xp)
-        torch_probe = TorchCudaPeakMemory(torch) if torch is not None and torch_problem is None else NoPeakMemory()
+        probes = gpu_setup(backend, options, torch if torch_problem is None else None, report)
     else:
-        cpu_probe = CpuPeakMemory() if CpuPeakMemory.available() else NoPeakMemory()
-        nets_probe = torch_probe = cpu_probe
-    report["peak_memory_method"][device] = {"nets": nets_probe.method, "torch": torch_probe.method}
-
+        probes = None
+        method = f"{CpuPeakMemory.method}; in the implementation's own process"
+        report["peak_memory_method"][device] = {impl: method for impl in ("nets", "torch")}
     square = options.gemm_size
     square_rate = gemm_gflops(backend, [(square, square, square)], options.repeats)
     report["gemm"][device] = {"square_size": square, "square_gflops": square_rate}
     log(f"[{device}] float32 GEMM {square}^3: {square_rate:.1f} GFLOP/s")
+    if device == "gpu":
+        prime_gpu(backend, options.models, torch_problem)
+    for model_name in options.models:
+        gemms = layer_gemms(model_name, input_shape(model_name)) if torch is not None else []
+        for batch_size in options.batch_sizes:
+            impls = impls_on(device, model_name, options, torch_problem)
+            if device == "cpu":
+                rows = isolated_rows(model_name, batch_size, impls, options, report["threads"])
+            else:
+                rows = in_process_rows(backend, model_name, batch_size, impls, options, probes)
+                if options.count_launches and torch_problem is None:
+                    count_gpu_launches(torch, rows)
+            for row in rows.values():
+                report["rows"].append(row.as_json())
+                log(f"[{device}] {model_name} batch {batch_size} {row.impl}: "
+                    f"train {row.train_images_per_second:,.0f} img/s, infer {row.infer_images_per_second:,.0f} img/s, "
+                    f"peak {row.peak_memory_mb if row.peak_memory_mb is not None else float('nan'):.1f} MB")
+            if gemms:
+                report["floor"].append(floor_entry(backend, model_name, device, batch_size, gemms, rows,
+                                                   square_rate, options.repeats))
+            gc.collect()
 
-    from nets.nn.models import build_model
 
-    shapes = {
-        name: tuple(build_model(name, backend=backend_module.get_backend("cpu"), dtype="float32").input_shape)
-        for name in options.models
-    }
-    # One step of everything first, so that one-time costs (loading oneDNN or cuBLAS, compiling CuPy
-    # kernels, starting thread pools) land neither in the first row's peak memory nor in its warm-up.
-    for model_name, input_shape in shapes.items():
-        x_host, labels_host = make_batch(input_shape, 2)
+def impls_on(device: str, model_name: str, options, torch_problem) -> list[str]:
+    """The implementations timed for one model on `device`: the nets, torch eager, torch with channels_last (a CNN on
+    the CPU, with --channels-last), and on a GPU each training step captured as a CUDA graph (with --graphs)."""
+    impls = ["nets"]
+    if torch_problem is None:
+        impls.append("torch")
+        if options.channels_last and device == "cpu" and len(input_shape(model_name)) == 3:
+            impls.append("torch_channels_last")
+    if options.graphs and device == "gpu":
+        impls += ["nets_graph"] + (["torch_graph"] if torch_problem is None else [])
+    return impls
+
+
+def isolated_rows(model_name, batch_size, impls, options, threads) -> dict:
+    """{impl: Row} of one model and batch size on the CPU, each implementation in a process of its own."""
+    specs = [ImplSpec(impl, model_name, batch_size, options.warmup, threads, limit_blas=options.threads is not None)
+             for impl in impls]
+    with ImplProcesses(specs) as processes:
+        rows = {spec.impl: Row(model_name, spec.impl, "cpu", batch_size, peak_memory_mb=facts["peak_mb"])
+                for spec, facts in zip(specs, processes.ready())}
+        for phase in ("train", "infer"):
+            samples = processes.samples(phase, options.repeats, options.sample_seconds, batch_size)
+            for spec, values in zip(specs, samples):
+                rows[spec.impl].set_samples(phase, values)
+    return rows
+
+
+def gpu_setup(backend, options, torch, report: dict) -> dict:
+    """Facts of the GPU into the report, torch's float32 settings (no TF32 unless asked); -> {impl kind: meter}."""
+    report["machine"]["gpu"] = backend.device_name()
+    report["versions"].update(backend.library_versions())
+    if torch is not None:
+        report["versions"]["cudnn"] = torch.backends.cudnn.version()
+        # the same float32 arithmetic as CuPy's matmul: no TF32 in torch either
+        torch.backends.cuda.matmul.allow_tf32 = options.tf32
+        torch.backends.cudnn.allow_tf32 = options.tf32
+        torch.backends.cudnn.benchmark = options.cudnn_benchmark
+    probes = {"nets": CupyPeakMemory(backend.xp), "torch": TorchCudaPeakMemory(torch) if torch else NoPeakMemory()}
+    report["peak_memory_method"]["gpu"] = {"nets": probes["nets"].method, "torch": probes["torch"].method}
+    return probes
+
+
+def prime_gpu(backend, models, torch_problem) -> None:
+    """One step of everything first, so that one-time costs (loading cuBLAS, compiling CuPy kernels) land neither in
+    the first row's peak memory nor in its warm-up."""
+    for model_name in models:
+        x_host, labels_host = make_batch(input_shape(model_name), 2)
         primers = [nets_runner(model_name, backend, x_host, labels_host)]
         if torch_problem is None:
-            primers.append(torch_runner(model_name, device, x_host, labels_host))
+            primers.append(torch_runner(model_name, "gpu", x_host, labels_host))
         for runner in primers:
             for step in (runner.train_step, runner.infer_step):
                 step()
             runner.synchronize()
-        del primers
 
-    for model_name, input_shape in shapes.items():
-        gemms = layer_gemms(model_name, input_shape) if torch is not None else []
-        for batch_size in options.batch_sizes:
-            x_host, labels_host = make_batch(input_shape, batch_size)
-            builders = [("nets", lambda: nets_runner(model_name, backend, x_host, labels_host), nets_probe)]
-            if torch_problem is None:
-                builders.append(("torch", lambda: torch_runner(model_name, device, x_host, labels_host), torch_probe))
-                if options.channels_last and device == "cpu" and len(input_shape) == 3:
-                    builders.append(("torch_channels_last",
-                                     lambda: torch_runner(model_name, device, x_host, labels_host, True), torch_probe))
-            if options.graphs and device == "gpu":
-                builders.append(("nets_graph", lambda: nets_runner(model_name, backend, x_host, labels_host, True),
-                                 nets_probe))
-                if torch_problem is None:
-                    builders.append(("torch_graph", lambda: TorchGraphRunner(model_name, x_host, labels_host),
-                                     torch_probe))
-            runners, rows = [], {}
-            for impl, build, probe in builders:
-                # built and warmed up one at a time, so each peak is its own
-                probe.start()
-                runner = build()
-                for step in (runner.train_step, runner.infer_step):
-                    for _ in range(options.warmup):
-                        step()
-                runner.synchronize()
-                rows[impl] = Row(model_name, impl, device, batch_size, peak_memory_mb=probe.stop())
-                runners.append(runner)
-            for phase in ("train", "infer"):
-                samples = alternate_rounds(runners, phase, options.repeats, options.sample_seconds, batch_size)
-                for impl, values in samples.items():
-                    setattr(rows[impl], f"{phase}_samples_images_per_second", values)
-                    setattr(rows[impl], f"{phase}_images_per_second", statistics.median(values))
-            if options.count_launches and device == "gpu":
-                for runner in runners:
-                    if torch is None or not torch.cuda.is_available():
-                        break
-                    for phase, step in (("train", runner.train_step), ("infer", runner.infer_step)):
-                        try:
-                            count = count_kernel_launches(torch, runner, step)
-                        except Exception as error:  # the profiler is optional machinery
-                            log(f"[{device}] counting kernel launches failed: {error}")
-                            count = None
-                        setattr(rows[runner.impl], f"kernel_launches_per_{phase}_step", count)
-            for row in rows.values():
-                report["rows"].append(row.as_json())
-                log(
-                    f"[{device}] {model_name} batch {batch_size} {row.impl}: "
-                    f"train {row.train_images_per_second:,.0f} img/s, infer {row.infer_images_per_second:,.0f} img/s, "
-                    f"peak {row.peak_memory_mb if row.peak_memory_mb is not None else float('nan'):.1f} MB"
-                )
-            if gemms:
-                shaped_rate = gemm_gflops(backend, train_step_gemm_shapes(gemms, batch_size), options.repeats)
-                flops_per_epoch = train_flops_per_image(gemms) * EPOCH_IMAGES
-                floor_seconds = flops_per_epoch / (shaped_rate * 1e9)
-                floor = {
-                    "model": model_name,
-                    "device": device,
-                    "batch_size": batch_size,
-                    "train_flops_per_image": train_flops_per_image(gemms),
-                    "gflop_per_epoch": flops_per_epoch / 1e9,
-                    "gemm_gflops_layer_shapes": shaped_rate,
-                    "gemm_gflops_square": square_rate,
-                    "floor_seconds": floor_seconds,
-                    "floor_seconds_at_square_rate": flops_per_epoch / (square_rate * 1e9),
-                }
-                for impl, row in rows.items():
-                    floor[f"{impl}_epoch_over_floor"] = row.epoch_seconds / floor_seconds
-                report["floor"].append(floor)
-            del runners, rows
-            gc.collect()
+
+def in_process_rows(backend, model_name, batch_size, impls, options, probes) -> dict:
+    """{impl: Row} of one model and batch size on a GPU: each implementation built and warmed up in turn (its peak
+    its own), then the samples alternating between them."""
+    x_host, labels_host = make_batch(input_shape(model_name), batch_size)
+    builders = {
+        "nets": lambda: nets_runner(model_name, backend, x_host, labels_host),
+        "torch": lambda: torch_runner(model_name, "gpu", x_host, labels_host),
+        "nets_graph": lambda: nets_runner(model_name, backend, x_host, labels_host, True),
+        "torch_graph": lambda: TorchGraphRunner(model_name, x_host, labels_host),
+    }
+    runners, rows = [], {}
+    for impl in impls:
+        probe = probes["nets" if impl.startswith("nets") else "torch"]
+        probe.start()
+        runner = builders[impl]()
+        for step in (runner.train_step, runner.infer_step):
+            for _ in range(options.warmup):
+                step()
+        runner.synchronize()
+        rows[impl] = Row(model_name, impl, "gpu", batch_size, peak_memory_mb=probe.stop())
+        rows[impl].runner = runner
+        runners.append(runner)
+    for phase in ("train", "infer"):
+        samples = alternate_rounds(runners, phase, options.repeats, options.sample_seconds, batch_size)
+        for impl, values in samples.items():
+            rows[impl].set_samples(phase, values)
+    return rows
+
+
+def count_gpu_launches(torch, rows: dict) -> None:
+    """Kernel launches per training and inference step of every row's runner, by the PyTorch profiler."""
+    for row in rows.values():
+        for phase, step in (("train", row.runner.train_step), ("infer", row.runner.infer_step)):
+            try:
+                count = count_kernel_launches(torch, row.runner, step)
+            except Exception as error:  # the profiler is optional machinery
+                log(f"[gpu] counting kernel launches failed: {error}")
+                count = None
+            setattr(row, f"kernel_launches_per_{phase}_step", count)
+
+
+def floor_entry(backend, model_name, device, batch_size, gemms, rows, square_rate, repeats) -> dict:
+    """The arithmetic floor of one model and batch size: its GEMMs' FLOPs at their measured rate, and each
+    implementation's epoch time over it."""
+    shaped_rate = gemm_gflops(backend, train_step_gemm_shapes(gemms, batch_size), repeats)
+    flops_per_epoch = train_flops_per_image(gemms) * EPOCH_IMAGES
+    floor_seconds = flops_per_epoch / (shaped_rate * 1e9)
+    floor = {
+        "model": model_name, "device": device, "batch_size": batch_size,
+        "train_flops_per_image": train_flops_per_image(gemms), "gflop_per_epoch": flops_per_epoch / 1e9,
+        "gemm_gflops_layer_shapes": shaped_rate, "gemm_gflops_square": square_rate, "floor_seconds": floor_seconds,
+        "floor_seconds_at_square_rate": flops_per_epoch / (square_rate * 1e9),
+    }
+    for impl, row in rows.items():
+        floor[f"{impl}_epoch_over_floor"] = row.epoch_seconds / floor_seconds
+    return floor
 
 
 def count_standin_launches(options, report: dict) -> None:

@@ -137,7 +137,8 @@ def standin_capture(model_name: str, batch_size: int, steps: int = 20) -> dict |
 def capture_lines(entry) -> list[str]:
     """What one standin_capture entry says, as markdown lines."""
     eager, captured = entry["eager"], entry["captured"]
-    return [f"{entry['model']}, batch {entry['batch_size']}, one full-batch step as fit() runs it (rows, gather, step): "
+    return [f"{entry['model']}, batch {entry['batch_size']}, "
+            "one full-batch step as fit() runs it (rows, gather, step): "
             f"eager {eager['host_calls_per_step']:.0f} host calls ({eager['kernel_launches_per_step']:.0f} kernel "
             f"launches); captured {captured['host_calls_per_step']:.0f} host call "
             f"({captured['graph_launches_per_step']:.0f} graph launch of {captured['kernels_per_replay']} kernels). "

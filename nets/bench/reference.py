@@ -58,8 +58,8 @@ def _merged(values: dict, model_name: str) -> dict:
 
 
 def count_launches(model_name: str, batch_size: int) -> dict | None:
-    """Per set of layers (fast, reference): {"parts": {(part, pass): launches}, "step": launches, "allocations": arrays allocated} of one
-    training step on the CuPy stand-in; None when cupy is not importable."""
+    """Per set of layers (fast, reference): {"parts": {(part, pass): launches}, "step": launches,
+    "allocations": arrays allocated} of one training step on the CuPy stand-in; None when cupy is not importable."""
     from backend.standin import standin_backend
 
     counted = {}
@@ -69,7 +69,8 @@ def count_launches(model_name: str, batch_size: int) -> dict | None:
             return None
         engine, x, labels = engine_of(layers, model_name, gpu, batch_size, steps=1)
         parts, tally = launches_by_part(engine, gpu.xp.counter, x, labels)
-        counted[layers] = {"parts": _merged(parts, model_name), "step": tally.launches, "allocations": tally.allocations}
+        counted[layers] = {"parts": _merged(parts, model_name), "step": tally.launches,
+                           "allocations": tally.allocations}
     return counted
 
 

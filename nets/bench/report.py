@@ -83,6 +83,7 @@ def new_report(options, *, torch, blas, threads: int, skipped: list, load_start,
             "torch_tf32": options.tf32,
             "torch_cudnn_benchmark": options.cudnn_benchmark,
             "order": "warm-up per implementation, then rounds alternating nets, torch, ...; medians",
+            "isolation": "cpu: each implementation in a process of its own; gpu: one process",
         },
         "peak_memory_method": {},
         "gemm": {},
@@ -140,9 +141,10 @@ def print_tables(report: dict, file=None) -> None:
           + (f", {report['machine']['gpu']}" if "gpu" in report["machine"] else "") + f"; {_load_text(report)})\n",
           file=file)
     print(throughput_table(report["rows"]), file=file)
-    print("\ntrain epoch nets/torch = torch img/s / nets img/s: the nets' epoch time over torch's (< 1: nets faster). "
-          "spread = the fastest sample over the slowest, the worse of train and infer (above "
-          f"{UNTRUSTED_SPREAD:g}: not trustworthy; – with one sample).", file=file)
+    print("\ntrain epoch nets/torch = torch img/s / nets img/s: the nets' epoch time over torch's (< 1: nets faster); "
+          "nets/channels_last the same against torch with channels_last tensors. spread = the fastest sample over the "
+          f"slowest, the worse of train and infer (above {UNTRUSTED_SPREAD:g}: not trustworthy; – with one sample).",
+          file=file)
     captured = graph_table(report["rows"])
     if captured:
         print("\n## Captured steps (CUDA graphs): epoch time over torch eager's, and over torch's own graphs\n",
@@ -182,36 +184,39 @@ def worst_spread(row: dict) -> str:
     return f"{max(values):.2f}" + ("!" if max(values) > UNTRUSTED_SPREAD else "")
 
 
+REFERENCES = ("torch", "torch_channels_last")  # the columns beside the nets, where rows of them exist
+SHORT = {"torch": "torch", "torch_channels_last": "channels_last"}
+
+
 def throughput_table(rows) -> str:
-    """One line per (model, device, batch): nets and torch images/s, the nets/torch epoch-time ratio."""
+    """One line per (model, device, batch): images/s of the nets, torch eager and (where timed) torch with
+    channels_last, and the nets' epoch time over each; then the rows of other implementations and launch counts."""
     by_key: dict[tuple, dict] = {}
     for row in rows:
         by_key.setdefault((row["model"], row["device"], row["batch_size"]), {})[row["impl"]] = row
-    lines = [
-        "| model | device | batch | train img/s nets | train img/s torch | train epoch nets/torch "
-        "| infer img/s nets | infer img/s torch | infer nets/torch | 60k epoch s nets | 60k epoch s torch "
-        "| peak MB nets | peak MB torch | spread nets / torch |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    peers = [impl for impl in REFERENCES if impl == "torch" or any(impl in impls for impls in by_key.values())]
+    names = [SHORT[impl] for impl in peers]
+    header = ["model", "device", "batch"]
+    for phase, word in (("train", "train epoch"), ("infer", "infer")):
+        header += [f"{phase} img/s nets", *(f"{phase} img/s {name}" for name in names)]
+        header += [f"{word} nets/{name}" for name in names]
+    header += ["60k epoch s nets", *(f"60k epoch s {name}" for name in names)]
+    header += [f"peak MB nets / {' / '.join(names)}", f"spread nets / {' / '.join(names)}"]
+    lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
     for (model, device, batch), impls in by_key.items():
-        nets, torch_row = impls.get("nets", {}), impls.get("torch", {})
-
-        def ratio(key):
-            if nets.get(key) and torch_row.get(key):
-                return f"{torch_row[key] / nets[key]:.2f}"
-            return "–"
-
-        lines.append(
-            f"| {model} | {device} | {batch} "
-            f"| {fmt(nets.get('train_images_per_second'))} | {fmt(torch_row.get('train_images_per_second'))} "
-            f"| {ratio('train_images_per_second')} "
-            f"| {fmt(nets.get('infer_images_per_second'))} | {fmt(torch_row.get('infer_images_per_second'))} "
-            f"| {ratio('infer_images_per_second')} "
-            f"| {fmt(nets.get('train_epoch_seconds'), 2)} | {fmt(torch_row.get('train_epoch_seconds'), 2)} "
-            f"| {fmt(nets.get('peak_memory_mb'), 1)} | {fmt(torch_row.get('peak_memory_mb'), 1)} "
-            f"| {worst_spread(nets)} / {worst_spread(torch_row)} |"
-        )
-    extra = [row for row in rows if row["impl"] not in ("nets", "torch")]
+        nets = impls.get("nets", {})
+        cells = [model, device, str(batch)]
+        for phase in ("train", "infer"):
+            key = f"{phase}_images_per_second"
+            cells += [fmt(nets.get(key)), *(fmt(impls.get(impl, {}).get(key)) for impl in peers)]
+            cells += [_ratio(impls.get(impl, {}).get(key), nets.get(key)) for impl in peers]
+        cells += [fmt(nets.get("train_epoch_seconds"), 2),
+                  *(fmt(impls.get(impl, {}).get("train_epoch_seconds"), 2) for impl in peers)]
+        measured = [nets, *(impls.get(impl, {}) for impl in peers)]
+        cells.append(" / ".join(fmt(row.get("peak_memory_mb"), 1) for row in measured))
+        cells.append(" / ".join(worst_spread(row) for row in measured))
+        lines.append("| " + " | ".join(cells) + " |")
+    extra = [row for row in rows if row["impl"] not in ("nets", *peers)]
     if extra:
         lines += ["", "| model | device | batch | impl | train img/s | infer img/s | 60k epoch s | peak MB | spread |"]
         lines.append("|---|---|---:|---|---:|---:|---:|---:|---:|")
@@ -221,16 +226,25 @@ def throughput_table(rows) -> str:
                 f"| {fmt(row['train_images_per_second'])} | {fmt(row['infer_images_per_second'])} "
                 f"| {fmt(row['train_epoch_seconds'], 2)} | {fmt(row['peak_memory_mb'], 1)} | {worst_spread(row)} |"
             )
+    return "\n".join(lines + _launch_lines(rows))
+
+
+def _ratio(peer_rate, nets_rate) -> str:
+    """The nets' time over a peer's: the peer's images/s over the nets' (below 1: the nets are faster)."""
+    return f"{peer_rate / nets_rate:.2f}" if peer_rate and nets_rate else "–"
+
+
+def _launch_lines(rows) -> list[str]:
     launches = [row for row in rows if row.get("kernel_launches_per_train_step") is not None]
-    if launches:
-        lines += ["", "| model | device | batch | impl | kernels / train step | kernels / infer step |"]
-        lines.append("|---|---|---:|---|---:|---:|")
-        for row in launches:
-            lines.append(
-                f"| {row['model']} | {row['device']} | {row['batch_size']} | {row['impl']} "
-                f"| {fmt(row['kernel_launches_per_train_step'], 1)} | {fmt(row['kernel_launches_per_infer_step'], 1)} |"
-            )
-    return "\n".join(lines)
+    if not launches:
+        return []
+    lines = ["", "| model | device | batch | impl | kernels / train step | kernels / infer step |",
+             "|---|---|---:|---|---:|---:|"]
+    for row in launches:
+        lines.append(f"| {row['model']} | {row['device']} | {row['batch_size']} | {row['impl']} "
+                     f"| {fmt(row['kernel_launches_per_train_step'], 1)} "
+                     f"| {fmt(row['kernel_launches_per_infer_step'], 1)} |")
+    return lines
 
 
 def graph_table(rows) -> str:
@@ -263,17 +277,21 @@ def graph_table(rows) -> str:
 
 
 def floor_table(floors, gemm) -> str:
+    """The arithmetic floor of every model and batch size, and each implementation's epoch time over it."""
+    peers = [impl for impl in REFERENCES if any(f"{impl}_epoch_over_floor" in floor for floor in floors)]
+    peers = peers or ["torch"]
     lines = [
         "| model | device | batch | GFLOP / 60k epoch | GEMM GFLOP/s (layer shapes) | floor s "
-        "| floor s at square GEMM rate | nets epoch / floor | torch epoch / floor |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| floor s at square GEMM rate | nets epoch / floor | "
+        + " | ".join(f"{SHORT[impl]} epoch / floor" for impl in peers) + " |",
+        "|---|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(peers),
     ]
     for floor in floors:
         lines.append(
             f"| {floor['model']} | {floor['device']} | {floor['batch_size']} | {floor['gflop_per_epoch']:.1f} "
             f"| {floor['gemm_gflops_layer_shapes']:.1f} | {floor['floor_seconds']:.2f} "
-            f"| {floor['floor_seconds_at_square_rate']:.2f} "
-            f"| {fmt(floor.get('nets_epoch_over_floor'), 1)} | {fmt(floor.get('torch_epoch_over_floor'), 1)} |"
+            f"| {floor['floor_seconds_at_square_rate']:.2f} | {fmt(floor.get('nets_epoch_over_floor'), 1)} | "
+            + " | ".join(fmt(floor.get(f"{impl}_epoch_over_floor"), 1) for impl in peers) + " |"
         )
     for device, facts in gemm.items():
         lines.append(f"\n{device}: float32 GEMM {facts['square_size']}^3 runs at {facts['square_gflops']:.1f} GFLOP/s.")

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import numpy
 
-from backend import array_module, to_numpy
+from backend import to_numpy
 
 from nets.nn.architecture import MODEL_NAMES, check_shapes, complete_config, input_shape, output_count, walk
 from nets.nn.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU
+from nets.nn.layers.base import module_of
 from nets.nn.losses import SoftmaxCrossEntropy, softmax_cross_entropy
 from nets.nn.parameters import ParameterBuffer
 
@@ -28,14 +29,17 @@ class Model:
     part of any parameter name. All parameters live in one ParameterBuffer (nets/nn/parameters.py).
 
     Inside a training step the layers hand each other the arrays they keep (see layers/base.py): a ReLU
-    writes straight into the next Linear's input slot, whose column of ones carries the bias into the
-    matrix product, and the first Linear's slot is where the batch is gathered (`input_slot`).
+    writes straight into the next Linear's input_with_ones, whose column of ones carries the bias into the
+    matrix product, and the first Linear's is where the batch is gathered (`input_with_ones`).
     """
 
     name = "model"
     layer_set = "fast"  # train.py --layers fast; nets/nn/reference/models.py builds the same nets from the reference
     # Fewest examples per CPU worker thread worth splitting a batch for (nets/train/parallel.py); None: never split.
     min_per_worker = None
+    # Most examples one CPU thread runs through the layers at a time: in training (nets/train/parallel.py) and in
+    # prediction (predict_step, the layers before the first Linear); None: the whole batch at once.
+    train_chunk = predict_chunk = None
 
     def __init__(self, config, *, backend, dtype="float32", init="he", rng=None, shared_values=None):
         """config: a model config (complete_config checks it); shared_values: another model's parameters().flat to
@@ -47,6 +51,8 @@ class Model:
         self.input_shape, self.classes = input_shape(config), output_count(config)
         self.layers = build_layers(config, rng=backend.rng if rng is None else rng, init=init, dtype=self.dtype)
         self._parameters = ParameterBuffer(self.layers, backend.xp, self.dtype, shared_values=shared_values)
+        self._first_linear = next((index for index, (_, layer) in enumerate(self.layers) if isinstance(layer, Linear)),
+                                  len(self.layers))  # predict_step chunks the layers before it
 
     def _input(self, x):
         x = self.backend.asarray(x, dtype=self.dtype)
@@ -59,8 +65,7 @@ class Model:
 
     def forward(self, x, train=True):
         """x: (N, *input_shape) -> logits (N, classes), a fresh array; x is cast to the model's dtype."""
-        logits = self.forward_step(self._input(x), train=train)
-        return logits.copy() if train else logits
+        return (self.forward_step(self._input(x), train=True) if train else self.predict_step(x)).copy()
 
     @property
     def io(self):
@@ -71,25 +76,49 @@ class Model:
         """Logits (N, classes) in evaluation mode: x (N, *input_shape), host or device, any float dtype."""
         return self.forward(x, train=False)
 
-    def forward_step(self, x, train=True):
+    def forward_step(self, x, train=True, start=0, stop=None, into=None):
         """The forward a training step runs: x is on the device in the model's dtype, either (N, *input_shape)
-        or, for a model whose first layer is Linear, its input slot (`input_slot`). In training the
-        logits are the last layer's buffer, overwritten by the next step."""
+        or, for a model whose first layer is Linear, its input with a column of ones (`input_with_ones`). In
+        training the logits are the last layer's buffer, overwritten by the next step. A layer that can writes its
+        result into the next Linear's input with ones. start, stop: run only layers[start:stop], the last of them
+        writing into `into` (rows of the next Linear's input with ones) when given."""
         layers = self.layers
-        for index, (_, layer) in enumerate(layers):
-            slot = None
-            if train and layer.writes_into_slots and index + 1 < len(layers) and isinstance(layers[index + 1][1], Linear):
-                slot = layers[index + 1][1].input_slot(x.shape[0], array_module(x), x.dtype)
-            y = layer.forward(x, train=train, out=None if slot is None else slot[:, :-1])
-            x = y if slot is None else slot
+        stop = len(layers) if stop is None else stop
+        for index in range(start, stop):
+            layer = layers[index][1]
+            following = layers[index + 1][1] if index + 1 < len(layers) else None
+            with_ones = into if index == stop - 1 else None
+            if with_ones is None and layer.writes_into_next_input and isinstance(following, Linear):
+                with_ones = following.input_with_ones(x.shape[0], module_of(x), x.dtype, train)
+            y = layer.forward(x, train=train, out=None if with_ones is None else with_ones[:, :-1])
+            x = y if with_ones is None else with_ones
         return x
 
-    def input_slot(self, n):
-        """Where a training step gathers a batch of n: the first Linear's (n, in + 1) slot (write the images
-        into slot[:, :-1]), or None when the first layer takes a plain array."""
+    def predict_step(self, x):
+        """Logits (N, classes) in evaluation mode of x (N, *input_shape), cast to the model's dtype: the layers keep
+        nothing for backward and reuse their evaluation buffers. On the CPU, the layers before the first Linear run
+        a batch of more than `predict_chunk` examples in chunks of exactly that many (the last one overlapping the one
+        before), so their buffers are sized once whatever the batch, and stay small; each chunk's features land in
+        their rows of the first Linear's input, and the Linear layers take the whole batch at once (a product of
+        more rows reads the weights fewer times). The result is a buffer of this model's, overwritten by its next
+        prediction of as many examples."""
+        x = self._input(x)
+        n, layers, head = x.shape[0], self.layers, self._first_linear
+        chunk = self.predict_chunk
+        if head == 0 or chunk is None or n <= chunk or self.backend.is_gpu:
+            return self.forward_step(x, train=False)
+        features = layers[head][1].input_with_ones(n, self.backend.xp, self.dtype, train=False)
+        for start in range(0, n, chunk):
+            start = min(start, n - chunk)  # rows the last chunk shares with the one before get the same values again
+            self.forward_step(x[start:start + chunk], False, 0, head, into=features[start:start + chunk])
+        return self.forward_step(features, False, head)
+
+    def input_with_ones(self, n):
+        """Where a training step gathers a batch of n: the first Linear's (n, in + 1) input with a column of ones
+        (write the images into [:, :-1]), or None when the first layer takes a plain array."""
         first = self.layers[0][1]
         if isinstance(first, Linear):
-            return first.input_slot(n, self.backend.xp, self.dtype)
+            return first.input_with_ones(n, self.backend.xp, self.dtype)
         return None
 
     def backward(self, dlogits, need_input_grad=True):
@@ -109,8 +138,8 @@ class Model:
         return dy
 
     def loss_head(self):
-        """The loss a training step runs on the logits (NetsEngine.train_step, nets/train/engine.py): dlogits out, totals
-        kept."""
+        """The loss a training step runs on the logits (NetsEngine.train_step, nets/train/engine.py): dlogits out,
+        totals kept."""
         return SoftmaxCrossEntropy(self.classes)
 
     def loss_and_gradients(self, x, labels):
@@ -209,6 +238,7 @@ class CNN(Model):
 
     name = "cnn"
     min_per_worker = 32  # fewer examples per thread gain nothing from the split (docs/performance.md)
+    train_chunk = predict_chunk = 32  # docs/performance.md: the chunk sizes measured
 
     def __init__(self, in_channels=1, channels=(16, 32), hidden=48, classes=10, image_size=28, *, backend,
                  dtype="float32", init="he", rng=None, shared_values=None):

@@ -80,7 +80,7 @@ class Engine(Protocol):
     def reset_totals(self) -> None: ...
 
     def predict(self, x):
-        """Logits (N, classes) of a batch on the device, in evaluation mode."""
+        """Logits (N, classes) of a batch on the device, in evaluation mode (valid until the next predict)."""
 
     def add_loss_and_hits(self, logits, labels, total) -> None:
         """total (2,) float64 on the device += [summed cross-entropy, correct predictions] of a batch (no read)."""
@@ -102,10 +102,10 @@ class NetsEngine:
         loss_sum, hits = engine.totals()                   # the running totals, read in one host sync
 
     Every array a step writes has a stable home between steps: the layers' buffers, the loss head's workspace and
-    the input homes here, one set per batch size. At batch 128 a step launches 38 kernels for the MLP and 57 for
+    the input homes here, one set per batch size. At batch 128 a step launches 38 kernels for the MLP and 56 for
     the CNN, as the strict CuPy stand-in counts them (tests/test_launch_budget.py holds them to their budgets); the
     optimizer is planned ahead (`plan`) so the learning rate is read on the device too, and, when capturable (the
-    step a CUDA graph replays), picked at a device index: 2 launches more, 40 and 59.
+    step a CUDA graph replays), picked at a device index: 2 launches more, 40 and 58.
     """
 
     impl = "nets"
@@ -134,13 +134,13 @@ class NetsEngine:
 
     def homes(self, n):
         """(x, images, labels) homes for a batch of n: x is what the model takes, images the part of it that
-        holds the pixels (the first Linear's input slot keeps a column of ones beside them), labels (n,) int64."""
+        holds the pixels (the first Linear's input_with_ones keeps a column of ones beside them), labels (n,) int64."""
         homes = self._homes.get(n)
         if homes is None:
             model, xp = self.model, self.model.backend.xp
-            slot = model.input_slot(n)
-            if slot is not None:
-                x, images = slot, slot[:, :-1]
+            with_ones = model.input_with_ones(n)
+            if with_ones is not None:
+                x, images = with_ones, with_ones[:, :-1]
             else:
                 x = images = xp.empty((n, *model.input_shape), dtype=model.dtype)
             homes = self._homes[n] = (x, images, xp.empty(n, dtype=numpy.int64))
@@ -187,10 +187,11 @@ class NetsEngine:
             self.parallel.reset_totals()
 
     def predict(self, x):
-        """Logits (N, classes) in evaluation mode (split over CPU threads when it pays)."""
+        """Logits (N, classes) in evaluation mode (split over CPU threads when it pays): a buffer the next prediction
+        of as many examples overwrites."""
         if self.parallel is not None and self.parallel.splits(len(x)):
             return self.parallel.forward(x)
-        return self.model.forward(x, train=False)
+        return self.model.predict_step(x)
 
     def add_loss_and_hits(self, logits, labels, total) -> None:
         """total (2,) float64 on the device += [summed cross-entropy, correct predictions] of a batch's logits."""

@@ -3,14 +3,16 @@
 Why: on the CPU, NumPy runs each element-wise pass (im2col copies, col2im adds, pooling, ReLU) on one core,
 while BLAS spreads only the matrix products over the others. Splitting the batch across threads, each with
 a single-threaded BLAS, keeps every core busy for the whole step (NumPy releases the GIL inside its loops).
-Measured on 2 cores, CNN, batch 128, float32: 18.0 ms -> 12.1 ms per training step; at batch 32 it gained
-nothing (4.45 -> 4.59 ms), and the MLP's 0.8 ms steps ran 1.6x slower split: each model class says in
-`min_per_worker` how many examples a worker needs to be worth it (None: never split).
+A short step gains less from the split than the hand-off to the threads costs, so each model class says in
+`min_per_worker` how many examples a worker needs to be worth it (None: never split); docs/performance.md has
+the timings behind those numbers.
 
 The replicas compute with the model's own parameter buffer (`shared_values`: optimizers update it in place,
-so every replica sees each update) and keep their own activations, buffers, gradients and loss head. The
-batch gradient is the size-weighted mean of the replicas' gradients, exactly what one pass over the whole
-batch computes, combined over the flat gradient buffers in a few whole-buffer operations:
+so every replica sees each update) and keep their own activations, buffers, gradients and loss head. Each
+worker runs its share in chunks of at most the model's `train_chunk` examples (forward and backward of one chunk,
+then the next), so its buffers are sized for a chunk, not a share. The batch gradient is the size-weighted mean
+of the chunks' gradients, what one pass over the whole batch computes up to float rounding, combined over the
+flat gradient buffers in a few whole-buffer operations:
 
     loss = sum_i n_i * loss_i / N,    grad = sum_i n_i * grad_i / N
 
@@ -140,7 +142,8 @@ class DataParallel:
                          for _ in range(self.workers if self._threads is not None else 0)]
         self.heads = [SoftmaxCrossEntropy(model.classes) for _ in self.replicas]
         self._blas = _single_threaded_blas()
-        self._scratch = None
+        self._sums = [None] * len(self.replicas)  # each replica's weighted sum of its chunks' gradients
+        self._logits = {}  # batch size -> the logits forward fills share by share
 
     def _workers_for(self, count) -> int:
         """How many workers share a batch of `count`: each gets at least min_per_worker examples."""
@@ -162,39 +165,66 @@ class DataParallel:
         """Fill the model's gradient buffer with the gradient over the whole batch; the replicas' heads
         add the batch's loss and hits to their totals. This thread runs the first share, the workers the others."""
         count = len(labels)
-        if tuple(x.shape[1:]) != tuple(self.model.input_shape):  # the model's input slot: its pixels, without the
-            x = x[:, :-1]  # column of ones, which each replica's first Linear keeps in a slot of its own
+        if tuple(x.shape[1:]) != tuple(self.model.input_shape):  # the model's input_with_ones: its pixels, without
+            x = x[:, :-1]  # the column of ones, which each replica's first Linear keeps in an array of its own
         shares = self._shares(count)
-        others = [(self._share_gradients, (index, x, labels, *share)) for index, share in enumerate(shares) if index]
-        (start, stop), replica = shares[0], self.replicas[0]
+        others = [(self._share_gradients, (index, x, labels, share, count)) for index, share in enumerate(shares)
+                  if index]
+        replica, head = self.replicas[0], self.heads[0]
         with self._single_threaded_blas(), self._threads.running(others):
-            logits = replica.forward_step(x[start:stop], train=True)
-            replica.backward_step(self.heads[0](logits, labels[start:stop]))
-        total = self.model.gradients().flat
-        xp = self.model.backend.xp
-        if self._scratch is None:
-            self._scratch = xp.empty_like(total)
-        for index, (start, stop) in enumerate(shares):
-            part = self.replicas[index].gradients().flat
-            weight = (stop - start) / count
-            if index == 0:
-                xp.multiply(part, weight, out=total)
-            else:
-                total += xp.multiply(part, weight, out=self._scratch)
+            for first, (start, stop) in enumerate(self._chunks(*shares[0])):
+                logits = replica.forward_step(x[start:stop], train=True)
+                replica.backward_step(head(logits, labels[start:stop]))
+                self._accumulate(0, (stop - start) / count, first == 0)
+        total, sums = self.model.gradients().flat, self._sums
+        if len(shares) == 1:
+            total[...] = sums[0]
+        else:
+            self.model.backend.xp.add(sums[0], sums[1], out=total)
+        for index in range(2, len(shares)):
+            total += sums[index]
 
-    def _share_gradients(self, index, x, labels, start, stop) -> None:
-        replica = self.replicas[index]
-        logits = replica.forward_step(x[start:stop], train=True)
-        replica.backward_step(self.heads[index](logits, labels[start:stop]))
+    def _share_gradients(self, index, x, labels, share, count) -> None:
+        replica, head = self.replicas[index], self.heads[index]
+        for first, (start, stop) in enumerate(self._chunks(*share)):
+            logits = replica.forward_step(x[start:stop], train=True)
+            replica.backward_step(head(logits, labels[start:stop]))
+            self._accumulate(index, (stop - start) / count, first == 0)
+
+    def _chunks(self, start, stop) -> list:
+        """A share (start, stop) as chunks of at most the model's train_chunk examples, of (nearly) equal sizes."""
+        chunk = self.model.train_chunk or (stop - start)
+        pieces = -(-(stop - start) // chunk)
+        bounds = numpy.linspace(start, stop, pieces + 1).round().astype(int).tolist()
+        return list(zip(bounds[:-1], bounds[1:]))
+
+    def _accumulate(self, index, weight, first) -> None:
+        """Replica `index`'s chunk gradient, weighted by the chunk's share of the batch, into its running sum (the
+        replica's gradient buffer is scaled in place: its next backward overwrites it anyway)."""
+        xp, gradient = self.model.backend.xp, self.replicas[index].gradients().flat
+        if self._sums[index] is None:
+            self._sums[index] = xp.empty_like(gradient)
+        if first:
+            xp.multiply(gradient, weight, out=self._sums[index])
+        else:
+            gradient *= weight
+            self._sums[index] += gradient
 
     def forward(self, x):
-        """Evaluation logits of a batch, split across the workers (the caller checks `splits` first)."""
-        shares = self._shares(len(x))
-        others = [(self.replicas[index].forward, (x[start:stop], False))
-                  for index, (start, stop) in enumerate(shares) if index]
-        with self._single_threaded_blas(), self._threads.running(others) as results:
-            first = self.replicas[0].forward(x[shares[0][0]:shares[0][1]], train=False)
-        return numpy.concatenate([first, *results])
+        """Evaluation logits of a batch, split across the workers (the caller checks `splits` first): each writes
+        its share into one array kept per batch size, which the next prediction of as many examples overwrites."""
+        count = len(x)
+        logits = self._logits.get(count)
+        if logits is None:
+            logits = self._logits[count] = numpy.empty((count, self.model.classes), dtype=self.model.dtype)
+        shares = self._shares(count)
+        others = [(self._share_logits, (index, x, logits, *share)) for index, share in enumerate(shares) if index]
+        with self._single_threaded_blas(), self._threads.running(others):
+            self._share_logits(0, x, logits, *shares[0])
+        return logits
+
+    def _share_logits(self, index, x, logits, start, stop) -> None:
+        logits[start:stop] = self.replicas[index].predict_step(x[start:stop])
 
     def totals(self) -> tuple[float, int]:
         loss, hits = 0.0, 0

@@ -64,7 +64,10 @@ class ReferenceForTraining:
     def backward_step(self, dlogits, need_input_grad=False):
         return self.model.backward(dlogits)
 
-    def input_slot(self, n):
+    def predict_step(self, x):
+        return self.model.predict(x)
+
+    def input_with_ones(self, n):
         return None  # a batch is a plain (N, *input_shape) array
 
     def loss_head(self):

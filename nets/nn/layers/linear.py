@@ -9,15 +9,15 @@ ones, x1 = [x, 1] (N, in + 1), the whole layer is one matrix product and so is i
 
 A plain (N, in) input works too (a product, then the bias added; the bias gradient a column sum). The
 layer before can hand over the (N, in + 1) form for free by writing its result into
-`input_slot(N)[:, :in]`, a buffer this layer keeps whose last column holds ones; forward takes the
-slot itself (and only it: any other (N, in + 1) array is refused) as that form.
+`input_with_ones(N)[:, :in]`, a buffer this layer keeps whose last column holds ones; forward takes that
+buffer itself (and only it: any other (N, in + 1) array is refused) as x1.
 """
 
 from __future__ import annotations
 
-from backend import array_module, gemm
+from backend import gemm
 
-from nets.nn.layers.base import Layer, he_or_torch_init
+from nets.nn.layers.base import Layer, he_or_torch_init, module_of
 from nets.nn.layers.conv import check_whole
 
 __all__ = ["Linear"]
@@ -28,7 +28,7 @@ def _ones_in_last_column(array):
 
 
 class Linear(Layer):
-    """x: (N, in_features), or this layer's (N, in_features + 1) input slot -> y: (N, out_features).
+    """x: (N, in_features), or this layer's input_with_ones (N, in_features + 1) -> y: (N, out_features).
 
     params: weight (out_features, in_features), bias (out_features,), views of the block (in + 1, out).
     Parameters start on the host (drawn from the numpy Generator `rng`, see `he_or_torch_init`);
@@ -43,40 +43,45 @@ class Linear(Layer):
         weight, bias = he_or_torch_init(rng, (self.out_features, self.in_features), self.in_features, init, dtype)
         self.params = {"weight": weight, "bias": bias}
         self.grads = {"weight": weight * 0, "bias": bias * 0}
-        self._x, self._x_is_slot = None, False
+        self._x, self._x_has_ones = None, False
         self._start_on_the_host()
 
     def block_views(self, block) -> dict:
         return {"weight": block[:-1].T, "bias": block[-1]}
 
-    def input_slot(self, n, xp, dtype):
-        """An (n, in + 1) array this layer keeps, last column ones: write the input into [:, :in], then
-        pass the slot itself to forward."""
-        return self._buffer("input_slot", xp, (n, self.in_features + 1), dtype, fill=_ones_in_last_column)
+    def input_with_ones(self, n, xp, dtype, train=True):
+        """An (n, in + 1) array this layer keeps, its last column ones: write the input into [:, :in], then
+        pass the whole array to forward, and the bias rides in the product. Training and evaluation have one
+        each (`train`), so a prediction between a training forward and its backward leaves the latter's alone."""
+        key = "input_with_ones" if train else "input_with_ones_eval"
+        return self._buffer(key, xp, (n, self.in_features + 1), dtype, fill=_ones_in_last_column)
 
-    def _slot(self, n, dtype):
-        cached = self._buffers.get(("input_slot", (n, self.in_features + 1), dtype))
-        return None if cached is None else cached[1]
+    def _is_kept_input_with_ones(self, x) -> bool:
+        for key in ("input_with_ones", "input_with_ones_eval"):
+            cached = self._buffers.get((key, (x.shape[0], self.in_features + 1), x.dtype))
+            if cached is not None and x is cached[1]:
+                return True
+        return False
 
     def forward(self, x, train=True, out=None):
-        """x: (N, in), or the layer's input slot (N, in + 1) -> (N, out); caches x when train."""
+        """x: (N, in), or the layer's input_with_ones (N, in + 1) -> (N, out); caches x when train."""
         block = self._block
-        slot = x.ndim == 2 and x is self._slot(x.shape[0], x.dtype)
-        if not slot and (x.ndim != 2 or x.shape[1] != self.in_features):
+        has_ones = x.ndim == 2 and self._is_kept_input_with_ones(x)
+        if not has_ones and (x.ndim != 2 or x.shape[1] != self.in_features):
             raise ValueError(
                 f"Linear({self.in_features}, {self.out_features}) takes (N, {self.in_features}) inputs, "
                 f"got shape {tuple(x.shape)}; flatten the input first."
             )
-        xp = array_module(x, block)
-        if out is None and train:
-            out = self._buffer("y", xp, (x.shape[0], self.out_features), x.dtype)
-        if slot:  # ones last: the bias rides in the product
+        xp = module_of(x, block)
+        if out is None:
+            out = self._buffer("y" if train else "y_eval", xp, (x.shape[0], self.out_features), x.dtype)
+        if has_ones:  # ones last: the bias rides in the product
             y = gemm(x, block, out)
         else:
             y = gemm(x, block[:-1], out)
             y += block[-1]
         if train:
-            self._x, self._x_is_slot = x, slot
+            self._x, self._x_has_ones = x, has_ones
         return y
 
     def backward(self, dy, need_input_grad=True):
@@ -87,8 +92,8 @@ class Linear(Layer):
         if self._x is None:
             raise RuntimeError("Linear.backward needs a forward(x, train=True) first.")
         x, block, grad_block = self._x, self._block, self._grad_block
-        xp = array_module(dy, x)
-        if self._x_is_slot:
+        xp = module_of(dy, x)
+        if self._x_has_ones:
             gemm(x.T, dy, grad_block)
         else:
             gemm(x.T, dy, grad_block[:-1])

@@ -1,15 +1,16 @@
 """Max pooling that remembers which pixel won each window (the first maximum, as PyTorch does).
 
 Read nets/nn/reference/pooling.py first: the same function, plainly. Ties: MNIST backgrounds are full of exact
-ties, and a plain `x == max` mask would send the gradient to every tied pixel; both strategies below keep the
+ties, and a plain `x == max` mask would send the gradient to every tied pixel; both twins below keep the
 FIRST maximum of each window in row-major order, exactly PyTorch's choice. NaN inputs are not supported.
-Two strategies, chosen per backend in `strategy_for`:
+Two twins, chosen by the Layer base (layers/base.py):
 
-"tournament" (the CPU; MaxPool2d.forward_cpu, backward_cpu, in layers/tournament.py). Window maxima as
-knockout tournaments over shifted views of the image memory: a few long SIMD loops over whole images
-instead of NumPy's short inner loops over windows. The method, step by step, is in that file's docstring.
+forward_cpu / backward_cpu: window maxima as knockout tournaments over strided views of channel-last images
+(layers/tournament.py, module functions): a few element-wise passes over whole images, each moving C-vectors
+or whole rows, instead of NumPy's short inner loops over windows. y and dx come back channel-last. The method,
+step by step, is in that file's docstring.
 
-"gather" (the GPU, where a step costs its launches; MaxPool2d.forward_gpu, backward_gpu, below). One `take`
+forward_gpu / backward_gpu, where a step costs its launches: one `take`
 copies every window into a column of a (KH * KW, windows) matrix; `max` and `argmax` down the columns give
 the result and the first maximum (3 launches in all, against 6 or more for the tournaments). With relu=True
 the matrix has a leading row of zeros, so the maximum is already rectified and a window whose maximum is
@@ -20,16 +21,12 @@ overlap.
 
 from __future__ import annotations
 
-from backend import array_module, is_device_array
-
-from nets.nn.layers import gather
-from nets.nn.layers.base import Layer
+from nets.nn.layers import gather, tournament
+from nets.nn.layers.base import Layer, module_of
 from nets.nn.layers.conv import check_pair, check_whole, conv_output_size
-from nets.nn.layers.tournament import TournamentPooling, pairing_tree
+from nets.nn.layers.tournament import pairing_tree
 
-__all__ = ["MaxPool2d", "STRATEGIES", "pairing_tree"]
-
-STRATEGIES = ("tournament", "gather")
+__all__ = ["MaxPool2d", "pairing_tree"]
 
 
 def _zero_first_row(array):
@@ -40,17 +37,16 @@ def _zero_in_last_cell(array):
     array[-1] = 0
 
 
-class MaxPool2d(TournamentPooling, Layer):
+class MaxPool2d(Layer):
     """x: (N, C, H, W) -> y: (N, C, OH, OW), OH = (H - kernel) // stride + 1 (no padding).
 
-    Any kernel and stride; stride defaults to the kernel size as in PyTorch. y is NCHW; dx keeps
-    x's layout (NCHW or channel-major). forward chooses the strategy (`strategy_for`) and backward follows:
-    forward_cpu / backward_cpu (layers/tournament.py) or forward_gpu / backward_gpu (below).
+    Any kernel and stride; stride defaults to the kernel size as in PyTorch. x may be in any memory layout. The
+    twins: forward_cpu / backward_cpu (the tournaments of layers/tournament.py; y and dx channel-last) and
+    forward_gpu / backward_gpu (below; y NCHW, dx in x's layout); `layer.twin` forces one (layers/base.py).
 
     relu=True makes it max(maxpool(x), 0), which equals maxpool(relu(x)) with the same gradient,
     ties included (a window whose first maximum is <= 0 sends no gradient either way; one with
     a positive maximum picks the same first pixel): a ReLU folded into the pass that writes y.
-    strategy: "tournament" or "gather" to force one; None picks per backend (see `strategy_for`).
     """
 
     def __init__(self, kernel_size, stride=None, *, relu=False):
@@ -61,42 +57,41 @@ class MaxPool2d(TournamentPooling, Layer):
             raise ValueError("give MaxPool2d an explicit stride when the kernel is not square.")
         self.kernel_size = (kh, kw)
         self.stride = check_whole(stride, "MaxPool2d stride") if stride is not None else kh
-        self.strategy = None
-        self._row_tree, self._column_tree = pairing_tree(kw), pairing_tree(kh)
-        self._cache = None
+        self._cache = None  # what the last training forward kept for backward (its twin's own form)
         self._tables = {}
+        self._trees = (pairing_tree(kw), pairing_tree(kh))  # the cpu twin's tournaments: row stage, column stage
 
-    def strategy_for(self, x) -> str:
-        """The one place the strategy is chosen: gather on a device (launches), tournament on the host (SIMD)."""
-        if self.strategy is not None:
-            return self.strategy
-        return "gather" if is_device_array(x) else "tournament"
-
-    def forward(self, x, train=True, out=None):
-        """x: (N, C, H, W) -> (N, C, OH, OW); keeps what backward needs when train."""
+    def check_input(self, x) -> None:
         if x.ndim != 4:
             raise ValueError(f"MaxPool2d takes (N, C, H, W) inputs, got shape {tuple(x.shape)}.")
         if x.shape[0] == 0 or x.shape[1] == 0:
-            raise ValueError(f"MaxPool2d got an empty input of shape {tuple(x.shape)}; pass at least one image and channel.")
-        xp = array_module(x)
-        if self.strategy_for(x) == "gather":
-            return self.forward_gpu(x, xp, train)
-        return self.forward_cpu(x, xp, train)
+            raise ValueError(f"MaxPool2d got an empty input of shape {tuple(x.shape)}; "
+                             "pass at least one image and channel.")
 
-    def backward(self, dy, need_input_grad=True):
-        """dy: (N, C, OH, OW) -> dx: (N, C, H, W) in x's layout, each dy added at its window's first maximum."""
-        if self._cache is None:
-            raise RuntimeError("MaxPool2d.backward needs a forward(x, train=True) first.")
+    # ------------------------------------------------------------------ cpu: tournaments (layers/tournament.py)
+    def forward_cpu(self, x, train=True, out=None):
+        """x: (N, C, H, W) -> y: (N, C, OH, OW) channel-last: a row stage, then a column stage, over strided views."""
+        xp = module_of(x)
+        y, saved = tournament.pool_forward(x, self.kernel_size, self.stride, self.relu, self._buffers_on(xp), train,
+                                           self._trees)
+        if train:
+            self._cache = saved
+        return y
+
+    def backward_cpu(self, dy, need_input_grad=True):
+        """dy: (N, C, OH, OW) -> dx channel-last: dy down the column stage's matches, then the row stage's."""
         if not need_input_grad:
             return None
-        xp = array_module(dy)
-        if self._cache[0] == "gather":  # what forward chose
-            return self.backward_gpu(dy, xp)
-        return self.backward_cpu(dy, xp)
+        return tournament.pool_backward(dy, self._cache, self._buffers_on(module_of(dy)))
 
-    # ------------------------------------------------------------------ gather (GPU): few launches
-    def forward_gpu(self, x, xp, train):
+    def _buffers_on(self, xp):
+        """buffer(key, shape, dtype): this layer's kept work arrays on xp, as the tournament functions take them."""
+        return lambda key, shape, dtype: self._buffer(key, xp, shape, dtype)
+
+    # ------------------------------------------------------------------ gpu: gathers, few launches
+    def forward_gpu(self, x, train=True, out=None):
         """x: (N, C, H, W) -> y: (N, C, OH, OW): every window gathered into a column, then max and argmax down them."""
+        xp = module_of(x)
         layout = gather.layout_of(x)
         if layout is None:
             x, layout = xp.ascontiguousarray(x), "nchw"
@@ -110,15 +105,18 @@ class MaxPool2d(TournamentPooling, Layer):
         windows = self._buffer("windows" if train else "windows_eval", xp, (width, count), x.dtype, fill=fill)
         xp.take(gather.flat_memory(x, layout), windows_table, out=windows[1:] if self.relu else windows)
         if not train:
-            return windows.max(axis=0).reshape(out_shape)
+            return windows.max(axis=0, out=self._buffer("y_eval", xp, (count,), x.dtype)).reshape(out_shape)
         y = windows.max(axis=0, out=self._buffer("y", xp, (count,), x.dtype))
         winners = windows.argmax(axis=0, out=self._buffer("winners", xp, (count,), xp.int64))
-        self._cache = ("gather", x.shape, layout, winners, tables)
+        self._cache = (x.shape, layout, winners, tables)
         return y.reshape(out_shape)
 
-    def backward_gpu(self, dy, xp):
+    def backward_gpu(self, dy, need_input_grad=True):
         """dy: (N, C, OH, OW) -> dx in x's layout: dy spread over a one-hot of each argmax, gathered back to pixels."""
-        _, x_shape, layout, winners, tables = self._cache
+        if not need_input_grad:
+            return None
+        xp = module_of(dy)
+        x_shape, layout, winners, tables = self._cache
         count, width = winners.shape[0], tables["width"]
         spread_ext = self._buffer("spread", xp, (width * count + 1,), dy.dtype, fill=_zero_in_last_cell)
         spread = spread_ext[:-1].reshape(width, count)
@@ -133,7 +131,7 @@ class MaxPool2d(TournamentPooling, Layer):
         return gather.from_flat(flat, x_shape, layout)
 
     def _gather_tables(self, x_shape, layout, xp, inverse=False):
-        """The device tables of the gather strategy for this input shape and layout: "windows" (KH*KW, windows),
+        """The device tables of the gpu twin for this input shape and layout: "windows" (KH*KW, windows),
         a window per column in NCHW output order, and "columns" at once; "inverse" (for backward) on first use.
 
         Windows run along the columns (the fast axis) so that the reductions over a window (max, argmax, the
