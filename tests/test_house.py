@@ -9,8 +9,11 @@ import pytest
 
 from nets.train.settings import Hyperparameters, RunOptions, hyper_overrides, resolve_settings
 
-NETS = Path(__file__).resolve().parents[1] / "nets"
+ROOT = Path(__file__).resolve().parents[1]
+NETS = ROOT / "nets"
 MAX_LINES = 400
+MAX_FUNCTION_LINES = 60
+FAST_CODE = ("nets.nn.layers", "nets.nn.models", "nets.nn.losses", "nets.nn.parameters")
 # each wing builds only on the wings before it (and nets/outputs.py): the README's Layout, top to bottom
 ORDER = ["data", "nn", "optim", "checkpoint", "report", "train", "baseline", "bench"]
 
@@ -66,3 +69,82 @@ def test_settings_do_not_change_once_resolved():
         settings.dataset = "fashion-mnist"
     with pytest.raises(FrozenInstanceError):
         RunOptions().model = "cnn"
+
+
+def test_no_source_file_anywhere_is_over_400_lines():
+    files = [*ROOT.glob("backend/**/*.py"), *ROOT.glob("nets/**/*.py"), *ROOT.glob("scripts/*.py")]
+    counts = {str(path.relative_to(ROOT)): len(path.read_text().splitlines()) for path in files}
+    long = {name: count for name, count in counts.items() if count > MAX_LINES}
+    assert len(files) > 50 and not long, long
+
+
+def test_no_function_in_nets_is_over_60_lines():
+    long = [f"{path.relative_to(ROOT)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for path in NETS.rglob("*.py") for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert not long, long
+
+
+def test_only_backend_imports_cupy():
+    for path in [*ROOT.glob("nets/**/*.py"), *ROOT.glob("scripts/*.py")]:
+        assert not [name for name in imports_of(path) if name.split(".")[0] in ("cupy", "cupyx", "cupy_backends")], \
+            str(path)
+
+
+def test_the_reference_imports_nothing_of_the_fast_code_it_judges():
+    for path in (NETS / "nn" / "reference").rglob("*.py"):
+        wrong = [name for name in imports_of(path) if name.startswith(FAST_CODE)]
+        assert not wrong, (str(path), wrong)
+
+
+def project_modules() -> dict:
+    """{dotted module name: path} of backend/ and nets/."""
+    modules = {}
+    for path in [*ROOT.glob("backend/**/*.py"), *ROOT.glob("nets/**/*.py")]:
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def imported_modules(name: str, path: Path, modules: dict) -> set:
+    """The project modules `path` imports anywhere in it (function-level imports too), relative ones resolved."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def test_no_import_circle_anywhere():
+    modules = project_modules()
+    edges = {name: sorted(imported_modules(name, path, modules)) for name, path in modules.items()}
+    assert edges["nets.train.run"] and edges["backend.gemm"]  # the walk finds imports at all
+    done, path = set(), []
+
+    def visit(name):
+        if name in path:
+            raise AssertionError("import circle: " + " -> ".join(path[path.index(name):] + [name]))
+        if name not in done:
+            path.append(name)
+            for target in edges[name]:
+                visit(target)
+            path.pop()
+            done.add(name)
+
+    for name in sorted(edges):
+        visit(name)
