@@ -34,10 +34,11 @@ def dry_run(tmp_path, *variables, target="setup", nvidia_smi=None):
         fake.write_text(f"#!/bin/sh\n{FAKE_NVIDIA_SMI[nvidia_smi]}\n")
         fake.chmod(0o755)
         path = f"{fake.parent}{os.pathsep}{path}"
-    env = {key: value for key, value in os.environ.items() if key not in ("TORCH_INDEX", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    inherited = ("TORCH_INDEX", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+    env = {key: value for key, value in os.environ.items() if key not in inherited}
     # Run from inside `make test`, a sub-make would print "Entering/Leaving directory" lines around its own.
-    finished = subprocess.run(["make", "-n", "--no-print-directory", target, f"VENV={tmp_path / 'venv'}", *variables], cwd=ROOT,
-                              capture_output=True, text=True, timeout=60, env={**env, "PATH": path})
+    command = ["make", "-n", "--no-print-directory", target, f"VENV={tmp_path / 'venv'}", *variables]
+    finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, env={**env, "PATH": path})
     assert finished.returncode == 0, finished.stderr
     return finished.stdout.splitlines()
 
