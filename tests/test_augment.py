@@ -90,7 +90,7 @@ def engine_on(backend, model_name, workers=1):
 def test_the_engine_moves_each_image_in_place_in_the_steps_home(backend, model_name):
     augmentation = Augmentation.parse("flip+shift:2")
     engine = engine_on(backend, model_name)
-    mover = PixelMover(engine.io, augmentation.tables((28, 28)), "float32")
+    mover = PixelMover(engine.backend, augmentation.tables((28, 28)), "float32")
     rng = numpy.random.default_rng(3)
     host = (rng.random((6, 28, 28)) + 0.5).astype(numpy.float32)  # no zero pixel of its own
     images = backend.asarray(host.reshape(6, *engine.model.input_shape))
@@ -121,11 +121,11 @@ def test_torch_engine_moves_images_as_the_nets_do():
     order = numpy.array([3, 0, 4, 1, 2])
     batches = []
     for each in (nets, engine):
-        mover = PixelMover(each.io, augmentation.tables((28, 28)), "float32")
+        mover = PixelMover(each.backend, augmentation.tables((28, 28)), "float32")
         mover.epoch(ids)
-        io = each.io
-        x, _ = each.batch(io.asarray(host), io.asarray(numpy.arange(5)), io.asarray(order), mover)
-        batches.append(io.to_numpy(x))
+        backend = each.backend
+        x, _ = each.batch(backend.asarray(host), backend.asarray(numpy.arange(5)), backend.asarray(order), mover)
+        batches.append(backend.to_numpy(x))
     assert isinstance(x, torch.Tensor)
     numpy.testing.assert_array_equal(batches[1], batches[0])
 
@@ -135,7 +135,7 @@ def test_augmenting_a_batch_is_five_launches_with_no_sync_or_copy(standin_gpu, m
     """The batch's maps, their offsets, the pixels into the workspace, the gather back; nothing allocated."""
     augmentation = Augmentation.parse("flip+shift:2")
     engine = engine_on(standin_gpu, model_name)
-    mover = PixelMover(engine.io, augmentation.tables((28, 28)), "float32")
+    mover = PixelMover(engine.backend, augmentation.tables((28, 28)), "float32")
     rng = numpy.random.default_rng(0)
     images = standin_gpu.asarray(rng.random((256, *engine.model.input_shape), dtype=numpy.float32))
     labels = standin_gpu.asarray(rng.integers(0, 10, 256))

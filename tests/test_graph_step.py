@@ -89,7 +89,7 @@ def test_a_run_stopped_mid_epoch_and_resumed_with_the_graph_equals_the_whole_run
     moments = resumed.optimizer.groups[0].state["exp_avg"]
     resumed.load_state(first.state())
     assert resumed.optimizer.groups[0].state["exp_avg"] is moments
-    engine, _, _ = run(resumed.io, "cnn", "adam", "on", engine=resumed, rng=rng, state=where)
+    engine, _, _ = run(resumed.backend, "cnn", "adam", "on", engine=resumed, rng=rng, state=where)
     expected, got = weights_and_moments(whole), weights_and_moments(engine)
     for name in expected:
         numpy.testing.assert_array_equal(got[name], expected[name], err_msg=name)

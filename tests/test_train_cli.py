@@ -991,7 +991,7 @@ def test_the_torch_baseline_on_the_gpu_needs_no_cupy(monkeypatch):
     with pytest.raises(RunError, match="--impl torch: .*CUDA build of torch") as error:
         build_engine(settings, engines)
     assert "CuPy" not in str(error.value)
-    assert build_engine(replace(settings, device="auto"), engines)[0].io.name == "cpu"
+    assert build_engine(replace(settings, device="auto"), engines)[0].backend.name == "cpu"
     with pytest.raises(DeviceError, match="CuPy is not installed"):
         build_engine(replace(settings, impl="nets"), engines)
 

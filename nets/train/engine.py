@@ -2,7 +2,7 @@
 
 An engine is one implementation (the hand-written nets here, PyTorch in nets/baseline/engine.py) behind the
 few calls that training, evaluation, the bench and the profiler make; the loop, the data order, the schedule,
-the metrics and the checkpoints are shared. Arrays cross to and from the engine's device only through `io`.
+the metrics and the checkpoints are shared. Arrays cross to and from the engine's device only through `backend`.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from nets.train.graph import GraphedStep, eager_because
 from nets.train.parallel import DataParallel, default_workers
 from nets.train.reference import PlannedReference, ReferenceForTraining
 
-__all__ = ["ArrayIO", "Engine", "EngineState", "NetsEngine", "engine_for_run", "nets_engine"]
+__all__ = ["ArrayBackend", "Engine", "EngineState", "NetsEngine", "engine_for_run", "nets_engine"]
 
 
-class ArrayIO(Protocol):
-    """How arrays reach an engine's device and come back: backend.Backend's calls (the torch engine has the same
-    over tensors). name: "cpu" or "gpu"."""
+class ArrayBackend(Protocol):
+    """The array calls of an engine's backend, how arrays reach its device and come back: backend.Backend's (the
+    torch engine's TorchBackend has the same over tensors). name: "cpu" or "gpu"."""
 
     name: str
 
@@ -50,12 +50,12 @@ class EngineState:
 class Engine(Protocol):
     """What the training loop needs of an implementation.
 
-    impl: "nets" or "torch"; io: its ArrayIO; model_config: the model's config(); input_shape, dtype: what one
-    example is on the device (a predictor, for nets.nn.inference).
+    impl: "nets" or "torch"; backend: its ArrayBackend; model_config: the model's config(); input_shape, dtype:
+    what one example is on the device (a predictor, for nets.nn.inference).
     """
 
     impl: str
-    io: ArrayIO
+    backend: ArrayBackend
     model_config: dict
     input_shape: tuple
     dtype: object
@@ -115,7 +115,7 @@ class NetsEngine:
         1 runs the model itself."""
         self.model = model
         self.optimizer = optimizer
-        self.io = backend
+        self.backend = backend
         self.model_config = model.config()
         self.input_shape, self.dtype = model.input_shape, model.dtype
         if workers is None:
@@ -126,10 +126,10 @@ class NetsEngine:
         self._graphed = None
 
     def graphed(self, function, mode: str, note=None):
-        if eager_because(mode, gpu=self.io.is_gpu, layers=self.model.layer_set) is not None:
+        if eager_because(mode, gpu=self.backend.is_gpu, layers=self.model.layer_set) is not None:
             return None
         self.optimizer.capturable = True  # a replay reads its learning rate at a device counter (from the next plan)
-        self._graphed = GraphedStep(self.io, self.optimizer, function, strict=mode == "on", note=note)
+        self._graphed = GraphedStep(self.backend, self.optimizer, function, strict=mode == "on", note=note)
         return self._graphed
 
     def homes(self, n):

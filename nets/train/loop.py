@@ -158,7 +158,7 @@ def train_epoch(epochs: "Epochs", state: TrainingState, stop: "Stop",
             bar.show(state.step_in_epoch, loss_sum / images, hits / images, images / (time.perf_counter() - started))
         if stopping:
             raise Interrupted(state)
-    engine.io.synchronize()
+    engine.backend.synchronize()
     return images, loss_sum, hits, time.perf_counter() - started
 
 
@@ -170,14 +170,14 @@ class Epochs:
     def __init__(self, engine, data: DeviceData, hyper: Hyperparameters, graph: str, note):
         self.engine, self.data, self.hyper = engine, data, hyper
         self.count = len(data.train_labels)
-        self.order = EpochOrder(engine.io, self.count, hyper.batch_size)
+        self.order = EpochOrder(engine.backend, self.count, hyper.batch_size)
         self.total_steps = len(self.order) * hyper.epochs
         self.augmentation = Augmentation.parse(hyper.augment)  # "auto" is resolved per dataset before fit
         self.moves = None
         if self.augmentation.active:
             pixels = math.prod(data.train_images.shape[1:])
             tables = self.augmentation.tables((pixels // data.image_width, data.image_width))
-            self.moves = PixelMover(engine.io, tables, data.dtype)
+            self.moves = PixelMover(engine.backend, tables, data.dtype)
         self.graphed = engine.graphed(self.full_batch_step, graph, note=note)
 
     def full_batch_step(self) -> None:

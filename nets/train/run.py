@@ -64,7 +64,7 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
     paths = output_paths(options, settings)
     check_outputs(options, paths)
     engine, backend = build_engine(settings, engines)
-    if settings.device == "auto" and engine.io.name == "cpu":  # a word only where a GPU is here but unusable
+    if settings.device == "auto" and engine.backend.name == "cpu":  # a word only where a GPU is here but unusable
         if settings.impl == "nets":
             say_why_cpu(backend, say)
         elif backend_lib.nvidia_driver_loaded():
@@ -75,9 +75,9 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
     if resumed:
         resumed.check_data(data, say)
         resumed.check_position(settings, len(data.train_labels), options, say)
-    device_data = DeviceData.move(engine.io, data, engine.input_shape, settings.dtype)
+    device_data = DeviceData.move(engine.backend, data, engine.input_shape, settings.dtype)
     state = resumed.load_into(engine, backend.rng, settings) if resumed else TrainingState()
-    device = "standin" if settings.device == "standin" else engine.io.name
+    device = "standin" if settings.device == "standin" else engine.backend.name
     try:
         eager = eager_because(settings.graph, gpu=device != "cpu", impl=settings.impl, layers=settings.layers)
     except ValueError as error:
