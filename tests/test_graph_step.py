@@ -40,10 +40,10 @@ def run(gpu, model, optimizer, graph, *, engine=None, rng=None, state=None, stop
                       gpu.asarray(data_rng.random((16, *shape[1:]), dtype=numpy.float32)),
                       gpu.asarray(data_rng.integers(0, 10, 16)), image_width=28)
     engine = engine or make_engine(gpu, model, optimizer)
-    hyper = Hyperparameters(optimizer=optimizer, lr=0.01, batch_size=BATCH, epochs=2, schedule="onecycle",
+    hyperparameters = Hyperparameters(optimizer=optimizer, lr=0.01, batch_size=BATCH, epochs=2, schedule="onecycle",
                             momentum=0.9 if optimizer == "sgd" else 0.0, augment="flip+shift:1")
     said = []
-    state = fit(engine, data, hyper, rng or numpy.random.default_rng(3), state=state, log=said.append,
+    state = fit(engine, data, hyperparameters, rng or numpy.random.default_rng(3), state=state, log=said.append,
                 stop_after_steps=stop_after_steps, graph=graph)
     return engine, state, said
 

@@ -972,7 +972,7 @@ def test_the_torch_baseline_on_the_gpu_needs_no_cupy(monkeypatch):
     engines = {"nets": nets_engine, "torch": baseline_engine.engine_for_run}
     monkeypatch.setattr(backend, "_import_cupy", lambda: None)  # no CuPy at all
     settings = RunSettings(model="mlp", impl="torch", dataset="mnist", recipe="default", seed=0, dtype="float32",
-                           hyper=resolve_hyperparameters("default", "mlp"), device="gpu")
+                           hyperparameters=resolve_hyperparameters("default", "mlp"), device="gpu")
     asked = []
 
     class OnCuda:  # a torch engine that records its device instead of moving to a CUDA device this machine lacks

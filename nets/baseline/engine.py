@@ -213,8 +213,9 @@ def engine_for_run(settings, model) -> TorchEngine:
     device = settings.device
     if device == "auto":
         device = "gpu" if require_torch("cpu").cuda.is_available() else "cpu"
-    hyper = settings.hyper
-    engine = TorchEngine(model.config(), device=device, dtype=settings.dtype, optimizer=hyper.optimizer, lr=hyper.lr,
-                         momentum=hyper.momentum, weight_decay=hyper.weight_decay)
+    hyperparameters = settings.hyperparameters
+    engine = TorchEngine(model.config(), device=device, dtype=settings.dtype, optimizer=hyperparameters.optimizer,
+                         lr=hyperparameters.lr, momentum=hyperparameters.momentum,
+                         weight_decay=hyperparameters.weight_decay)
     engine.load_state(EngineState(model.state_dict()))
     return engine

@@ -226,6 +226,8 @@ def nets_engine(model, optimizer: str, *, lr: float, momentum: float = 0.0, weig
 
 
 def engine_for_run(settings, model) -> NetsEngine:
-    """The nets engine of a training run (nets/train/run.py): `model` with the optimizer settings.hyper names."""
-    hyper = settings.hyper
-    return nets_engine(model, hyper.optimizer, lr=hyper.lr, momentum=hyper.momentum, weight_decay=hyper.weight_decay)
+    """The nets engine of a training run (nets/train/run.py): `model` with the optimizer that
+    settings.hyperparameters names."""
+    hyperparameters = settings.hyperparameters
+    return nets_engine(model, hyperparameters.optimizer, lr=hyperparameters.lr, momentum=hyperparameters.momentum,
+                       weight_decay=hyperparameters.weight_decay)

@@ -1,6 +1,6 @@
 """The training loop: `fit` runs the epochs, `train_epoch` the steps of one.
 
-    state = fit(engine, data, hyper, rng)      # data: DeviceData; hyper: Hyperparameters; -> TrainingState
+    state = fit(engine, data, hyperparameters, rng)   # data: DeviceData, a Hyperparameters -> TrainingState
 
 Read `fit` and `train_epoch` first: each is one screen, like the loop of any textbook (for each epoch: for each
 batch: forward, loss, backward, update; then evaluate). What a real run also needs lives in the helpers below them:
@@ -93,10 +93,12 @@ class DeviceData:
                    labels(data.test_labels), image_width=data.image_shape[1], dtype=numpy.dtype(dtype).name)
 
 
-def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, state: TrainingState | None = None,
-        on_epoch_end=None, progress=None, log=print, stop_after_steps: int | None = None,
-        interrupt: InterruptFlag | None = None, graph: str = "auto") -> TrainingState:
-    """Train `engine` (nets/train/engine.py's Engine) on `data` (a DeviceData) for hyper.epochs epochs, from `state`.
+def fit(engine, data, hyperparameters: Hyperparameters, rng: numpy.random.Generator, *,
+        state: TrainingState | None = None, on_epoch_end=None, progress=None, log=print,
+        stop_after_steps: int | None = None, interrupt: InterruptFlag | None = None,
+        graph: str = "auto") -> TrainingState:
+    """Train `engine` (nets/train/engine.py's Engine) on `data` (a DeviceData) for hyperparameters.epochs epochs,
+    from `state`.
 
     on_epoch_end(state): called after each epoch's metrics are in state.history (checkpoints go there).
     progress(total, description): returns a progress bar (tqdm-like) or None for no bar. log(line): what is said.
@@ -107,12 +109,12 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
     """
     state = state or TrainingState()
     lines = Lines(log)
-    epochs = Epochs(engine, data, hyper, graph, note=lines.say)
+    epochs = Epochs(engine, data, hyperparameters, graph, note=lines.say)
     stop = Stop(interrupt, stop_after_steps)
     with stop.held(), epochs.on_device():
-        while state.epoch < hyper.epochs:
+        while state.epoch < hyperparameters.epochs:
             epochs.start(state, rng)
-            with lines.progress_bar(progress, len(epochs.order), f"epoch {state.epoch + 1}/{hyper.epochs}",
+            with lines.progress_bar(progress, len(epochs.order), f"epoch {state.epoch + 1}/{hyperparameters.epochs}",
                                     done=state.step_in_epoch) as bar:
                 images, loss_sum, hits, seconds = train_epoch(epochs, state, stop, bar)
             test_loss, test_correct = loss_and_correct(engine, data.test_images, data.test_labels)
@@ -127,9 +129,9 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
             state.epoch_rng_state = rng.bit_generator.state
             if on_epoch_end is not None:
                 on_epoch_end(state)
-            lines.say(format_epoch(record, hyper.epochs, len(data.train_labels)))
+            lines.say(format_epoch(record, hyperparameters.epochs, len(data.train_labels)))
             lines.warn_at_chance(state.history, output_count(engine.model_config))
-            if stop.requested() and state.epoch < hyper.epochs:
+            if stop.requested() and state.epoch < hyperparameters.epochs:
                 raise Interrupted(state)
     return state
 
@@ -167,12 +169,12 @@ class Epochs:
     (PixelMover, or None), the full-batch step captured as a CUDA graph (GraphedStep, or None: every step eager), and
     the learning-rate schedule."""
 
-    def __init__(self, engine, data: DeviceData, hyper: Hyperparameters, graph: str, note):
-        self.engine, self.data, self.hyper = engine, data, hyper
+    def __init__(self, engine, data: DeviceData, hyperparameters: Hyperparameters, graph: str, note):
+        self.engine, self.data, self.hyperparameters = engine, data, hyperparameters
         self.count = len(data.train_labels)
-        self.order = EpochOrder(engine.backend, self.count, hyper.batch_size)
-        self.total_steps = len(self.order) * hyper.epochs
-        self.augmentation = Augmentation.parse(hyper.augment)  # "auto" is resolved per dataset before fit
+        self.order = EpochOrder(engine.backend, self.count, hyperparameters.batch_size)
+        self.total_steps = len(self.order) * hyperparameters.epochs
+        self.augmentation = Augmentation.parse(hyperparameters.augment)  # "auto" is resolved per dataset before fit
         self.moves = None
         if self.augmentation.active:
             pixels = math.prod(data.train_images.shape[1:])
@@ -192,13 +194,13 @@ class Epochs:
         return self.graphed.on_stream() if self.graphed is not None else contextlib.nullcontext()
 
     def learning_rate(self, step: int) -> float:
-        return learning_rate(self.hyper.schedule, self.hyper.lr, step, self.total_steps)
+        return learning_rate(self.hyperparameters.schedule, self.hyperparameters.lr, step, self.total_steps)
 
     def start(self, state: TrainingState, rng: numpy.random.Generator) -> None:
         """Epoch state.epoch + 1, from where `state` stands: its order and moves drawn from `rng` (drawn again from
         the epoch's saved RNG state when resuming mid-epoch), each of its steps' learning rate planned on the device
         in one copy, the running totals reset."""
-        done = state.images_done(self.hyper.batch_size)
+        done = state.images_done(self.hyperparameters.batch_size)
         if done > 0:
             rng.bit_generator.state = state.epoch_rng_state
         else:

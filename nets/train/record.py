@@ -61,7 +61,8 @@ class RunRecord:
         return {
             "run_id": self.run_id, "model": settings.model, "impl": settings.impl, "layers": settings.layers,
             "device": self.device, "dataset": self.data_name, "data_source": self.data_source,
-            "recipe": settings.recipe, "dtype": settings.dtype, "seed": settings.seed, **settings.hyper.as_dict(),
+            "recipe": settings.recipe, "dtype": settings.dtype, "seed": settings.seed,
+            **settings.hyperparameters.as_dict(),
             "test_accuracy": history[-1]["test_accuracy"] if history else None,
             "epochs": history,
             "train_seconds": sum(record["seconds"] for record in history),
@@ -74,8 +75,8 @@ class RunRecord:
         """The checkpoint of `state` to `path` -> where it went: the first save to a numbered name claims the first
         free number with its metrics' name (paths.claim_and_save), so runs started together keep their own pair.
         Diverged instead of saving NaN or infinite parameters."""
-        saved, hyper = self.engine.state(), self.settings.hyper
-        images = None if state.images_in_epoch in (None, state.step_in_epoch * hyper.batch_size) else (
+        saved, hyperparameters = self.engine.state(), self.settings.hyperparameters
+        images = None if state.images_in_epoch in (None, state.step_in_epoch * hyperparameters.batch_size) else (
             state.images_in_epoch)
 
         def write(target):

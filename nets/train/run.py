@@ -103,7 +103,8 @@ def build_engine(settings: RunSettings, engines: dict):
     model is initialised on the host and computes on torch's device (a GPU run of it needs no CuPy)."""
     backend = open_backend(settings.device if settings.impl == "nets" else "cpu", seed=settings.seed)
     build = build_reference_model if settings.layers == "reference" else build_model
-    model = build(settings.model, backend=backend, dtype=settings.dtype, init=settings.hyper.init, rng=backend.rng)
+    model = build(settings.model, backend=backend, dtype=settings.dtype, init=settings.hyperparameters.init,
+                  rng=backend.rng)
     try:
         return engines[settings.impl](settings, model), backend
     except DeviceError as error:
@@ -132,8 +133,8 @@ def load_data(options: RunOptions, settings: RunSettings, paths, say):
         raise RunError(f"{data.source} holds {data.image_shape[0]}x{data.image_shape[1]} images; the models take "
                        f"{MODEL_IMAGE_SHAPE[0]}x{MODEL_IMAGE_SHAPE[1]} (MNIST's format).")
     datasets.require_examples(data, ("train", "test"), "training")
-    augment = resolve_augmentation(settings.hyper.augment, data.name, settings.model)
-    return data, replace(settings, hyper=replace(settings.hyper, augment=augment)), paths
+    augment = resolve_augmentation(settings.hyperparameters.augment, data.name, settings.model)
+    return data, replace(settings, hyperparameters=replace(settings.hyperparameters, augment=augment)), paths
 
 
 def choose_dataset(options: RunOptions, settings: RunSettings, say) -> tuple[datasets.Dataset, RunSettings]:
@@ -168,16 +169,18 @@ def choose_dataset(options: RunOptions, settings: RunSettings, say) -> tuple[dat
 
 def describe(settings: RunSettings, data, device: str, resumed: TrainingState | None) -> str:
     """The line that says, before training, what is trained on what, how, and from where."""
-    hyper = settings.hyper
-    moves = Augmentation.parse(hyper.augment).describe()
+    hyperparameters = settings.hyperparameters
+    augmentation = Augmentation.parse(hyperparameters.augment).describe()
     resuming = ""
     if resumed is not None:
         step = f", step {resumed.step_in_epoch + 1}" if resumed.step_in_epoch else ""
         resuming = f"; resuming at epoch {resumed.epoch + 1}{step}"
     layers = ", reference layers" if settings.layers == "reference" else ""
-    return (f"Training {settings.model} ({settings.impl}{layers}) on {device}, {settings.dtype}: {hyper.optimizer} "
-            f"lr {hyper.lr:g} ({hyper.schedule}), batch {hyper.batch_size}, {epochs_text(hyper.epochs)}"
-            f"{f', {moves}' if moves else ''}, recipe {settings.recipe}; {data.name}: {len(data.train_labels)} train / "
+    return (f"Training {settings.model} ({settings.impl}{layers}) on {device}, {settings.dtype}: "
+            f"{hyperparameters.optimizer} lr {hyperparameters.lr:g} ({hyperparameters.schedule}), "
+            f"batch {hyperparameters.batch_size}, {epochs_text(hyperparameters.epochs)}"
+            f"{f', {augmentation}' if augmentation else ''}, recipe {settings.recipe}; {data.name}: "
+            f"{len(data.train_labels)} train / "
             f"{len(data.test_labels)} test images{resuming}")
 
 
@@ -193,7 +196,7 @@ def train_and_save(record: RunRecord, device_data: DeviceData, state: TrainingSt
             # Overflow shows up as a NaN/inf loss, which fit() reports in one line;
             # numpy's warnings would only add noise.
             with numpy.errstate(over="ignore", invalid="ignore"):
-                state = fit(record.engine, device_data, settings.hyper, record.backend.rng, state=state,
+                state = fit(record.engine, device_data, settings.hyperparameters, record.backend.rng, state=state,
                             on_epoch_end=record.epoch_ended, progress=None if options.quiet else progress,
                             log=None if options.quiet else say, stop_after_steps=options.stop_after_steps,
                             interrupt=ctrl_c, graph=settings.graph)
