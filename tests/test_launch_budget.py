@@ -114,7 +114,7 @@ def test_a_prediction_keeps_to_its_launch_budget(standin_gpu, name):
     assert tally.allocations == 1, [(event.name, event.site) for event in tally.where("alloc")]
 
 
-def test_a_gathered_batch_is_two_launches_into_the_steps_homes(standin_gpu):
+def test_a_gathered_batch_is_two_launches_into_the_steps_buffers(standin_gpu):
     engine, images, labels = engine_and_data(standin_gpu, "mlp")
     index = standin_gpu.asarray(numpy.arange(BATCH))
     first = engine.batch(images, labels, index)
@@ -122,7 +122,7 @@ def test_a_gathered_batch_is_two_launches_into_the_steps_homes(standin_gpu):
     second = engine.batch(images, labels, index)
     tally = standin_gpu.xp.counter.since(mark)
     assert tally.by_kind() == {"gather": 2}
-    assert second[0] is first[0] and second[1] is first[1]  # the same homes, step after step
+    assert second[0] is first[0] and second[1] is first[1]  # the same buffers, step after step
 
 
 @pytest.mark.parametrize("graph", ["off", "on"])

@@ -890,9 +890,9 @@ def test_resuming_mid_epoch_with_another_batch_size_sees_each_image_of_that_epoc
         engine = nets_engine(settings, model)
         gather = engine.batch
 
-        def batch(images, labels, index, mover=None):
+        def batch(images, labels, index, moves=None):
             batches.append(numpy.asarray(index).copy())
-            return gather(images, labels, index, mover)
+            return gather(images, labels, index, moves)
 
         engine.batch = batch
         return engine

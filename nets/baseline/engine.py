@@ -102,10 +102,10 @@ class TorchEngine:
             self.model.train(training)
             self._training = training
 
-    def batch(self, images, labels, index, mover=None):
+    def batch(self, images, labels, index, moves=None):
         x, y = self.backend.take(images, index, axis=0), self.backend.take(labels, index, axis=0)
-        if mover is not None:
-            mover(x.view(len(x), -1), index)  # index_select's result is contiguous: the view is x itself
+        if moves is not None:
+            moves(x.view(len(x), -1), index)  # index_select's result is contiguous: the view is x itself
         if self.backend.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=self.torch.channels_last)
         return x, y

@@ -60,9 +60,9 @@ class Engine(Protocol):
     input_shape: tuple
     dtype: object
 
-    def batch(self, images, labels, index, mover=None):
-        """(x, labels) of the examples `index` (a device vector) of the device dataset, in the step's homes;
-        mover (nets.data.augment.PixelMover) moves the batch's images in place first."""
+    def batch(self, images, labels, index, moves=None):
+        """(x, labels) of the examples `index` (a device vector) of the device dataset, in the step's buffers;
+        moves (nets.data.augment.ImageMoves) moves the batch's images in place first."""
 
     def plan(self, learning_rates, capacity: int = 0) -> None:
         """The learning rate of each coming step, to the device in one copy (capacity: the longest plan to come)."""
@@ -97,12 +97,12 @@ class NetsEngine:
     step itself (forward, loss head, backward, optimizer), shaped for the GPU.
 
         engine = NetsEngine(model, optimizer, backend)     # workers > 1: split each batch over CPU threads
-        x, labels = engine.batch(images, labels, index)    # the batch, gathered into the step's homes for its size
+        x, labels = engine.batch(images, labels, index)    # the batch, gathered into its size's batch_buffers
         engine.train_step(x, labels)                       # no host sync, nothing allocated of its own
         loss_sum, hits = engine.totals()                   # the running totals, read in one host sync
 
     Every array a step writes has a stable home between steps: the layers' buffers, the loss head's workspace and
-    the input homes here, one set per batch size. At batch 128 a step launches 38 kernels for the MLP and 56 for
+    the batch buffers here, one set per batch size. At batch 128 a step launches 38 kernels for the MLP and 56 for
     the CNN, as the strict CuPy stand-in counts them (tests/test_launch_budget.py holds them to their budgets); the
     optimizer is planned ahead (`plan`) so the learning rate is read on the device too, and, when capturable (the
     step a CUDA graph replays), picked at a device index: 2 launches more, 40 and 58.
@@ -122,7 +122,7 @@ class NetsEngine:
             workers = 1 if backend.is_gpu or model.min_per_worker is None else default_workers()
         self.head = model.loss_head()
         self.parallel = DataParallel(model, workers, model.min_per_worker or 1) if workers > 1 else None
-        self._homes = {}
+        self._buffers_by_size = {}  # batch size -> batch_buffers
         self._graphed = None
 
     def graphed(self, function, mode: str, note=None):
@@ -132,31 +132,32 @@ class NetsEngine:
         self._graphed = GraphedStep(self.backend, self.optimizer, function, strict=mode == "on", note=note)
         return self._graphed
 
-    def homes(self, n):
-        """(x, images, labels) homes for a batch of n: x is what the model takes, images the part of it that
-        holds the pixels (the first Linear's input_with_ones keeps a column of ones beside them), labels (n,) int64."""
-        homes = self._homes.get(n)
-        if homes is None:
+    def batch_buffers(self, n):
+        """The (x, images, labels) buffers a batch of n is gathered into, the same at every step: x is what the model
+        takes, images the part of it that holds the pixels (the first Linear's input_with_ones keeps a column of
+        ones beside them), labels (n,) int64."""
+        buffers = self._buffers_by_size.get(n)
+        if buffers is None:
             model, xp = self.model, self.model.backend.xp
             with_ones = model.input_with_ones(n)
             if with_ones is not None:
                 x, images = with_ones, with_ones[:, :-1]
             else:
                 x = images = xp.empty((n, *model.input_shape), dtype=model.dtype)
-            homes = self._homes[n] = (x, images, xp.empty(n, dtype=numpy.int64))
-        return homes
+            buffers = self._buffers_by_size[n] = (x, images, xp.empty(n, dtype=numpy.int64))
+        return buffers
 
-    def batch(self, images, labels, index, mover=None):
+    def batch(self, images, labels, index, moves=None):
         """Gather the examples `index` (a device vector) of `images` and `labels` (device arrays of the whole
-        dataset, images already in the model's dtype and input shape) into the homes: two launches; mover moves
-        the batch's pixels in place."""
-        x, pixels, label_home = self.homes(len(index))
+        dataset, images already in the model's dtype and input shape) into the batch buffers: two launches; then
+        `moves` (an ImageMoves, or None) moves the batch's pixels in place."""
+        x, pixels, batch_labels = self.batch_buffers(len(index))
         xp = self.model.backend.xp
         xp.take(images, index, axis=0, out=pixels)
-        xp.take(labels, index, axis=0, out=label_home)
-        if mover is not None:
-            mover(pixels if pixels.ndim == 2 else pixels.reshape(len(pixels), -1), index)
-        return x, label_home
+        xp.take(labels, index, axis=0, out=batch_labels)
+        if moves is not None:
+            moves(pixels if pixels.ndim == 2 else pixels.reshape(len(pixels), -1), index)
+        return x, batch_labels
 
     def plan(self, learning_rates, capacity: int = 0) -> None:
         table = self.optimizer.coefficient_table

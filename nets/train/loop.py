@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy
 
-from nets.data.augment import Augmentation, PixelMover
+from nets.data.augment import Augmentation, ImageMoves
 from nets.data.batches import EpochOrder
 from nets.data.datasets import to_labels, to_model_input
 from nets.errors import NetsError
@@ -166,7 +166,7 @@ def train_epoch(epochs: "Epochs", state: TrainingState, stop: "Stop",
 
 class Epochs:
     """What every epoch of a run shares, set up once: the epoch's order on the device (EpochOrder), the images' moves
-    (PixelMover, or None), the full-batch step captured as a CUDA graph (GraphedStep, or None: every step eager), and
+    (ImageMoves, or None), the full-batch step captured as a CUDA graph (GraphedStep, or None: every step eager), and
     the learning-rate schedule."""
 
     def __init__(self, engine, data: DeviceData, hyperparameters: Hyperparameters, graph: str, note):
@@ -179,7 +179,7 @@ class Epochs:
         if self.augmentation.active:
             pixels = math.prod(data.train_images.shape[1:])
             tables = self.augmentation.tables((pixels // data.image_width, data.image_width))
-            self.moves = PixelMover(engine.backend, tables, data.dtype)
+            self.moves = ImageMoves(engine.backend, tables, data.dtype)
         self.graphed = engine.graphed(self.full_batch_step, graph, note=note)
 
     def full_batch_step(self) -> None:
