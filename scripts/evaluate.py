@@ -99,7 +99,7 @@ def main(checkpoint, dataset, data_dir, device, batch_size, json_path, replace_m
         predictor = TorchEngine(saved.model_config, device="gpu" if device == "gpu" else "cpu", dtype=saved.dtype)
         predictor.load_state(EngineState(saved.params))
     else:
-        backend = open_backend(device, say=click.echo)
+        backend = open_backend(device, log=click.echo)
         predictor = restore_model(saved, backend)
     known = dataset_name_of(saved, "") or None
     data, note = test_set_for(saved, checkpoint, dataset, data_dir, not no_download, "evaluation")

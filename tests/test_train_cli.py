@@ -901,7 +901,7 @@ def test_resuming_mid_epoch_with_another_batch_size_sees_each_image_of_that_epoc
         options = RunOptions(model="mlp", data_dir=str(tiny_data), epochs=2, schedule="constant", quiet=True, **given)
         batches.clear()
         try:
-            train_run(options, {"nets": recording}, say=[].append if lines is None else lines.append)
+            train_run(options, {"nets": recording}, log=[].append if lines is None else lines.append)
         except Interrupted:
             pass
         return list(batches)

@@ -109,7 +109,7 @@ def fit(engine, data, hyperparameters: Hyperparameters, rng: numpy.random.Genera
     """
     state = state or TrainingState()
     lines = Lines(log)
-    epochs = Epochs(engine, data, hyperparameters, graph, note=lines.say)
+    epochs = Epochs(engine, data, hyperparameters, graph, note=lines.log)
     stop = Stop(interrupt, stop_after_steps)
     with stop.held(), epochs.on_device():
         while state.epoch < hyperparameters.epochs:
@@ -129,7 +129,7 @@ def fit(engine, data, hyperparameters: Hyperparameters, rng: numpy.random.Genera
             state.epoch_rng_state = rng.bit_generator.state
             if on_epoch_end is not None:
                 on_epoch_end(state)
-            lines.say(format_epoch(record, hyperparameters.epochs, len(data.train_labels)))
+            lines.log(format_epoch(record, hyperparameters.epochs, len(data.train_labels)))
             lines.warn_at_chance(state.history, output_count(engine.model_config))
             if stop.requested() and state.epoch < hyperparameters.epochs:
                 raise Interrupted(state)
@@ -240,13 +240,13 @@ class Lines:
     """What a run says: log(line), above the progress bar while there is one; None says nothing."""
 
     def __init__(self, log):
-        self.log, self.bar, self.warned_at_chance = log, None, False
+        self.write, self.bar, self.warned_at_chance = log, None, False
 
-    def say(self, line: str) -> None:
-        if self.log is None:
+    def log(self, line: str) -> None:
+        if self.write is None:
             return
         bar = self.bar.bar if self.bar is not None else None
-        (bar.write if bar is not None and hasattr(bar, "write") else self.log)(line)
+        (bar.write if bar is not None and hasattr(bar, "write") else self.write)(line)
 
     @contextlib.contextmanager
     def progress_bar(self, progress, total: int, description: str, done: int):
@@ -262,7 +262,7 @@ class Lines:
         at_chance = [abs(record["train_accuracy"] - 1 / classes) <= CHANCE_MARGIN for record in history[-2:]]
         if len(at_chance) == 2 and all(at_chance) and not self.warned_at_chance:
             self.warned_at_chance = True
-            self.say(f"warning: the training accuracy has stayed at chance ({history[-1]['train_accuracy']:.2%}, "
+            self.log(f"warning: the training accuracy has stayed at chance ({history[-1]['train_accuracy']:.2%}, "
                      f"1 in {classes}) for 2 epochs: the model is not learning; try a smaller --lr.")
 
 

@@ -1,6 +1,6 @@
 """What a training run keeps as it goes: its metrics, its checkpoints and the last good one, and where it stopped.
 
-    record = RunRecord(settings, paths, engine, backend, data, device, say=print)
+    record = RunRecord(settings, paths, engine, backend, data, device, log=print)
     record.epoch_ended(state)            # after each epoch: the checkpoint, then its metrics JSON
     error = record.interrupted(state)    # after Ctrl-C: the checkpoint of the last completed step -> the error to raise
     record.finished(state)               # the final metrics, written and returned
@@ -42,9 +42,9 @@ class RunRecord:
     or of the checkpoint it resumed from when it writes back into it; None before the first."""
 
     def __init__(self, settings: RunSettings, paths: OutputPaths, engine, backend, data, device: str,
-                 resumed_from: str | None = None, resumed_state: TrainingState | None = None, say=print):
+                 resumed_from: str | None = None, resumed_state: TrainingState | None = None, log=print):
         """data: the nets.data.datasets.Dataset trained on (its name, source and checksums go into the files)."""
-        self.settings, self.paths, self.engine, self.backend, self.say = settings, paths, engine, backend, say
+        self.settings, self.paths, self.engine, self.backend, self.log = settings, paths, engine, backend, log
         self.data_name, self.data_source, self.device = data.name, data.source, device
         self.data_checksums = data.checksums or None
         self.run_id = uuid.uuid4().hex
@@ -91,7 +91,7 @@ class RunRecord:
                 note = claim_and_save(self.paths, write, lambda target: self.metrics(state, target))
                 path = self.paths.interrupt
                 if note:
-                    self.say(note)
+                    self.log(note)
             else:
                 write(path)
         except checkpoints.NonFiniteError as error:

@@ -3,9 +3,9 @@ asks for (the dataset, the schedule, the data files it trained on), then put bac
 
     resumed = Resume.load(options.resume)              # RunError, one line, for a checkpoint that cannot resume
     settings = resolve_settings(options, resumed.settings)
-    settings = settled(options, settings, resumed, say)  # --data-dir made absolute; another --dataset refused
-    resumed.check_data(data, say)                        # other files than it trained on: said
-    resumed.check_position(settings, train_count, options, say)   # refused, or said in one line
+    settings = settled(options, settings, resumed, log)  # --data-dir made absolute; another --dataset refused
+    resumed.check_data(data, log)                        # other files than it trained on: said
+    resumed.check_position(settings, train_count, options, log)   # refused, or said in one line
     state = resumed.load_into(engine, rng, settings)
 """
 
@@ -84,7 +84,7 @@ class Resume:
             return self.checkpoint.images_in_epoch
         return self.checkpoint.step_in_epoch * self.settings.hyperparameters.batch_size
 
-    def check_position(self, settings: RunSettings, train_count: int, options: RunOptions, say) -> None:
+    def check_position(self, settings: RunSettings, train_count: int, options: RunOptions, log) -> None:
         """The resumed epoch and step fit this run, a mid-epoch resume with another batch size is said, and extending
         a one-cycle schedule is never silent."""
         path, resumed = self.path, self.checkpoint
@@ -100,7 +100,7 @@ class Resume:
             raise RunError(f"{path} already finished {epochs_text(resumed.epoch)}; pass --epochs above {resumed.epoch} "
                            "to train on.")
         if done and done != resumed.step_in_epoch * hyperparameters.batch_size:
-            say(f"note: {path} stopped {done} of {train_count} images into epoch {resumed.epoch + 1}; this run trains "
+            log(f"note: {path} stopped {done} of {train_count} images into epoch {resumed.epoch + 1}; this run trains "
                 f"the other {train_count - done} of that epoch in its order, in batches of "
                 f"{hyperparameters.batch_size}, so each image is seen once in the epoch.")
         if planned.schedule != "onecycle" or hyperparameters.schedule != "onecycle":
@@ -124,9 +124,9 @@ class Resume:
                            f"Train afresh with --epochs {hyperparameters.epochs} for that; add --schedule constant "
                            "--lr F to train on at a fixed rate; or add --schedule onecycle to re-plan the cycle "
                            "anyway.")
-        say(f"note: {change} (--schedule onecycle); only a resume with the planned --epochs continues exactly.")
+        log(f"note: {change} (--schedule onecycle); only a resume with the planned --epochs continues exactly.")
 
-    def check_data(self, data, say) -> None:
+    def check_data(self, data, log) -> None:
         """Say, in one line, when the data files (a nets.data.datasets.Dataset) are not those the checkpoint's run
         trained on, by the checksums it recorded (an older checkpoint records none: nothing is said)."""
         recorded = self.checkpoint.data_checksums
@@ -134,7 +134,7 @@ class Resume:
             return
         differ = [name for name in sorted(set(recorded) | set(data.checksums))
                   if recorded.get(name) != data.checksums.get(name)]
-        say(f"note: the files in {data.directory} are not those {self.path} was trained on ({', '.join(differ)} "
+        log(f"note: the files in {data.directory} are not those {self.path} was trained on ({', '.join(differ)} "
             f"{'differs' if len(differ) == 1 else 'differ'} from the checksums it recorded); training goes on with "
             "these.")
 
@@ -168,14 +168,14 @@ def _is_number(value) -> bool:
     return True
 
 
-def settled(options: RunOptions, settings: RunSettings, resumed: Resume | None, say) -> RunSettings:
+def settled(options: RunOptions, settings: RunSettings, resumed: Resume | None, log) -> RunSettings:
     """The run's settings with --data-dir as an absolute path, so that a resume from another folder reads the files the
     run read (a path recorded relative by an older checkpoint is said); for a resume, another --dataset refused and
     another schedule said, in one line each."""
     data_dir = options.data_dir
     if data_dir is None and resumed and settings.data_dir and not os.path.isabs(os.path.expanduser(settings.data_dir)):
         data_dir = settings.data_dir
-        say(f"note: {resumed.path} names --data-dir {data_dir} relative to the folder it was trained in; it is read "
+        log(f"note: {resumed.path} names --data-dir {data_dir} relative to the folder it was trained in; it is read "
             f"from {os.path.abspath(os.path.expanduser(data_dir))} here (pass --data-dir to read another).")
     if data_dir is not None:
         settings = replace(settings, data_dir=os.path.abspath(os.path.expanduser(data_dir)))
@@ -194,5 +194,5 @@ def settled(options: RunOptions, settings: RunSettings, resumed: Resume | None, 
                        f"{epochs_text(each.epochs)} (peak lr {each.lr:g})" for each in (was, now))
         if now.schedule != "constant":
             going += ", from the point that schedule has reached by now"
-        say(f"note: {resumed.path} was trained {then}; this run goes on {going} ({given}).")
+        log(f"note: {resumed.path} was trained {then}; this run goes on {going} ({given}).")
     return settings

@@ -23,7 +23,7 @@ from nets.commands import script_command
 from nets.data import datasets
 from nets.data.augment import Augmentation
 from nets.data.augment import resolve as resolve_augmentation
-from nets.devices import open_backend, say_why_cpu
+from nets.devices import log_why_cpu, open_backend
 from nets.errors import DeviceError
 from nets.nn.inference import predict_classes
 from nets.nn.models import build_model
@@ -54,27 +54,27 @@ class RunResult:
     data_dir: str | None = None  # the --data-dir the data came from (the next steps need it too)
 
 
-def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> RunResult:
+def train_run(options: RunOptions, engines: dict, log=print, progress=None) -> RunResult:
     """Run the training the options describe, with engines[impl](settings, initial nets model) as the engine.
     Raises RunError (and other NetsErrors) for user mistakes, all before the first training step where they can
     be known then; see the module doc."""
     resumed = Resume.load(options.resume) if options.resume else None
     settings = resolve_settings(options, resumed.settings if resumed else None)
-    settings = settled(options, settings, resumed, say)  # an absolute --data-dir; what a resume changes, said
+    settings = settled(options, settings, resumed, log)  # an absolute --data-dir; what a resume changes, said
     paths = output_paths(options, settings)
     check_outputs(options, paths)
     engine, backend = build_engine(settings, engines)
     if settings.device == "auto" and engine.backend.name == "cpu":  # a word only where a GPU is here but unusable
         if settings.impl == "nets":
-            say_why_cpu(backend, say)
+            log_why_cpu(backend, log)
         elif backend_lib.nvidia_driver_loaded():
-            say(AUTO_CPU + TORCH_NO_CUDA)
+            log(AUTO_CPU + TORCH_NO_CUDA)
     if settings.plot:  # say so now, not after the training
         require_plots()
-    data, settings, paths = load_data(options, settings, paths, say)
+    data, settings, paths = load_data(options, settings, paths, log)
     if resumed:
-        resumed.check_data(data, say)
-        resumed.check_position(settings, len(data.train_labels), options, say)
+        resumed.check_data(data, log)
+        resumed.check_position(settings, len(data.train_labels), options, log)
     device_data = DeviceData.move(engine.backend, data, engine.input_shape, settings.dtype)
     state = resumed.load_into(engine, backend.rng, settings) if resumed else TrainingState()
     device = "standin" if settings.device == "standin" else engine.backend.name
@@ -82,14 +82,14 @@ def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> R
         eager = eager_because(settings.graph, gpu=device != "cpu", impl=settings.impl, layers=settings.layers)
     except ValueError as error:
         raise RunError(str(error)) from None
-    say(describe(settings, data, device, state if resumed else None))
+    log(describe(settings, data, device, state if resumed else None))
     if device != "cpu" and eager is not None:
-        say(f"training step runs eager ({eager})")
-    say(saving_plan(paths, resumed is not None))
+        log(f"training step runs eager ({eager})")
+    log(saving_plan(paths, resumed is not None))
     prepare_outputs(options, paths)
     record = RunRecord(settings, paths, engine, backend, data, device, resumed_from=options.resume,
-                       resumed_state=state, say=say)
-    state, metrics, stop_asked = train_and_save(record, device_data, state, options, progress, say)
+                       resumed_state=state, log=log)
+    state, metrics, stop_asked = train_and_save(record, device_data, state, options, progress, log)
     result = RunResult(metrics=metrics, checkpoint_path=paths.checkpoint, metrics_path=paths.metrics,
                        resumed_from=options.resume, data_dir=settings.data_dir)
     if settings.plot:
@@ -121,10 +121,10 @@ def require_plots() -> None:
         raise RunError(f"--plot needs matplotlib: {error}") from None
 
 
-def load_data(options: RunOptions, settings: RunSettings, paths, say):
+def load_data(options: RunOptions, settings: RunSettings, paths, log):
     """The dataset (falling back from MNIST to Fashion-MNIST when MNIST is absent), checked for training, and the
     settings and output paths that follow from it (its name, its augmentation) -> (data, settings, paths)."""
-    data, settings = choose_dataset(options, settings, say)
+    data, settings = choose_dataset(options, settings, log)
     if paths.default and paths != output_paths(options, settings):  # the fallback dataset names the default path
         paths = output_paths(options, settings)
         check_outputs(options, paths)
@@ -137,7 +137,7 @@ def load_data(options: RunOptions, settings: RunSettings, paths, say):
     return data, replace(settings, hyperparameters=replace(settings.hyperparameters, augment=augment)), paths
 
 
-def choose_dataset(options: RunOptions, settings: RunSettings, say) -> tuple[datasets.Dataset, RunSettings]:
+def choose_dataset(options: RunOptions, settings: RunSettings, log) -> tuple[datasets.Dataset, RunSettings]:
     """The dataset and the settings that name it: with no --dataset given, fall back from MNIST to Fashion-MNIST
     and say so first."""
     explicit = options.dataset is not None or options.data_dir is not None or options.resume is not None
@@ -151,7 +151,7 @@ def choose_dataset(options: RunOptions, settings: RunSettings, say) -> tuple[dat
                                                "resume with the data it was trained on, or train afresh",
                                                using="name, classes and recipe")
         if note:
-            say(note)
+            log(note)
         return data, replace(settings, dataset=data.name)
     except datasets.DataNotFoundError as missing:
         if explicit or settings.dataset != DEFAULT_DATASET:
@@ -160,7 +160,7 @@ def choose_dataset(options: RunOptions, settings: RunSettings, say) -> tuple[dat
             fallback = datasets.load_dataset(FALLBACK_DATASET, None, download=not options.no_download)
         except datasets.DataError:
             raise RunError(str(missing)) from None
-        say(f"MNIST is not available here (not found, and it could not be downloaded): training on "
+        log(f"MNIST is not available here (not found, and it could not be downloaded): training on "
             f"Fashion-MNIST instead, from {fallback.source}. Use --data-dir DIR to point at MNIST files.")
         return fallback, replace(settings, dataset=FALLBACK_DATASET)
     except datasets.DataError as error:
@@ -185,7 +185,7 @@ def describe(settings: RunSettings, data, device: str, resumed: TrainingState | 
 
 
 def train_and_save(record: RunRecord, device_data: DeviceData, state: TrainingState, options: RunOptions, progress,
-                   say) -> tuple[TrainingState, dict, bool]:
+                   log) -> tuple[TrainingState, dict, bool]:
     """fit(), with a checkpoint after every epoch and, after Ctrl-C, one of the last completed step -> (the final
     state, the final metrics, whether Ctrl-C came in the last step, which finishes its epoch first). From here to the
     last save, Ctrl-C only asks training to stop after the step under way, and a second one does not cut short the
@@ -198,7 +198,7 @@ def train_and_save(record: RunRecord, device_data: DeviceData, state: TrainingSt
             with numpy.errstate(over="ignore", invalid="ignore"):
                 state = fit(record.engine, device_data, settings.hyperparameters, record.backend.rng, state=state,
                             on_epoch_end=record.epoch_ended, progress=None if options.quiet else progress,
-                            log=None if options.quiet else say, stop_after_steps=options.stop_after_steps,
+                            log=None if options.quiet else log, stop_after_steps=options.stop_after_steps,
                             interrupt=ctrl_c, graph=settings.graph)
         except Interrupted as stop:
             raise record.interrupted(stop.state) from None
