@@ -47,8 +47,8 @@ def first_line(error: BaseException) -> str:
 class Backend:
     """An array module and the few operations that cross the host/device line.
 
-    Its calls (name, asarray, to_numpy, upload, synchronize, take, zeros) are an engine's array I/O
-    (nets/train/engine.py): the PyTorch engine offers the same calls over torch tensors.
+    Its calls (name, asarray, to_numpy, upload, synchronize, take, zeros) are an engine's ArrayBackend
+    (nets/train/engine.py): the PyTorch engine's TorchBackend offers the same calls over torch tensors.
 
     name: "cpu" or "gpu".
     xp: numpy or cupy.

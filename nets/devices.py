@@ -1,7 +1,7 @@
 """The device a command asked for (--device cpu|gpu|auto) as a backend, with the advice a user needs when the GPU
 cannot be used: backend/ says what is wrong, this says what to install.
 
-    backend = open_backend("auto", seed=0, say=print)   # the CPU without a word where no NVIDIA GPU is
+    backend = open_backend("auto", seed=0, log=print)   # the CPU without a word where no NVIDIA GPU is
     problem = gpu_unavailable()                          # None, or the one line --device gpu would print
 """
 
@@ -13,7 +13,7 @@ from backend import AUTO_CPU, INSTALL_CUDA_LIBRARIES, INSTALL_CUPY, Backend
 from nets.commands import install_hint, python_command
 from nets.errors import DeviceError
 
-__all__ = ["gpu_unavailable", "open_backend", "say_why_cpu", "with_fix"]
+__all__ = ["gpu_unavailable", "log_why_cpu", "open_backend", "with_fix"]
 
 
 def _cuda13() -> str:
@@ -37,21 +37,21 @@ def gpu_unavailable() -> str | None:
     return None if problem is None else with_fix(problem, problem.fix)
 
 
-def open_backend(device: str, seed: int = 0, say=None) -> Backend:
+def open_backend(device: str, seed: int = 0, log=None) -> Backend:
     """The Backend of `device` ("cpu", "gpu", "auto", or the hidden "standin"); DeviceError, one line, when it cannot
-    be used. Under "auto" without a GPU, say(line) tells why only where a GPU is present but unusable: a machine with
+    be used. Under "auto" without a GPU, log(line) tells why only where a GPU is present but unusable: a machine with
     no NVIDIA GPU at all gets the CPU without a word about CUDA."""
     try:
         chosen = backend_lib.get_backend(device, seed=seed)
     except backend_lib.BackendError as error:
         raise DeviceError(with_fix(str(error), error.fix)) from None
-    if say is not None:
-        say_why_cpu(chosen, say)
+    if log is not None:
+        log_why_cpu(chosen, log)
     return chosen
 
 
-def say_why_cpu(chosen: Backend, say) -> None:
-    """After --device auto chose the CPU: say(line) why, where a GPU is here but could not be used."""
+def log_why_cpu(chosen: Backend, log) -> None:
+    """After --device auto chose the CPU: log(line) why, where a GPU is here but could not be used."""
     problem = chosen.why_cpu
     if problem is not None and not getattr(problem, "absent", False):
-        say(AUTO_CPU + with_fix(problem, getattr(problem, "fix", None)))
+        log(AUTO_CPU + with_fix(problem, getattr(problem, "fix", None)))

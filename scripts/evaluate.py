@@ -99,7 +99,7 @@ def main(checkpoint, dataset, data_dir, device, batch_size, json_path, replace_m
         predictor = TorchEngine(saved.model_config, device="gpu" if device == "gpu" else "cpu", dtype=saved.dtype)
         predictor.load_state(EngineState(saved.params))
     else:
-        backend = open_backend(device, say=click.echo)
+        backend = open_backend(device, log=click.echo)
         predictor = restore_model(saved, backend)
     known = dataset_name_of(saved, "") or None
     data, note = test_set_for(saved, checkpoint, dataset, data_dir, not no_download, "evaluation")
@@ -113,7 +113,7 @@ def main(checkpoint, dataset, data_dir, device, batch_size, json_path, replace_m
 
     trained = f"trained on {TITLES[known]}" if known else "its dataset unknown"
     click.echo(f"{saved.model_name} from {checkpoint} ({trained}) on the {data.name} test set ({data.source}), scored "
-               f"by {impl} on {predictor.io.name}")
+               f"by {impl} on {predictor.backend.name}")
     if known and known != data.name:
         click.echo(f"warning: {checkpoint} was trained on {TITLES[known]}, so scoring it on {data.title} compares "
                    f"its {TITLES[known]} classes with {data.title}'s labels.", err=True)
@@ -125,7 +125,7 @@ def main(checkpoint, dataset, data_dir, device, batch_size, json_path, replace_m
         click.echo(measured)
     if json_path:
         report = {"checkpoint": str(checkpoint), "model": saved.model_name, "dataset": data.name,
-                  "device": predictor.io.name, **result.to_dict(names)}
+                  "device": predictor.backend.name, **result.to_dict(names)}
         write_json(json_path, report, "--json")
 
 

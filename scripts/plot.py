@@ -35,36 +35,36 @@ from nets.train.paths import DEFAULT_RUNS_DIR, metrics_path_beside
 BATCH_SIZE = 100  # as evaluate.py: the CNN's forward pass takes about 0.6 MB per image
 
 
-def metrics_for(saved, checkpoint: str, asked: str | None, say) -> dict | None:
+def metrics_for(saved, checkpoint: str, asked: str | None, log) -> dict | None:
     """The metrics to draw the curves from, each decision said in one line: --metrics as asked (a warning when it is
     another run's), else the JSON beside the checkpoint when it is from the same run, else none."""
     if asked is not None:
         metrics, warning = read_metrics(asked)
         if warning:
-            say(warning, err=True)
+            log(warning, err=True)
         reason = other_run(saved, metrics)
         if reason:
-            say(f"warning: --metrics {asked} is not from the run of {checkpoint} ({reason}); its curves are drawn "
+            log(f"warning: --metrics {asked} is not from the run of {checkpoint} ({reason}); its curves are drawn "
                 "as asked.", err=True)
         return metrics
     beside = metrics_path_beside(checkpoint)
     if not os.path.isfile(beside):
-        say(f"metrics: none ({beside} is not there), so no training curves; --metrics FILE gives them")
+        log(f"metrics: none ({beside} is not there), so no training curves; --metrics FILE gives them")
         return None
     try:
         metrics, warning = read_metrics(beside)
     except MetricsError:
-        say(f"metrics: none ({beside} cannot be read as a run's metrics), so no training curves; --metrics FILE "
+        log(f"metrics: none ({beside} cannot be read as a run's metrics), so no training curves; --metrics FILE "
             "gives them")
         return None
     reason = other_run(saved, metrics)
     if reason:
-        say(f"metrics: none ({beside} is from another run: {reason}), so no training curves; --metrics FILE draws "
+        log(f"metrics: none ({beside} is from another run: {reason}), so no training curves; --metrics FILE draws "
             "them anyway")
         return None
     if warning:
-        say(warning, err=True)
-    say(f"metrics: {beside} (beside the checkpoint, from the same run)")
+        log(warning, err=True)
+    log(f"metrics: {beside} (beside the checkpoint, from the same run)")
     return metrics
 
 
@@ -94,7 +94,7 @@ def main(checkpoint, metrics_path, out_dir, dataset, data_dir, device, batch_siz
     check_folder_creatable(out_dir, "--out")
     saved = load_any_checkpoint(checkpoint)
     metrics = metrics_for(saved, checkpoint, metrics_path, click.echo)
-    backend = open_backend(device, say=click.echo)
+    backend = open_backend(device, log=click.echo)
     model = restore_model(saved, backend)
     data, note = test_set_for(saved, checkpoint, dataset, data_dir, not no_download, "plotting")
     if note:

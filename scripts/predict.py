@@ -84,7 +84,7 @@ def main(paths, checkpoint, top_k, prepare, show_dir, device, dataset):
     checkpoint, newest = checkpoint_or_newest(checkpoint, DEFAULT_RUNS_DIR)
     if newest:
         click.echo(newest)
-    backend = open_backend(device, say=click.echo)
+    backend = open_backend(device, log=click.echo)
     saved = load_any_checkpoint(checkpoint)
     names, knows = model_classes(saved, checkpoint, dataset)
     check_classes(saved, checkpoint, names, TITLES[saved.dataset or dataset or "mnist"])

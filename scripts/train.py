@@ -122,15 +122,15 @@ def main(**given):
     if options.save and options.no_save:
         raise click.UsageError("--save and --no-save contradict each other; give one of them.")
     quiet = options.quiet
-    say = (lambda line: None) if quiet else (lambda line: click.echo(line))
+    log = (lambda line: None) if quiet else (lambda line: click.echo(line))
     try:
-        result = train_run(options, ENGINES, say=say, progress=progress_bar_factory(not quiet and sys.stdout.isatty()))
+        result = train_run(options, ENGINES, log=log, progress=progress_bar_factory(not quiet and sys.stdout.isatty()))
     except Interrupted as stop:  # not an error: the checkpoint is written (other user errors: see _cli)
-        say_last(str(stop))
+        log_last(str(stop))
         sys.exit(stop.exit_code)
     except KeyboardInterrupt as stop:  # before training started (loading data): once it has, a stop signal ends in
         #                                Interrupted; Stopped for SIGTERM and SIGHUP
-        say_last(f"{interrupt.interrupted_by(getattr(stop, 'signum', None))} before training started; no checkpoint "
+        log_last(f"{interrupt.interrupted_by(getattr(stop, 'signum', None))} before training started; no checkpoint "
                  "was written.")
         sys.exit(interrupt.exit_code_of(stop))
     metrics = result.metrics
@@ -141,12 +141,12 @@ def main(**given):
         for line in where_it_went(result):
             click.echo(line)
     if interrupt.received() is not None:  # a signal while the last epoch finished: it was trained and saved whole
-        say_last(f"{interrupt.interrupted_by()} as training finished; the run is complete and everything it wrote "
+        log_last(f"{interrupt.interrupted_by()} as training finished; the run is complete and everything it wrote "
                  "is whole.")
         sys.exit(interrupt.exit_code(interrupt.received()))
 
 
-def say_last(line: str) -> None:
+def log_last(line: str) -> None:
     """The run's last line, on stderr; a terminal that hung up (SIGHUP) cannot show it, which changes nothing."""
     try:
         click.echo(line, err=True)

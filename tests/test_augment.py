@@ -1,10 +1,10 @@
-"""Augmentation (nets/data/augment.py and its PixelMover in the engines' batches): names, pixel maps, borders,
+"""Augmentation (nets/data/augment.py and its ImageMoves in the engines' batches): names, pixel maps, borders,
 draws, launches, resume."""
 
 import numpy
 import pytest
 
-from nets.data.augment import AUTO, Augmentation, AugmentError, PixelMover, resolve
+from nets.data.augment import AUTO, Augmentation, AugmentError, ImageMoves, resolve
 from nets.train.engine import NetsEngine
 from nets.nn.models import build_model
 from nets.optim import Adam
@@ -87,23 +87,24 @@ def engine_on(backend, model_name, workers=1):
 
 
 @pytest.mark.parametrize("model_name", ["mlp", "cnn"])
-def test_the_engine_moves_each_image_in_place_in_the_steps_home(backend, model_name):
+def test_the_engine_moves_each_image_in_place_in_the_steps_buffers(backend, model_name):
     augmentation = Augmentation.parse("flip+shift:2")
     engine = engine_on(backend, model_name)
-    mover = PixelMover(engine.io, augmentation.tables((28, 28)), "float32")
+    moves = ImageMoves(engine.backend, augmentation.tables((28, 28)), "float32")
     rng = numpy.random.default_rng(3)
     host = (rng.random((6, 28, 28)) + 0.5).astype(numpy.float32)  # no zero pixel of its own
     images = backend.asarray(host.reshape(6, *engine.model.input_shape))
-    moves = [(0, 0, 0), (1, 0, 0), (0, 2, -1), (1, -2, 2), (0, -1, 0), (1, 1, 1)]  # of dataset images 0..5
-    mover.epoch(numpy.array([map_id(augmentation, *move) for move in moves]))
+    flips_and_shifts = [(0, 0, 0), (1, 0, 0), (0, 2, -1), (1, -2, 2), (0, -1, 0), (1, 1, 1)]  # of images 0..5
+    moves.epoch(numpy.array([map_id(augmentation, *move) for move in flips_and_shifts]))
     order = numpy.array([3, 0, 5, 1, 4, 2])  # the batch: each image keeps its own move
-    for _ in range(2):  # the second time through the homes made the first time
+    for _ in range(2):  # the second time through the buffers made the first time
         index = backend.asarray(order)
-        moved, _ = engine.batch(images, backend.asarray(numpy.arange(6)), index, mover)
+        moved, _ = engine.batch(images, backend.asarray(numpy.arange(6)), index, moves)
         pictures = backend.to_numpy(moved).reshape(6, -1)[:, :784].reshape(6, 28, 28)
         for k, image in enumerate(order):
-            numpy.testing.assert_array_equal(pictures[k], reference(host[image], *moves[image]), err_msg=str(k))
-    if model_name == "mlp":  # the input slot's column of ones (the bias) is untouched
+            expected = reference(host[image], *flips_and_shifts[image])
+            numpy.testing.assert_array_equal(pictures[k], expected, err_msg=str(k))
+    if model_name == "mlp":  # the input_with_ones' column of ones (the bias) is untouched
         numpy.testing.assert_array_equal(backend.to_numpy(moved)[:, -1], 1)
 
 
@@ -121,11 +122,11 @@ def test_torch_engine_moves_images_as_the_nets_do():
     order = numpy.array([3, 0, 4, 1, 2])
     batches = []
     for each in (nets, engine):
-        mover = PixelMover(each.io, augmentation.tables((28, 28)), "float32")
-        mover.epoch(ids)
-        io = each.io
-        x, _ = each.batch(io.asarray(host), io.asarray(numpy.arange(5)), io.asarray(order), mover)
-        batches.append(io.to_numpy(x))
+        moves = ImageMoves(each.backend, augmentation.tables((28, 28)), "float32")
+        moves.epoch(ids)
+        backend = each.backend
+        x, _ = each.batch(backend.asarray(host), backend.asarray(numpy.arange(5)), backend.asarray(order), moves)
+        batches.append(backend.to_numpy(x))
     assert isinstance(x, torch.Tensor)
     numpy.testing.assert_array_equal(batches[1], batches[0])
 
@@ -135,16 +136,16 @@ def test_augmenting_a_batch_is_five_launches_with_no_sync_or_copy(standin_gpu, m
     """The batch's maps, their offsets, the pixels into the workspace, the gather back; nothing allocated."""
     augmentation = Augmentation.parse("flip+shift:2")
     engine = engine_on(standin_gpu, model_name)
-    mover = PixelMover(engine.io, augmentation.tables((28, 28)), "float32")
+    moves = ImageMoves(engine.backend, augmentation.tables((28, 28)), "float32")
     rng = numpy.random.default_rng(0)
     images = standin_gpu.asarray(rng.random((256, *engine.model.input_shape), dtype=numpy.float32))
     labels = standin_gpu.asarray(rng.integers(0, 10, 256))
-    mover.epoch(augmentation.draw(rng, 256))
+    moves.epoch(augmentation.draw(rng, 256))
     index = standin_gpu.asarray(numpy.arange(128))
-    for _ in range(2):  # the first batch makes the homes
+    for _ in range(2):  # the first batch makes the buffers
         counter = standin_gpu.xp.counter
         mark = counter.mark()
-        engine.batch(images, labels, index, mover)
+        engine.batch(images, labels, index, moves)
         tally = counter.since(mark)
     assert tally.launches == 2 + 5, tally.by_site()  # the batch's two gathers, then the moves
     assert tally.syncs == 0 and tally.transfers == 0 and tally.memsets == 0

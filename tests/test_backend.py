@@ -61,14 +61,14 @@ def test_gpu_problem_without_cupy_names_the_install_only_where_a_driver_is(monke
     problem = backend.gpu_problem()
     assert (problem, problem.absent, problem.fix) == ("CuPy is not installed.", False, backend.INSTALL_CUPY)
     said = []
-    assert open_backend("auto", say=said.append).name == "cpu"
+    assert open_backend("auto", log=said.append).name == "cpu"
     assert said == [f"--device auto chose the CPU: {with_fix(problem, problem.fix)}"]
     assert f"Install CuPy with `{install_hint('gpu')}`" in said[0]
     monkeypatch.setattr(backend, "NVIDIA_DRIVER_DIR", str(tmp_path / "no-driver"))  # no GPU here at all
     problem = backend.gpu_problem()
     assert problem.absent and "no NVIDIA GPU was found here" in problem
     said = []
-    assert open_backend("auto", say=said.append).name == "cpu" and said == []  # silent: nothing to fix here
+    assert open_backend("auto", log=said.append).name == "cpu" and said == []  # silent: nothing to fix here
 
 
 class _NoDevice(Exception):
@@ -94,13 +94,13 @@ def test_no_gpu_says_no_nvidia_gpu_was_found_and_auto_picks_the_cpu_without_a_wo
     chosen = backend.get_backend("auto")
     assert (chosen.name, chosen.why_cpu) == ("cpu", problem)
     said = []
-    open_backend("auto", say=said.append)
+    open_backend("auto", log=said.append)
     assert said == []  # no word of CUDA or drivers where there is no GPU
     assert backend.get_backend("cpu").why_cpu is None
     monkeypatch.setattr(backend, "NVIDIA_DRIVER_DIR", str(tmp_path))  # a driver is loaded: then it is the suspect
     problem = backend.gpu_problem()
     assert problem.endswith("; check the NVIDIA driver.") and not problem.absent and problem.fix is None
-    open_backend("auto", say=said.append)
+    open_backend("auto", log=said.append)
     assert said == [f"--device auto chose the CPU: {problem}"]
 
 

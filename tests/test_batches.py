@@ -48,14 +48,14 @@ def test_an_epoch_resumed_mid_way_goes_on_with_the_same_rows(backend):
     assert backend.to_numpy(order.rows_from(5)).tolist() == permutation[5:8].tolist()
 
 
-def test_rows_stay_on_the_device_in_one_home(backend):
+def test_rows_stay_on_the_device_in_one_buffer(backend):
     order = EpochOrder(backend, 10, 4)
     order.start(numpy.arange(10))
     first = order.next_rows()
     second = order.next_rows()
     assert array_module(first, second) is backend.xp
     assert first.dtype == numpy.int64 and first.shape == (4,)
-    # a captured step reads the same memory at every replay: next_rows writes into one home
+    # a captured step reads the same memory at every replay: next_rows writes into one buffer
     assert first.data.ptr == second.data.ptr if backend.is_gpu else numpy.shares_memory(first, second)
     assert backend.to_numpy(second).tolist() == [4, 5, 6, 7]
 

@@ -64,13 +64,13 @@ class FixedModel:
     dtype = numpy.dtype("float32")
 
     def __init__(self, backend):
-        self.io = backend
+        self.backend = backend
         self.batches = []
 
     def predict(self, x):
         assert x.shape[1:] == self.input_shape and x.dtype == self.dtype
         self.batches.append(x.shape[0])
-        xp = self.io.xp
+        xp = self.backend.xp
         logits = xp.zeros((x.shape[0], 10), dtype=self.dtype)
         logits[xp.arange(x.shape[0]), xp.argmax(x, axis=1) % 10] = 5.0
         return logits

@@ -40,10 +40,10 @@ def run(gpu, model, optimizer, graph, *, engine=None, rng=None, state=None, stop
                       gpu.asarray(data_rng.random((16, *shape[1:]), dtype=numpy.float32)),
                       gpu.asarray(data_rng.integers(0, 10, 16)), image_width=28)
     engine = engine or make_engine(gpu, model, optimizer)
-    hyper = Hyperparameters(optimizer=optimizer, lr=0.01, batch_size=BATCH, epochs=2, schedule="onecycle",
+    hyperparameters = Hyperparameters(optimizer=optimizer, lr=0.01, batch_size=BATCH, epochs=2, schedule="onecycle",
                             momentum=0.9 if optimizer == "sgd" else 0.0, augment="flip+shift:1")
     said = []
-    state = fit(engine, data, hyper, rng or numpy.random.default_rng(3), state=state, log=said.append,
+    state = fit(engine, data, hyperparameters, rng or numpy.random.default_rng(3), state=state, log=said.append,
                 stop_after_steps=stop_after_steps, graph=graph)
     return engine, state, said
 
@@ -89,7 +89,7 @@ def test_a_run_stopped_mid_epoch_and_resumed_with_the_graph_equals_the_whole_run
     moments = resumed.optimizer.groups[0].state["exp_avg"]
     resumed.load_state(first.state())
     assert resumed.optimizer.groups[0].state["exp_avg"] is moments
-    engine, _, _ = run(resumed.io, "cnn", "adam", "on", engine=resumed, rng=rng, state=where)
+    engine, _, _ = run(resumed.backend, "cnn", "adam", "on", engine=resumed, rng=rng, state=where)
     expected, got = weights_and_moments(whole), weights_and_moments(engine)
     for name in expected:
         numpy.testing.assert_array_equal(got[name], expected[name], err_msg=name)

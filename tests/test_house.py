@@ -2,12 +2,13 @@
 baseline and the bench alone, small files, and the training options written once."""
 
 import ast
+import json
 from dataclasses import FrozenInstanceError, fields
 from pathlib import Path
 
 import pytest
 
-from nets.train.settings import Hyperparameters, RunOptions, hyper_overrides, resolve_settings
+from nets.train.settings import Hyperparameters, RunOptions, RunSettings, hyperparameter_overrides, resolve_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 NETS = ROOT / "nets"
@@ -56,19 +57,28 @@ def test_only_the_baseline_and_the_bench_import_torch():
 
 
 def test_the_hyperparameter_options_are_the_hyperparameters():
-    flagged = [spec.name for spec in fields(RunOptions) if spec.metadata["hyper"]]
+    flagged = [spec.name for spec in fields(RunOptions) if spec.metadata["hyperparameter"]]
     assert sorted(flagged) == sorted(spec.name for spec in fields(Hyperparameters))
     assert all(spec.metadata["help"] or spec.metadata["hidden"] for spec in fields(RunOptions))
-    assert hyper_overrides(RunOptions(lr=0.1, epochs=2, seed=3)) == {"lr": 0.1, "epochs": 2}
+    assert hyperparameter_overrides(RunOptions(lr=0.1, epochs=2, seed=3)) == {"lr": 0.1, "epochs": 2}
 
 
 def test_settings_do_not_change_once_resolved():
     settings = resolve_settings(RunOptions(model="mlp", epochs=2), None)
-    assert (settings.model, settings.hyper.epochs, settings.hyper.optimizer) == ("mlp", 2, "adam")
+    assert (settings.model, settings.hyperparameters.epochs, settings.hyperparameters.optimizer) == ("mlp", 2, "adam")
     with pytest.raises(FrozenInstanceError):
         settings.dataset = "fashion-mnist"
     with pytest.raises(FrozenInstanceError):
         RunOptions().model = "cnn"
+
+
+def test_a_checkpoints_config_keeps_the_hyperparameters_under_hyper():
+    """meta/config (RunSettings.as_dict) stores RunSettings.hyperparameters under "hyper", the key every checkpoint
+    keeps them under, and from_dict reads them back from there."""
+    settings = resolve_settings(RunOptions(model="cnn", lr=0.5), None)
+    stored = json.loads(json.dumps(settings.as_dict()))
+    assert "hyperparameters" not in stored and stored["hyper"]["lr"] == 0.5
+    assert RunSettings.from_dict(stored) == settings
 
 
 def test_no_source_file_anywhere_is_over_400_lines():

@@ -114,7 +114,7 @@ def test_a_prediction_keeps_to_its_launch_budget(standin_gpu, name):
     assert tally.allocations == 1, [(event.name, event.site) for event in tally.where("alloc")]
 
 
-def test_a_gathered_batch_is_two_launches_into_the_steps_homes(standin_gpu):
+def test_a_gathered_batch_is_two_launches_into_the_steps_buffers(standin_gpu):
     engine, images, labels = engine_and_data(standin_gpu, "mlp")
     index = standin_gpu.asarray(numpy.arange(BATCH))
     first = engine.batch(images, labels, index)
@@ -122,7 +122,7 @@ def test_a_gathered_batch_is_two_launches_into_the_steps_homes(standin_gpu):
     second = engine.batch(images, labels, index)
     tally = standin_gpu.xp.counter.since(mark)
     assert tally.by_kind() == {"gather": 2}
-    assert second[0] is first[0] and second[1] is first[1]  # the same homes, step after step
+    assert second[0] is first[0] and second[1] is first[1]  # the same buffers, step after step
 
 
 @pytest.mark.parametrize("graph", ["off", "on"])
@@ -137,7 +137,7 @@ def test_fit_reads_the_device_only_every_few_steps(standin_gpu, graph):
         standin_gpu.asarray(rng.integers(0, 10, count)),
         standin_gpu.asarray(rng.random((test_count, 784), dtype=numpy.float32)),
         standin_gpu.asarray(rng.integers(0, 10, test_count)), image_width=28)
-    hyper = Hyperparameters(optimizer="adam", lr=1e-3, batch_size=16, epochs=2, schedule="onecycle")
+    hyperparameters = Hyperparameters(optimizer="adam", lr=1e-3, batch_size=16, epochs=2, schedule="onecycle")
     bars = []
 
     class Bar:
@@ -154,19 +154,21 @@ def test_fit_reads_the_device_only_every_few_steps(standin_gpu, graph):
 
     counter = standin_gpu.xp.counter
     mark = counter.mark()
-    fit(engine, data, hyper, numpy.random.default_rng(0), progress=lambda total, name: Bar(), log=None, graph=graph)
+    fit(engine, data, hyperparameters, numpy.random.default_rng(0), progress=lambda total, name: Bar(), log=None,
+        graph=graph)
     tally = counter.since(mark)
     steps_per_epoch, refresh_every = 40, 2  # fit refreshes every max(1, min(50, steps // 20)) steps
     refreshes = steps_per_epoch // refresh_every
-    assert tally.syncs == hyper.epochs * (refreshes + 2) + (2 if graph == "on" else 0), tally.by_site(("sync",))
-    assert len(bars) == hyper.epochs * refreshes
+    assert tally.syncs == hyperparameters.epochs * (refreshes + 2) + (2 if graph == "on" else 0), \
+        tally.by_site(("sync",))
+    assert len(bars) == hyperparameters.epochs * refreshes
     # copies to the device: each epoch's order and its learning rates; the loss head's constants once
     copies = tally.by_site(("h2d",))
-    assert sum(n for site, n in copies.items() if " start" in site) == hyper.epochs
-    assert sum(n for site, n in copies.items() if " plan" in site) == hyper.epochs
+    assert sum(n for site, n in copies.items() if " start" in site) == hyperparameters.epochs
+    assert sum(n for site, n in copies.items() if " plan" in site) == hyperparameters.epochs
     assert all(" start" in site or " plan" in site or "_workspace" in site for site in copies), copies
     # captured: every full batch but the first (the warm-up) is one graph launch
-    assert tally.graph_launches == (hyper.epochs * steps_per_epoch - 1 if graph == "on" else 0)
+    assert tally.graph_launches == (hyperparameters.epochs * steps_per_epoch - 1 if graph == "on" else 0)
 
 
 def test_the_budget_is_the_gpu_twins_and_the_cpu_twins_forced_on_a_device_give_the_same_step(standin_gpu):

@@ -17,8 +17,9 @@ def test_notebook_recipe_is_the_notebook():
 
 
 def test_overrides_win_and_none_means_not_given():
-    hyper = resolve_hyperparameters("default", "cnn", lr=0.1, epochs=None, batch_size=7)
-    assert (hyper.lr, hyper.batch_size, hyper.epochs) == (0.1, 7, RECIPES["default"]["cnn"].epochs)
+    hyperparameters = resolve_hyperparameters("default", "cnn", lr=0.1, epochs=None, batch_size=7)
+    assert (hyperparameters.lr, hyperparameters.batch_size, hyperparameters.epochs) == (
+        0.1, 7, RECIPES["default"]["cnn"].epochs)
 
 
 @pytest.mark.parametrize("bad", [{"recipe": "fast"}, {"model": "resnet"}])

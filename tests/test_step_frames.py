@@ -50,8 +50,8 @@ def recorded_paths(backend, name, workers, graph, batch_size=8):
             return forward(*args, **kwargs)
 
         layer.forward = recording
-    hyper = Hyperparameters(optimizer="adam", lr=1e-3, batch_size=batch_size, epochs=1)
-    fit(engine, data, hyper, numpy.random.default_rng(0), log=None, graph=graph)
+    hyperparameters = Hyperparameters(optimizer="adam", lr=1e-3, batch_size=batch_size, epochs=1)
+    fit(engine, data, hyperparameters, numpy.random.default_rng(0), log=None, graph=graph)
     return paths
 
 

@@ -890,9 +890,9 @@ def test_resuming_mid_epoch_with_another_batch_size_sees_each_image_of_that_epoc
         engine = nets_engine(settings, model)
         gather = engine.batch
 
-        def batch(images, labels, index, mover=None):
+        def batch(images, labels, index, moves=None):
             batches.append(numpy.asarray(index).copy())
-            return gather(images, labels, index, mover)
+            return gather(images, labels, index, moves)
 
         engine.batch = batch
         return engine
@@ -901,7 +901,7 @@ def test_resuming_mid_epoch_with_another_batch_size_sees_each_image_of_that_epoc
         options = RunOptions(model="mlp", data_dir=str(tiny_data), epochs=2, schedule="constant", quiet=True, **given)
         batches.clear()
         try:
-            train_run(options, {"nets": recording}, say=[].append if lines is None else lines.append)
+            train_run(options, {"nets": recording}, log=[].append if lines is None else lines.append)
         except Interrupted:
             pass
         return list(batches)
@@ -972,7 +972,7 @@ def test_the_torch_baseline_on_the_gpu_needs_no_cupy(monkeypatch):
     engines = {"nets": nets_engine, "torch": baseline_engine.engine_for_run}
     monkeypatch.setattr(backend, "_import_cupy", lambda: None)  # no CuPy at all
     settings = RunSettings(model="mlp", impl="torch", dataset="mnist", recipe="default", seed=0, dtype="float32",
-                           hyper=resolve_hyperparameters("default", "mlp"), device="gpu")
+                           hyperparameters=resolve_hyperparameters("default", "mlp"), device="gpu")
     asked = []
 
     class OnCuda:  # a torch engine that records its device instead of moving to a CUDA device this machine lacks
@@ -991,7 +991,7 @@ def test_the_torch_baseline_on_the_gpu_needs_no_cupy(monkeypatch):
     with pytest.raises(RunError, match="--impl torch: .*CUDA build of torch") as error:
         build_engine(settings, engines)
     assert "CuPy" not in str(error.value)
-    assert build_engine(replace(settings, device="auto"), engines)[0].io.name == "cpu"
+    assert build_engine(replace(settings, device="auto"), engines)[0].backend.name == "cpu"
     with pytest.raises(DeviceError, match="CuPy is not installed"):
         build_engine(replace(settings, impl="nets"), engines)
 

@@ -20,11 +20,11 @@ from nets.train.engine import EngineState
 from nets.train.graph import eager_because
 from nets.train.loop import Diverged
 
-__all__ = ["TorchEngine", "TorchIO", "engine_for_run"]
+__all__ = ["TorchBackend", "TorchEngine", "engine_for_run"]
 
 
-class TorchIO:
-    """backend.Backend's array calls over torch tensors on one device (the engine's `io`)."""
+class TorchBackend:
+    """backend.Backend's array calls over torch tensors on one device (the engine's `backend`)."""
 
     def __init__(self, torch, device: str, channels_last: bool = False):
         self.torch = torch
@@ -78,10 +78,10 @@ class TorchEngine:
                  count_totals: bool = True):
         torch = require_torch(device)
         self.torch = torch
-        self.io = TorchIO(torch, device, channels_last)
+        self.backend = TorchBackend(torch, device, channels_last)
         self.model_config = dict(model_config)
         self.input_shape, self.dtype = input_shape(model_config), numpy.dtype(dtype)
-        self.model = build_torch_model(model_config, dtype=self.dtype.name).to(self.io.device)
+        self.model = build_torch_model(model_config, dtype=self.dtype.name).to(self.backend.device)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer_name = optimizer
@@ -95,18 +95,18 @@ class TorchEngine:
         self._training = None
         self.count_totals = count_totals
         # running loss sum and hits, in float64 so that hits stay exact integers
-        self._totals = torch.zeros(2, dtype=torch.float64, device=self.io.device)
+        self._totals = torch.zeros(2, dtype=torch.float64, device=self.backend.device)
 
     def _mode(self, training: bool) -> None:
         if self._training is not training:
             self.model.train(training)
             self._training = training
 
-    def batch(self, images, labels, index, mover=None):
-        x, y = self.io.take(images, index, axis=0), self.io.take(labels, index, axis=0)
-        if mover is not None:
-            mover(x.view(len(x), -1), index)  # index_select's result is contiguous: the view is x itself
-        if self.io.channels_last and x.ndim == 4:
+    def batch(self, images, labels, index, moves=None):
+        x, y = self.backend.take(images, index, axis=0), self.backend.take(labels, index, axis=0)
+        if moves is not None:
+            moves(x.view(len(x), -1), index)  # index_select's result is contiguous: the view is x itself
+        if self.backend.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=self.torch.channels_last)
         return x, y
 
@@ -116,7 +116,7 @@ class TorchEngine:
 
     def graphed(self, function, mode: str, note=None):
         """None: the torch engine runs each step eagerly (torch.cuda.graphs is the bench's anchor, not train.py's)."""
-        eager_because(mode, gpu=self.io.name == "gpu", impl=self.impl)
+        eager_because(mode, gpu=self.backend.name == "gpu", impl=self.impl)
         return None
 
     def train_step(self, x, labels) -> None:
@@ -201,7 +201,7 @@ class TorchEngine:
         for state_name, per_param in saved.get("state", {}).items():
             for name, value in per_param.items():
                 entry = self.optimizer.state[named[name]]
-                entry[state_name] = torch.as_tensor(value, dtype=named[name].dtype, device=self.io.device).clone()
+                entry[state_name] = torch.as_tensor(value, dtype=named[name].dtype, device=self.backend.device).clone()
                 if self.optimizer_name == "adam":
                     entry["step"] = torch.tensor(float(saved.get("step", 0)))
 
@@ -213,8 +213,9 @@ def engine_for_run(settings, model) -> TorchEngine:
     device = settings.device
     if device == "auto":
         device = "gpu" if require_torch("cpu").cuda.is_available() else "cpu"
-    hyper = settings.hyper
-    engine = TorchEngine(model.config(), device=device, dtype=settings.dtype, optimizer=hyper.optimizer, lr=hyper.lr,
-                         momentum=hyper.momentum, weight_decay=hyper.weight_decay)
+    hyperparameters = settings.hyperparameters
+    engine = TorchEngine(model.config(), device=device, dtype=settings.dtype, optimizer=hyperparameters.optimizer,
+                         lr=hyperparameters.lr, momentum=hyperparameters.momentum,
+                         weight_decay=hyperparameters.weight_decay)
     engine.load_state(EngineState(model.state_dict()))
     return engine

@@ -41,11 +41,11 @@ class Profile:
 class Clock:
     """perf_counter after synchronizing the device, so queued GPU work is counted."""
 
-    def __init__(self, io):
-        self.io = io
+    def __init__(self, backend):
+        self.backend = backend
 
     def __call__(self) -> float:
-        self.io.synchronize()
+        self.backend.synchronize()
         return time.perf_counter()
 
 
@@ -101,10 +101,10 @@ def torch_step_timer(model, images, labels, device: str, threads: int | None):
     engine = TorchEngine(model.config(), device=device, dtype=model.dtype.name, optimizer="adam", lr=1e-3,
                          count_totals=False)  # a bare eager step, as the bench times it
     engine.load_state(EngineState(model.state_dict()))
-    io = engine.io
-    x, y = engine.batch(io.asarray(images, dtype=model.dtype), io.asarray(labels),
-                        io.asarray(numpy.arange(len(labels))))
-    clock = Clock(io)
+    backend = engine.backend
+    x, y = engine.batch(backend.asarray(images, dtype=model.dtype), backend.asarray(labels),
+                        backend.asarray(numpy.arange(len(labels))))
+    clock = Clock(backend)
 
     def step():
         start = clock()

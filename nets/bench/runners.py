@@ -27,11 +27,11 @@ class Runner:
     def __init__(self, engine, x_host: numpy.ndarray, labels_host: numpy.ndarray, impl: str | None = None):
         self.engine = engine
         self.impl = impl or engine.impl
-        io = engine.io
-        self.settle = io.name == "cpu"  # pause before a timed sample only on the CPU (timing.py)
-        self.images = io.asarray(x_host)
-        labels = io.asarray(labels_host)
-        self.x, self.labels = engine.batch(self.images, labels, io.asarray(numpy.arange(len(labels_host))))
+        backend = engine.backend
+        self.settle = backend.name == "cpu"  # pause before a timed sample only on the CPU (timing.py)
+        self.images = backend.asarray(x_host)
+        labels = backend.asarray(labels_host)
+        self.x, self.labels = engine.batch(self.images, labels, backend.asarray(numpy.arange(len(labels_host))))
         self._planned = 0
         self._step = lambda: engine.train_step(self.x, self.labels)
 
@@ -46,7 +46,7 @@ class Runner:
         self.engine.predict(self.images)
 
     def synchronize(self) -> None:
-        self.engine.io.synchronize()
+        self.engine.backend.synchronize()
 
 
 class CapturedRunner(Runner):
@@ -55,7 +55,7 @@ class CapturedRunner(Runner):
 
     def __init__(self, engine, x_host, labels_host, impl="nets_graph"):
         super().__init__(engine, x_host, labels_host, impl=impl)
-        engine.io.synchronize()  # the batch is on the device before the graph's stream reads it
+        engine.backend.synchronize()  # the batch is on the device before the graph's stream reads it
         self._step = engine.graphed(self._step, "on")
         self._stream = self._step.stream
 
@@ -85,7 +85,7 @@ class TorchGraphRunner:
         engine = TorchEngine({"name": model_name}, device="gpu", optimizer=None, count_totals=False)
         torch, model = engine.torch, engine.model.train()
         self.engine, self._torch = engine, torch
-        self.images, labels = engine.io.asarray(x_host), engine.io.asarray(labels_host)
+        self.images, labels = engine.backend.asarray(x_host), engine.backend.asarray(labels_host)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=True)
         cross_entropy = torch.nn.functional.cross_entropy
 

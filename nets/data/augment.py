@@ -1,18 +1,18 @@
 """Training-time augmentation: left-right flips and small shifts, drawn on the host, applied on the device.
 
-    augmentation = Augmentation.parse("flip+shift:2")   # or "none", "flip", "shift" (= shift:2), "shift:N"
-    tables = augmentation.tables((28, 28))              # (T, 784) int64: one pixel map per flip and shift
-    ids = augmentation.draw(rng, count)                 # (count,) int64: each image's map, once per epoch
-    mover = PixelMover(engine.io, tables, "float32")    # on the device, for either engine
-    mover.epoch(ids); mover(pixels, index)              # move a batch's images (pixels: (n, 784)) in place
+    augmentation = Augmentation.parse("flip+shift:2")      # or "none", "flip", "shift" (= shift:2), "shift:N"
+    tables = augmentation.tables((28, 28))                 # (T, 784) int64: one pixel map per flip and shift
+    ids = augmentation.draw(rng, count)                    # (count,) int64: each image's map, once per epoch
+    moves = ImageMoves(engine.backend, tables, "float32")  # on the device, for either engine
+    moves.epoch(ids); moves(pixels, index)                 # move a batch's images (pixels: (n, 784)) in place
 
 Every way an image can be moved is one row of `tables`: entry p says which source pixel lands on pixel p,
 and the value `pixels` (one past the last pixel) means "from outside the image": a 0, the background of
 MNIST-style images. An epoch draws one row per image from the run's RNG (so resumes stay exact), and the
-engine's batch is moved by one gather (PixelMover, written once in the calls of an engine's `io`, so the
-nets and the PyTorch engine share it). A shift of (dy, dx) moves the picture
-dy pixels down and dx right; a flip mirrors it left-right first. Shifts of each axis are drawn uniformly
-from -N..N, independently (what a random crop of the image padded by N pixels does).
+engine's batch is moved by one gather (ImageMoves, written once in the calls of an engine's `backend`, so the
+nets and the PyTorch engine share it). A shift of (dy, dx) moves the picture dy pixels down and dx right; a flip
+mirrors it left-right first. Shifts of each axis are drawn uniformly from -N..N, independently (what a random crop
+of the image padded by N pixels does).
 
 "auto" is resolved per dataset and model by `resolve`, from the runs in the README: shifts of up to 2 pixels
 for digits (both models), flips and 1-pixel shifts for the CNN on clothes, nothing for the MLP on clothes.
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy
 
-__all__ = ["AUGMENT_CHOICES", "AUTO", "Augmentation", "AugmentError", "DEFAULT_SHIFT", "MAX_SHIFT", "PixelMover",
+__all__ = ["AUGMENT_CHOICES", "AUTO", "Augmentation", "AugmentError", "DEFAULT_SHIFT", "ImageMoves", "MAX_SHIFT",
            "resolve"]
 
 DEFAULT_SHIFT = 2  # pixels, when "shift" is given without a number
@@ -139,42 +139,42 @@ def resolve(augment: str, dataset: str, model: str) -> str:
     return Augmentation.parse(augment).name
 
 
-class PixelMover:
-    """Moves each image of a batch by its pixel map, in place, on the device.
+class ImageMoves:
+    """The epoch's move of every training image (its pixel map), applied to a batch in place, on the device.
 
-    io: the engine's array I/O (a Backend, or the PyTorch engine's TorchIO: asarray, take, zeros).
+    backend: the engine's backend (a Backend, or the PyTorch engine's TorchBackend: asarray, take, zeros).
     tables: Augmentation.tables(...), (T, P) int64; dtype: the pixels' dtype name.
     epoch(ids): the epoch's draw, (N,) the map of every training image, to the device in one copy.
-    self(pixels, index): pixels (n, P), the batch of images `index` (a device vector) in the step's home.
-    Five launches, into homes kept per batch size: the batch's maps, their offsets into a workspace, the pixels
+    self(pixels, index): pixels (n, P), the batch of images `index` (a device vector) in the step's buffer.
+    Five launches, into buffers kept per batch size: the batch's maps, their offsets into a workspace, the pixels
     into that workspace (whose extra column stays 0, the background shifted in), one gather back into pixels.
     """
 
-    def __init__(self, io, tables, dtype: str):
-        self.io = io
-        self.maps = io.asarray(numpy.ascontiguousarray(tables, dtype=numpy.int64))
+    def __init__(self, backend, tables, dtype: str):
+        self.backend = backend
+        self.maps = backend.asarray(numpy.ascontiguousarray(tables, dtype=numpy.int64))
         self.dtype = dtype
         self.ids = None
-        self._homes = {}
+        self._buffers_by_size = {}  # batch size -> (workspace, row offsets, maps chosen, source pixels)
 
     def epoch(self, ids) -> None:
         """The epoch's draw: every training image's map, (N,), copied into the same device array each epoch (a
         captured step reads it there)."""
         if self.ids is None or self.ids.shape[0] != len(ids):
-            self.ids = self.io.zeros(len(ids), "int64")
-        self.io.upload(self.ids, ids)
+            self.ids = self.backend.zeros(len(ids), "int64")
+        self.backend.upload(self.ids, ids)
 
     def __call__(self, pixels, index) -> None:
-        io, count = self.io, self.maps.shape[1]
+        backend, count = self.backend, self.maps.shape[1]
         n = pixels.shape[0]
-        homes = self._homes.get(n)
-        if homes is None:
-            rows = io.asarray(numpy.arange(n, dtype=numpy.int64)[:, None] * (count + 1))
-            homes = self._homes[n] = (io.zeros((n, count + 1), self.dtype), rows, io.zeros(n, "int64"),
-                                      io.zeros((n, count), "int64"))
-        work, rows, chosen, source = homes
-        io.take(self.ids, index, axis=0, out=chosen)
-        io.take(self.maps, chosen, axis=0, out=source)
+        buffers = self._buffers_by_size.get(n)
+        if buffers is None:
+            rows = backend.asarray(numpy.arange(n, dtype=numpy.int64)[:, None] * (count + 1))
+            buffers = self._buffers_by_size[n] = (backend.zeros((n, count + 1), self.dtype), rows,
+                                                  backend.zeros(n, "int64"), backend.zeros((n, count), "int64"))
+        work, rows, chosen, source = buffers
+        backend.take(self.ids, index, axis=0, out=chosen)
+        backend.take(self.maps, chosen, axis=0, out=source)
         source += rows
         work[:, :count] = pixels
-        io.take(work.reshape(-1), source, out=pixels)
+        backend.take(work.reshape(-1), source, out=pixels)

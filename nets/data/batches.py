@@ -32,7 +32,7 @@ class EpochOrder:
     each full batch's rows from it: what a training step captured as a CUDA graph needs, since a replay reads the
     same memory every time (a host-side slice of the order would be a new view, at a new address, per step).
 
-        order = EpochOrder(io, count=60000, batch_size=128)  # io: an engine's array I/O (backend or torch)
+        order = EpochOrder(backend, count=60000, batch_size=128)  # an engine's backend: a Backend, or TorchBackend
         order.start(rng.permutation(60000), start_image=0)  # the epoch: one copy into the same array, counter set
         for batch in order.batches():   # Batch(start, size, full, last), from the start image to the epoch's end
             rows = order.rows(batch)    # full: the counter's row of the order (next_rows, 2 launches); else a view
@@ -40,15 +40,15 @@ class EpochOrder:
     rows: (batch_size,) int64 on the device, in a home kept for the whole run (next_rows) or a view (rows_from).
     """
 
-    def __init__(self, io, count: int, batch_size: int):
-        self._io = io
+    def __init__(self, backend, count: int, batch_size: int):
+        self._backend = backend
         self.count, self.batch_size = whole(count, "count", 0), whole(batch_size, "batch_size")
         self.full_batches = self.count // self.batch_size
         self.start_image = 0
-        self.order = io.zeros(self.count, "int64")
+        self.order = backend.zeros(self.count, "int64")
         self._by_batch = self.order[: self.full_batches * self.batch_size].reshape(self.full_batches, self.batch_size)
-        self._counter = io.zeros(1, "int64")
-        self._rows = io.zeros((1, self.batch_size), "int64")
+        self._counter = backend.zeros(1, "int64")
+        self._rows = backend.zeros((1, self.batch_size), "int64")
 
     def __len__(self) -> int:
         """Batches per epoch, the partial last one included."""
@@ -59,7 +59,7 @@ class EpochOrder:
         `start_image` (a run resumed mid-epoch; off the grid of full batches, the loop takes rows_from instead)."""
         if len(permutation) != self.count:
             raise ValueError(f"the epoch's order has {len(permutation)} entries for {self.count} examples.")
-        self._io.upload(self.order, permutation)
+        self._backend.upload(self.order, permutation)
         self.start_image = whole(start_image, "start_image", 0)
         self._counter[...] = self.start_image // self.batch_size
 
@@ -84,7 +84,7 @@ class EpochOrder:
 
     def next_rows(self):
         """The next full batch's example indices (batch_size,), picked on the device; the counter moves on."""
-        self._io.take(self._by_batch, self._counter, axis=0, out=self._rows)
+        self._backend.take(self._by_batch, self._counter, axis=0, out=self._rows)
         self._counter += 1
         return self._rows[0]
 

@@ -5,7 +5,7 @@
     correct = count_correct(engine, images, labels)      # an int: hits add up on the device, one read at the end
     loss, correct = loss_and_correct(engine, images, labels)   # an engine's mean cross-entropy too, read once
 
-A predictor has `io` (its array I/O: asarray, to_numpy), `input_shape`, `dtype` and `predict(x)`, which returns
+A predictor has `backend` (its array calls: asarray, to_numpy), `input_shape`, `dtype` and `predict(x)`, which returns
 the logits (B, K) of a batch on its device in evaluation mode. `images` are either on the host, in any MNIST
 layout, uint8 or float in [0, 1] (each batch is prepared by nets.data.datasets.to_model_input and moved on
 its own), or already the model's input on its device (a training run's test set).
@@ -30,19 +30,20 @@ def logits_in_batches(predictor, images, batch_size: int = BATCH_SIZE):
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
         if isinstance(batch, numpy.ndarray):  # host pixels (on the CPU also a prepared test set: then a no-op)
-            batch = predictor.io.asarray(to_model_input(batch, predictor.input_shape, predictor.dtype))
+            batch = predictor.backend.asarray(to_model_input(batch, predictor.input_shape, predictor.dtype))
         yield predictor.predict(batch)
 
 
 def predict_classes(predictor, images, batch_size: int = BATCH_SIZE) -> numpy.ndarray:
     """The most probable class of each image: (N,) int64 on the host, one copy per batch."""
-    parts = [predictor.io.to_numpy(logits.argmax(1)) for logits in logits_in_batches(predictor, images, batch_size)]
+    parts = [predictor.backend.to_numpy(logits.argmax(1))
+             for logits in logits_in_batches(predictor, images, batch_size)]
     return numpy.concatenate(parts).astype(numpy.int64, copy=False) if parts else numpy.zeros(0, dtype=numpy.int64)
 
 
 def predict_probabilities(predictor, images, batch_size: int = BATCH_SIZE) -> numpy.ndarray:
     """Softmax class probabilities of each image: (N, K) float64 on the host."""
-    parts = [predictor.io.to_numpy(logits).astype(numpy.float64)
+    parts = [predictor.backend.to_numpy(logits).astype(numpy.float64)
              for logits in logits_in_batches(predictor, images, batch_size)]
     if not parts:
         return numpy.zeros((0, 0))
@@ -58,14 +59,14 @@ def count_correct(predictor, images, labels, batch_size: int = BATCH_SIZE) -> in
     for start, logits in zip(range(0, len(labels), batch_size), logits_in_batches(predictor, images, batch_size)):
         hits = (logits.argmax(1) == labels[start:start + batch_size]).sum()
         total = hits if total is None else total + hits
-    return 0 if total is None else int(predictor.io.to_numpy(total))
+    return 0 if total is None else int(predictor.backend.to_numpy(total))
 
 
 def loss_and_correct(engine, images, labels, batch_size: int = BATCH_SIZE) -> tuple[float, int]:
     """(mean softmax cross-entropy, correct predictions) of a training engine (nets/train/engine.py's Engine) on
     `images` and their `labels`, on the device: the sums add up there and are read once, at the end."""
-    total = engine.io.zeros(2, "float64")
+    total = engine.backend.zeros(2, "float64")
     for start, logits in zip(range(0, len(labels), batch_size), logits_in_batches(engine, images, batch_size)):
         engine.add_loss_and_hits(logits, labels[start:start + batch_size], total)
-    loss_sum, hits = engine.io.to_numpy(total).tolist()
+    loss_sum, hits = engine.backend.to_numpy(total).tolist()
     return loss_sum / max(len(labels), 1), int(hits)

@@ -37,8 +37,8 @@ class SoftmaxCrossEntropy:
         totals += M @ u = [mean loss, -hits]
 
     The products do the reductions: M @ u weighs each sample's picked logit and log-sum-exp by 1 / N and
-    counts the rows whose argmax is their label, in one GEMM. Each batch size has its workspace (stable
-    homes for every array, as a captured CUDA graph needs) and its row of the totals.
+    counts the rows whose argmax is their label, in one GEMM. Each batch size has its workspace (fixed
+    buffers for every array, as a captured CUDA graph needs) and its row of the totals.
     Labels must lie in 0..classes-1; the training data is checked when it is loaded.
     """
 

@@ -67,11 +67,6 @@ class Model:
         """x: (N, *input_shape) -> logits (N, classes), a fresh array; x is cast to the model's dtype."""
         return (self.forward_step(self._input(x), train=True) if train else self.predict_step(x)).copy()
 
-    @property
-    def io(self):
-        """The backend: how arrays come onto the model's device and back (nets.nn.inference reads it)."""
-        return self.backend
-
     def predict(self, x):
         """Logits (N, classes) in evaluation mode: x (N, *input_shape), host or device, any float dtype."""
         return self.forward(x, train=False)

@@ -114,11 +114,11 @@ class Optimizer:
     def host_state_kept(self):
         """Leave the host's side of the optimizer as it was after the block: a step captured into a CUDA graph runs
         its Python (counting a step) but none of its device work."""
-        kept = self._host_state()
+        saved = self._host_state()
         try:
             yield
         finally:
-            self._set_host_state(kept)
+            self._set_host_state(saved)
 
     def _host_state(self):
         return self.step_count

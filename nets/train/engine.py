@@ -2,7 +2,7 @@
 
 An engine is one implementation (the hand-written nets here, PyTorch in nets/baseline/engine.py) behind the
 few calls that training, evaluation, the bench and the profiler make; the loop, the data order, the schedule,
-the metrics and the checkpoints are shared. Arrays cross to and from the engine's device only through `io`.
+the metrics and the checkpoints are shared. Arrays cross to and from the engine's device only through `backend`.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from nets.train.graph import GraphedStep, eager_because
 from nets.train.parallel import DataParallel, default_workers
 from nets.train.reference import PlannedReference, ReferenceForTraining
 
-__all__ = ["ArrayIO", "Engine", "EngineState", "NetsEngine", "engine_for_run", "nets_engine"]
+__all__ = ["ArrayBackend", "Engine", "EngineState", "NetsEngine", "engine_for_run", "nets_engine"]
 
 
-class ArrayIO(Protocol):
-    """How arrays reach an engine's device and come back: backend.Backend's calls (the torch engine has the same
-    over tensors). name: "cpu" or "gpu"."""
+class ArrayBackend(Protocol):
+    """The array calls of an engine's backend, how arrays reach its device and come back: backend.Backend's (the
+    torch engine's TorchBackend has the same over tensors). name: "cpu" or "gpu"."""
 
     name: str
 
@@ -50,19 +50,19 @@ class EngineState:
 class Engine(Protocol):
     """What the training loop needs of an implementation.
 
-    impl: "nets" or "torch"; io: its ArrayIO; model_config: the model's config(); input_shape, dtype: what one
-    example is on the device (a predictor, for nets.nn.inference).
+    impl: "nets" or "torch"; backend: its ArrayBackend; model_config: the model's config(); input_shape, dtype:
+    what one example is on the device (a predictor, for nets.nn.inference).
     """
 
     impl: str
-    io: ArrayIO
+    backend: ArrayBackend
     model_config: dict
     input_shape: tuple
     dtype: object
 
-    def batch(self, images, labels, index, mover=None):
-        """(x, labels) of the examples `index` (a device vector) of the device dataset, in the step's homes;
-        mover (nets.data.augment.PixelMover) moves the batch's images in place first."""
+    def batch(self, images, labels, index, moves=None):
+        """(x, labels) of the examples `index` (a device vector) of the device dataset, in the step's buffers;
+        moves (nets.data.augment.ImageMoves) moves the batch's images in place first."""
 
     def plan(self, learning_rates, capacity: int = 0) -> None:
         """The learning rate of each coming step, to the device in one copy (capacity: the longest plan to come)."""
@@ -97,12 +97,12 @@ class NetsEngine:
     step itself (forward, loss head, backward, optimizer), shaped for the GPU.
 
         engine = NetsEngine(model, optimizer, backend)     # workers > 1: split each batch over CPU threads
-        x, labels = engine.batch(images, labels, index)    # the batch, gathered into the step's homes for its size
+        x, labels = engine.batch(images, labels, index)    # the batch, gathered into its size's batch_buffers
         engine.train_step(x, labels)                       # no host sync, nothing allocated of its own
         loss_sum, hits = engine.totals()                   # the running totals, read in one host sync
 
     Every array a step writes has a stable home between steps: the layers' buffers, the loss head's workspace and
-    the input homes here, one set per batch size. At batch 128 a step launches 38 kernels for the MLP and 56 for
+    the batch buffers here, one set per batch size. At batch 128 a step launches 38 kernels for the MLP and 56 for
     the CNN, as the strict CuPy stand-in counts them (tests/test_launch_budget.py holds them to their budgets); the
     optimizer is planned ahead (`plan`) so the learning rate is read on the device too, and, when capturable (the
     step a CUDA graph replays), picked at a device index: 2 launches more, 40 and 58.
@@ -115,48 +115,49 @@ class NetsEngine:
         1 runs the model itself."""
         self.model = model
         self.optimizer = optimizer
-        self.io = backend
+        self.backend = backend
         self.model_config = model.config()
         self.input_shape, self.dtype = model.input_shape, model.dtype
         if workers is None:
             workers = 1 if backend.is_gpu or model.min_per_worker is None else default_workers()
         self.head = model.loss_head()
         self.parallel = DataParallel(model, workers, model.min_per_worker or 1) if workers > 1 else None
-        self._homes = {}
+        self._buffers_by_size = {}  # batch size -> batch_buffers
         self._graphed = None
 
     def graphed(self, function, mode: str, note=None):
-        if eager_because(mode, gpu=self.io.is_gpu, layers=self.model.layer_set) is not None:
+        if eager_because(mode, gpu=self.backend.is_gpu, layers=self.model.layer_set) is not None:
             return None
         self.optimizer.capturable = True  # a replay reads its learning rate at a device counter (from the next plan)
-        self._graphed = GraphedStep(self.io, self.optimizer, function, strict=mode == "on", note=note)
+        self._graphed = GraphedStep(self.backend, self.optimizer, function, strict=mode == "on", note=note)
         return self._graphed
 
-    def homes(self, n):
-        """(x, images, labels) homes for a batch of n: x is what the model takes, images the part of it that
-        holds the pixels (the first Linear's input_with_ones keeps a column of ones beside them), labels (n,) int64."""
-        homes = self._homes.get(n)
-        if homes is None:
+    def batch_buffers(self, n):
+        """The (x, images, labels) buffers a batch of n is gathered into, the same at every step: x is what the model
+        takes, images the part of it that holds the pixels (the first Linear's input_with_ones keeps a column of
+        ones beside them), labels (n,) int64."""
+        buffers = self._buffers_by_size.get(n)
+        if buffers is None:
             model, xp = self.model, self.model.backend.xp
             with_ones = model.input_with_ones(n)
             if with_ones is not None:
                 x, images = with_ones, with_ones[:, :-1]
             else:
                 x = images = xp.empty((n, *model.input_shape), dtype=model.dtype)
-            homes = self._homes[n] = (x, images, xp.empty(n, dtype=numpy.int64))
-        return homes
+            buffers = self._buffers_by_size[n] = (x, images, xp.empty(n, dtype=numpy.int64))
+        return buffers
 
-    def batch(self, images, labels, index, mover=None):
+    def batch(self, images, labels, index, moves=None):
         """Gather the examples `index` (a device vector) of `images` and `labels` (device arrays of the whole
-        dataset, images already in the model's dtype and input shape) into the homes: two launches; mover moves
-        the batch's pixels in place."""
-        x, pixels, label_home = self.homes(len(index))
+        dataset, images already in the model's dtype and input shape) into the batch buffers: two launches; then
+        `moves` (an ImageMoves, or None) moves the batch's pixels in place."""
+        x, pixels, batch_labels = self.batch_buffers(len(index))
         xp = self.model.backend.xp
         xp.take(images, index, axis=0, out=pixels)
-        xp.take(labels, index, axis=0, out=label_home)
-        if mover is not None:
-            mover(pixels if pixels.ndim == 2 else pixels.reshape(len(pixels), -1), index)
-        return x, label_home
+        xp.take(labels, index, axis=0, out=batch_labels)
+        if moves is not None:
+            moves(pixels if pixels.ndim == 2 else pixels.reshape(len(pixels), -1), index)
+        return x, batch_labels
 
     def plan(self, learning_rates, capacity: int = 0) -> None:
         table = self.optimizer.coefficient_table
@@ -226,6 +227,8 @@ def nets_engine(model, optimizer: str, *, lr: float, momentum: float = 0.0, weig
 
 
 def engine_for_run(settings, model) -> NetsEngine:
-    """The nets engine of a training run (nets/train/run.py): `model` with the optimizer settings.hyper names."""
-    hyper = settings.hyper
-    return nets_engine(model, hyper.optimizer, lr=hyper.lr, momentum=hyper.momentum, weight_decay=hyper.weight_decay)
+    """The nets engine of a training run (nets/train/run.py): `model` with the optimizer that
+    settings.hyperparameters names."""
+    hyperparameters = settings.hyperparameters
+    return nets_engine(model, hyperparameters.optimizer, lr=hyperparameters.lr, momentum=hyperparameters.momentum,
+                       weight_decay=hyperparameters.weight_decay)

@@ -17,7 +17,7 @@ leaves nothing half done; a step that has started is never run again (its batch'
 
 `function` is one full-batch step that reads everything from the device: its batch's rows at a device counter
 (nets/data/batches.py EpochOrder), the learning rate at the optimizer's device index (capturable), the images'
-moves from an array rewritten in place each epoch; and it writes only into homes kept between steps. So the
+moves from an array rewritten in place each epoch; and it writes only into buffers kept between steps. So the
 replay of one capture stays right across epochs. The host's side of a step (the optimizer's step count) is
 kept here: a replay runs no Python.
 """

@@ -1,6 +1,6 @@
 """The training loop: `fit` runs the epochs, `train_epoch` the steps of one.
 
-    state = fit(engine, data, hyper, rng)      # data: DeviceData; hyper: Hyperparameters; -> TrainingState
+    state = fit(engine, data, hyperparameters, rng)   # data: DeviceData, a Hyperparameters -> TrainingState
 
 Read `fit` and `train_epoch` first: each is one screen, like the loop of any textbook (for each epoch: for each
 batch: forward, loss, backward, update; then evaluate). What a real run also needs lives in the helpers below them:
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy
 
-from nets.data.augment import Augmentation, PixelMover
+from nets.data.augment import Augmentation, ImageMoves
 from nets.data.batches import EpochOrder
 from nets.data.datasets import to_labels, to_model_input
 from nets.errors import NetsError
@@ -93,10 +93,12 @@ class DeviceData:
                    labels(data.test_labels), image_width=data.image_shape[1], dtype=numpy.dtype(dtype).name)
 
 
-def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, state: TrainingState | None = None,
-        on_epoch_end=None, progress=None, log=print, stop_after_steps: int | None = None,
-        interrupt: InterruptFlag | None = None, graph: str = "auto") -> TrainingState:
-    """Train `engine` (nets/train/engine.py's Engine) on `data` (a DeviceData) for hyper.epochs epochs, from `state`.
+def fit(engine, data, hyperparameters: Hyperparameters, rng: numpy.random.Generator, *,
+        state: TrainingState | None = None, on_epoch_end=None, progress=None, log=print,
+        stop_after_steps: int | None = None, interrupt: InterruptFlag | None = None,
+        graph: str = "auto") -> TrainingState:
+    """Train `engine` (nets/train/engine.py's Engine) on `data` (a DeviceData) for hyperparameters.epochs epochs,
+    from `state`.
 
     on_epoch_end(state): called after each epoch's metrics are in state.history (checkpoints go there).
     progress(total, description): returns a progress bar (tqdm-like) or None for no bar. log(line): what is said.
@@ -107,12 +109,12 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
     """
     state = state or TrainingState()
     lines = Lines(log)
-    epochs = Epochs(engine, data, hyper, graph, note=lines.say)
+    epochs = Epochs(engine, data, hyperparameters, graph, note=lines.log)
     stop = Stop(interrupt, stop_after_steps)
     with stop.held(), epochs.on_device():
-        while state.epoch < hyper.epochs:
+        while state.epoch < hyperparameters.epochs:
             epochs.start(state, rng)
-            with lines.progress_bar(progress, len(epochs.order), f"epoch {state.epoch + 1}/{hyper.epochs}",
+            with lines.progress_bar(progress, len(epochs.order), f"epoch {state.epoch + 1}/{hyperparameters.epochs}",
                                     done=state.step_in_epoch) as bar:
                 images, loss_sum, hits, seconds = train_epoch(epochs, state, stop, bar)
             test_loss, test_correct = loss_and_correct(engine, data.test_images, data.test_labels)
@@ -127,9 +129,9 @@ def fit(engine, data, hyper: Hyperparameters, rng: numpy.random.Generator, *, st
             state.epoch_rng_state = rng.bit_generator.state
             if on_epoch_end is not None:
                 on_epoch_end(state)
-            lines.say(format_epoch(record, hyper.epochs, len(data.train_labels)))
+            lines.log(format_epoch(record, hyperparameters.epochs, len(data.train_labels)))
             lines.warn_at_chance(state.history, output_count(engine.model_config))
-            if stop.requested() and state.epoch < hyper.epochs:
+            if stop.requested() and state.epoch < hyperparameters.epochs:
                 raise Interrupted(state)
     return state
 
@@ -158,26 +160,26 @@ def train_epoch(epochs: "Epochs", state: TrainingState, stop: "Stop",
             bar.show(state.step_in_epoch, loss_sum / images, hits / images, images / (time.perf_counter() - started))
         if stopping:
             raise Interrupted(state)
-    engine.io.synchronize()
+    engine.backend.synchronize()
     return images, loss_sum, hits, time.perf_counter() - started
 
 
 class Epochs:
     """What every epoch of a run shares, set up once: the epoch's order on the device (EpochOrder), the images' moves
-    (PixelMover, or None), the full-batch step captured as a CUDA graph (GraphedStep, or None: every step eager), and
+    (ImageMoves, or None), the full-batch step captured as a CUDA graph (GraphedStep, or None: every step eager), and
     the learning-rate schedule."""
 
-    def __init__(self, engine, data: DeviceData, hyper: Hyperparameters, graph: str, note):
-        self.engine, self.data, self.hyper = engine, data, hyper
+    def __init__(self, engine, data: DeviceData, hyperparameters: Hyperparameters, graph: str, note):
+        self.engine, self.data, self.hyperparameters = engine, data, hyperparameters
         self.count = len(data.train_labels)
-        self.order = EpochOrder(engine.io, self.count, hyper.batch_size)
-        self.total_steps = len(self.order) * hyper.epochs
-        self.augmentation = Augmentation.parse(hyper.augment)  # "auto" is resolved per dataset before fit
+        self.order = EpochOrder(engine.backend, self.count, hyperparameters.batch_size)
+        self.total_steps = len(self.order) * hyperparameters.epochs
+        self.augmentation = Augmentation.parse(hyperparameters.augment)  # "auto" is resolved per dataset before fit
         self.moves = None
         if self.augmentation.active:
             pixels = math.prod(data.train_images.shape[1:])
             tables = self.augmentation.tables((pixels // data.image_width, data.image_width))
-            self.moves = PixelMover(engine.io, tables, data.dtype)
+            self.moves = ImageMoves(engine.backend, tables, data.dtype)
         self.graphed = engine.graphed(self.full_batch_step, graph, note=note)
 
     def full_batch_step(self) -> None:
@@ -192,13 +194,13 @@ class Epochs:
         return self.graphed.on_stream() if self.graphed is not None else contextlib.nullcontext()
 
     def learning_rate(self, step: int) -> float:
-        return learning_rate(self.hyper.schedule, self.hyper.lr, step, self.total_steps)
+        return learning_rate(self.hyperparameters.schedule, self.hyperparameters.lr, step, self.total_steps)
 
     def start(self, state: TrainingState, rng: numpy.random.Generator) -> None:
         """Epoch state.epoch + 1, from where `state` stands: its order and moves drawn from `rng` (drawn again from
         the epoch's saved RNG state when resuming mid-epoch), each of its steps' learning rate planned on the device
         in one copy, the running totals reset."""
-        done = state.images_done(self.hyper.batch_size)
+        done = state.images_done(self.hyperparameters.batch_size)
         if done > 0:
             rng.bit_generator.state = state.epoch_rng_state
         else:
@@ -238,13 +240,13 @@ class Lines:
     """What a run says: log(line), above the progress bar while there is one; None says nothing."""
 
     def __init__(self, log):
-        self.log, self.bar, self.warned_at_chance = log, None, False
+        self.write, self.bar, self.warned_at_chance = log, None, False
 
-    def say(self, line: str) -> None:
-        if self.log is None:
+    def log(self, line: str) -> None:
+        if self.write is None:
             return
         bar = self.bar.bar if self.bar is not None else None
-        (bar.write if bar is not None and hasattr(bar, "write") else self.log)(line)
+        (bar.write if bar is not None and hasattr(bar, "write") else self.write)(line)
 
     @contextlib.contextmanager
     def progress_bar(self, progress, total: int, description: str, done: int):
@@ -260,7 +262,7 @@ class Lines:
         at_chance = [abs(record["train_accuracy"] - 1 / classes) <= CHANCE_MARGIN for record in history[-2:]]
         if len(at_chance) == 2 and all(at_chance) and not self.warned_at_chance:
             self.warned_at_chance = True
-            self.say(f"warning: the training accuracy has stayed at chance ({history[-1]['train_accuracy']:.2%}, "
+            self.log(f"warning: the training accuracy has stayed at chance ({history[-1]['train_accuracy']:.2%}, "
                      f"1 in {classes}) for 2 epochs: the model is not learning; try a smaller --lr.")
 
 

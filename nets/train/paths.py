@@ -5,7 +5,7 @@ plots; all checked before any data is loaded, and said in one line before traini
     check_outputs(options, paths)             # every path writable, nothing created yet (OutputError if not)
     check_against_data(paths, data)           # no output over a dataset file
     prepare_outputs(options, paths)           # right before training: the folders
-    say(saving_plan(paths, resumed))
+    log(saving_plan(paths, resumed))
     note = claim_and_save(paths, write_checkpoint, metrics_for)   # the first save to a numbered name
 
 A new run never replaces another run's checkpoint unless the user names that file (--save, or --resume writing

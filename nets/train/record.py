@@ -1,6 +1,6 @@
 """What a training run keeps as it goes: its metrics, its checkpoints and the last good one, and where it stopped.
 
-    record = RunRecord(settings, paths, engine, backend, data, device, say=print)
+    record = RunRecord(settings, paths, engine, backend, data, device, log=print)
     record.epoch_ended(state)            # after each epoch: the checkpoint, then its metrics JSON
     error = record.interrupted(state)    # after Ctrl-C: the checkpoint of the last completed step -> the error to raise
     record.finished(state)               # the final metrics, written and returned
@@ -42,9 +42,9 @@ class RunRecord:
     or of the checkpoint it resumed from when it writes back into it; None before the first."""
 
     def __init__(self, settings: RunSettings, paths: OutputPaths, engine, backend, data, device: str,
-                 resumed_from: str | None = None, resumed_state: TrainingState | None = None, say=print):
+                 resumed_from: str | None = None, resumed_state: TrainingState | None = None, log=print):
         """data: the nets.data.datasets.Dataset trained on (its name, source and checksums go into the files)."""
-        self.settings, self.paths, self.engine, self.backend, self.say = settings, paths, engine, backend, say
+        self.settings, self.paths, self.engine, self.backend, self.log = settings, paths, engine, backend, log
         self.data_name, self.data_source, self.device = data.name, data.source, device
         self.data_checksums = data.checksums or None
         self.run_id = uuid.uuid4().hex
@@ -61,7 +61,8 @@ class RunRecord:
         return {
             "run_id": self.run_id, "model": settings.model, "impl": settings.impl, "layers": settings.layers,
             "device": self.device, "dataset": self.data_name, "data_source": self.data_source,
-            "recipe": settings.recipe, "dtype": settings.dtype, "seed": settings.seed, **settings.hyper.as_dict(),
+            "recipe": settings.recipe, "dtype": settings.dtype, "seed": settings.seed,
+            **settings.hyperparameters.as_dict(),
             "test_accuracy": history[-1]["test_accuracy"] if history else None,
             "epochs": history,
             "train_seconds": sum(record["seconds"] for record in history),
@@ -74,8 +75,8 @@ class RunRecord:
         """The checkpoint of `state` to `path` -> where it went: the first save to a numbered name claims the first
         free number with its metrics' name (paths.claim_and_save), so runs started together keep their own pair.
         Diverged instead of saving NaN or infinite parameters."""
-        saved, hyper = self.engine.state(), self.settings.hyper
-        images = None if state.images_in_epoch in (None, state.step_in_epoch * hyper.batch_size) else (
+        saved, hyperparameters = self.engine.state(), self.settings.hyperparameters
+        images = None if state.images_in_epoch in (None, state.step_in_epoch * hyperparameters.batch_size) else (
             state.images_in_epoch)
 
         def write(target):
@@ -90,7 +91,7 @@ class RunRecord:
                 note = claim_and_save(self.paths, write, lambda target: self.metrics(state, target))
                 path = self.paths.interrupt
                 if note:
-                    self.say(note)
+                    self.log(note)
             else:
                 write(path)
         except checkpoints.NonFiniteError as error:

@@ -23,7 +23,7 @@ from nets.commands import script_command
 from nets.data import datasets
 from nets.data.augment import Augmentation
 from nets.data.augment import resolve as resolve_augmentation
-from nets.devices import open_backend, say_why_cpu
+from nets.devices import log_why_cpu, open_backend
 from nets.errors import DeviceError
 from nets.nn.inference import predict_classes
 from nets.nn.models import build_model
@@ -54,42 +54,42 @@ class RunResult:
     data_dir: str | None = None  # the --data-dir the data came from (the next steps need it too)
 
 
-def train_run(options: RunOptions, engines: dict, say=print, progress=None) -> RunResult:
+def train_run(options: RunOptions, engines: dict, log=print, progress=None) -> RunResult:
     """Run the training the options describe, with engines[impl](settings, initial nets model) as the engine.
     Raises RunError (and other NetsErrors) for user mistakes, all before the first training step where they can
     be known then; see the module doc."""
     resumed = Resume.load(options.resume) if options.resume else None
     settings = resolve_settings(options, resumed.settings if resumed else None)
-    settings = settled(options, settings, resumed, say)  # an absolute --data-dir; what a resume changes, said
+    settings = settled(options, settings, resumed, log)  # an absolute --data-dir; what a resume changes, said
     paths = output_paths(options, settings)
     check_outputs(options, paths)
     engine, backend = build_engine(settings, engines)
-    if settings.device == "auto" and engine.io.name == "cpu":  # a word only where a GPU is here but unusable
+    if settings.device == "auto" and engine.backend.name == "cpu":  # a word only where a GPU is here but unusable
         if settings.impl == "nets":
-            say_why_cpu(backend, say)
+            log_why_cpu(backend, log)
         elif backend_lib.nvidia_driver_loaded():
-            say(AUTO_CPU + TORCH_NO_CUDA)
+            log(AUTO_CPU + TORCH_NO_CUDA)
     if settings.plot:  # say so now, not after the training
         require_plots()
-    data, settings, paths = load_data(options, settings, paths, say)
+    data, settings, paths = load_data(options, settings, paths, log)
     if resumed:
-        resumed.check_data(data, say)
-        resumed.check_position(settings, len(data.train_labels), options, say)
-    device_data = DeviceData.move(engine.io, data, engine.input_shape, settings.dtype)
+        resumed.check_data(data, log)
+        resumed.check_position(settings, len(data.train_labels), options, log)
+    device_data = DeviceData.move(engine.backend, data, engine.input_shape, settings.dtype)
     state = resumed.load_into(engine, backend.rng, settings) if resumed else TrainingState()
-    device = "standin" if settings.device == "standin" else engine.io.name
+    device = "standin" if settings.device == "standin" else engine.backend.name
     try:
         eager = eager_because(settings.graph, gpu=device != "cpu", impl=settings.impl, layers=settings.layers)
     except ValueError as error:
         raise RunError(str(error)) from None
-    say(describe(settings, data, device, state if resumed else None))
+    log(describe(settings, data, device, state if resumed else None))
     if device != "cpu" and eager is not None:
-        say(f"training step runs eager ({eager})")
-    say(saving_plan(paths, resumed is not None))
+        log(f"training step runs eager ({eager})")
+    log(saving_plan(paths, resumed is not None))
     prepare_outputs(options, paths)
     record = RunRecord(settings, paths, engine, backend, data, device, resumed_from=options.resume,
-                       resumed_state=state, say=say)
-    state, metrics, stop_asked = train_and_save(record, device_data, state, options, progress, say)
+                       resumed_state=state, log=log)
+    state, metrics, stop_asked = train_and_save(record, device_data, state, options, progress, log)
     result = RunResult(metrics=metrics, checkpoint_path=paths.checkpoint, metrics_path=paths.metrics,
                        resumed_from=options.resume, data_dir=settings.data_dir)
     if settings.plot:
@@ -103,7 +103,8 @@ def build_engine(settings: RunSettings, engines: dict):
     model is initialised on the host and computes on torch's device (a GPU run of it needs no CuPy)."""
     backend = open_backend(settings.device if settings.impl == "nets" else "cpu", seed=settings.seed)
     build = build_reference_model if settings.layers == "reference" else build_model
-    model = build(settings.model, backend=backend, dtype=settings.dtype, init=settings.hyper.init, rng=backend.rng)
+    model = build(settings.model, backend=backend, dtype=settings.dtype, init=settings.hyperparameters.init,
+                  rng=backend.rng)
     try:
         return engines[settings.impl](settings, model), backend
     except DeviceError as error:
@@ -120,10 +121,10 @@ def require_plots() -> None:
         raise RunError(f"--plot needs matplotlib: {error}") from None
 
 
-def load_data(options: RunOptions, settings: RunSettings, paths, say):
+def load_data(options: RunOptions, settings: RunSettings, paths, log):
     """The dataset (falling back from MNIST to Fashion-MNIST when MNIST is absent), checked for training, and the
     settings and output paths that follow from it (its name, its augmentation) -> (data, settings, paths)."""
-    data, settings = choose_dataset(options, settings, say)
+    data, settings = choose_dataset(options, settings, log)
     if paths.default and paths != output_paths(options, settings):  # the fallback dataset names the default path
         paths = output_paths(options, settings)
         check_outputs(options, paths)
@@ -132,11 +133,11 @@ def load_data(options: RunOptions, settings: RunSettings, paths, say):
         raise RunError(f"{data.source} holds {data.image_shape[0]}x{data.image_shape[1]} images; the models take "
                        f"{MODEL_IMAGE_SHAPE[0]}x{MODEL_IMAGE_SHAPE[1]} (MNIST's format).")
     datasets.require_examples(data, ("train", "test"), "training")
-    augment = resolve_augmentation(settings.hyper.augment, data.name, settings.model)
-    return data, replace(settings, hyper=replace(settings.hyper, augment=augment)), paths
+    augment = resolve_augmentation(settings.hyperparameters.augment, data.name, settings.model)
+    return data, replace(settings, hyperparameters=replace(settings.hyperparameters, augment=augment)), paths
 
 
-def choose_dataset(options: RunOptions, settings: RunSettings, say) -> tuple[datasets.Dataset, RunSettings]:
+def choose_dataset(options: RunOptions, settings: RunSettings, log) -> tuple[datasets.Dataset, RunSettings]:
     """The dataset and the settings that name it: with no --dataset given, fall back from MNIST to Fashion-MNIST
     and say so first."""
     explicit = options.dataset is not None or options.data_dir is not None or options.resume is not None
@@ -150,7 +151,7 @@ def choose_dataset(options: RunOptions, settings: RunSettings, say) -> tuple[dat
                                                "resume with the data it was trained on, or train afresh",
                                                using="name, classes and recipe")
         if note:
-            say(note)
+            log(note)
         return data, replace(settings, dataset=data.name)
     except datasets.DataNotFoundError as missing:
         if explicit or settings.dataset != DEFAULT_DATASET:
@@ -159,7 +160,7 @@ def choose_dataset(options: RunOptions, settings: RunSettings, say) -> tuple[dat
             fallback = datasets.load_dataset(FALLBACK_DATASET, None, download=not options.no_download)
         except datasets.DataError:
             raise RunError(str(missing)) from None
-        say(f"MNIST is not available here (not found, and it could not be downloaded): training on "
+        log(f"MNIST is not available here (not found, and it could not be downloaded): training on "
             f"Fashion-MNIST instead, from {fallback.source}. Use --data-dir DIR to point at MNIST files.")
         return fallback, replace(settings, dataset=FALLBACK_DATASET)
     except datasets.DataError as error:
@@ -168,21 +169,23 @@ def choose_dataset(options: RunOptions, settings: RunSettings, say) -> tuple[dat
 
 def describe(settings: RunSettings, data, device: str, resumed: TrainingState | None) -> str:
     """The line that says, before training, what is trained on what, how, and from where."""
-    hyper = settings.hyper
-    moves = Augmentation.parse(hyper.augment).describe()
+    hyperparameters = settings.hyperparameters
+    augmentation = Augmentation.parse(hyperparameters.augment).describe()
     resuming = ""
     if resumed is not None:
         step = f", step {resumed.step_in_epoch + 1}" if resumed.step_in_epoch else ""
         resuming = f"; resuming at epoch {resumed.epoch + 1}{step}"
     layers = ", reference layers" if settings.layers == "reference" else ""
-    return (f"Training {settings.model} ({settings.impl}{layers}) on {device}, {settings.dtype}: {hyper.optimizer} "
-            f"lr {hyper.lr:g} ({hyper.schedule}), batch {hyper.batch_size}, {epochs_text(hyper.epochs)}"
-            f"{f', {moves}' if moves else ''}, recipe {settings.recipe}; {data.name}: {len(data.train_labels)} train / "
+    return (f"Training {settings.model} ({settings.impl}{layers}) on {device}, {settings.dtype}: "
+            f"{hyperparameters.optimizer} lr {hyperparameters.lr:g} ({hyperparameters.schedule}), "
+            f"batch {hyperparameters.batch_size}, {epochs_text(hyperparameters.epochs)}"
+            f"{f', {augmentation}' if augmentation else ''}, recipe {settings.recipe}; {data.name}: "
+            f"{len(data.train_labels)} train / "
             f"{len(data.test_labels)} test images{resuming}")
 
 
 def train_and_save(record: RunRecord, device_data: DeviceData, state: TrainingState, options: RunOptions, progress,
-                   say) -> tuple[TrainingState, dict, bool]:
+                   log) -> tuple[TrainingState, dict, bool]:
     """fit(), with a checkpoint after every epoch and, after Ctrl-C, one of the last completed step -> (the final
     state, the final metrics, whether Ctrl-C came in the last step, which finishes its epoch first). From here to the
     last save, Ctrl-C only asks training to stop after the step under way, and a second one does not cut short the
@@ -193,9 +196,9 @@ def train_and_save(record: RunRecord, device_data: DeviceData, state: TrainingSt
             # Overflow shows up as a NaN/inf loss, which fit() reports in one line;
             # numpy's warnings would only add noise.
             with numpy.errstate(over="ignore", invalid="ignore"):
-                state = fit(record.engine, device_data, settings.hyper, record.backend.rng, state=state,
+                state = fit(record.engine, device_data, settings.hyperparameters, record.backend.rng, state=state,
                             on_epoch_end=record.epoch_ended, progress=None if options.quiet else progress,
-                            log=None if options.quiet else say, stop_after_steps=options.stop_after_steps,
+                            log=None if options.quiet else log, stop_after_steps=options.stop_after_steps,
                             interrupt=ctrl_c, graph=settings.graph)
         except Interrupted as stop:
             raise record.interrupted(stop.state) from None

@@ -6,8 +6,9 @@ merges them into the frozen RunSettings of a run: explicit > the resumed checkpo
     settings = resolve_settings(options, resumed)         # resumed: the checkpoint's RunSettings, or None
 
 Each field's metadata says how the command line offers it: help, choices or a kind ("int>=1", "float>0", ...; the
-same check, nets.validate, reads a checkpoint's settings back), and whether it is a hyperparameter (`hyper`: its
-value overrides the recipe's Hyperparameters field of that name; a test holds the two lists equal).
+same check, nets.validate, reads a checkpoint's settings back), and whether it is a hyperparameter
+(`hyperparameter`: its value overrides the recipe's Hyperparameters field of that name; a test holds the two lists
+equal).
 
 The recipes, per model:
 - "notebook" reproduces the course notebook: the MLP with plain SGD lr 0.01 on single samples, the CNN with Adam
@@ -34,8 +35,8 @@ from nets.train.graph import GRAPH_MODES, eager_because
 from nets.validate import KINDS, by_kind, choice
 
 __all__ = ["DEFAULT_DATASET", "DTYPES", "FALLBACK_DATASET", "Hyperparameters", "IMPLS", "LAYER_SETS", "RECIPES",
-           "RECIPE_NAMES", "RunError", "RunOptions", "RunSettings", "hyper_overrides", "recipe_defaults",
-           "resolve_hyperparameters", "resolve_settings"]
+           "RECIPE_NAMES", "RunError", "RunOptions", "RunSettings", "STORED_HYPERPARAMETERS_KEY",
+           "hyperparameter_overrides", "recipe_defaults", "resolve_hyperparameters", "resolve_settings"]
 
 RECIPE_NAMES = ("default", "notebook")
 DEFAULT_DATASET = "mnist"
@@ -44,6 +45,9 @@ IMPLS = ("nets", "torch")
 # --layers: the fast layers of nets/nn/layers, or the plain ones of nets/nn/reference
 LAYER_SETS = ("fast", "reference")
 DTYPES = ("float32", "float64")
+# The key of the hyperparameters in a checkpoint's meta/config (RunSettings.as_dict and from_dict), and in the
+# messages about them ("hyper.lr must be ..."): every checkpoint stores them under this short name.
+STORED_HYPERPARAMETERS_KEY = "hyper"
 
 
 class RunError(NetsError, RuntimeError):
@@ -98,7 +102,7 @@ def recipe_defaults(name: str) -> str:
     parts = []
     for recipe in RECIPE_NAMES:
         models = RECIPES[recipe]
-        values = {model: getattr(hyper, name) for model, hyper in models.items()}
+        values = {model: getattr(hyperparameters, name) for model, hyperparameters in models.items()}
         shown = ({f"{value:g}" if isinstance(value, float) else str(value) for value in values.values()})
         text = shown.pop() if len(shown) == 1 else ", ".join(
             f"{model} {f'{value:g}' if isinstance(value, float) else value}" for model, value in values.items())
@@ -106,13 +110,13 @@ def recipe_defaults(name: str) -> str:
     return "; ".join(parts)
 
 
-def option(help: str, *, choices=None, kind: str | None = None, hyper: bool = False, show_default: bool = False,
-           hidden: bool = False) -> dict:
+def option(help: str, *, choices=None, kind: str | None = None, hyperparameter: bool = False,
+           show_default: bool = False, hidden: bool = False) -> dict:
     """A field's command-line option. kind: "int>=1", "int>=0", "float>0", "float>=0", "float[0,1)", "file",
     "folder", "flag", "augment" or "device" (its choices, and the hidden backend.HIDDEN_DEVICES)
     (scripts/train.py maps each to a click type)."""
-    return {"help": help, "choices": choices, "kind": kind, "hyper": hyper, "show_default": show_default,
-            "hidden": hidden}
+    return {"help": help, "choices": choices, "kind": kind, "hyperparameter": hyperparameter,
+            "show_default": show_default, "hidden": hidden}
 
 
 def _recipe(name: str) -> str:
@@ -139,27 +143,27 @@ class RunOptions:
         "Default mnist; falls back to fashion-mnist when MNIST is absent.", choices=datasets.DATASET_NAMES))
     data_dir: str | None = field(default=None, metadata=option("Folder holding the four IDX files.", kind="folder"))
     epochs: int | None = field(default=None, metadata=option(
-        "Passes over the training set." + _recipe("epochs"), kind="int>=1", hyper=True))
+        "Passes over the training set." + _recipe("epochs"), kind="int>=1", hyperparameter=True))
     batch_size: int | None = field(default=None, metadata=option(
-        "Images per training step." + _recipe("batch_size"), kind="int>=1", hyper=True))
+        "Images per training step." + _recipe("batch_size"), kind="int>=1", hyperparameter=True))
     optimizer: str | None = field(default=None, metadata=option(
-        _recipe("optimizer").strip(), choices=OPTIMIZERS, hyper=True))
+        _recipe("optimizer").strip(), choices=OPTIMIZERS, hyperparameter=True))
     lr: float | None = field(default=None, metadata=option(
-        "Learning rate (the peak, under a one-cycle schedule)." + _recipe("lr"), kind="float>0", hyper=True))
+        "Learning rate (the peak, under a one-cycle schedule)." + _recipe("lr"), kind="float>0", hyperparameter=True))
     momentum: float | None = field(default=None, metadata=option(
-        "SGD momentum." + _recipe("momentum"), kind="float[0,1)", hyper=True))
+        "SGD momentum." + _recipe("momentum"), kind="float[0,1)", hyperparameter=True))
     weight_decay: float | None = field(default=None, metadata=option(
-        "L2 weight decay." + _recipe("weight_decay"), kind="float>=0", hyper=True))
+        "L2 weight decay." + _recipe("weight_decay"), kind="float>=0", hyperparameter=True))
     schedule: str | None = field(default=None, metadata=option(
         "Learning-rate schedule: constant, or torch's OneCycleLR shape." + _recipe("schedule"), choices=SCHEDULES,
-        hyper=True))
+        hyperparameter=True))
     init: str | None = field(default=None, metadata=option(
-        "Weight initialisation." + _recipe("init"), choices=INITS, hyper=True))
+        "Weight initialisation." + _recipe("init"), choices=INITS, hyperparameter=True))
     augment: str | None = field(default=None, metadata=option(
         "Each epoch, flip: mirror a random half of the training images left-right; shift:N: move each image by up "
         "to N pixels (default 2) in x and y; flip+shift:N: both. auto (the default recipe's): shift:2 on mnist; "
         "flip+shift:1 for the cnn on fashion-mnist, none for the mlp there." + _recipe("augment"), kind="augment",
-        hyper=True))
+        hyperparameter=True))
     seed: int | None = field(default=None, metadata=option(
         "Seeds initialisation and shuffling (default 0).", kind="int>=0"))
     dtype: str | None = field(default=None, metadata=option("Default float32.", choices=DTYPES))
@@ -181,10 +185,10 @@ class RunOptions:
     stop_after_steps: int | None = field(default=None, metadata=option("", kind="int>=1", hidden=True))
 
 
-def hyper_overrides(options: RunOptions) -> dict:
+def hyperparameter_overrides(options: RunOptions) -> dict:
     """The hyperparameters the options give, by name ({} when none is given)."""
     return {f.name: getattr(options, f.name) for f in fields(options)
-            if f.metadata["hyper"] and getattr(options, f.name) is not None}
+            if f.metadata["hyperparameter"] and getattr(options, f.name) is not None}
 
 
 @dataclass(frozen=True)
@@ -197,7 +201,7 @@ class RunSettings:
     recipe: str
     seed: int
     dtype: str
-    hyper: Hyperparameters
+    hyperparameters: Hyperparameters
     device: str = "cpu"
     data_dir: str | None = None
     graph: str = "auto"
@@ -206,9 +210,10 @@ class RunSettings:
     metrics_json: str | None = None
 
     def as_dict(self) -> dict:
-        values = asdict(self)
-        values["hyper"] = self.hyper.as_dict()
-        return values
+        """The settings as plain data (a checkpoint's meta/config); the hyperparameters go under the key that every
+        checkpoint stores them under, "hyper" (STORED_HYPERPARAMETERS_KEY)."""
+        return {(STORED_HYPERPARAMETERS_KEY if name == "hyperparameters" else name): value
+                for name, value in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunSettings":
@@ -217,9 +222,10 @@ class RunSettings:
         values = dict(values)
         if "strategy" in values and "layers" not in values:  # the name this setting had in earlier checkpoints
             values["layers"] = values.pop("strategy")
-        if not isinstance(values.get("hyper"), dict):
-            raise ValueError(f"hyper is {values.get('hyper')!r}, not a set of hyperparameters")
-        values["hyper"] = Hyperparameters(**values["hyper"])
+        stored = values.pop(STORED_HYPERPARAMETERS_KEY, None)  # the hyperparameters' key on disk (as_dict)
+        if not isinstance(stored, dict):
+            raise ValueError(f"{STORED_HYPERPARAMETERS_KEY} is {stored!r}, not a set of hyperparameters")
+        values["hyperparameters"] = Hyperparameters(**stored)
         settings = cls(**values)
         settings.check()
         return settings
@@ -228,13 +234,13 @@ class RunSettings:
         """ValueError naming the first setting a run cannot use (a checkpoint's config may have been edited): each
         checked as its command-line option is (RunOptions' metadata: choices or kind, through nets.validate)."""
         choices = {"device": backend_lib.DEVICES + backend_lib.HIDDEN_DEVICES}  # the hidden ones too
-        names = {spec.name for spec in fields(self)} | {spec.name for spec in fields(self.hyper)}
+        names = {spec.name for spec in fields(self)} | {spec.name for spec in fields(self.hyperparameters)}
         for spec in fields(RunOptions):
             if spec.name not in names:
                 continue
-            hyper = spec.metadata["hyper"]
-            value = getattr(self.hyper if hyper else self, spec.name)
-            name = f"hyper.{spec.name}" if hyper else spec.name
+            hyperparameter = spec.metadata["hyperparameter"]
+            value = getattr(self.hyperparameters if hyperparameter else self, spec.name)
+            name = f"{STORED_HYPERPARAMETERS_KEY}.{spec.name}" if hyperparameter else spec.name  # as in meta/config
             allowed, kind = choices.get(spec.name, spec.metadata["choices"]), spec.metadata["kind"]
             if allowed is not None:
                 choice(value, name, allowed)
@@ -265,12 +271,12 @@ def _resolve(options: RunOptions, previous: RunSettings | None) -> RunSettings:
         raise RunError(f"the checkpoint {options.resume} holds {a_model(previous.model)}, but "
                        f"--model {options.model} was asked for.")
     recipe = options.recipe or (previous.recipe if previous else "default")
-    overrides = hyper_overrides(options)
+    overrides = hyperparameter_overrides(options)
     if previous and recipe == previous.recipe:
-        hyper = replace(previous.hyper, **overrides)
+        hyperparameters = replace(previous.hyperparameters, **overrides)
     else:
-        hyper = resolve_hyperparameters(recipe, model, **overrides)
-    if hyper.optimizer == "adam" and options.momentum is not None:
+        hyperparameters = resolve_hyperparameters(recipe, model, **overrides)
+    if hyperparameters.optimizer == "adam" and options.momentum is not None:
         raise RunError("--momentum applies to --optimizer sgd only (Adam's betas are fixed at 0.9, 0.999).")
     impl = options.impl or (previous.impl if previous else "nets")
     layers = options.layers or (previous.layers if previous and impl == "nets" else "fast")
@@ -288,7 +294,7 @@ def _resolve(options: RunOptions, previous: RunSettings | None) -> RunSettings:
         recipe=recipe,
         seed=options.seed if options.seed is not None else (previous.seed if previous else 0),
         dtype=options.dtype or (previous.dtype if previous else "float32"),
-        hyper=hyper,
+        hyperparameters=hyperparameters,
         device=options.device,
         data_dir=options.data_dir or (previous.data_dir if previous else None),
         graph=options.graph,
