@@ -37,12 +37,14 @@ class EpochOrder:
         for batch in order.batches():   # Batch(start, size, full, last), from the start image to the epoch's end
             rows = order.rows(batch)    # full: the counter's row of the order (next_rows, 2 launches); else a view
 
-    rows: (batch_size,) int64 on the device, in a home kept for the whole run (next_rows) or a view (rows_from).
+    rows: (batch_size,) int64 on the device, in a buffer kept for the whole run (next_rows) or a view (rows_from).
     """
 
     def __init__(self, backend, count: int, batch_size: int):
         self._backend = backend
-        self.count, self.batch_size = whole(count, "count", 0), whole(batch_size, "batch_size")
+        self.count = whole(count, "count", 0)
+        # a batch size over the images is one batch of them all: the buffers hold what there is to hold
+        self.batch_size = max(1, min(whole(batch_size, "batch_size"), self.count))
         self.full_batches = self.count // self.batch_size
         self.start_image = 0
         self.order = backend.zeros(self.count, "int64")

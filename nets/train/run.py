@@ -134,7 +134,18 @@ def load_data(options: RunOptions, settings: RunSettings, paths, log):
                        f"{MODEL_IMAGE_SHAPE[0]}x{MODEL_IMAGE_SHAPE[1]} (MNIST's format).")
     datasets.require_examples(data, ("train", "test"), "training")
     augment = resolve_augmentation(settings.hyperparameters.augment, data.name, settings.model)
-    return data, replace(settings, hyperparameters=replace(settings.hyperparameters, augment=augment)), paths
+    batch_size = fit_batch_size(settings.hyperparameters.batch_size, len(data.train_labels), log)
+    hyperparameters = replace(settings.hyperparameters, augment=augment, batch_size=batch_size)
+    return data, replace(settings, hyperparameters=hyperparameters), paths
+
+
+def fit_batch_size(batch_size: int, images: int, log) -> int:
+    """min(batch size, training images): a batch size over the images is one batch of the whole set, and every
+    buffer a step keeps is sized by it, so --batch-size 10**12 costs what a batch of the whole set does."""
+    if batch_size <= images:
+        return batch_size
+    log(f"batch size {batch_size} is more than the {images} training images: each step takes all {images}.")
+    return images
 
 
 def choose_dataset(options: RunOptions, settings: RunSettings, log) -> tuple[datasets.Dataset, RunSettings]:
