@@ -49,7 +49,7 @@ def train(tmp_path, data, impl, batch_size, name):
     if finished.returncode != 0:
         return finished.returncode, finished.stdout + finished.stderr, peak, None, None
     with numpy.load(save) as saved:
-        arrays = {key: saved[key] for key in saved.files if key.startswith("params/")}
+        arrays = {key: saved[key] for key in saved.files if not key.startswith("meta/")}
     return 0, finished.stdout, peak, arrays, json.loads(save.with_suffix(".json").read_text())
 
 
@@ -65,6 +65,7 @@ def test_a_batch_size_over_the_images_trains_one_batch_of_the_whole_set(tmp_path
         assert (f"batch size {batch_size} is more than the {IMAGES} training images: each step takes all "
                 f"{IMAGES}") in output
         assert metrics["batch_size"] == IMAGES
+        assert "conv1.weight" in whole and "optim/exp_avg/conv1.weight" in whole  # the parameters and their moments
         assert arrays.keys() == whole.keys() and all(numpy.array_equal(arrays[k], whole[k]) for k in whole)
         # the buffers are those of a batch of 256: 10**8 rows of int64 would be 800 MB more
         assert peak < whole_peak + 100 * 1024, (peak, whole_peak)
