@@ -34,7 +34,7 @@ EXTRAS ?= test,plot,standin
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: train test test-quick notebook setup setup-train data clean
+.PHONY: train test test-quick notebook notebook-run setup setup-train data clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -78,10 +78,25 @@ test: setup
 test-quick: setup
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-# The course notebook (notebooks/course.ipynb) in Jupyter, in the browser: installs Jupyter into .venv first.
-notebook: setup-train
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)") notebook
-	$(PY) -m jupyter notebook notebooks/course.ipynb
+# The course notebook (notebooks/course.ipynb) in Jupyter, in the browser: installs torch (from TORCH_INDEX, as
+# `make test` does) and Jupyter (from the package index) into .venv first. Jupyter refuses root without
+# --allow-root, so root gets it. `make notebook-run` runs every cell without a browser, into runs/course.ipynb.
+JUPYTER_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
+
+$(VENV)/.installed-notebook: $(VENV)/.installed-train
+	@echo "Installing $(TORCH_SPEC): $(strip $(TORCH_BUILD))"
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)")
+	$(PY) -m pip install --quiet notebook
+	touch $@
+
+notebook: setup-train $(VENV)/.installed-notebook
+	$(PY) -m jupyter notebook $(JUPYTER_ROOT) notebooks/course.ipynb
+
+notebook-run: setup-train $(VENV)/.installed-notebook
+	mkdir -p runs
+	$(PY) -m jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=1200 \
+		--output-dir runs notebooks/course.ipynb
+	@echo "runs/course.ipynb: the course notebook with every cell's output"
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -363,6 +363,16 @@ def test_predict_top_k(cnn_checkpoint, tmp_path):
     assert all(0.0 <= value <= 100.0 for value in percentages)
 
 
+def test_the_readmes_example_pictures_are_predicted(cnn_checkpoint):
+    """README: `predict.py examples/*.png`; the pictures are there and each gets an answer."""
+    pictures = sorted((ROOT / "examples").glob("*.png"))
+    assert len(pictures) >= 2, pictures
+    result = invoke(predict_script, cnn_checkpoint, *pictures, "--top", 1, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    answered = [line.split(": ", 1)[0] for line in result.stdout.splitlines()[2:]]
+    assert answered == [str(picture) for picture in pictures]
+
+
 def test_predict_reports_bad_images_and_goes_on(cnn_checkpoint, tmp_path):
     good = digit_image(tmp_path / "good.png")
     not_an_image = tmp_path / "notes.png"
