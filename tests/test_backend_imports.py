@@ -41,28 +41,3 @@ def imported(path: Path):
 def test_every_import_of_a_backend_module_is_at_the_top_of_its_file():
     nested = [(name, target) for name, path in MODULES.items() for target, at_top in imported(path) if not at_top]
     assert not nested, nested
-
-
-def test_every_import_of_a_backend_module_is_at_the_top_of_its_file():
-    nested = [(name, target) for name, path in MODULES.items() for target, at_top in imported(path) if not at_top]
-    assert not nested, nested
-
-
-def test_backend_has_no_import_circle():
-    edges = {name: sorted({target for target, _ in imported(path)}) for name, path in MODULES.items()}
-    assert edges["backend"] and edges["backend.gemm"]  # the walk finds imports at all
-    done, path = set(), []
-
-    def visit(name):
-        if name in path:
-            raise AssertionError("import circle: " + " -> ".join(path[path.index(name):] + [name]))
-        if name in done:
-            return
-        path.append(name)
-        for target in edges[name]:
-            visit(target)
-        path.pop()
-        done.add(name)
-
-    for name in sorted(edges):
-        visit(name)
