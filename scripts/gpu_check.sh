@@ -46,10 +46,11 @@ REPO="$(cd "$(dirname "$0")/.." && pwd)"
 mkdir -p "$1" || exit 2
 OUT="$(cd "$1" && pwd)"
 cd "$REPO" || exit 2
-# The interpreter: $PYTHON, else the first of python3 and python that imports cupy, else python3.
+# The interpreter: $PYTHON, else the first of the checkout's .venv/bin/python, python3 and python that imports
+# cupy, else python3.
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
-  for candidate in python3 python; do
+  for candidate in "$REPO/.venv/bin/python" python3 python; do
     if command -v "$candidate" >/dev/null && "$candidate" -c "import cupy" >/dev/null 2>&1; then
       PY="$candidate"
       break
