@@ -30,6 +30,9 @@ ifeq ($(origin TORCH_INDEX),undefined)
 else
   TORCH_BUILD := from $(or $(TORCH_INDEX),the public index), as TORCH_INDEX says
 endif
+# The two lines that install torch, for `make test` and `make notebook` alike.
+SAY_TORCH = echo "Installing $(TORCH_SPEC): $(strip $(TORCH_BUILD))"
+PIP_TORCH = $(PY) -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)")
 EXTRAS ?= test,plot,standin
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
@@ -43,8 +46,8 @@ $(VENV)/bin/python:
 # One stamp per set of extras, so `make test EXTRAS=test,plot,gpu` installs what it adds. The default test
 # extras include `standin` (cupy importable, no CUDA libraries) so the GPU-path tests run without a GPU.
 $(VENV)/.installed-%: setup.cfg pyproject.toml | $(VENV)/bin/python
-	@echo "Installing $(TORCH_SPEC): $(strip $(TORCH_BUILD))"
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)")
+	@$(SAY_TORCH)
+	$(PIP_TORCH)
 	$(PY) -m pip install --quiet -e ".[$*]"
 	touch $@
 
@@ -84,8 +87,8 @@ test-quick: setup
 JUPYTER_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
 
 $(VENV)/.installed-notebook: $(VENV)/.installed-train
-	@echo "Installing $(TORCH_SPEC): $(strip $(TORCH_BUILD))"
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url "$(TORCH_INDEX)")
+	@$(SAY_TORCH)
+	$(PIP_TORCH)
 	$(PY) -m pip install --quiet notebook
 	touch $@
 

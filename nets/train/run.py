@@ -191,8 +191,7 @@ def describe(settings: RunSettings, data, device: str, resumed: TrainingState | 
             f"{hyperparameters.optimizer} lr {hyperparameters.lr:g} ({hyperparameters.schedule}), "
             f"batch {hyperparameters.batch_size}, {epochs_text(hyperparameters.epochs)}"
             f"{f', {augmentation}' if augmentation else ''}, recipe {settings.recipe}; {data.name}: "
-            f"{len(data.train_labels)} train / "
-            f"{len(data.test_labels)} test images{resuming}")
+            f"{len(data.train_labels)} train / {len(data.test_labels)} test images{resuming}")
 
 
 def train_and_save(record: RunRecord, device_data: DeviceData, state: TrainingState, options: RunOptions, progress,
